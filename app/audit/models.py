@@ -1,0 +1,28 @@
+"""The append-only audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Index, String, Text
+from sqlmodel import Field, SQLModel
+
+from app.db.types import BigIntPK, JSONType, UTCDateTime, utcnow
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_subject", "subject_type", "subject_id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True))
+    occurred_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False, index=True)
+    )
+    actor: str = Field(sa_column=Column(String(200), nullable=False, index=True))
+    action: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    subject_type: str = Field(sa_column=Column(String(32), nullable=False))
+    subject_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))

@@ -1,0 +1,41 @@
+"""Queries over the audit log. The log is append-only: there is no update or delete here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audit.models import AuditEvent
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Sequence[AuditEvent]:
+    query = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(col(AuditEvent.id) < before_id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if subject_type is not None:
+        query = query.where(AuditEvent.subject_type == subject_type)
+    if subject_id is not None:
+        query = query.where(AuditEvent.subject_id == subject_id)
+    if since is not None:
+        query = query.where(col(AuditEvent.occurred_at) >= since)
+    if until is not None:
+        query = query.where(col(AuditEvent.occurred_at) < until)
+    return (await session.exec(query)).all()

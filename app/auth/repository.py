@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.auth.models import ApiKey
+
+
+async def by_prefix(session: AsyncSession, prefix: str) -> ApiKey | None:
+    result = await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))
+    return result.first()
+
+
+async def get(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)
+
+
+async def list_keys(session: AsyncSession, *, include_revoked: bool) -> Sequence[ApiKey]:
+    query = select(ApiKey).order_by(col(ApiKey.created_at))
+    if not include_revoked:
+        query = query.where(col(ApiKey.revoked_at).is_(None))
+    return (await session.exec(query)).all()

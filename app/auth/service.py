@@ -1,0 +1,106 @@
+"""API keys: creation (shown once), authentication, revocation; all audited."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audit import service as audit
+from app.auth import keys
+from app.auth import repository as repo
+from app.auth.models import ApiKey, Scope
+from app.auth.principal import Principal
+from app.db.types import utcnow
+from app.errors import Problem, not_found
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    raw: str
+
+
+def _pepper(settings: Settings) -> str:
+    return settings.key_pepper.get_secret_value()
+
+
+def describe(key: ApiKey) -> str:
+    return f"key:{key.prefix}"
+
+
+async def create_key(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    *,
+    name: str,
+    scopes: Iterable[Scope],
+) -> CreatedKey:
+    wanted = sorted({Scope(s) for s in scopes})
+    if not wanted:
+        raise Problem(422, "Invalid request", "scopes: at least one scope is required")
+    new = keys.generate()
+    key = ApiKey(
+        name=name,
+        prefix=new.prefix,
+        key_hash=keys.digest(new.raw, _pepper(settings)),
+        scopes=[s.value for s in wanted],
+        created_by=principal.actor,
+    )
+    session.add(key)
+    audit.record(
+        session,
+        principal,
+        "api_key.created",
+        subject_type="api_key",
+        subject_id=key.id,
+        after={"name": name, "prefix": key.prefix, "scopes": key.scopes},
+    )
+    await session.flush()
+    return CreatedKey(key=key, raw=new.raw)
+
+
+async def revoke_key(
+    session: AsyncSession, principal: Principal, key_id: uuid.UUID, *, reason: str | None
+) -> ApiKey:
+    key = await repo.get(session, key_id)
+    if key is None:
+        raise not_found("API key", key_id)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.add(key)
+        audit.record(
+            session,
+            principal,
+            "api_key.revoked",
+            subject_type="api_key",
+            subject_id=key.id,
+            reason=reason,
+            before={"prefix": key.prefix, "scopes": key.scopes},
+        )
+    return key
+
+
+async def list_keys(session: AsyncSession, *, include_revoked: bool) -> Sequence[ApiKey]:
+    return await repo.list_keys(session, include_revoked=include_revoked)
+
+
+async def authenticate(session: AsyncSession, settings: Settings, raw: str) -> Principal | None:
+    """The principal behind a raw key, or None when it is malformed, unknown or revoked.
+
+    Read from the database on every request, so a revocation takes effect on the next one.
+    """
+    prefix = keys.split(raw)
+    if prefix is None:
+        return None
+    key = await repo.by_prefix(session, prefix)
+    if key is None or key.revoked_at is not None:
+        return None
+    if not keys.matches(raw, key.key_hash, _pepper(settings)):
+        return None
+    scopes = frozenset(Scope(s) for s in key.scopes if s in Scope._value2member_map_)
+    return Principal(actor=f"{describe(key)} ({key.name})", scopes=scopes, key_id=key.id)

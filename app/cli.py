@@ -1,0 +1,395 @@
+"""The `wavecast` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from app.settings import Settings, UnsafeConfiguration
+
+if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from app.auth.models import ApiKey
+    from app.auth.service import CreatedKey
+
+T = TypeVar("T")
+log = logging.getLogger("wavecast.cli")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except UnsafeConfiguration as exc:
+        sys.exit(f"wavecast: refusing to start: {exc}")
+    except ValueError as exc:
+        sys.exit(f"wavecast: invalid configuration: {exc}")
+
+
+def _configure_logging(settings: Settings) -> None:
+    from app.logging import configure
+
+    configure(settings.log_level, json_logs=settings.json_logs)
+
+
+# ---------------------------------------------------------------- migrate
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from app.db import migrate
+
+    settings = _settings()
+    _prepare_data_dir(settings)
+    migrate.upgrade(settings.effective_database_url)
+    if args.check:
+        migrate.check(settings.effective_database_url)
+    print(f"database at head: {_redact(settings.effective_database_url)}")
+
+
+def _prepare_data_dir(settings: Settings) -> None:
+    if settings.uses_embedded_database:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+# ---------------------------------------------------------------- keys
+async def _with_session(
+    settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    from app.db.session import create_engine, create_sessionmaker, unit_of_work
+
+    engine = create_engine(settings.effective_database_url)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as session:
+            return await fn(session)
+    finally:
+        await engine.dispose()
+
+
+def cmd_keys_create(args: argparse.Namespace) -> None:
+    from app.auth import service
+    from app.auth.models import Scope
+    from app.auth.principal import cli_principal
+
+    settings = _settings()
+    try:
+        scopes = [Scope(s) for s in args.scope]
+    except ValueError as exc:
+        sys.exit(f"wavecast: {exc}; scopes are: {', '.join(s.value for s in Scope)}")
+
+    async def create(session: AsyncSession) -> CreatedKey:
+        return await service.create_key(
+            session, settings, cli_principal(), name=args.name, scopes=scopes
+        )
+
+    created = asyncio.run(_with_session(settings, create))
+    print(
+        json.dumps(
+            {
+                "id": str(created.key.id),
+                "name": created.key.name,
+                "scopes": created.key.scopes,
+                "key": created.raw,
+                "note": "the key is shown only now; store it safely",
+            },
+            indent=2,
+        )
+    )
+
+
+def cmd_keys_list(args: argparse.Namespace) -> None:
+    from app.auth import service
+
+    settings = _settings()
+
+    async def listing(session: AsyncSession) -> Sequence[ApiKey]:
+        return await service.list_keys(session, include_revoked=args.all)
+
+    for key in asyncio.run(_with_session(settings, listing)):
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        print(f"{key.id}  wck_{key.prefix}_…  {key.name:<24} {','.join(key.scopes):<40} {state}")
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> None:
+    from app.auth import service
+    from app.auth.principal import cli_principal
+
+    settings = _settings()
+
+    async def revoke(session: AsyncSession) -> ApiKey:
+        return await service.revoke_key(
+            session, cli_principal(), uuid.UUID(args.key_id), reason=args.reason
+        )
+
+    key = asyncio.run(_with_session(settings, revoke))
+    print(f"revoked {key.id} (wck_{key.prefix}_…)")
+
+
+# ---------------------------------------------------------------- devices
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := await asyncio.to_thread(handle.read, 1 << 20):
+            yield chunk
+
+
+def cmd_devices_import(args: argparse.Namespace) -> None:
+    from app.db.session import create_engine, create_sessionmaker
+    from app.devices import importer
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            result = await importer.import_stream(
+                create_sessionmaker(engine), _file_chunks(Path(args.file))
+            )
+        finally:
+            await engine.dispose()
+        print(result.model_dump_json(indent=2))
+
+    asyncio.run(run())
+
+
+# ---------------------------------------------------------------- demo
+async def seed_devices(settings: Settings, count: int, *, seed: int | None = None) -> int:
+    from app.db.session import create_engine, create_sessionmaker, unit_of_work
+    from app.demo import fake_device_rows
+    from app.devices import service as devices_service
+
+    engine = create_engine(settings.effective_database_url)
+    sessionmaker = create_sessionmaker(engine)
+    created = 0
+    batch: list[dict[str, object]] = []
+    try:
+        for row in fake_device_rows(count, seed=seed):
+            batch.append(row)
+            if len(batch) >= 5000:
+                async with unit_of_work(sessionmaker) as session:
+                    created += (await devices_service.register_many(session, batch)).created
+                batch = []
+        if batch:
+            async with unit_of_work(sessionmaker) as session:
+                created += (await devices_service.register_many(session, batch)).created
+    finally:
+        await engine.dispose()
+    return created
+
+
+def cmd_demo_seed(args: argparse.Namespace) -> None:
+    settings = _settings()
+    created = asyncio.run(seed_devices(settings, args.devices, seed=args.seed))
+    print(f"seeded {created} demo devices")
+
+
+# ---------------------------------------------------------------- processes
+def cmd_api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = _settings()
+    _configure_logging(settings)
+    uvicorn.run(
+        "app.main:app_factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from workers.main import run_worker
+
+    settings = _settings()
+    _configure_logging(settings)
+    run_worker(settings, burst=args.burst)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """Everything on one machine: SQLite, an embedded Redis, the API and a worker."""
+    from app.embedded_redis import EmbeddedRedis
+
+    settings = _settings()
+    if settings.is_production:
+        sys.exit("wavecast: `wavecast run` is the single-machine default; production runs "
+                 "`wavecast api` and `wavecast worker` against PostgreSQL and Redis")
+    _configure_logging(settings)
+    _prepare_data_dir(settings)
+    embedded: EmbeddedRedis | None = None
+    if settings.uses_embedded_redis:
+        embedded = EmbeddedRedis(settings.data_dir / "redis")
+        url = embedded.start()
+        log.info("using the embedded Redis server; it stops when wavecast stops",
+                 extra={"redis_url": url})
+        os.environ["WAVECAST_REDIS_URL"] = url
+        settings = _settings(redis_url=url)
+    if settings.uses_embedded_database:
+        log.info("using the embedded SQLite database",
+                 extra={"database_url": settings.effective_database_url})
+    try:
+        from app.db import migrate
+
+        migrate.upgrade(settings.effective_database_url)
+        _configure_logging(settings)  # Alembic's fileConfig replaces the handlers
+        asyncio.run(_run_all(settings, args))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _run_all(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.auth import service as auth_service
+    from app.auth.models import Scope
+    from app.auth.principal import cli_principal
+    from app.db.session import unit_of_work
+    from app.devices import repository as devices_repo
+    from app.main import create_app
+    from app.runtime import Runtime
+    from workers.main import build_worker
+
+    runtime = await Runtime.start(settings)
+    try:
+        async with unit_of_work(runtime.sessionmaker) as session:
+            existing_devices = await devices_repo.count(session)
+            keys = await auth_service.list_keys(session, include_revoked=True)
+            admin = None
+            if not keys:
+                admin = await auth_service.create_key(
+                    session, settings, cli_principal(), name="local admin", scopes=list(Scope)
+                )
+        if admin is not None:
+            print(f"\n  An admin API key was created for this installation (shown once):\n"
+                  f"    {admin.raw}\n", flush=True)
+        if existing_devices == 0 and args.demo_devices > 0:
+            created = await seed_devices(settings, args.demo_devices, seed=7)
+            log.info("seeded demo devices", extra={"count": created})
+        server = _QuietServer(
+            uvicorn.Config(
+                create_app(settings, runtime=runtime),
+                host=args.host,
+                port=args.port,
+                log_config=None,
+                access_log=False,
+            )
+        )
+        worker = build_worker(settings)
+        log.info("wavecast is running", extra={"url": f"http://{args.host}:{args.port}/ui"})
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        api_task = asyncio.create_task(server.serve())
+        worker_task = asyncio.create_task(worker.async_run())
+        stop_task = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait(
+            {api_task, worker_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
+        )
+        log.info("wavecast is stopping")
+        server.should_exit = True
+        await asyncio.wait({api_task}, timeout=10)
+        worker_task.cancel()
+        await asyncio.gather(worker_task, return_exceptions=True)
+        await worker.close()
+        stop_task.cancel()
+        for task in done - {stop_task}:
+            task.result()
+    finally:
+        await runtime.close()
+
+
+class _QuietServer:
+    """uvicorn's server without its own signal handling: `run` stops the API, then the
+    worker, then the embedded Redis, in that order."""
+
+    def __new__(cls, config: object) -> object:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        return Server(config)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wavecast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="API + worker on the embedded default (SQLite, Redis)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--demo-devices", type=int, default=2000,
+                     help="demo devices to seed into an empty database (0: none)")
+    run.set_defaults(func=cmd_run)
+
+    api = sub.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host", default="0.0.0.0")  # noqa: S104 (a container listens on all)
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1)
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run a delivery worker")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(func=cmd_worker)
+
+    mig = sub.add_parser("migrate", help="bring the database schema to the latest version")
+    mig.add_argument("--check", action="store_true", help="also fail if models and schema differ")
+    mig.set_defaults(func=cmd_migrate)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys", required=True)
+    kc = keys.add_parser("create", help="create a key (shown once)")
+    kc.add_argument("--name", required=True)
+    kc.add_argument("--scope", action="append", required=True,
+                    help="repeat for several: devices:write, campaigns:read, campaigns:write, "
+                         "campaigns:operate, kill, admin")
+    kc.set_defaults(func=cmd_keys_create)
+    kl = keys.add_parser("list", help="list keys")
+    kl.add_argument("--all", action="store_true", help="include revoked keys")
+    kl.set_defaults(func=cmd_keys_list)
+    kr = keys.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("key_id")
+    kr.add_argument("--reason")
+    kr.set_defaults(func=cmd_keys_revoke)
+
+    dev = sub.add_parser("devices", help="devices").add_subparsers(dest="devices", required=True)
+    di = dev.add_parser("import", help="import devices from an NDJSON file")
+    di.add_argument("file")
+    di.set_defaults(func=cmd_devices_import)
+
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo", required=True)
+    ds = demo.add_parser("seed", help="register realistic fake devices")
+    ds.add_argument("--devices", type=int, default=1000)
+    ds.add_argument("--seed", type=int, default=None)
+    ds.set_defaults(func=cmd_demo_seed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Request and response shapes for devices.
+
+Request models forbid unknown fields: `is_test_device` (or any other field the caller may
+not set) sent to the registration call is refused with a 422 naming it, never applied.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from app.devices.models import ApnsEnvironment, DeviceStatus, Platform
+
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8}){0,3}$")
+_VERSION = re.compile(r"^\d+(\.\d+){0,3}([-+][0-9A-Za-z.-]+)?$")
+_TOKEN = re.compile(r"^[\x21-\x7e]+$")
+_ZONES = frozenset(available_timezones())
+
+
+def _locale(value: str) -> str:
+    if not _LOCALE.fullmatch(value):
+        raise ValueError("must be a language tag such as 'pl', 'pl-PL' or 'en_GB'")
+    return value.replace("_", "-")
+
+
+def _timezone(value: str) -> str:
+    if value not in _ZONES:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as 'Europe/Warsaw'") from None
+    return value
+
+
+def _version(value: str) -> str:
+    if not _VERSION.fullmatch(value):
+        raise ValueError("must be a version such as '5.12.1'")
+    return value
+
+
+def _token(value: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise ValueError("must be printable ASCII without spaces")
+    return value
+
+
+def _attributes(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > 64:
+        raise ValueError("at most 64 attributes")
+    for key, item in value.items():
+        if not key or len(key) > 64 or not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+            raise ValueError(f"attribute name {key!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+        if not (item is None or isinstance(item, str | int | float | bool)):
+            raise ValueError(f"attribute {key!r} must be a string, number, boolean or null")
+        if isinstance(item, str) and len(item) > 512:
+            raise ValueError(f"attribute {key!r} is longer than 512 characters")
+    return value
+
+
+Token = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_token)]
+Locale = Annotated[str, StringConstraints(max_length=35), AfterValidator(_locale)]
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone)]
+AppVersion = Annotated[str, StringConstraints(max_length=64), AfterValidator(_version)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+Tags = Annotated[list[Tag], Field(max_length=64)]
+Attributes = Annotated[dict[str, Any], AfterValidator(_attributes)]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceRegistration(_Strict):
+    token: Token
+    platform: Platform
+    user_id: UserId | None = None
+    locale: Locale | None = None
+    timezone: TimeZone | None = None
+    app_version: AppVersion | None = None
+    tags: Tags = Field(default_factory=list)
+    attributes: Attributes = Field(default_factory=dict)
+    apns_environment: ApnsEnvironment | None = None
+
+    @model_validator(mode="after")
+    def _apns_environment_matches_platform(self) -> Self:
+        check_apns_environment(self.platform, self.apns_environment, present=True)
+        return self
+
+
+class DevicePatch(_Strict):
+    user_id: UserId | None = None
+    locale: Locale | None = None
+    timezone: TimeZone | None = None
+    app_version: AppVersion | None = None
+    tags: Tags | None = None
+    attributes: Attributes | None = None
+    apns_environment: ApnsEnvironment | None = None
+
+
+def check_apns_environment(
+    platform: Platform, environment: ApnsEnvironment | None, *, present: bool
+) -> None:
+    # An iOS token only works on the APNs host of the environment its app was built for;
+    # guessing would send to the wrong host, so the caller must say.
+    # Compared by value: rows loaded from the database carry plain strings.
+    if platform == Platform.ios and environment is None and present:
+        raise ValueError("apns_environment is required for ios devices ('sandbox' or 'production')")
+    if platform == Platform.android and environment is not None:
+        raise ValueError("apns_environment applies only to ios devices")
+
+
+class DeviceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    token: str
+    platform: Platform
+    user_id: str | None
+    locale: str | None
+    timezone: str | None
+    app_version: str | None
+    tags: list[str]
+    attributes: dict[str, Any]
+    apns_environment: ApnsEnvironment | None
+    is_test_device: bool
+    status: DeviceStatus
+    bucket: int
+    last_seen_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class DevicePage(BaseModel):
+    items: list[DeviceOut]
+    next_cursor: str | None
+
+
+class ImportRejection(BaseModel):
+    line: int
+    error: str
+
+
+class ImportResult(BaseModel):
+    created: int
+    updated: int
+    rejected: list[ImportRejection]
+    rejected_total: int

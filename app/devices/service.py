@@ -1,0 +1,135 @@
+"""Device registration, changes and test-device marking."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audit import service as audit
+from app.auth.principal import Principal
+from app.db.types import utcnow
+from app.devices import repository as repo
+from app.devices.models import Device, DeviceStatus
+from app.devices.schemas import DevicePatch, DeviceRegistration, check_apns_environment
+from app.errors import FieldError, not_found, validation_problem
+from app.rollout.bucketing import device_bucket
+
+
+def registration_row(reg: DeviceRegistration) -> dict[str, Any]:
+    """The full row a registration proposes; on an existing token only some columns apply."""
+    device_id = uuid.uuid4()
+    now = utcnow()
+    return {
+        "id": device_id,
+        "token": reg.token,
+        "platform": reg.platform.value,
+        "user_id": reg.user_id,
+        "locale": reg.locale,
+        "timezone": reg.timezone,
+        "app_version": reg.app_version,
+        "tags": list(dict.fromkeys(reg.tags)),
+        "attributes": reg.attributes,
+        "apns_environment": reg.apns_environment.value if reg.apns_environment else None,
+        "is_test_device": False,
+        "status": DeviceStatus.active.value,
+        "bucket": device_bucket(device_id),
+        "last_seen_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+@dataclass(frozen=True)
+class UpsertOutcome:
+    created: int
+    updated: int
+
+
+async def register_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> UpsertOutcome:
+    """Upsert rows whose tokens are distinct."""
+    stored = await repo.upsert(session, rows)
+    created = sum(1 for row, ident in zip(rows, stored, strict=True) if row["id"] == ident)
+    return UpsertOutcome(created=created, updated=len(rows) - created)
+
+
+async def register(session: AsyncSession, reg: DeviceRegistration) -> tuple[Device, bool]:
+    row = registration_row(reg)
+    [stored_id] = await repo.upsert(session, [row])
+    device = await repo.get(session, stored_id)
+    assert device is not None
+    # The upsert ran as a core statement; refresh so the identity map holds what is stored.
+    await session.refresh(device)
+    return device, stored_id == row["id"]
+
+
+async def get(session: AsyncSession, device_id: uuid.UUID) -> Device:
+    device = await repo.get(session, device_id)
+    if device is None:
+        raise not_found("Device", device_id)
+    return device
+
+
+async def update(session: AsyncSession, device_id: uuid.UUID, patch: DevicePatch) -> Device:
+    device = await get(session, device_id)
+    changes = patch.model_dump(exclude_unset=True)
+    if "apns_environment" in changes or device.platform == "ios":
+        try:
+            check_apns_environment(
+                device.platform,
+                changes.get("apns_environment", device.apns_environment),
+                present=True,
+            )
+        except ValueError as exc:
+            raise validation_problem([FieldError("apns_environment", str(exc))]) from None
+    for name, value in changes.items():
+        if name == "tags" and value is not None:
+            value = list(dict.fromkeys(value))
+        if value is None and name in {"tags", "attributes"}:
+            value = [] if name == "tags" else {}
+        setattr(device, name, value)
+    device.updated_at = utcnow()
+    session.add(device)
+    await session.flush()
+    return device
+
+
+async def unregister(session: AsyncSession, device_id: uuid.UUID) -> Device:
+    """Stop sending to a device. The row stays: the delivery ledger still points at it."""
+    device = await get(session, device_id)
+    device.status = DeviceStatus.unregistered
+    device.updated_at = utcnow()
+    session.add(device)
+    await session.flush()
+    return device
+
+
+async def set_test_device(
+    session: AsyncSession,
+    principal: Principal,
+    device_id: uuid.UUID,
+    *,
+    is_test: bool,
+    reason: str | None,
+) -> Device:
+    device = await get(session, device_id)
+    before = device.is_test_device
+    if before != is_test:
+        device.is_test_device = is_test
+        device.updated_at = utcnow()
+        session.add(device)
+        audit.record(
+            session,
+            principal,
+            "device.test_marked" if is_test else "device.test_unmarked",
+            subject_type="device",
+            subject_id=device.id,
+            reason=reason,
+            before={"is_test_device": before},
+            after={"is_test_device": is_test},
+        )
+        await session.flush()
+    return device

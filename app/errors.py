@@ -1,0 +1,149 @@
+"""RFC 9457 problem details for every 4xx and 5xx answer.
+
+Every problem names what went wrong and, where a field is at fault, which field: clients
+show the `errors[].field` beside the input the user has to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("wavecast.errors")
+
+
+class FieldError(dict[str, str]):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(field=field, message=message)
+
+
+class Problem(Exception):
+    """An error that becomes a problem+json answer."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: Sequence[FieldError] = (),
+        type_: str = "about:blank",
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail or title
+        self.errors = list(errors)
+        self.type = type_
+        self.headers = headers
+        self.extra = extra or {}
+
+
+def validation_problem(errors: Sequence[FieldError], title: str = "Invalid request") -> Problem:
+    first = errors[0]
+    detail = f"{first['field']}: {first['message']}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return Problem(422, title, detail, errors=errors)
+
+
+def not_found(what: str, ident: object) -> Problem:
+    return Problem(404, f"{what} not found", f"no {what.lower()} with id {ident}")
+
+
+def conflict(detail: str, **extra: Any) -> Problem:
+    return Problem(409, "Conflict", detail, extra=extra)
+
+
+def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": problem.type,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+    if problem.errors:
+        body["errors"] = problem.errors
+    body.update(problem.extra)
+    return JSONResponse(
+        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
+
+
+def _field_path(loc: Sequence[int | str]) -> str:
+    parts = [str(p) for p in loc]
+    # FastAPI prefixes the source ("body", "query", "path", "header"); keep it for non-body
+    # sources, where it tells the client where to look, and drop it for bodies.
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _from_validation(exc: RequestValidationError) -> Problem:
+    errors: list[FieldError] = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        kind = err.get("type", "")
+        if kind == "json_invalid":
+            ctx = err.get("ctx") or {}
+            return Problem(
+                400,
+                "Malformed JSON",
+                f"the request body is not valid JSON: {ctx.get('error', 'parse error')}",
+                errors=[FieldError("body", "not valid JSON")],
+            )
+        message = err.get("msg", "invalid value")
+        if kind == "extra_forbidden":
+            message = "unknown field; it is not accepted here"
+        elif kind == "missing":
+            message = "field required"
+        errors.append(FieldError(_field_path(loc), message))
+    if not errors:
+        errors.append(FieldError("body", "invalid request"))
+    return validation_problem(errors)
+
+
+def install(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        return problem_response(exc, request)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(_from_validation(exc), request)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        title = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Request body too large",
+        }.get(exc.status_code, "Error")
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        headers = dict(exc.headers) if exc.headers else None
+        return problem_response(Problem(exc.status_code, title, detail, headers=headers), request)
+
+    async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem_response(
+            Problem(500, "Internal server error", "the server failed; the error was logged"),
+            request,
+        )
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unhandled)

@@ -1,0 +1,60 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import errors
+from app.audit.router import router as audit_router
+from app.auth.router import router as keys_router
+from app.devices.router import router as devices_router
+from app.logging import configure as configure_logging
+from app.ops.middleware import BodyLimit, RequestMetrics
+from app.ops.router import router as ops_router
+from app.runtime import Runtime
+from app.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. Pass `runtime` to share stores already opened (tests, `wavecast run`)."""
+    settings = settings or (runtime.settings if runtime else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = runtime is None
+        app.state.runtime = runtime or await Runtime.start(settings)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.runtime.close()
+
+    app = FastAPI(
+        title="Wavecast",
+        version="0.1.0",
+        summary="Staged, throttled, guarded and stoppable push-notification campaigns.",
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    errors.install(app)
+
+    def body_limit(path: str) -> int:
+        if path == "/v1/devices/import":
+            return settings.max_import_bytes
+        return settings.max_body_bytes
+
+    app.add_middleware(BodyLimit, limit_for=body_limit)
+    app.add_middleware(RequestMetrics)
+    for router in (ops_router, keys_router, audit_router, devices_router):
+        app.include_router(router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.log_level, json_logs=settings.json_logs)
+    return create_app(settings)

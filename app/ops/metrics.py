@@ -1,0 +1,17 @@
+"""Prometheus metrics shared by the API and the workers."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "wavecast_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "wavecast_http_request_seconds", "HTTP request latency", ["method", "route"]
+)
+DELIVERIES = Counter(
+    "wavecast_deliveries_total", "Delivery outcomes recorded by workers", ["provider", "outcome"]
+)
+PROVIDER_LATENCY = Histogram(
+    "wavecast_provider_request_seconds", "Provider batch latency", ["provider"]
+)
+KILL_SWITCH = Gauge("wavecast_kill_switch_engaged", "1 while the global kill switch is engaged")

