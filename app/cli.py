@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from app.settings import Settings, UnsafeConfiguration
+from pydantic import ValidationError
+
+from app.settings import Settings
 
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
@@ -30,10 +31,9 @@ log = logging.getLogger("wavecast.cli")
 def _settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
-    except UnsafeConfiguration as exc:
-        sys.exit(f"wavecast: refusing to start: {exc}")
-    except ValueError as exc:
-        sys.exit(f"wavecast: invalid configuration: {exc}")
+    except ValidationError as exc:
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        sys.exit(f"wavecast: refusing to start: {reasons}")
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -67,9 +67,7 @@ def _redact(url: str) -> str:
 
 
 # ---------------------------------------------------------------- keys
-async def _with_session(
-    settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]
-) -> T:
+async def _with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
     from app.db.session import create_engine, create_sessionmaker, unit_of_work
 
     engine = create_engine(settings.effective_database_url)
@@ -227,21 +225,27 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     settings = _settings()
     if settings.is_production:
-        sys.exit("wavecast: `wavecast run` is the single-machine default; production runs "
-                 "`wavecast api` and `wavecast worker` against PostgreSQL and Redis")
+        sys.exit(
+            "wavecast: `wavecast run` is the single-machine default; production runs "
+            "`wavecast api` and `wavecast worker` against PostgreSQL and Redis"
+        )
     _configure_logging(settings)
     _prepare_data_dir(settings)
     embedded: EmbeddedRedis | None = None
     if settings.uses_embedded_redis:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         url = embedded.start()
-        log.info("using the embedded Redis server; it stops when wavecast stops",
-                 extra={"redis_url": url})
+        log.info(
+            "using the embedded Redis server; it stops when wavecast stops",
+            extra={"redis_url": url},
+        )
         os.environ["WAVECAST_REDIS_URL"] = url
         settings = _settings(redis_url=url)
     if settings.uses_embedded_database:
-        log.info("using the embedded SQLite database",
-                 extra={"database_url": settings.effective_database_url})
+        log.info(
+            "using the embedded SQLite database",
+            extra={"database_url": settings.effective_database_url},
+        )
     try:
         from app.db import migrate
 
@@ -265,6 +269,7 @@ async def _run_all(settings: Settings, args: argparse.Namespace) -> None:
     from app.devices import repository as devices_repo
     from app.main import create_app
     from app.runtime import Runtime
+    from app.serving import QuietServer
     from workers.main import build_worker
 
     runtime = await Runtime.start(settings)
@@ -278,12 +283,15 @@ async def _run_all(settings: Settings, args: argparse.Namespace) -> None:
                     session, settings, cli_principal(), name="local admin", scopes=list(Scope)
                 )
         if admin is not None:
-            print(f"\n  An admin API key was created for this installation (shown once):\n"
-                  f"    {admin.raw}\n", flush=True)
+            print(
+                f"\n  An admin API key was created for this installation (shown once):\n"
+                f"    {admin.raw}\n",
+                flush=True,
+            )
         if existing_devices == 0 and args.demo_devices > 0:
             created = await seed_devices(settings, args.demo_devices, seed=7)
             log.info("seeded demo devices", extra={"count": created})
-        server = _QuietServer(
+        server = QuietServer(
             uvicorn.Config(
                 create_app(settings, runtime=runtime),
                 host=args.host,
@@ -317,21 +325,6 @@ async def _run_all(settings: Settings, args: argparse.Namespace) -> None:
         await runtime.close()
 
 
-class _QuietServer:
-    """uvicorn's server without its own signal handling: `run` stops the API, then the
-    worker, then the embedded Redis, in that order."""
-
-    def __new__(cls, config: object) -> object:
-        import uvicorn
-
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                yield
-
-        return Server(config)  # type: ignore[arg-type]
-
-
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wavecast", description=__doc__)
@@ -340,12 +333,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="API + worker on the embedded default (SQLite, Redis)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
-    run.add_argument("--demo-devices", type=int, default=2000,
-                     help="demo devices to seed into an empty database (0: none)")
+    run.add_argument(
+        "--demo-devices",
+        type=int,
+        default=2000,
+        help="demo devices to seed into an empty database (0: none)",
+    )
     run.set_defaults(func=cmd_run)
 
     api = sub.add_parser("api", help="run the HTTP API")
-    api.add_argument("--host", default="0.0.0.0")  # noqa: S104 (a container listens on all)
+    api.add_argument("--host", default="0.0.0.0")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--workers", type=int, default=1)
     api.set_defaults(func=cmd_api)
@@ -361,9 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys", required=True)
     kc = keys.add_parser("create", help="create a key (shown once)")
     kc.add_argument("--name", required=True)
-    kc.add_argument("--scope", action="append", required=True,
-                    help="repeat for several: devices:write, campaigns:read, campaigns:write, "
-                         "campaigns:operate, kill, admin")
+    kc.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help="repeat for several: devices:write, campaigns:read, campaigns:write, "
+        "campaigns:operate, kill, admin",
+    )
     kc.set_defaults(func=cmd_keys_create)
     kl = keys.add_parser("list", help="list keys")
     kl.add_argument("--all", action="store_true", help="include revoked keys")

@@ -78,9 +78,7 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
         principal: Annotated[Principal, Depends(get_principal)],
     ) -> Principal:
         if not principal.has(scope):
-            raise Problem(
-                403, "Forbidden", f"this API key lacks the '{scope.value}' scope"
-            )
+            raise Problem(403, "Forbidden", f"this API key lacks the '{scope.value}' scope")
         return principal
 
     dependency.__name__ = f"require_{scope.name}"

@@ -70,9 +70,7 @@ class EmbeddedRedis:
                     ) from None
                 time.sleep(0.05)
         client.close()
-        log.info(
-            "embedded Redis started", extra={"url": self.url, "pid": self._process.pid}
-        )
+        log.info("embedded Redis started", extra={"url": self.url, "pid": self._process.pid})
         return self.url
 
     def stop(self) -> None:

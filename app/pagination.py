@@ -8,6 +8,10 @@ import uuid
 from app.errors import FieldError, validation_problem
 
 
+def _bad_cursor() -> Exception:
+    return validation_problem([FieldError("query.cursor", "not a cursor from this API")])
+
+
 def encode(value: object) -> str:
     return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
 
@@ -17,7 +21,9 @@ def _decode(cursor: str) -> str:
         padded = cursor + "=" * (-len(cursor) % 4)
         return base64.urlsafe_b64decode(padded.encode()).decode()
     except (ValueError, UnicodeDecodeError):
-        raise validation_problem([FieldError("query.cursor", "not a cursor from this API")]) from None
+        raise validation_problem(
+            [FieldError("query.cursor", "not a cursor from this API")]
+        ) from None
 
 
 def decode_uuid(cursor: str | None) -> uuid.UUID | None:
@@ -26,7 +32,9 @@ def decode_uuid(cursor: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(_decode(cursor))
     except ValueError:
-        raise validation_problem([FieldError("query.cursor", "not a cursor from this API")]) from None
+        raise validation_problem(
+            [FieldError("query.cursor", "not a cursor from this API")]
+        ) from None
 
 
 def decode_int(cursor: str | None) -> int | None:
@@ -35,4 +43,6 @@ def decode_int(cursor: str | None) -> int | None:
     try:
         return int(_decode(cursor))
     except ValueError:
-        raise validation_problem([FieldError("query.cursor", "not a cursor from this API")]) from None
+        raise validation_problem(
+            [FieldError("query.cursor", "not a cursor from this API")]
+        ) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,20 +22,36 @@ class Runtime:
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings.effective_database_url)
-        redis = await create_pool(redis_settings(settings))
-        return cls(settings, engine, create_sessionmaker(engine), redis)
+        return cls(settings, engine, create_sessionmaker(engine), connect_redis(settings))
 
     async def close(self) -> None:
         await self.redis.aclose()
         await self.engine.dispose()
 
 
-def redis_settings(settings: Settings) -> RedisSettings:
+def connect_redis(settings: Settings) -> ArqRedis:
+    """A lazy client: the process starts even while Redis is down (`/readyz` reports it, and
+    anything that needs Redis fails closed) and reconnects by itself when Redis is back."""
+    _require_redis_url(settings)
+    client: ArqRedis = ArqRedis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        retry_on_timeout=False,
+    )
+    return client
+
+
+def _require_redis_url(settings: Settings) -> None:
     if not settings.redis_url:
         raise RuntimeError(
             "WAVECAST_REDIS_URL is empty: start the service with `wavecast run`, which starts "
             "an embedded Redis, or point WAVECAST_REDIS_URL at a Redis server"
         )
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    _require_redis_url(settings)
     rs = RedisSettings.from_dsn(settings.redis_url)
     # Fail fast: a Redis outage must surface as an error (and fail closed), not a long hang.
     rs.conn_timeout = 2

@@ -23,17 +23,13 @@ class Environment(StrEnum):
 
 
 class ProviderMode(StrEnum):
-    """Where notifications go: `sandbox` records them and sends nothing; `real` uses FCM and APNs."""
+    """Where notifications go: `sandbox` records and sends nothing; `real` uses FCM and APNs."""
 
     sandbox = "sandbox"
     real = "real"
 
 
 DEFAULT_DATA_DIR = Path("var")
-
-
-class UnsafeConfiguration(ValueError):
-    """Raised when a configuration would let a deployment harm real users."""
 
 
 class Settings(BaseSettings):
@@ -126,12 +122,13 @@ class Settings(BaseSettings):
                 )
             if not self.key_pepper.get_secret_value():
                 problems.append("WAVECAST_ENV=production needs WAVECAST_KEY_PEPPER set")
-        if not (url.startswith("sqlite") or url.startswith("postgresql")):
+        if not url.startswith(("sqlite", "postgresql")):
+            scheme = url.split(":")[0]
             problems.append(
-                f"WAVECAST_DATABASE_URL must be a PostgreSQL or SQLite URL, got {url.split(':')[0]!r}"
+                f"WAVECAST_DATABASE_URL must be a PostgreSQL or SQLite URL, got {scheme!r}"
             )
         if problems:
-            raise UnsafeConfiguration("; ".join(problems))
+            raise ValueError("; ".join(problems))
         return self
 
 

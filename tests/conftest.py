@@ -62,7 +62,7 @@ def is_postgres(database_url: str) -> bool:
 
 async def _reset_schema(database_url: str) -> None:
     if not database_url.startswith("postgresql"):
-        Path(database_url.split("///", 1)[1]).unlink(missing_ok=True)
+        # A fresh temporary directory per session: the SQLite file does not exist yet.
         return
     engine = create_async_engine(database_url)
     async with engine.begin() as conn:
@@ -108,11 +108,11 @@ async def truncate_all(runtime: Runtime) -> None:
 
 
 @pytest.fixture
-async def db(runtime: Runtime) -> AsyncIterator[Runtime]:
+async def db(runtime: Runtime) -> Runtime:
     """A clean database and Redis for one test."""
     await truncate_all(runtime)
     await runtime.redis.flushdb()
-    yield runtime
+    return runtime
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 from arq import cron
 from arq.typing import WorkerCoroutine
-from arq.worker import Function, Worker, func
+from arq.worker import Function, Worker
 
 from app.runtime import Runtime, redis_settings
 from app.settings import Settings
@@ -34,7 +34,9 @@ def _functions() -> list[Function | WorkerCoroutine]:
     return []
 
 
-def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> Worker:
+def build_worker(
+    settings: Settings, *, burst: bool = False, handle_signals: bool = False, **overrides: Any
+) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         runtime = await Runtime.start(settings)
         worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -49,7 +51,7 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         functions=_functions(),
         cron_jobs=[
             cron(
-                heartbeat,  # type: ignore[arg-type]
+                heartbeat,
                 name="heartbeat",
                 second=set(range(0, 60, 10)),
                 run_at_startup=True,
@@ -61,12 +63,11 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         on_startup=startup,
         on_shutdown=shutdown,
         burst=burst,
-        handle_signals=False,
+        handle_signals=handle_signals,
         **overrides,
     )
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
-    worker = build_worker(settings, burst=burst)
-    worker.handle_signals = True
+    worker = build_worker(settings, burst=burst, handle_signals=True)
     asyncio.run(worker.main())

@@ -62,9 +62,7 @@ async def create_key(
 
 
 @router.get("", response_model=list[KeyOut])
-async def list_keys(
-    session: SessionDep, _: Admin, include_revoked: bool = False
-) -> list[KeyOut]:
+async def list_keys(session: SessionDep, _: Admin, include_revoked: bool = False) -> list[KeyOut]:
     return [KeyOut.of(k) for k in await service.list_keys(session, include_revoked=include_revoked)]
 
 
@@ -75,7 +73,5 @@ async def revoke_key(
     principal: Admin,
     body: Annotated[KeyRevoke | None, Body()] = None,
 ) -> KeyOut:
-    key = await service.revoke_key(
-        session, principal, key_id, reason=body.reason if body else None
-    )
+    key = await service.revoke_key(session, principal, key_id, reason=body.reason if body else None)
     return KeyOut.of(key)

@@ -31,7 +31,7 @@ _table: Table = Device.__table__  # type: ignore[attr-defined]
 
 
 def _insert_for(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(_table)
     if dialect == "sqlite":

@@ -9,9 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app import pagination
 from app.deps import Admin, CampaignsReader, DevicesWriter, RuntimeDep, SessionDep
-from app.devices import importer
+from app.devices import importer, service
 from app.devices import repository as repo
-from app.devices import service
 from app.devices.models import DeviceStatus, Platform
 from app.devices.schemas import DeviceOut, DevicePage, DevicePatch, DeviceRegistration, ImportResult
 

@@ -1,0 +1,38 @@
+"""The application's route table, flattened (for the scope matrix and the docs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from app.auth.models import Scope
+
+
+def api_routes(app: FastAPI) -> Iterator[APIRoute]:
+    def walk(routes: list[Any]) -> Iterator[APIRoute]:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                yield route
+            elif hasattr(route, "original_router"):
+                yield from walk(route.original_router.routes)
+
+    yield from walk(list(app.routes))
+
+
+def required_scopes(route: APIRoute) -> set[Scope]:
+    found: set[Scope] = set()
+
+    def visit(dependant: Dependant) -> None:
+        call: Callable[..., Any] | None = dependant.call
+        scope = getattr(call, "required_scope", None)
+        if scope is not None:
+            found.add(scope)
+        for sub in dependant.dependencies:
+            visit(sub)
+
+    visit(route.dependant)
+    return found
