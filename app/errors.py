@@ -7,7 +7,7 @@ show the `errors[].field` beside the input the user has to fix.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -90,6 +90,25 @@ def _field_path(loc: Sequence[int | str]) -> str:
     return ".".join(parts) or "body"
 
 
+# Messages for pattern mismatches, by field name; domains register theirs here.
+PATTERN_MESSAGES: dict[str, str] = {}
+
+
+def describe(err: Mapping[str, Any]) -> str:
+    """One validation error as a sentence for the person who has to fix the input."""
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown field; it is not accepted here"
+    if kind == "missing":
+        return "field required"
+    if kind == "string_pattern_mismatch":
+        loc = err.get("loc", ())
+        name = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+        if name in PATTERN_MESSAGES:
+            return PATTERN_MESSAGES[name]
+    return str(err.get("msg", "invalid value"))
+
+
 def _from_validation(exc: RequestValidationError) -> Problem:
     errors: list[FieldError] = []
     for err in exc.errors():
@@ -103,12 +122,7 @@ def _from_validation(exc: RequestValidationError) -> Problem:
                 f"the request body is not valid JSON: {ctx.get('error', 'parse error')}",
                 errors=[FieldError("body", "not valid JSON")],
             )
-        message = err.get("msg", "invalid value")
-        if kind == "extra_forbidden":
-            message = "unknown field; it is not accepted here"
-        elif kind == "missing":
-            message = "field required"
-        errors.append(FieldError(_field_path(loc), message))
+        errors.append(FieldError(_field_path(loc), describe(err)))
     if not errors:
         errors.append(FieldError("body", "invalid request"))
     return validation_problem(errors)

@@ -11,12 +11,14 @@ Typical worker loop for one chunk::
     while remaining:
         try:
             grant = await throttle.reserve_batch(scopes, len(remaining))
-        except RateUnknown as exc:      # Redis lost the rate: do not send, reload, retry
+        except RateUnknown:     # Redis lost a rate: send nothing, reload it from the DB, retry
             ...
-        except RatePaused:              # rate 0: do not send
+        except RatePaused:      # rate 0: send nothing
             ...
         await asyncio.sleep(grant.wait)
-        send(remaining[: grant.n]); remaining = remaining[grant.n :]
+        # re-check the kill switch here: it may have engaged while we slept
+        batch, remaining = remaining[: grant.n], remaining[grant.n :]
+        await send(batch)
 """
 
 from __future__ import annotations

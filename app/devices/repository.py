@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, literal_column
+import orjson
+from sqlalchemy import Table, func, literal_column, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -60,6 +62,72 @@ async def upsert(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> li
     result = await session.execute(stmt, list(rows))
     stored = {token: ident for ident, token in result.all()}
     return [stored[row["token"]] for row in rows]
+
+
+_COPY_COLUMNS = (
+    "id",
+    "token",
+    "platform",
+    "user_id",
+    "locale",
+    "timezone",
+    "app_version",
+    "tags",
+    "attributes",
+    "apns_environment",
+    "is_test_device",
+    "status",
+    "bucket",
+    "last_seen_at",
+    "created_at",
+    "updated_at",
+)
+_JSON_INDEXES = tuple(i for i, c in enumerate(_COPY_COLUMNS) if c in {"tags", "attributes"})
+_row_values = operator.itemgetter(*_COPY_COLUMNS)
+_UPSERT_FROM_STAGING = f"""
+    INSERT INTO device ({", ".join(_COPY_COLUMNS)})
+    SELECT {", ".join(_COPY_COLUMNS)} FROM device_import
+    ON CONFLICT (token) DO UPDATE SET
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in _REGISTRATION_COLUMNS)},
+        last_seen_at = EXCLUDED.last_seen_at,
+        updated_at = EXCLUDED.updated_at,
+        status = 'active'
+    RETURNING (xmax = 0)
+"""
+
+
+async def upsert_bulk(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Upsert many rows with distinct tokens; returns how many were created.
+
+    On PostgreSQL the rows travel by COPY into a per-transaction staging table and are
+    merged by one INSERT ... ON CONFLICT, which is an order of magnitude faster than a
+    multi-row INSERT. Elsewhere it is the ordinary upsert.
+    """
+    if not rows:
+        return 0
+    if session.get_bind().dialect.name != "postgresql":
+        stored = await upsert(session, rows)
+        return sum(1 for row, ident in zip(rows, stored, strict=True) if row["id"] == ident)
+    # Through the session first: that opens its transaction, so COPY and merge below are
+    # one atomic unit with the rest of the session's work (the driver alone autocommits).
+    await session.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS device_import "
+            "(LIKE device INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+    )
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    records = []
+    for row in rows:
+        record = list(_row_values(row))
+        for index in _JSON_INDEXES:
+            record[index] = orjson.dumps(record[index]).decode()
+        records.append(record)
+    await driver.copy_records_to_table("device_import", records=records, columns=_COPY_COLUMNS)
+    created = await driver.fetch(_UPSERT_FROM_STAGING)
+    return sum(1 for (inserted,) in created if inserted)
 
 
 async def get(session: AsyncSession, device_id: uuid.UUID) -> Device | None:

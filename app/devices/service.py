@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,10 +20,10 @@ from app.errors import FieldError, not_found, validation_problem
 from app.rollout.bucketing import device_bucket
 
 
-def registration_row(reg: DeviceRegistration) -> dict[str, Any]:
+def registration_row(reg: DeviceRegistration, now: datetime | None = None) -> dict[str, Any]:
     """The full row a registration proposes; on an existing token only some columns apply."""
     device_id = uuid.uuid4()
-    now = utcnow()
+    now = now or utcnow()
     return {
         "id": device_id,
         "token": reg.token,
@@ -51,8 +52,7 @@ class UpsertOutcome:
 
 async def register_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> UpsertOutcome:
     """Upsert rows whose tokens are distinct."""
-    stored = await repo.upsert(session, rows)
-    created = sum(1 for row, ident in zip(rows, stored, strict=True) if row["id"] == ident)
+    created = await repo.upsert_bulk(session, rows)
     return UpsertOutcome(created=created, updated=len(rows) - created)
 
 

@@ -91,17 +91,25 @@ def simulate(
     return sent
 
 
-def window_counts(sent: Sequence[Sent]) -> list[tuple[float, int]]:
-    """For every start s: the sends in the half-open window [s, s + 1). The busiest window of
-    any position begins at some start (slide it right until one enters at its left edge)."""
-    ordered = sorted(sent, key=lambda item: item.start)
-    starts = [item.start for item in ordered]
-    prefix = [0, *itertools.accumulate(item.n for item in ordered)]
-    return [(s, prefix[bisect.bisect_left(starts, s + 1.0)] - prefix[i]) for i, s in enumerate(starts)]
+def window_counts(points: Sequence[tuple[float, int]]) -> list[tuple[float, int]]:
+    """For every send instant t in `points` ((instant, count) pairs): the sends in the half-open
+    window [t, t + 1). The busiest window of any position begins at some send (slide it right
+    until one enters at its left edge), so these cover every 1-second window."""
+    ordered = sorted(points)
+    instants = [t for t, _ in ordered]
+    prefix = [0, *itertools.accumulate(n for _, n in ordered)]
+    return [
+        (t, prefix[bisect.bisect_left(instants, t + 1.0)] - prefix[i])
+        for i, t in enumerate(instants)
+    ]
 
 
-def window_max(sent: Sequence[Sent]) -> int:
-    return max((count for _, count in window_counts(sent)), default=0)
+def busiest_window(points: Sequence[tuple[float, int]]) -> int:
+    return max((count for _, count in window_counts(points)), default=0)
+
+
+def starts(sent: Sequence[Sent]) -> list[tuple[float, int]]:
+    return [(item.start, item.n) for item in sent]
 
 
 rates_any = st.floats(min_value=0.5, max_value=5000.0)
@@ -114,7 +122,7 @@ def assert_fidelity(sent: Sequence[Sent], rate: float) -> None:
     that is at most 105 % of R."""
     batch = batch_size_for_rate(rate)
     assert all(item.n <= batch for item in sent)
-    busiest = window_max(sent)
+    busiest = busiest_window(starts(sent))
     assert busiest <= rate + batch
     if rate >= 20.0:
         assert busiest <= 1.05 * rate
@@ -230,9 +238,7 @@ def test_a_shorter_block_never_shortens_a_longer_one() -> None:
     rate=rates_any,
     workers=st.integers(min_value=1, max_value=8),
     latencies=latency_lists,
-    blocks=st.lists(
-        st.tuples(st.floats(0.0, 6.0), st.just("c"), st.floats(0.0, 2.0)), max_size=4
-    ),
+    blocks=st.lists(st.tuples(st.floats(0.0, 6.0), st.just("c"), st.floats(0.0, 2.0)), max_size=4),
 )
 def test_no_window_exceeds_the_bound_and_nothing_starts_inside_a_block(
     rate: float,
@@ -240,38 +246,35 @@ def test_no_window_exceeds_the_bound_and_nothing_starts_inside_a_block(
     latencies: list[float],
     blocks: list[tuple[float, str, float]],
 ) -> None:
-    sent = simulate(
-        {"c": rate}, [("c",)] * workers, latencies, until=6.0, blocks=blocks
-    )
+    sent = simulate({"c": rate}, [("c",)] * workers, latencies, until=6.0, blocks=blocks)
     assert_fidelity(sent, rate)
     assert all(item.start >= item.blocked_until for item in sent)
-    starts = [item.start for item in sent]
-    assert starts == sorted(starts)
+    instants = [item.start for item in sent]
+    assert instants == sorted(instants)
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     rate=rates_fine,
     workers=st.integers(min_value=1, max_value=6),
-    fractions=st.lists(
-        st.floats(min_value=0.0, max_value=1.0, exclude_max=True), min_size=1, max_size=20
-    ),
+    fractions=st.lists(st.floats(min_value=0.0, max_value=0.99), min_size=1, max_size=20),
 )
 def test_backlogged_workers_get_the_whole_rate(
     rate: float, workers: int, fractions: list[float]
 ) -> None:
-    # Demand exceeds supply: every worker is back within W batches' time of its own start, so
-    # (W reservations spaced >= B/R apart) the next arrival always finds tat ahead of now.
+    # Demand exceeds supply: every worker is back before W batches' time from its own start,
+    # so (W reservations spaced >= B/R apart) the next arrival always finds tat ahead of now.
     cycle = workers * batch_size_for_rate(rate) / rate
     sent = simulate({"c": rate}, [("c",)] * workers, [f * cycle for f in fractions], until=9.0)
     assert_fidelity(sent, rate)
-    assert all(later.start == later.now or later.now <= later.start for later in sent)
+    # Work-conserving: each reservation starts exactly where the previous one left the tat.
+    assert all(b.start == a.start + a.n / rate for a, b in itertools.pairwise(sent))
     first = sent[0].start
     seconds = 8
     in_span = sum(item.n for item in sent if first <= item.start < first + seconds)
     assert in_span / seconds >= 0.95 * rate
     batch = batch_size_for_rate(rate)
-    full_windows = [count for s, count in window_counts(sent) if s + 1.0 <= first + seconds]
+    full_windows = [count for s, count in window_counts(starts(sent)) if s + 1.0 <= first + seconds]
     assert min(full_windows) >= rate - batch
 
 
@@ -330,12 +333,12 @@ def test_rate_change_applies_to_the_next_reservation(
     assert all(item.n <= batch_size_for_rate(after) for item in new)
     last_old = max(item.start for item in old)
     # Once the sends reserved at the old rate are out, windows hold only the new rate.
-    new_windows = [count for s, count in window_counts(new) if s > last_old]
+    new_windows = [count for s, count in window_counts(starts(new)) if s > last_old]
     assert max(new_windows, default=0) <= after + batch_size_for_rate(after)
     first = new[0]
     if after > before:
         # A raise never leaves the next reservation behind an old backlog for more than ~1 s.
-        assert first.start - first.now <= max(1.0, first.n / after)
+        assert first.start - first.now <= max(1.0, first.n / after) + 1e-6
     else:
         # A cut never lets a new reservation jump ahead of ones already granted.
         assert first.start >= last_old
