@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import errors
+from app.audiences.router import router as audiences_router
 from app.audit.router import router as audit_router
+from app.campaigns.router import router as campaigns_router
+from app.killswitch.router import router as killswitch_router
 from app.auth.router import router as keys_router
 from app.devices.router import router as devices_router
 from app.logging import configure as configure_logging
@@ -49,7 +52,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(RequestMetrics)
-    for router in (ops_router, keys_router, audit_router, devices_router):
+    for router in (
+        ops_router,
+        keys_router,
+        audit_router,
+        devices_router,
+        audiences_router,
+        campaigns_router,
+        killswitch_router,
+    ):
         app.include_router(router)
     return app
 

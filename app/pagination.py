@@ -8,7 +8,7 @@ import uuid
 from app.errors import FieldError, validation_problem
 
 
-def _bad_cursor() -> Exception:
+def bad_cursor() -> Exception:
     return validation_problem([FieldError("query.cursor", "not a cursor from this API")])
 
 
@@ -24,6 +24,10 @@ def _decode(cursor: str) -> str:
         raise validation_problem(
             [FieldError("query.cursor", "not a cursor from this API")]
         ) from None
+
+
+def decode_text(cursor: str) -> str:
+    return _decode(cursor)
 
 
 def decode_uuid(cursor: str | None) -> uuid.UUID | None:

@@ -1,37 +1,77 @@
-"""The arq worker: its jobs, its cron ticks, and how it starts and stops.
+"""The arq worker: its jobs, its once-a-second tick, and how it starts and stops.
 
 Clients (database engine, Redis, push providers) are built once at start-up and handed to
-jobs through `WorkerContext`; job bodies are thin wrappers around testable functions.
+jobs through `WorkerContext`; job bodies are thin wrappers around testable functions, and
+every job is safe to run twice (the ledger's leases and unique rows make it so).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import uuid
 from typing import Any
 
 from arq import cron
-from arq.typing import WorkerCoroutine
-from arq.worker import Function, Worker
+from arq.connections import ArqRedis
+from arq.worker import Worker, func
 
+from app.campaigns.control import Control, provider_scope
+from app.delivery.sender import PumpReport, SenderDeps, pump
+from app.rollout import engine
 from app.runtime import Runtime, redis_settings
 from app.settings import Settings
 from workers.context import WorkerContext
+from workers.providers import build_providers
 
 QUEUE = "wavecast:queue"
 HEARTBEAT_TTL = 30
+# Concurrent send jobs per campaign across all workers: enough to overlap provider latency,
+# few enough that the throttle, not contention, sets the pace.
+PUMPS_PER_CAMPAIGN = 4
+PUMP_BUDGET_SECONDS = 30.0
+
+log = logging.getLogger("wavecast.worker")
+
+
+def send_job_id(campaign_id: uuid.UUID | str, slot: int) -> str:
+    return f"send:{campaign_id}:{slot}"
+
+
+async def enqueue_pumps(redis: ArqRedis, campaign_ids: list[uuid.UUID]) -> int:
+    """Ask for send jobs; a deterministic job id means an already queued or running one is
+    not duplicated, and a lost one (Redis restart) is simply asked for again."""
+    queued = 0
+    for campaign_id in campaign_ids:
+        for slot in range(PUMPS_PER_CAMPAIGN):
+            job = await redis.enqueue_job(
+                "send_campaign", str(campaign_id), slot,
+                _job_id=send_job_id(campaign_id, slot), _queue_name=QUEUE,
+            )
+            queued += job is not None
+    return queued
+
+
+async def send_campaign(ctx: dict[str, Any], campaign_id: str, slot: int) -> dict[str, Any]:
+    """Send a campaign's claimable rows for up to PUMP_BUDGET_SECONDS."""
+    wc = WorkerContext.of(ctx)
+    report: PumpReport = await pump(wc.sender, uuid.UUID(campaign_id), budget_seconds=PUMP_BUDGET_SECONDS)
+    return {"sent": report.sent, "batches": report.batches, "stopped": report.stopped_because}
+
+
+async def tick(ctx: dict[str, Any]) -> None:
+    """Advance every campaign one step, reclaim dead leases, re-sync Redis, ask for sends."""
+    wc = WorkerContext.of(ctx)
+    report = await engine.tick(wc.runtime.sessionmaker, wc.control, wc.runtime.settings)
+    await enqueue_pumps(wc.runtime.redis, report.sendable)
 
 
 async def heartbeat(ctx: dict[str, Any]) -> None:
-    """Announce this worker as alive; `/readyz` and operators read the set of live workers."""
+    """Announce this worker as alive; operators read the set of live workers."""
     wc = WorkerContext.of(ctx)
     await wc.runtime.redis.set(f"wavecast:worker:{wc.worker_id}", "alive", ex=HEARTBEAT_TTL)
-
-
-def _functions() -> list[Function | WorkerCoroutine]:
-    return []
 
 
 def build_worker(
@@ -40,23 +80,39 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         runtime = await Runtime.start(settings)
         worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        ctx["wavecast"] = WorkerContext(runtime=runtime, worker_id=worker_id)
+        control = Control(runtime.redis)
+        providers = await build_providers(settings, runtime, worker_id)
+        for name, cap in (("fcm", settings.fcm_max_per_second), ("apns", settings.apns_max_per_second)):
+            await control.throttle.set_rate(provider_scope(name), float(cap))
+        ctx["wavecast"] = WorkerContext(
+            runtime=runtime,
+            worker_id=worker_id,
+            control=control,
+            providers=providers,
+            sender=SenderDeps(
+                settings=settings,
+                sessionmaker=runtime.sessionmaker,
+                control=control,
+                providers=providers.route,
+                worker_id=worker_id,
+            ),
+        )
+        log.info("worker started", extra={"worker": worker_id, "provider": settings.provider.value})
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         wc: WorkerContext | None = ctx.get("wavecast")
         if wc is not None:
+            await wc.providers.aclose()
             await wc.runtime.close()
 
+    every_second = set(range(60))
     return Worker(
-        functions=_functions(),
+        functions=[func(send_campaign, name="send_campaign", keep_result=0, max_tries=3)],
         cron_jobs=[
-            cron(
-                heartbeat,
-                name="heartbeat",
-                second=set(range(0, 60, 10)),
-                run_at_startup=True,
-                keep_result=0,
-            )
+            cron(tick, name="tick", second=every_second, keep_result=0, run_at_startup=True,
+                 max_tries=1, timeout=60),
+            cron(heartbeat, name="heartbeat", second=set(range(0, 60, 10)), run_at_startup=True,
+                 keep_result=0),
         ],
         redis_settings=redis_settings(settings),
         queue_name=QUEUE,
@@ -64,6 +120,8 @@ def build_worker(
         on_shutdown=shutdown,
         burst=burst,
         handle_signals=handle_signals,
+        max_jobs=PUMPS_PER_CAMPAIGN * 4,
+        poll_delay=0.05,
         **overrides,
     )
 

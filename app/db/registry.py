@@ -1,8 +1,24 @@
 """Imports every table model so that `metadata` knows the whole schema (Alembic, tests)."""
 
+from app.audiences.models import Segment
 from app.audit.models import AuditEvent
 from app.auth.models import ApiKey
+from app.campaigns.models import Campaign, CampaignWave, IdempotentRequest
 from app.db.base import metadata
+from app.delivery.models import Delivery, SandboxMessage
 from app.devices.models import Device
+from app.killswitch.models import KillSwitch
 
-__all__ = ["ApiKey", "AuditEvent", "Device", "metadata"]
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "Campaign",
+    "CampaignWave",
+    "Delivery",
+    "Device",
+    "IdempotentRequest",
+    "KillSwitch",
+    "SandboxMessage",
+    "Segment",
+    "metadata",
+]

@@ -55,6 +55,16 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(callback)
 
 
+async def commit_now(session: AsyncSession) -> None:
+    """Commit before the request ends, for answers that must follow a durable change and
+    then act on it (a stop waits for the gate only after the stop is committed). The unit
+    of work's own commit at the end then has nothing left to do."""
+    await session.commit()
+    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    for callback in callbacks:
+        await callback()
+
+
 @asynccontextmanager
 async def unit_of_work(
     sessionmaker: async_sessionmaker[AsyncSession],

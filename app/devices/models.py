@@ -44,6 +44,9 @@ class Device(SQLModel, table=True):
     locale: str | None = Field(default=None, max_length=35)
     timezone: str | None = Field(default=None, max_length=64)
     app_version: str | None = Field(default=None, max_length=64)
+    # A string that sorts like the version (see app.audiences.versions), so version-aware
+    # segment rules are plain comparisons on PostgreSQL and SQLite alike.
+    app_version_key: str | None = Field(default=None, max_length=64)
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     attributes: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSONType, nullable=False)

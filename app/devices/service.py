@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audiences.versions import version_key
 from app.audit import service as audit
 from app.auth.principal import Principal
 from app.db.types import utcnow
@@ -32,6 +33,7 @@ def registration_row(reg: DeviceRegistration, now: datetime | None = None) -> di
         "locale": reg.locale,
         "timezone": reg.timezone,
         "app_version": reg.app_version,
+        "app_version_key": version_key(reg.app_version) if reg.app_version else None,
         "tags": list(dict.fromkeys(reg.tags)),
         "attributes": reg.attributes,
         "apns_environment": reg.apns_environment.value if reg.apns_environment else None,
@@ -85,6 +87,10 @@ async def update(session: AsyncSession, device_id: uuid.UUID, patch: DevicePatch
             )
         except ValueError as exc:
             raise validation_problem([FieldError("apns_environment", str(exc))]) from None
+    if "app_version" in changes:
+        device.app_version_key = (
+            version_key(changes["app_version"]) if changes["app_version"] else None
+        )
     for name, value in changes.items():
         if name == "tags" and value is not None:
             value = list(dict.fromkeys(value))

@@ -1,0 +1,65 @@
+"""Telling every worker, through Redis, what the database decided.
+
+PostgreSQL decides; Redis carries the decision to every worker fast. Grants are written
+after the commit (a grant must never run ahead of the truth it reflects), and a stop is
+answered only after the gate has drained the permits taken before it closed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from redis.asyncio import Redis
+
+from app.campaigns.models import Campaign
+from app.campaigns.state import CampaignStatus, is_terminal
+from app.delivery.throttle import Throttle
+from app.killswitch.gate import Gate
+from app.killswitch.models import KillSwitch
+
+STOP_DRAIN_SECONDS = 5.0
+
+
+def throttle_scope(campaign_id: uuid.UUID) -> str:
+    return f"campaign:{campaign_id}"
+
+
+def provider_scope(provider: str) -> str:
+    return f"provider:{provider}"
+
+
+class Control:
+    def __init__(self, redis: Redis) -> None:
+        self.gate = Gate(redis)
+        self.throttle = Throttle(redis)
+
+    async def publish_campaign(self, campaign: Campaign) -> None:
+        """Write the campaign's grant (and rate) as the database has them now."""
+        status = CampaignStatus(campaign.status)
+        if not is_terminal(status):
+            await self.throttle.set_rate(
+                throttle_scope(campaign.id), float(campaign.throttle_per_second)
+            )
+        await self.gate.set_campaign(
+            campaign.id,
+            status is CampaignStatus.running,
+            campaign.control_version,
+            terminal=is_terminal(status),
+        )
+
+    async def publish_switch(self, switch: KillSwitch) -> None:
+        await self.gate.set_global(not switch.engaged, switch.version)
+
+    async def stop(self, campaigns: Iterable[Campaign], *, everything: bool = False) -> int:
+        """Close the grants and wait for permits already taken; returns permits still held
+        when the wait ran out (0 in every normal case)."""
+        targets = list(campaigns)
+        for campaign in targets:
+            await self.publish_campaign(campaign)
+        if everything:
+            return await self.gate.drain(None, timeout=STOP_DRAIN_SECONDS)
+        held = 0
+        for campaign in targets:
+            held += await self.gate.drain(campaign.id, timeout=STOP_DRAIN_SECONDS)
+        return held

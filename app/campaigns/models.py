@@ -1,0 +1,119 @@
+"""Campaigns and their waves."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlmodel import Field, SQLModel
+
+from app.campaigns.state import CampaignStatus
+from app.db.types import BigIntPK, JSONType, UTCDateTime, utcnow
+
+
+class CampaignKind(StrEnum):
+    live = "live"
+    test = "test"
+
+
+class WaveStatus(StrEnum):
+    pending = "pending"
+    # Members are in the ledger and being sent.
+    sending = "sending"
+    # Every member has a final delivery status; the hold runs from finished_at.
+    finished = "finished"
+
+
+class Campaign(SQLModel, table=True):
+    __tablename__ = "campaign"
+    __table_args__ = (Index("ix_campaign_status", "status"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    kind: CampaignKind = Field(sa_column=Column(String(8), nullable=False))
+    status: CampaignStatus = Field(
+        default=CampaignStatus.draft, sa_column=Column(String(16), nullable=False)
+    )
+    # Bumped on every status change; Redis send grants carry it so a stale writer can never
+    # re-open a campaign that has since been stopped.
+    control_version: int = Field(default=1, sa_column=Column(Integer, nullable=False))
+    content: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    # The audience is copied into the campaign when it is created: editing a saved segment
+    # later never changes who a campaign targets.
+    segment_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("segment.id", ondelete="SET NULL"), nullable=True),
+    )
+    audience_rules: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    start_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    throttle_per_second: int = Field(sa_column=Column(Integer, nullable=False))
+    failure_threshold_percent: Decimal = Field(sa_column=Column(Numeric(7, 4), nullable=False))
+    # The campaign's rotation of the bucket space (app.rollout.bucketing.campaign_rotation).
+    rotation: int = Field(sa_column=Column(BigInteger, nullable=False))
+    current_wave: int = Field(default=-1, sa_column=Column(Integer, nullable=False))
+    guard_override_reason: str | None = Field(
+        default=None, sa_column=Column(Text, nullable=True)
+    )
+    guard_override_by: str | None = Field(
+        default=None, sa_column=Column(String(200), nullable=True)
+    )
+    status_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_by: str = Field(sa_column=Column(String(200), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
+
+
+class CampaignWave(SQLModel, table=True):
+    __tablename__ = "campaign_wave"
+
+    campaign_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True)
+    )
+    index: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    percent: Decimal = Field(sa_column=Column(Numeric(9, 4), nullable=False))
+    hold_seconds: int = Field(sa_column=Column(Integer, nullable=False))
+    status: WaveStatus = Field(
+        default=WaveStatus.pending, sa_column=Column(String(16), nullable=False)
+    )
+    audience_size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Cumulative: ceil(percent · audience_size) at release.
+    target_count: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    released_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
+
+
+class IdempotentRequest(SQLModel, table=True):
+    """A remembered answer to a create call, replayed when the same key comes again."""
+
+    __tablename__ = "idempotent_request"
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True))
+    principal: str = Field(sa_column=Column(String(200), nullable=False))
+    key: str = Field(sa_column=Column(String(200), nullable=False))
+    route: str = Field(sa_column=Column(String(200), nullable=False))
+    request_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    status_code: int = Field(sa_column=Column(Integer, nullable=False))
+    response: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+
+    __table_args__ = (
+        Index("uq_idempotent_request_principal_key", "principal", "route", "key", unique=True),
+    )

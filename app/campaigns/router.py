@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from app import idempotency, pagination
+from app.campaigns import service
+from app.campaigns.control import Control
+from app.campaigns.models import CampaignKind
+from app.campaigns.schemas import (
+    CampaignCreate,
+    CampaignOut,
+    CampaignPage,
+    CampaignPatch,
+    DeliveryOut,
+    DeliveryPage,
+    OptionalReason,
+    PreviewOut,
+    Reason,
+    StartRequest,
+    StopOutcome,
+)
+from app.campaigns.state import CampaignAction, CampaignStatus
+from app.db.session import commit_now
+from app.delivery import ledger
+from app.delivery.models import DeliveryStatus
+from app.deps import (
+    CampaignsOperator,
+    CampaignsReader,
+    CampaignsWriter,
+    KillOperator,
+    RedisDep,
+    SessionDep,
+    SettingsDep,
+)
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CampaignOut,
+    responses={422: {"description": "invalid, or refused by the environment guard"}},
+)
+async def create_campaign(
+    body: CampaignCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: CampaignsWriter,
+) -> JSONResponse:
+    """Create a draft campaign. Send `Idempotency-Key` to make retries safe."""
+
+    async def create() -> tuple[int, dict[str, object]]:
+        campaign = await service.create(session, settings, principal, body)
+        view = await service.view(session, campaign)
+        return 201, view.model_dump(mode="json")
+
+    return await idempotency.run_once(
+        session, request, principal, body.model_dump(mode="json"), create
+    )
+
+
+@router.post("/preview", response_model=PreviewOut)
+async def preview_campaign(
+    body: CampaignCreate, session: SessionDep, settings: SettingsDep, _: CampaignsWriter
+) -> PreviewOut:
+    """Validate a campaign and show its audience, waves and the guard's verdict; stores nothing."""
+    return await service.preview(session, settings, body)
+
+
+@router.get("", response_model=CampaignPage)
+async def list_campaigns(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: CampaignsReader,
+    limit: Annotated[int, Query(ge=1)] = 50,
+    cursor: str | None = None,
+    status_: Annotated[CampaignStatus | None, Query(alias="status")] = None,
+    kind: CampaignKind | None = None,
+) -> CampaignPage:
+    limit = min(limit, settings.page_size_max)
+    before = None
+    if cursor is not None:
+        try:
+            before = datetime.fromisoformat(pagination.decode_text(cursor))
+        except ValueError:
+            raise pagination.bad_cursor() from None
+    items = await service.list_campaigns(
+        session, limit=limit + 1, before=before, status=status_, kind=kind
+    )
+    more = len(items) > limit
+    items = items[:limit]
+    return CampaignPage(
+        items=items,
+        next_cursor=pagination.encode(items[-1].created_at.isoformat()) if more else None,
+    )
+
+
+@router.get("/{campaign_id}", response_model=CampaignOut)
+async def get_campaign(
+    campaign_id: uuid.UUID, session: SessionDep, _: CampaignsReader
+) -> CampaignOut:
+    return await service.view(session, await service.get(session, campaign_id))
+
+
+@router.patch("/{campaign_id}", response_model=CampaignOut)
+async def patch_campaign(
+    campaign_id: uuid.UUID,
+    body: CampaignPatch,
+    session: SessionDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    principal: CampaignsWriter,
+) -> CampaignOut:
+    """Edit a draft; while it runs, only `throttle` and `failure_threshold_percent` change
+    (a new throttle reaches every worker within a second)."""
+    campaign = await service.patch(session, settings, principal, campaign_id, body)
+    view = await service.view(session, campaign)
+    await commit_now(session)
+    await Control(redis).publish_campaign(campaign)
+    return view
+
+
+@router.post("/{campaign_id}/start", response_model=CampaignOut)
+async def start_campaign(
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    principal: CampaignsOperator,
+    body: Annotated[StartRequest | None, Body()] = None,
+) -> CampaignOut:
+    """Start now, or schedule when `start_at` is later. The guard checks again."""
+    campaign = await service.start(
+        session, settings, principal, campaign_id,
+        override_reason=body.override.reason if body and body.override else None,
+        reason=body.reason if body else None,
+    )
+    await commit_now(session)
+    await Control(redis).publish_campaign(campaign)
+    return await service.view(session, campaign)
+
+
+@router.post("/{campaign_id}/resume", response_model=CampaignOut)
+async def resume_campaign(
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    redis: RedisDep,
+    principal: CampaignsOperator,
+    body: Annotated[OptionalReason | None, Body()] = None,
+) -> CampaignOut:
+    campaign = await service.resume(
+        session, principal, campaign_id, reason=body.reason if body else None
+    )
+    await commit_now(session)
+    await Control(redis).publish_campaign(campaign)
+    return await service.view(session, campaign)
+
+
+async def _stopped(session: SessionDep, redis: RedisDep, campaign: object) -> StopOutcome:
+    from app.campaigns.models import Campaign
+
+    assert isinstance(campaign, Campaign)
+    await commit_now(session)
+    in_flight = await Control(redis).stop([campaign])
+    return StopOutcome(campaign=await service.view(session, campaign), in_flight_at_answer=in_flight)
+
+
+@router.post("/{campaign_id}/pause", response_model=StopOutcome)
+async def pause_campaign(
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    redis: RedisDep,
+    principal: CampaignsOperator,
+    body: Annotated[OptionalReason | None, Body()] = None,
+) -> StopOutcome:
+    """Pause: no provider request starts after this answer; resume continues where it was."""
+    campaign = await service.pause(
+        session, principal, campaign_id, reason=body.reason if body else None
+    )
+    return await _stopped(session, redis, campaign)
+
+
+@router.post("/{campaign_id}/cancel", response_model=StopOutcome)
+async def cancel_campaign(
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    redis: RedisDep,
+    principal: CampaignsOperator,
+    body: Annotated[OptionalReason | None, Body()] = None,
+) -> StopOutcome:
+    """Cancel: terminal; queued deliveries become `cancelled`, in-flight ones finish."""
+    campaign = await service.stop(
+        session, principal, campaign_id, CampaignAction.cancel,
+        reason=body.reason if body else None,
+    )
+    return await _stopped(session, redis, campaign)
+
+
+@router.post("/{campaign_id}/kill", response_model=StopOutcome)
+async def kill_campaign(
+    campaign_id: uuid.UUID,
+    body: Reason,
+    session: SessionDep,
+    redis: RedisDep,
+    principal: KillOperator,
+) -> StopOutcome:
+    """Kill: immediate and terminal. When this answers, no provider request for the campaign
+    starts on any worker; queued deliveries are `cancelled`."""
+    campaign = await service.stop(
+        session, principal, campaign_id, CampaignAction.kill, reason=body.reason
+    )
+    return await _stopped(session, redis, campaign)
+
+
+@router.get("/{campaign_id}/deliveries", response_model=DeliveryPage)
+async def list_deliveries(
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: CampaignsReader,
+    limit: Annotated[int, Query(ge=1)] = 100,
+    cursor: str | None = None,
+    status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
+    wave: Annotated[int | None, Query(ge=0)] = None,
+) -> DeliveryPage:
+    await service.get(session, campaign_id)
+    limit = min(limit, settings.page_size_max)
+    rows = await ledger.page(
+        session, campaign_id, limit=limit + 1, after=pagination.decode_int(cursor),
+        status=status_, wave=wave,
+    )
+    more = len(rows) > limit
+    items = [DeliveryOut.model_validate(r, from_attributes=True) for r in rows[:limit]]
+    return DeliveryPage(
+        items=items, next_cursor=pagination.encode(items[-1].id) if more and items else None
+    )

@@ -1,0 +1,290 @@
+"""Request and response shapes for campaigns."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from app.campaigns.models import CampaignKind
+from app.campaigns.state import CampaignStatus
+
+Text256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Text2048 = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+DataKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+# FCM and APNs reserve these keys; a data map that used them would be refused by the
+# provider mid-campaign, so it is refused at creation instead.
+RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type", "aps"})
+RESERVED_DATA_PREFIXES = ("google.", "gcm.")
+DEFAULT_TTL = timedelta(hours=4)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IosOptions(_Strict):
+    title: Text256 | None = None
+    body: Text2048 | None = None
+    subtitle: Text256 | None = None
+    sound: Annotated[str, StringConstraints(max_length=64)] | None = "default"
+    badge: Annotated[int, Field(ge=0, le=99_999)] | None = None
+    category: Annotated[str, StringConstraints(max_length=64)] | None = None
+    thread_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    mutable_content: bool = False
+    priority: Literal[5, 10] = 10
+    interruption_level: Literal["passive", "active", "time-sensitive"] | None = None
+
+
+class AndroidOptions(_Strict):
+    title: Text256 | None = None
+    body: Text2048 | None = None
+    channel_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    icon: Annotated[str, StringConstraints(max_length=64)] | None = None
+    color: Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
+    sound: Annotated[str, StringConstraints(max_length=64)] | None = "default"
+    image_url: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    priority: Literal["normal", "high"] = "high"
+
+
+class LocaleVariant(_Strict):
+    title: Text256
+    body: Text2048
+
+
+class Content(_Strict):
+    title: Text256
+    body: Text2048
+    data: dict[DataKey, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    deep_link: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+    ios: IosOptions | None = None
+    android: AndroidOptions | None = None
+    locales: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")],
+        LocaleVariant,
+    ] = Field(default_factory=dict, max_length=100)
+    ttl_seconds: Annotated[int, Field(ge=0, le=28 * 24 * 3600)] = int(DEFAULT_TTL.total_seconds())
+    collapse_key: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+    @field_validator("data")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key in RESERVED_DATA_KEYS or key.startswith(RESERVED_DATA_PREFIXES):
+                raise ValueError(f"data key {key!r} is reserved by FCM or APNs")
+        return value
+
+    def text_fields(self) -> dict[str, str]:
+        """Every human-visible or link text, by field path, for the content lint."""
+        fields: dict[str, str] = {"title": self.title, "body": self.body}
+        for platform in ("ios", "android"):
+            options = getattr(self, platform)
+            if options is not None:
+                for name in ("title", "body", "subtitle"):
+                    text = getattr(options, name, None)
+                    if text:
+                        fields[f"{platform}.{name}"] = text
+        for tag, variant in self.locales.items():
+            fields[f"locales.{tag}.title"] = variant.title
+            fields[f"locales.{tag}.body"] = variant.body
+        for key, value in self.data.items():
+            fields[f"data.{key}"] = value
+        if self.deep_link:
+            fields["deep_link"] = self.deep_link
+        return fields
+
+
+class Audience(_Strict):
+    segment_id: uuid.UUID | None = None
+    rules: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.segment_id is None) == (self.rules is None):
+            raise ValueError("give exactly one of segment_id or rules")
+        return self
+
+
+class WaveIn(_Strict):
+    percent: Annotated[Decimal, Field(gt=0, le=100, max_digits=8, decimal_places=4)]
+    hold_seconds: Annotated[int, Field(ge=0, le=30 * 24 * 3600)] = 0
+
+
+class Rollout(_Strict):
+    start_at: AwareDatetime | None = None
+    waves: list[WaveIn] = Field(min_length=1, max_length=20)
+
+
+class Throttle(_Strict):
+    per_second: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class Override(_Strict):
+    reason: Annotated[str, StringConstraints(min_length=10, max_length=2000, strip_whitespace=True)]
+
+
+class CampaignCreate(_Strict):
+    name: Text256
+    kind: CampaignKind
+    content: Content
+    audience: Audience
+    rollout: Rollout
+    throttle: Throttle | None = None
+    failure_threshold_percent: Annotated[Decimal, Field(ge=0, le=100)] | None = None
+    override: Override | None = None
+
+
+class CampaignPatch(_Strict):
+    name: Text256 | None = None
+    content: Content | None = None
+    audience: Audience | None = None
+    rollout: Rollout | None = None
+    throttle: Throttle | None = None
+    failure_threshold_percent: Annotated[Decimal, Field(ge=0, le=100)] | None = None
+    override: Override | None = None
+
+
+class Reason(_Strict):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+
+
+class OptionalReason(_Strict):
+    reason: (
+        Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+        | None
+    ) = None
+
+
+class StartRequest(OptionalReason):
+    override: Override | None = None
+
+
+class GuardFinding(BaseModel):
+    rule: str
+    code: str
+    field: str
+    message: str
+    match: str | None = None
+
+
+class GuardVerdict(BaseModel):
+    allowed: bool
+    overridable: bool
+    overridden: bool = False
+    findings: list[GuardFinding]
+
+
+class WaveOut(BaseModel):
+    index: int
+    percent: Decimal
+    hold_seconds: int
+    status: str
+    audience_size: int | None
+    target_count: int | None
+    targeted: int
+    queued: int
+    sending: int
+    retrying: int
+    sent: int
+    failed: int
+    invalid: int
+    cancelled: int
+    blocked: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    hold_until: datetime | None
+
+
+class CampaignOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    kind: CampaignKind
+    status: CampaignStatus
+    status_reason: str | None
+    content: dict[str, Any]
+    audience: dict[str, Any]
+    start_at: datetime | None
+    throttle: dict[str, int]
+    failure_threshold_percent: Decimal
+    current_wave: int | None
+    next_wave_at: datetime | None
+    waves: list[WaveOut]
+    guard_override_reason: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class CampaignSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    kind: CampaignKind
+    status: CampaignStatus
+    current_wave: int | None
+    waves: int
+    created_at: datetime
+    started_at: datetime | None
+
+
+class CampaignPage(BaseModel):
+    items: list[CampaignSummary]
+    next_cursor: str | None
+
+
+class WavePlan(BaseModel):
+    index: int
+    percent: Decimal
+    hold_seconds: int
+    cumulative_devices: int
+    new_devices: int
+
+
+class PreviewOut(BaseModel):
+    valid: bool
+    audience_size: int
+    by_platform: dict[str, int]
+    waves: list[WavePlan]
+    payload_bytes: dict[str, int]
+    guard: GuardVerdict
+
+
+class StopOutcome(BaseModel):
+    campaign: CampaignOut
+    in_flight_at_answer: int = Field(
+        description="provider requests still running when the answer was sent (normally 0)"
+    )
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    device_id: uuid.UUID
+    wave: int
+    status: str
+    attempts: int
+    provider: str | None
+    provider_message_id: str | None
+    error_code: str | None
+    error_detail: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: str | None

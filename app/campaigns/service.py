@@ -1,0 +1,588 @@
+"""Campaigns: creation (validated and guarded), views, edits and audited transitions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audiences import service as audiences
+from app.audit import service as audit
+from app.auth.models import Scope
+from app.auth.principal import Principal
+from app.campaigns.models import Campaign, CampaignKind, CampaignWave, WaveStatus
+from app.campaigns.schemas import (
+    CampaignCreate,
+    CampaignOut,
+    CampaignPatch,
+    CampaignSummary,
+    Content,
+    GuardVerdict,
+    PreviewOut,
+    Rollout,
+    WaveOut,
+    WavePlan,
+)
+from app.campaigns.state import (
+    CampaignAction,
+    CampaignStatus,
+    InvalidTransition,
+    is_terminal,
+    next_status,
+)
+from app.db.types import utcnow
+from app.delivery import ledger
+from app.delivery.payloads import PAYLOAD_LIMIT, largest_sizes
+from app.errors import FieldError, Problem, not_found, validation_problem
+from app.guard.policy import GuardInput, assess
+from app.killswitch import service as killswitch
+from app.rollout.bucketing import campaign_rotation
+from app.rollout.planner import WaveSpec, cumulative_target, validate_waves
+from app.settings import Settings
+
+DEFAULT_THROTTLE = 100
+EDITABLE_WHILE_LIVE = {"throttle", "failure_threshold_percent"}
+
+
+# ---------------------------------------------------------------- validation
+def _wave_specs(rollout: Rollout) -> list[WaveSpec]:
+    return [WaveSpec(percent=w.percent, hold_seconds=w.hold_seconds) for w in rollout.waves]
+
+
+def check_rollout(rollout: Rollout) -> list[WaveSpec]:
+    specs = _wave_specs(rollout)
+    problems = validate_waves(specs)
+    if problems:
+        raise validation_problem(
+            [
+                FieldError(
+                    "rollout.waves"
+                    if p.index is None
+                    else f"rollout.waves[{p.index}].{p.field}",
+                    p.message,
+                )
+                for p in problems
+            ],
+            title="Invalid rollout",
+        )
+    return specs
+
+
+def check_payload_size(content: Content) -> dict[str, int]:
+    sizes = largest_sizes(content)
+    errors = [
+        FieldError(
+            "content",
+            f"the {platform} payload is {size} bytes; "
+            f"{'APNs' if platform == 'ios' else 'FCM'} accepts at most {PAYLOAD_LIMIT}",
+        )
+        for platform, size in sizes.items()
+        if size > PAYLOAD_LIMIT
+    ]
+    if errors:
+        raise validation_problem(errors, title="Payload too large")
+    return sizes
+
+
+async def guard_verdict(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    kind: CampaignKind,
+    content: Content,
+    waves: Sequence[WaveSpec],
+    rules: dict[str, Any],
+    override_reason: str | None,
+) -> GuardVerdict:
+    non_test = (
+        await audiences.count_non_test(session, rules) if kind is CampaignKind.test else None
+    )
+    return assess(
+        settings,
+        GuardInput(
+            kind=kind,
+            text_fields=content.text_fields(),
+            waves=waves,
+            non_test_devices=non_test,
+            override_reason=override_reason,
+        ),
+    )
+
+
+def refuse_unless_allowed(verdict: GuardVerdict) -> None:
+    if verdict.allowed:
+        return
+    hint = (
+        " An operator with the campaigns:operate scope may override the content findings "
+        "with {\"override\": {\"reason\": \"...\"}}."
+        if verdict.overridable
+        else ""
+    )
+    raise Problem(
+        422,
+        "Refused by the environment guard",
+        "; ".join(f.message for f in verdict.findings) + "." + hint,
+        errors=[FieldError(f.field, f.message) for f in verdict.findings],
+        type_="https://wavecast.dev/problems/guard-refused",
+        extra={"guard": verdict.model_dump(mode="json")},
+    )
+
+
+def _require_override_right(principal: Principal, override: object | None) -> None:
+    if override is not None and not principal.has(Scope.campaigns_operate):
+        raise Problem(
+            403, "Forbidden", "overriding the environment guard needs the 'campaigns:operate' scope"
+        )
+
+
+# ---------------------------------------------------------------- create / preview
+async def preview(
+    session: AsyncSession, settings: Settings, body: CampaignCreate
+) -> PreviewOut:
+    rules, _ = await audiences.resolve(
+        session, segment_id=body.audience.segment_id, rules=body.audience.rules
+    )
+    specs = check_rollout(body.rollout)
+    sizes = check_payload_size(body.content)
+    size, by_platform = await audiences.estimate(session, rules)
+    verdict = await guard_verdict(
+        session, settings, kind=body.kind, content=body.content, waves=specs, rules=rules,
+        override_reason=body.override.reason if body.override else None,
+    )
+    plans = []
+    previous = 0
+    for index, spec in enumerate(specs):
+        cumulative = cumulative_target(spec.percent, size)
+        plans.append(
+            WavePlan(
+                index=index,
+                percent=spec.percent,
+                hold_seconds=spec.hold_seconds,
+                cumulative_devices=cumulative,
+                new_devices=cumulative - previous,
+            )
+        )
+        previous = cumulative
+    return PreviewOut(
+        valid=True,
+        audience_size=size,
+        by_platform=by_platform,
+        waves=plans,
+        payload_bytes=sizes,
+        guard=verdict,
+    )
+
+
+async def create(
+    session: AsyncSession, settings: Settings, principal: Principal, body: CampaignCreate
+) -> Campaign:
+    _require_override_right(principal, body.override)
+    rules, segment_id = await audiences.resolve(
+        session, segment_id=body.audience.segment_id, rules=body.audience.rules
+    )
+    specs = check_rollout(body.rollout)
+    check_payload_size(body.content)
+    override = body.override.reason if body.override else None
+    verdict = await guard_verdict(
+        session, settings, kind=body.kind, content=body.content, waves=specs, rules=rules,
+        override_reason=override,
+    )
+    refuse_unless_allowed(verdict)
+    campaign_id = uuid.uuid4()
+    campaign = Campaign(
+        id=campaign_id,
+        name=body.name,
+        kind=body.kind,
+        content=body.content.model_dump(mode="json"),
+        segment_id=segment_id,
+        audience_rules=rules,
+        start_at=body.rollout.start_at,
+        throttle_per_second=body.throttle.per_second if body.throttle else DEFAULT_THROTTLE,
+        failure_threshold_percent=(
+            body.failure_threshold_percent
+            if body.failure_threshold_percent is not None
+            else settings.failure_threshold_percent
+        ),
+        rotation=campaign_rotation(campaign_id),
+        guard_override_reason=override if verdict.overridden else None,
+        guard_override_by=principal.actor if verdict.overridden else None,
+        created_by=principal.actor,
+    )
+    session.add(campaign)
+    _replace_waves(session, campaign.id, specs)
+    audit.record(
+        session, principal, "campaign.created", subject_type="campaign", subject_id=campaign.id,
+        after=_snapshot(campaign, specs),
+    )
+    _audit_guard(session, principal, campaign, verdict, override)
+    await session.flush()
+    return campaign
+
+
+def _audit_guard(
+    session: AsyncSession,
+    principal: Principal,
+    campaign: Campaign,
+    verdict: GuardVerdict,
+    override: str | None,
+) -> None:
+    if verdict.overridden:
+        audit.record(
+            session, principal, "guard.overridden", subject_type="campaign",
+            subject_id=campaign.id, reason=override,
+            after={"findings": [f.model_dump(mode="json") for f in verdict.findings]},
+        )
+
+
+def _replace_waves(session: AsyncSession, campaign_id: uuid.UUID, specs: Sequence[WaveSpec]) -> None:
+    for index, spec in enumerate(specs):
+        session.add(
+            CampaignWave(
+                campaign_id=campaign_id,
+                index=index,
+                percent=spec.percent,
+                hold_seconds=spec.hold_seconds,
+            )
+        )
+
+
+def _snapshot(campaign: Campaign, specs: Sequence[WaveSpec] | None = None) -> dict[str, Any]:
+    snap: dict[str, Any] = {
+        "name": campaign.name,
+        "kind": str(campaign.kind),
+        "status": str(campaign.status),
+        "content": campaign.content,
+        "audience_rules": campaign.audience_rules,
+        "segment_id": str(campaign.segment_id) if campaign.segment_id else None,
+        "start_at": campaign.start_at.isoformat() if campaign.start_at else None,
+        "throttle_per_second": campaign.throttle_per_second,
+        "failure_threshold_percent": str(campaign.failure_threshold_percent),
+    }
+    if specs is not None:
+        snap["waves"] = [
+            {"percent": str(s.percent), "hold_seconds": s.hold_seconds} for s in specs
+        ]
+    return snap
+
+
+# ---------------------------------------------------------------- reads
+async def get(session: AsyncSession, campaign_id: uuid.UUID, *, lock: bool = False) -> Campaign:
+    query = select(Campaign).where(col(Campaign.id) == campaign_id)
+    if lock:
+        query = query.with_for_update()
+    campaign = (await session.exec(query)).first()
+    if campaign is None:
+        raise not_found("Campaign", campaign_id)
+    return campaign
+
+
+async def waves(session: AsyncSession, campaign_id: uuid.UUID) -> list[CampaignWave]:
+    rows = await session.exec(
+        select(CampaignWave)
+        .where(col(CampaignWave.campaign_id) == campaign_id)
+        .order_by(col(CampaignWave.index))
+    )
+    return list(rows.all())
+
+
+def hold_until(wave: CampaignWave) -> datetime | None:
+    if wave.finished_at is None:
+        return None
+    return wave.finished_at + timedelta(seconds=wave.hold_seconds)
+
+
+async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
+    wave_rows = await waves(session, campaign.id)
+    counts = await ledger.counts_by_wave(session, campaign.id)
+    out_waves = []
+    for w in wave_rows:
+        c = counts.get(w.index, {})
+        out_waves.append(
+            WaveOut(
+                index=w.index,
+                percent=w.percent,
+                hold_seconds=w.hold_seconds,
+                status=w.status,
+                audience_size=w.audience_size,
+                target_count=w.target_count,
+                targeted=sum(c.values()),
+                queued=c.get("queued", 0),
+                sending=c.get("sending", 0),
+                retrying=c.get("retrying", 0),
+                sent=c.get("sent", 0),
+                failed=c.get("failed", 0),
+                invalid=c.get("invalid_token", 0),
+                cancelled=c.get("cancelled", 0),
+                blocked=c.get("blocked", 0),
+                started_at=w.released_at,
+                finished_at=w.finished_at,
+                hold_until=hold_until(w),
+            )
+        )
+    next_wave_at = None
+    current = campaign.current_wave
+    if campaign.status in (CampaignStatus.running, CampaignStatus.scheduled):
+        if current < 0:
+            next_wave_at = campaign.start_at or campaign.started_at
+        elif current + 1 < len(wave_rows):
+            next_wave_at = hold_until(wave_rows[current])
+    return CampaignOut(
+        id=campaign.id,
+        name=campaign.name,
+        kind=campaign.kind,
+        status=campaign.status,
+        status_reason=campaign.status_reason,
+        content=campaign.content,
+        audience={"segment_id": campaign.segment_id, "rules": campaign.audience_rules},
+        start_at=campaign.start_at,
+        throttle={"per_second": campaign.throttle_per_second},
+        failure_threshold_percent=campaign.failure_threshold_percent,
+        current_wave=current if current >= 0 else None,
+        next_wave_at=next_wave_at,
+        waves=out_waves,
+        guard_override_reason=campaign.guard_override_reason,
+        created_by=campaign.created_by,
+        created_at=campaign.created_at,
+        updated_at=campaign.updated_at,
+        started_at=campaign.started_at,
+        finished_at=campaign.finished_at,
+    )
+
+
+async def list_campaigns(
+    session: AsyncSession,
+    *,
+    limit: int,
+    before: datetime | None,
+    status: CampaignStatus | None,
+    kind: CampaignKind | None,
+) -> list[CampaignSummary]:
+    query = select(Campaign).order_by(col(Campaign.created_at).desc()).limit(limit)
+    if before is not None:
+        query = query.where(col(Campaign.created_at) < before)
+    if status is not None:
+        query = query.where(col(Campaign.status) == status.value)
+    if kind is not None:
+        query = query.where(col(Campaign.kind) == kind.value)
+    campaigns = (await session.exec(query)).all()
+    wave_counts: dict[uuid.UUID, int] = {}
+    if campaigns:
+        rows = await session.exec(
+            select(CampaignWave).where(col(CampaignWave.campaign_id).in_([c.id for c in campaigns]))
+        )
+        for w in rows.all():
+            wave_counts[w.campaign_id] = wave_counts.get(w.campaign_id, 0) + 1
+    return [
+        CampaignSummary(
+            id=c.id,
+            name=c.name,
+            kind=c.kind,
+            status=c.status,
+            current_wave=c.current_wave if c.current_wave >= 0 else None,
+            waves=wave_counts.get(c.id, 0),
+            created_at=c.created_at,
+            started_at=c.started_at,
+        )
+        for c in campaigns
+    ]
+
+
+# ---------------------------------------------------------------- edits
+async def patch(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    body: CampaignPatch,
+) -> Campaign:
+    campaign = await get(session, campaign_id, lock=True)
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        return campaign
+    if campaign.status is not CampaignStatus.draft and campaign.status != "draft":
+        frozen = set(changes) - EDITABLE_WHILE_LIVE
+        if frozen or is_terminal(CampaignStatus(campaign.status)):
+            raise Problem(
+                409,
+                "Conflict",
+                f"a {campaign.status} campaign can change only its throttle and failure "
+                f"threshold; {', '.join(sorted(frozen)) or 'nothing'} cannot change now",
+                errors=[FieldError(name, "not editable after the campaign left draft")
+                        for name in sorted(frozen)],
+            )
+    _require_override_right(principal, body.override)
+    before = _snapshot(campaign)
+    if body.name is not None:
+        campaign.name = body.name
+    if body.throttle is not None:
+        campaign.throttle_per_second = body.throttle.per_second
+    if body.failure_threshold_percent is not None:
+        campaign.failure_threshold_percent = body.failure_threshold_percent
+    content = Content.model_validate(campaign.content) if body.content is None else body.content
+    if body.content is not None:
+        check_payload_size(body.content)
+        campaign.content = body.content.model_dump(mode="json")
+    if body.audience is not None:
+        campaign.audience_rules, campaign.segment_id = await audiences.resolve(
+            session, segment_id=body.audience.segment_id, rules=body.audience.rules
+        )
+    specs = [WaveSpec(w.percent, w.hold_seconds) for w in await waves(session, campaign.id)]
+    if body.rollout is not None:
+        specs = check_rollout(body.rollout)
+        campaign.start_at = body.rollout.start_at
+        for wave in await waves(session, campaign.id):
+            await session.delete(wave)
+        await session.flush()
+        _replace_waves(session, campaign.id, specs)
+    if changes.keys() & {"content", "audience", "rollout", "override"}:
+        override = body.override.reason if body.override else campaign.guard_override_reason
+        verdict = await guard_verdict(
+            session, settings, kind=CampaignKind(campaign.kind), content=content, waves=specs,
+            rules=campaign.audience_rules, override_reason=override,
+        )
+        refuse_unless_allowed(verdict)
+        campaign.guard_override_reason = override if verdict.overridden else None
+        campaign.guard_override_by = principal.actor if verdict.overridden else None
+        _audit_guard(session, principal, campaign, verdict, body.override.reason if body.override else None)
+    campaign.updated_at = utcnow()
+    session.add(campaign)
+    audit.record(
+        session, principal, "campaign.edited", subject_type="campaign", subject_id=campaign.id,
+        before=before, after=_snapshot(campaign, specs),
+    )
+    await session.flush()
+    return campaign
+
+
+# ---------------------------------------------------------------- transitions
+def transition(
+    session: AsyncSession,
+    principal: Principal,
+    campaign: Campaign,
+    action: CampaignAction,
+    *,
+    reason: str | None,
+    now: datetime,
+) -> CampaignStatus:
+    """Move a campaign through its state machine, recording who, when and why."""
+    current = CampaignStatus(campaign.status)
+    try:
+        new = next_status(current, action)
+    except InvalidTransition as exc:
+        raise Problem(409, "Conflict", str(exc), extra={"status": current.value}) from None
+    campaign.status = new
+    campaign.control_version += 1
+    campaign.status_reason = reason
+    campaign.updated_at = now
+    if new is CampaignStatus.running and campaign.started_at is None:
+        campaign.started_at = now
+    if is_terminal(new):
+        campaign.finished_at = now
+    session.add(campaign)
+    audit.record(
+        session, principal, f"campaign.{action.value}", subject_type="campaign",
+        subject_id=campaign.id, reason=reason,
+        before={"status": current.value}, after={"status": new.value},
+    )
+    return new
+
+
+async def start(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    *,
+    override_reason: str | None,
+    reason: str | None,
+) -> Campaign:
+    _require_override_right(principal, override_reason)
+    campaign = await get(session, campaign_id, lock=True)
+    if await killswitch.is_engaged(session):
+        raise Problem(409, "Conflict", "the global kill switch is engaged; nothing can start")
+    wave_rows = await waves(session, campaign.id)
+    specs = [WaveSpec(w.percent, w.hold_seconds) for w in wave_rows]
+    override = override_reason or campaign.guard_override_reason
+    verdict = await guard_verdict(
+        session, settings, kind=CampaignKind(campaign.kind),
+        content=Content.model_validate(campaign.content), waves=specs,
+        rules=campaign.audience_rules, override_reason=override,
+    )
+    refuse_unless_allowed(verdict)
+    if override_reason and verdict.overridden:
+        campaign.guard_override_reason = override_reason
+        campaign.guard_override_by = principal.actor
+        _audit_guard(session, principal, campaign, verdict, override_reason)
+    now = utcnow()
+    later = campaign.start_at is not None and campaign.start_at > now
+    action = CampaignAction.schedule if later else CampaignAction.start
+    transition(session, principal, campaign, action, reason=reason, now=now)
+    await session.flush()
+    return campaign
+
+
+async def pause(
+    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, reason: str | None
+) -> Campaign:
+    campaign = await get(session, campaign_id, lock=True)
+    transition(session, principal, campaign, CampaignAction.pause, reason=reason, now=utcnow())
+    await session.flush()
+    return campaign
+
+
+async def resume(
+    session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, reason: str | None
+) -> Campaign:
+    campaign = await get(session, campaign_id, lock=True)
+    if await killswitch.is_engaged(session):
+        raise Problem(
+            409, "Conflict", "the global kill switch is engaged; release it before resuming"
+        )
+    transition(session, principal, campaign, CampaignAction.resume, reason=reason, now=utcnow())
+    await session.flush()
+    return campaign
+
+
+async def stop(
+    session: AsyncSession,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    action: CampaignAction,
+    *,
+    reason: str | None,
+) -> Campaign:
+    """Cancel or kill: terminal. Queued rows become `cancelled`; rows on the wire finish.
+
+    Stopping a campaign that is already stopped the same way changes nothing, so an
+    operator may press kill again (for instance after a timeout) without an error.
+    """
+    campaign = await get(session, campaign_id, lock=True)
+    target = CampaignStatus.killed if action is CampaignAction.kill else CampaignStatus.cancelled
+    if campaign.status == target:
+        return campaign
+    now = utcnow()
+    transition(session, principal, campaign, action, reason=reason, now=now)
+    await ledger.cancel_open(session, campaign.id, now=now, reason=f"campaign_{target.value}")
+    await session.flush()
+    return campaign
+
+
+def throttle_scope(campaign_id: uuid.UUID) -> str:
+    return f"campaign:{campaign_id}"
+
+
+def is_live(campaign: Campaign) -> bool:
+    return campaign.status == CampaignStatus.running
+
+
+def wave_percent(wave: CampaignWave) -> Decimal:
+    return Decimal(wave.percent)
+
+
+def pending_wave(wave: CampaignWave) -> bool:
+    return wave.status == WaveStatus.pending

@@ -1,0 +1,397 @@
+"""Ledger queries: the only place that reads or writes delivery rows.
+
+Invariants:
+- a (campaign, device) pair has at most one row (unique constraint), so a device is sent a
+  campaign at most once however often a wave is released or a job runs;
+- a row is sent only by the worker holding its lease (`lease_token`), and its outcome is
+  recorded only under that same lease, so a worker whose lease expired and was reclaimed
+  can never overwrite what the next holder recorded;
+- rows leave `sending` only by an outcome or by the reconciler reclaiming an expired lease:
+  a crash never loses a device.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.campaigns.models import Campaign
+from app.campaigns.state import CampaignStatus
+from app.delivery.models import OPEN_STATUSES, Delivery, DeliveryStatus
+from app.devices.models import Device, DeviceStatus
+from app.killswitch.models import KillSwitch
+from app.rollout.bucketing import BUCKET_SPACE
+
+_delivery = Delivery.__table__  # type: ignore[attr-defined]
+_device = Device.__table__  # type: ignore[attr-defined]
+
+
+def order_key(rotation: int) -> ColumnElement[int]:
+    """The campaign's send order (app.rollout.bucketing.order_key, in SQL)."""
+    return (_device.c.bucket + literal(BUCKET_SPACE - rotation)) % literal(BUCKET_SPACE)
+
+
+async def count_audience(session: AsyncSession, audience: ColumnElement[bool]) -> int:
+    query = select(func.count()).select_from(_device).where(audience)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def count_in_ledger(session: AsyncSession, campaign_id: uuid.UUID) -> int:
+    query = select(func.count()).select_from(_delivery).where(
+        _delivery.c.campaign_id == campaign_id
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def add_wave_members(
+    session: AsyncSession,
+    *,
+    campaign_id: uuid.UUID,
+    rotation: int,
+    wave: int,
+    audience: ColumnElement[bool],
+    count: int,
+    now: datetime,
+) -> int:
+    """Put the next `count` audience devices of the campaign's order into the ledger.
+
+    Devices already in the ledger keep their row and their wave: earlier waves never change.
+    """
+    if count <= 0:
+        return 0
+    already = exists().where(
+        and_(_delivery.c.campaign_id == campaign_id, _delivery.c.device_id == _device.c.id)
+    )
+    members = (
+        select(
+            literal(campaign_id, type_=_delivery.c.campaign_id.type),
+            _device.c.id,
+            literal(wave),
+            literal(DeliveryStatus.queued.value),
+            literal(0),
+            literal(now, type_=_delivery.c.created_at.type),
+            literal(now, type_=_delivery.c.updated_at.type),
+        )
+        .where(audience, ~already)
+        .order_by(order_key(rotation), _device.c.id)
+        .limit(count)
+    )
+    stmt = insert(_delivery).from_select(
+        ["campaign_id", "device_id", "wave", "status", "attempts", "created_at", "updated_at"],
+        members,
+    )
+    result = await session.execute(stmt)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: int
+    device_id: uuid.UUID
+    wave: int
+    attempts: int
+    created_at: datetime
+    token: str
+    platform: str
+    locale: str | None
+    apns_environment: str | None
+    is_test_device: bool
+    device_status: str
+
+
+def _claimable(campaign_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
+    return and_(
+        _delivery.c.campaign_id == campaign_id,
+        or_(
+            _delivery.c.status == DeliveryStatus.queued.value,
+            and_(
+                _delivery.c.status == DeliveryStatus.retrying.value,
+                _delivery.c.next_attempt_at <= now,
+            ),
+        ),
+    )
+
+
+def _campaign_may_send(campaign_id: uuid.UUID) -> ColumnElement[bool]:
+    running = exists().where(
+        and_(col(Campaign.id) == campaign_id, col(Campaign.status) == CampaignStatus.running.value)
+    )
+    switch_engaged = exists().where(col(KillSwitch.engaged).is_(True))
+    return and_(running, ~switch_engaged)
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    campaign_id: uuid.UUID,
+    limit: int,
+    lease_token: uuid.UUID,
+    lease_until: datetime,
+    now: datetime,
+) -> list[Claimed]:
+    """Lease up to `limit` sendable rows of a running campaign.
+
+    On PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED); on
+    SQLite the database-wide write lock serialises claims. Nothing is claimed while the
+    campaign is not running or the global kill switch is engaged.
+    """
+    picked = (
+        select(_delivery.c.id)
+        .where(_claimable(campaign_id, now))
+        .order_by(_delivery.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(_delivery)
+        .where(_delivery.c.id.in_(picked), _campaign_may_send(campaign_id))
+        .values(
+            status=DeliveryStatus.sending.value,
+            lease_token=lease_token,
+            lease_until=lease_until,
+            attempts=_delivery.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            _delivery.c.id,
+            _delivery.c.device_id,
+            _delivery.c.wave,
+            _delivery.c.attempts,
+            _delivery.c.created_at,
+        )
+    )
+    rows = (await session.execute(stmt)).all()
+    if not rows:
+        return []
+    devices = {
+        d.id: d
+        for d in (
+            await session.execute(
+                select(
+                    _device.c.id,
+                    _device.c.token,
+                    _device.c.platform,
+                    _device.c.locale,
+                    _device.c.apns_environment,
+                    _device.c.is_test_device,
+                    _device.c.status,
+                ).where(_device.c.id.in_([r.device_id for r in rows]))
+            )
+        ).all()
+    }
+    claimed = []
+    for r in sorted(rows, key=lambda r: r.id):
+        d = devices[r.device_id]
+        claimed.append(
+            Claimed(
+                delivery_id=r.id,
+                device_id=r.device_id,
+                wave=r.wave,
+                attempts=r.attempts,
+                created_at=r.created_at,
+                token=d.token,
+                platform=d.platform,
+                locale=d.locale,
+                apns_environment=d.apns_environment,
+                is_test_device=d.is_test_device,
+                device_status=d.status,
+            )
+        )
+    return claimed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed row."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    provider: str | None = None
+    message_id: str | None = None
+    error_code: str | None = None
+    error_detail: str | None = None
+    next_attempt_at: datetime | None = None
+    # Give the row back untouched (the gate closed before it was sent): it is not an attempt.
+    give_back: bool = False
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    lease_token: uuid.UUID,
+    outcomes: Sequence[Outcome],
+    now: datetime,
+) -> int:
+    """Record outcomes under the lease that claimed the rows; returns rows updated."""
+    if not outcomes:
+        return 0
+    stmt = (
+        update(_delivery)
+        .where(
+            _delivery.c.id == bindparam("b_id"),
+            _delivery.c.lease_token == lease_token,
+            _delivery.c.status == DeliveryStatus.sending.value,
+        )
+        .values(
+            status=bindparam("b_status"),
+            attempts=_delivery.c.attempts - bindparam("b_undo"),
+            provider=bindparam("b_provider"),
+            provider_message_id=bindparam("b_message_id"),
+            error_code=bindparam("b_error_code"),
+            error_detail=bindparam("b_error_detail"),
+            next_attempt_at=bindparam("b_next", type_=_delivery.c.next_attempt_at.type),
+            sent_at=bindparam("b_sent_at", type_=_delivery.c.sent_at.type),
+            lease_token=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    params: list[dict[str, Any]] = [
+        {
+            "b_id": o.delivery_id,
+            "b_status": (DeliveryStatus.queued if o.give_back else o.status).value,
+            "b_undo": 1 if o.give_back else 0,
+            "b_provider": o.provider,
+            "b_message_id": o.message_id,
+            "b_error_code": o.error_code,
+            "b_error_detail": o.error_detail[:2000] if o.error_detail else None,
+            "b_next": o.next_attempt_at,
+            "b_sent_at": now if o.status is DeliveryStatus.sent else None,
+        }
+        for o in outcomes
+    ]
+    result = await session.execute(stmt, params)
+    invalid = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.invalid_token]
+    if invalid:
+        await deactivate_devices(session, invalid, now)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def deactivate_devices(session: AsyncSession, delivery_ids: Iterable[int], now: datetime) -> None:
+    """A provider said the token is dead: stop every campaign from trying it again."""
+    ids = select(_delivery.c.device_id).where(_delivery.c.id.in_(list(delivery_ids)))
+    await session.execute(
+        update(_device)
+        .where(_device.c.id.in_(ids))
+        .values(status=DeviceStatus.invalid.value, updated_at=now)
+    )
+
+
+async def reclaim_expired(session: AsyncSession, *, now: datetime, max_attempts: int) -> int:
+    """Rows whose lease ran out (their worker died or hung) go back to the queue, or fail
+    once they have used their attempts: nothing is lost and nothing is retried forever."""
+    exhausted = _delivery.c.attempts >= max_attempts
+    result = await session.execute(
+        update(_delivery)
+        .where(_delivery.c.status == DeliveryStatus.sending.value, _delivery.c.lease_until < now)
+        .values(
+            status=case(
+                (exhausted, DeliveryStatus.failed.value), else_=DeliveryStatus.queued.value
+            ),
+            error_code=case((exhausted, "lease_expired"), else_=_delivery.c.error_code),
+            error_detail=case(
+                (exhausted, "the worker sending this row stopped answering too many times"),
+                else_=_delivery.c.error_detail,
+            ),
+            lease_token=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def cancel_open(
+    session: AsyncSession, campaign_id: uuid.UUID, *, now: datetime, reason: str
+) -> int:
+    """Queued and retrying rows of a stopped campaign become `cancelled`. Rows in `sending`
+    are on the wire: their worker records what the provider answered."""
+    result = await session.execute(
+        update(_delivery)
+        .where(
+            _delivery.c.campaign_id == campaign_id,
+            _delivery.c.status.in_([DeliveryStatus.queued.value, DeliveryStatus.retrying.value]),
+        )
+        .values(
+            status=DeliveryStatus.cancelled.value,
+            error_code=reason,
+            lease_token=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def counts_by_wave(
+    session: AsyncSession, campaign_id: uuid.UUID
+) -> dict[int, dict[str, int]]:
+    rows = (
+        await session.execute(
+            select(_delivery.c.wave, _delivery.c.status, func.count())
+            .where(_delivery.c.campaign_id == campaign_id)
+            .group_by(_delivery.c.wave, _delivery.c.status)
+        )
+    ).all()
+    counts: dict[int, dict[str, int]] = {}
+    for wave, status, n in rows:
+        counts.setdefault(wave, {})[status] = int(n)
+    return counts
+
+
+async def open_in_wave(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> int:
+    query = select(func.count()).select_from(_delivery).where(
+        _delivery.c.campaign_id == campaign_id,
+        _delivery.c.wave == wave,
+        _delivery.c.status.in_([s.value for s in OPEN_STATUSES]),
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def has_claimable(session: AsyncSession, campaign_id: uuid.UUID, now: datetime) -> bool:
+    query = select(_delivery.c.id).where(_claimable(campaign_id, now)).limit(1)
+    return (await session.execute(query)).first() is not None
+
+
+async def page(
+    session: AsyncSession,
+    campaign_id: uuid.UUID,
+    *,
+    limit: int,
+    after: int | None,
+    status: DeliveryStatus | None,
+    wave: int | None,
+) -> Sequence[Delivery]:
+    query = (
+        select(Delivery)
+        .where(col(Delivery.campaign_id) == campaign_id)
+        .order_by(col(Delivery.id))
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(col(Delivery.id) > after)
+    if status is not None:
+        query = query.where(col(Delivery.status) == status.value)
+    if wave is not None:
+        query = query.where(col(Delivery.wave) == wave)
+    return (await session.exec(query)).all()  # type: ignore[call-overload,no-any-return]

@@ -1,0 +1,110 @@
+"""The delivery ledger: the source of truth for who received what."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlmodel import Field, SQLModel
+
+from app.db.types import BigIntPK, JSONType, UTCDateTime, utcnow
+
+
+class DeliveryStatus(StrEnum):
+    queued = "queued"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+    invalid_token = "invalid_token"
+    retrying = "retrying"
+    cancelled = "cancelled"
+    blocked = "blocked"
+
+
+FINAL_STATUSES = frozenset(
+    {
+        DeliveryStatus.sent,
+        DeliveryStatus.failed,
+        DeliveryStatus.invalid_token,
+        DeliveryStatus.cancelled,
+        DeliveryStatus.blocked,
+    }
+)
+OPEN_STATUSES = frozenset(set(DeliveryStatus) - FINAL_STATUSES)
+
+
+class Delivery(SQLModel, table=True):
+    """One row per (campaign, device), ever: the unique constraint is what makes a device
+    receive a campaign at most once, whatever the queue does."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "device_id"),
+        Index("ix_delivery_campaign_status", "campaign_id", "status"),
+        Index("ix_delivery_campaign_wave_status", "campaign_id", "wave", "status"),
+        # The reconciler looks for leases that expired.
+        Index("ix_delivery_status_lease_until", "status", "lease_until"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True))
+    campaign_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("campaign.id", ondelete="CASCADE"), nullable=False)
+    )
+    device_id: uuid.UUID = Field(sa_column=Column(ForeignKey("device.id"), nullable=False))
+    wave: int = Field(sa_column=Column(Integer, nullable=False))
+    status: DeliveryStatus = Field(
+        default=DeliveryStatus.queued, sa_column=Column(String(16), nullable=False)
+    )
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    # Set when a worker claims the row: only the holder of this lease may record its outcome,
+    # and an expired lease is reclaimed by the reconciler.
+    lease_token: uuid.UUID | None = Field(default=None, nullable=True)
+    lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
+    provider: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    provider_message_id: str | None = Field(
+        default=None, sa_column=Column(String(256), nullable=True)
+    )
+    error_code: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    error_detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+class SandboxMessage(SQLModel, table=True):
+    """What the sandbox provider would have sent."""
+
+    __tablename__ = "sandbox_message"
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True))
+    campaign_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False, index=True))
+    delivery_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    device_id: uuid.UUID = Field(nullable=False)
+    platform: str = Field(sa_column=Column(String(16), nullable=False))
+    token: str = Field(sa_column=Column(String(4096), nullable=False))
+    apns_environment: str | None = Field(
+        default=None, sa_column=Column(String(16), nullable=True)
+    )
+    payload: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    worker: str = Field(sa_column=Column(String(200), nullable=False))
+    sent_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

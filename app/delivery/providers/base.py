@@ -1,0 +1,67 @@
+"""The provider interface: FCM, APNs and the sandbox all look like this to the sender.
+
+A provider sends one campaign's content to a batch of devices and reports one result per
+device. It never raises for a per-device failure: it classifies it (SPEC §3 "Provider
+errors"), so the sender can decide retries, deactivation or a halt in one place.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.campaigns.schemas import Content
+
+
+@dataclass(frozen=True)
+class Message:
+    delivery_id: int
+    device_id: uuid.UUID
+    token: str
+    platform: str
+    locale: str | None
+    apns_environment: str | None
+
+
+class ResultKind(StrEnum):
+    sent = "sent"
+    # The token is dead: deactivate the device, never retry.
+    invalid_token = "invalid_token"
+    # Transient (5xx, 429, timeout, dropped connection): retry later, bounded.
+    retry = "retry"
+    # Permanent for this message (bad payload): do not retry.
+    failed = "failed"
+    # The environment is misconfigured (auth, sender mismatch): stop the whole campaign.
+    halt = "halt"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    delivery_id: int
+    kind: ResultKind
+    message_id: str | None = None
+    error_code: str | None = None
+    detail: str | None = None
+    # Seconds the provider asked every sender to wait (429 Retry-After).
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    campaign_id: str
+    content: Content
+    messages: Sequence[Message]
+
+
+class Provider(ABC):
+    name: str
+
+    @abstractmethod
+    async def send(self, batch: Batch) -> list[SendResult]:
+        """Send and classify; exactly one result per message, in any order."""
+
+    async def aclose(self) -> None:  # noqa: B027 (optional hook)
+        """Release connections; called once when the worker stops."""

@@ -1,0 +1,391 @@
+"""Sending one campaign's queued rows: the loop every `send_campaign` job runs.
+
+One iteration, and why it is in this order:
+1. reserve throttle tokens (the campaign's rate, shared by all workers through Redis);
+2. claim that many rows under a lease (only rows of a running campaign are claimable);
+3. decide each row's fate before any provider sees it: inactive devices are cancelled,
+   non-test devices of a test campaign are blocked, stale notifications expire;
+4. re-check the guard on the content (production) — data may have reached the database by
+   another road;
+5. reserve provider-wide tokens;
+6. take a gate permit (fails when the campaign or everything was stopped), then re-read
+   the campaign's state from PostgreSQL — a kill that was answered is visible there;
+7. send, release the permit, record every outcome under the lease.
+If any step says stop, the claimed rows are given back untouched (not an attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlmodel import col
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.auth.principal import SYSTEM
+from app.campaigns.control import Control, provider_scope, throttle_scope
+from app.campaigns.models import Campaign, CampaignKind
+from app.campaigns.schemas import Content
+from app.campaigns.state import CampaignAction, CampaignStatus
+from app.db.session import unit_of_work
+from app.db.types import utcnow
+from app.delivery import ledger
+from app.delivery.ledger import Claimed, Outcome
+from app.delivery.models import DeliveryStatus
+from app.delivery.payloads import expired
+from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
+from app.delivery.throttle import RatePaused, RateUnknown
+from app.devices.models import DeviceStatus
+from app.guard.lint import lint_content
+from app.killswitch.gate import GateClosed
+from app.killswitch.models import SWITCH_ID, KillSwitch
+from app.logging import campaign_var
+from app.ops.metrics import DELIVERIES, PROVIDER_LATENCY
+from app.settings import Settings
+
+log = logging.getLogger("wavecast.sender")
+
+PROVIDER_TIMEOUT = 30.0
+RETRY_BASE_SECONDS = 2.0
+RETRY_MAX_SECONDS = 300.0
+
+
+@dataclass
+class SenderDeps:
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    control: Control
+    providers: Callable[[Message], Provider]
+    worker_id: str
+
+
+@dataclass
+class PumpReport:
+    batches: int = 0
+    sent: int = 0
+    other: int = 0
+    stopped_because: str | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class _Stop(Exception):
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def retry_delay(attempts: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter, never sooner than the provider asked."""
+    backoff = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    backoff *= random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not security)
+    return max(backoff, retry_after or 0.0)
+
+
+def pre_send_outcomes(
+    campaign_kind: CampaignKind,
+    content: Content,
+    rows: Sequence[Claimed],
+    now: datetime,
+) -> tuple[list[Claimed], list[Outcome]]:
+    """Split claimed rows into those to send and those decided without a provider."""
+    to_send: list[Claimed] = []
+    decided: list[Outcome] = []
+    for row in rows:
+        if row.device_status != DeviceStatus.active:
+            decided.append(
+                Outcome(row.delivery_id, DeliveryStatus.cancelled, error_code="device_inactive",
+                        error_detail=f"the device is {row.device_status}")
+            )
+        elif campaign_kind is CampaignKind.test and not row.is_test_device:
+            decided.append(
+                Outcome(row.delivery_id, DeliveryStatus.blocked, error_code="not_a_test_device",
+                        error_detail="a test campaign reaches only test devices")
+            )
+        elif expired(row.created_at, content, now):
+            decided.append(
+                Outcome(row.delivery_id, DeliveryStatus.failed, error_code="expired",
+                        error_detail="the notification would arrive after its time to live")
+            )
+        else:
+            to_send.append(row)
+    return to_send, decided
+
+
+def outcome_of(
+    result: SendResult, row: Claimed, provider: str, settings: Settings, now: datetime
+) -> Outcome:
+    if result.kind is ResultKind.sent:
+        return Outcome(row.delivery_id, DeliveryStatus.sent, provider=provider,
+                       message_id=result.message_id)
+    if result.kind is ResultKind.invalid_token:
+        return Outcome(row.delivery_id, DeliveryStatus.invalid_token, provider=provider,
+                       error_code=result.error_code, error_detail=result.detail)
+    if result.kind is ResultKind.retry:
+        if row.attempts >= settings.max_attempts:
+            return Outcome(row.delivery_id, DeliveryStatus.failed, provider=provider,
+                           error_code=f"retries_exhausted:{result.error_code}",
+                           error_detail=result.detail)
+        delay = retry_delay(row.attempts, result.retry_after)
+        return Outcome(row.delivery_id, DeliveryStatus.retrying, provider=provider,
+                       error_code=result.error_code, error_detail=result.detail,
+                       next_attempt_at=now + timedelta(seconds=delay))
+    if result.kind is ResultKind.halt:
+        return Outcome(row.delivery_id, DeliveryStatus.queued, provider=provider,
+                       error_code=result.error_code, error_detail=result.detail, give_back=True)
+    return Outcome(row.delivery_id, DeliveryStatus.failed, provider=provider,
+                   error_code=result.error_code, error_detail=result.detail)
+
+
+async def _campaign_may_send(session: AsyncSession, campaign_id: uuid.UUID) -> bool:
+    engaged = (
+        select(col(KillSwitch.engaged)).where(col(KillSwitch.id) == SWITCH_ID).scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            select(col(Campaign.status), engaged).where(col(Campaign.id) == campaign_id)
+        )
+    ).first()
+    return row is not None and row[0] == CampaignStatus.running and not row[1]
+
+
+async def auto_pause(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: Control,
+    campaign_id: uuid.UUID,
+    reason: str,
+) -> None:
+    """Pause a running campaign on the system's own authority, audited, and close its gate."""
+    from app.campaigns import service as campaigns
+
+    async with unit_of_work(sessionmaker) as session:
+        campaign = await campaigns.get(session, campaign_id, lock=True)
+        if campaign.status != CampaignStatus.running:
+            return
+        campaigns.transition(
+            session, SYSTEM, campaign, CampaignAction.auto_pause, reason=reason, now=utcnow()
+        )
+    await control.publish_campaign(campaign)
+    log.warning("campaign paused automatically", extra={"campaign_id": str(campaign_id),
+                                                        "reason": reason})
+
+
+async def pump(deps: SenderDeps, campaign_id: uuid.UUID, *, budget_seconds: float = 30.0) -> PumpReport:
+    """Send this campaign's claimable rows until none are left, it stops, or time is up."""
+    campaign_var.set(str(campaign_id))
+    report = PumpReport()
+    async with unit_of_work(deps.sessionmaker) as session:
+        campaign = await session.get(Campaign, campaign_id)
+    if campaign is None or campaign.status != CampaignStatus.running:
+        report.stopped_because = "not running"
+        return report
+    content = Content.model_validate(campaign.content)
+    kind = CampaignKind(campaign.kind)
+    blocked_by_lint = _lint_blocks(deps.settings, campaign, content)
+    if blocked_by_lint:
+        await auto_pause(deps.sessionmaker, deps.control, campaign_id, blocked_by_lint)
+        report.stopped_because = "guard"
+        return report
+    deadline = time.monotonic() + budget_seconds
+    try:
+        while time.monotonic() < deadline:
+            if not await _one_batch(deps, campaign, kind, content, report):
+                report.stopped_because = report.stopped_because or "drained"
+                break
+    except _Stop as stop:
+        report.stopped_because = stop.why
+    return report
+
+
+def _lint_blocks(settings: Settings, campaign: Campaign, content: Content) -> str | None:
+    """The worker's copy of guard rule 2: in production, test-looking live content without
+    a written override is never sent, however the campaign reached the database."""
+    if not settings.is_production or campaign.kind != CampaignKind.live:
+        return None
+    if campaign.guard_override_reason:
+        return None
+    findings = lint_content(content.text_fields())
+    if not findings:
+        return None
+    return "environment guard: content looks like test content: " + "; ".join(
+        f.message for f in findings[:3]
+    )
+
+
+async def _reserve(deps: SenderDeps, scopes: list[str], want: int, campaign: Campaign) -> int:
+    try:
+        grant = await deps.control.throttle.reserve_batch(scopes, want)
+    except RateUnknown:
+        # Redis lost the rate (restart) or never had it: restore it from the database and
+        # try again next time round; sending nothing meanwhile is the safe side.
+        await deps.control.publish_campaign(campaign)
+        for provider in ("fcm", "apns", "sandbox"):
+            await deps.control.throttle.set_rate(provider_scope(provider), _provider_cap(deps.settings, provider))
+        return 0
+    except RatePaused as exc:
+        raise _Stop("rate is zero") from exc
+    if grant.wait > 0:
+        await asyncio.sleep(grant.wait)
+    return grant.n
+
+
+def _provider_cap(settings: Settings, provider: str) -> float | None:
+    return {
+        "fcm": float(settings.fcm_max_per_second),
+        "apns": float(settings.apns_max_per_second),
+    }.get(provider)
+
+
+async def _one_batch(
+    deps: SenderDeps, campaign: Campaign, kind: CampaignKind, content: Content,
+    report: PumpReport,
+) -> bool:
+    """One reserve → claim → send → record round; False when there is nothing left."""
+    settings = deps.settings
+    try:
+        n = await _reserve(deps, [throttle_scope(campaign.id)], settings.chunk_size, campaign)
+    except RedisError as exc:
+        raise _Stop("redis unreachable") from exc
+    if n == 0:
+        return True
+    lease = uuid.uuid4()
+    now = utcnow()
+    async with unit_of_work(deps.sessionmaker) as session:
+        rows = await ledger.claim(
+            session, campaign_id=campaign.id, limit=n, lease_token=lease,
+            lease_until=now + timedelta(seconds=settings.lease_seconds), now=now,
+        )
+    if not rows:
+        return False
+    report.batches += 1
+    to_send, decided = pre_send_outcomes(kind, content, rows, now)
+    outcomes = list(decided)
+    try:
+        outcomes += await _send(deps, campaign, content, to_send)
+    except _Stop:
+        outcomes += [Outcome(r.delivery_id, DeliveryStatus.queued, give_back=True) for r in to_send]
+        await _record(deps, lease, outcomes, report)
+        raise
+    await _record(deps, lease, outcomes, report)
+    return True
+
+
+async def _send(
+    deps: SenderDeps, campaign: Campaign, content: Content, rows: Sequence[Claimed]
+) -> list[Outcome]:
+    if not rows:
+        return []
+    by_provider: dict[str, list[tuple[Claimed, Message]]] = defaultdict(list)
+    providers: dict[str, Provider] = {}
+    for row in rows:
+        message = Message(row.delivery_id, row.device_id, row.token, row.platform, row.locale,
+                          row.apns_environment)
+        provider = deps.providers(message)
+        providers[provider.name] = provider
+        by_provider[provider.name].append((row, message))
+    for name, group in by_provider.items():
+        if _provider_cap(deps.settings, name) is not None:
+            await _wait_provider(deps, name, len(group))
+    gate = deps.control.gate
+    try:
+        permit = await gate.acquire(campaign.id, PROVIDER_TIMEOUT + 5)
+    except GateClosed as exc:
+        raise _Stop(f"gate closed ({exc.refusal.name})") from exc
+    except RedisError as exc:
+        raise _Stop("redis unreachable") from exc
+    try:
+        async with unit_of_work(deps.sessionmaker) as session:
+            if not await _campaign_may_send(session, campaign.id):
+                raise _Stop("stopped in the database")
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(
+                _send_group(providers[name], campaign, content, group)
+                for name, group in by_provider.items()
+            )
+        )
+    finally:
+        try:
+            await gate.release(campaign.id, permit)
+        except RedisError:
+            log.warning("could not release a gate permit; it expires by itself")
+    elapsed = time.perf_counter() - started
+    outcomes: list[Outcome] = []
+    now = utcnow()
+    halt: SendResult | None = None
+    for (name, group), group_results in zip(by_provider.items(), results, strict=True):
+        PROVIDER_LATENCY.labels(name).observe(elapsed)
+        by_id = {r.delivery_id: r for r in group_results}
+        retry_after = max((r.retry_after or 0.0 for r in group_results), default=0.0)
+        if retry_after > 0:
+            await deps.control.throttle.block_until(provider_scope(name), retry_after)
+        for row, _message in group:
+            result = by_id.get(row.delivery_id) or SendResult(
+                row.delivery_id, ResultKind.retry, error_code="no_result",
+                detail="the provider gave no result for this message",
+            )
+            if result.kind is ResultKind.halt:
+                halt = result
+            outcomes.append(outcome_of(result, row, name, deps.settings, now))
+    if halt is not None:
+        await auto_pause(
+            deps.sessionmaker, deps.control, campaign.id,
+            f"provider refused our credentials or sender ({halt.error_code}): {halt.detail}; "
+            "the deployment's provider configuration needs fixing before resuming",
+        )
+    return outcomes
+
+
+async def _wait_provider(deps: SenderDeps, name: str, n: int) -> None:
+    """Provider-wide caps and Retry-After blocks apply to every campaign and worker."""
+    scope = provider_scope(name)
+    remaining = n
+    while remaining > 0:
+        try:
+            grant = await deps.control.throttle.reserve_batch([scope], remaining)
+        except RateUnknown:
+            await deps.control.throttle.set_rate(scope, _provider_cap(deps.settings, name))
+            continue
+        if grant.wait > 0:
+            await asyncio.sleep(grant.wait)
+        remaining -= grant.n
+
+
+async def _send_group(
+    provider: Provider, campaign: Campaign, content: Content,
+    group: Sequence[tuple[Claimed, Message]],
+) -> list[SendResult]:
+    batch = Batch(campaign_id=str(campaign.id), content=content,
+                  messages=[message for _row, message in group])
+    try:
+        return await asyncio.wait_for(provider.send(batch), timeout=PROVIDER_TIMEOUT)
+    except TimeoutError:
+        return [
+            SendResult(m.delivery_id, ResultKind.retry, error_code="timeout",
+                       detail=f"no answer from {provider.name} within {PROVIDER_TIMEOUT:.0f}s")
+            for m in batch.messages
+        ]
+
+
+async def _record(
+    deps: SenderDeps, lease: uuid.UUID, outcomes: list[Outcome], report: PumpReport
+) -> None:
+    async with unit_of_work(deps.sessionmaker) as session:
+        await ledger.record(session, lease_token=lease, outcomes=outcomes, now=utcnow())
+    for o in outcomes:
+        key = "given_back" if o.give_back else o.status.value
+        report.outcomes[key] = report.outcomes.get(key, 0) + 1
+        if o.status is DeliveryStatus.sent:
+            report.sent += 1
+        elif not o.give_back:
+            report.other += 1
+        DELIVERIES.labels(o.provider or "none", key).inc()

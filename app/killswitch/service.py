@@ -1,0 +1,95 @@
+"""The global kill switch: engaging pauses every live campaign at once; releasing needs
+an admin and a reason and leaves every campaign paused, to be resumed one by one."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audit import service as audit
+from app.auth.principal import Principal
+from app.campaigns.models import Campaign
+from app.campaigns.state import CampaignStatus
+from app.db.types import utcnow
+from app.errors import Problem
+from app.killswitch.models import SWITCH_ID, KillSwitch
+
+
+async def get_switch(session: AsyncSession, *, lock: bool = False) -> KillSwitch:
+    """The switch row, created released if it is missing (a fresh or truncated database)."""
+    query = select(KillSwitch).where(col(KillSwitch.id) == SWITCH_ID)
+    if lock:
+        query = query.with_for_update()
+    switch = (await session.exec(query)).first()
+    if switch is not None:
+        return switch
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(KillSwitch.__table__)  # type: ignore[attr-defined]
+        .values(id=SWITCH_ID, engaged=False, version=1)
+        .on_conflict_do_nothing()
+    )
+    switch = (await session.exec(query)).first()
+    assert switch is not None
+    return switch
+
+
+async def is_engaged(session: AsyncSession) -> bool:
+    return (await get_switch(session)).engaged
+
+
+async def engage(
+    session: AsyncSession, principal: Principal, *, reason: str
+) -> tuple[KillSwitch, list[Campaign]]:
+    from app.campaigns import service as campaigns  # campaigns also calls into this module
+    from app.campaigns.state import CampaignAction
+
+    switch = await get_switch(session, lock=True)
+    now = utcnow()
+    if not switch.engaged:
+        switch.engaged = True
+        switch.version += 1
+        switch.changed_by = principal.actor
+        switch.changed_at = now
+        switch.reason = reason
+        session.add(switch)
+        audit.record(
+            session, principal, "kill_switch.engaged", subject_type="kill_switch",
+            subject_id=SWITCH_ID, reason=reason,
+            before={"engaged": False}, after={"engaged": True},
+        )
+    live = (
+        await session.exec(
+            select(Campaign)
+            .where(col(Campaign.status).in_([CampaignStatus.running, CampaignStatus.scheduled]))
+            .with_for_update()
+        )
+    ).all()
+    for campaign in live:
+        campaigns.transition(
+            session, principal, campaign, CampaignAction.pause,
+            reason=f"global kill switch engaged: {reason}", now=now,
+        )
+    await session.flush()
+    return switch, list(live)
+
+
+async def release(session: AsyncSession, principal: Principal, *, reason: str) -> KillSwitch:
+    switch = await get_switch(session, lock=True)
+    if not switch.engaged:
+        raise Problem(409, "Conflict", "the global kill switch is not engaged")
+    switch.engaged = False
+    switch.version += 1
+    switch.changed_by = principal.actor
+    switch.changed_at = utcnow()
+    switch.reason = reason
+    session.add(switch)
+    audit.record(
+        session, principal, "kill_switch.released", subject_type="kill_switch",
+        subject_id=SWITCH_ID, reason=reason,
+        before={"engaged": True}, after={"engaged": False},
+    )
+    await session.flush()
+    return switch

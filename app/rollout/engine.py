@@ -1,0 +1,288 @@
+"""The rollout engine: what the worker's once-a-second tick decides.
+
+Every decision is made in the database under the campaign's row lock, so any number of
+workers may tick at once: the second one finds the work done. Nothing sleeps: holds are
+timestamps compared on the next tick.
+
+A wave is released only when the previous one has finished (no open rows) and its hold
+has passed. Releasing wave k puts the next devices of the campaign's order into the
+ledger until it holds ⌈p_k·N⌉ rows (N = audience size now); rows already there keep their
+wave, so a re-run, a crash or a resume never changes who was in an earlier wave.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audiences.rules import RuleErrors
+from app.audiences.service import audience_filter
+from app.audit import service as audit
+from app.auth.principal import SYSTEM
+from app.campaigns import service as campaigns
+from app.campaigns.control import Control, throttle_scope
+from app.campaigns.models import Campaign, CampaignKind, CampaignWave, WaveStatus
+from app.campaigns.state import CampaignAction, CampaignStatus
+from app.db.session import unit_of_work
+from app.db.types import utcnow
+from app.delivery import ledger
+from app.guard.staging import check_staging
+from app.killswitch import service as killswitch
+from app.rollout.planner import WaveSpec, cumulative_target, new_members_for_wave
+from app.settings import Settings
+
+log = logging.getLogger("wavecast.engine")
+
+# Enough permanent failures to be a signal rather than noise before the guardrail trips.
+GUARDRAIL_MIN_FAILURES = 10
+RECENTLY_FINISHED = timedelta(days=1)
+
+
+@dataclass
+class TickReport:
+    reclaimed: int = 0
+    started: list[uuid.UUID] = field(default_factory=list)
+    released: list[tuple[uuid.UUID, int, int]] = field(default_factory=list)
+    paused: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    completed: list[uuid.UUID] = field(default_factory=list)
+    sendable: list[uuid.UUID] = field(default_factory=list)
+
+
+async def tick(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: Control,
+    settings: Settings,
+    now: datetime | None = None,
+) -> TickReport:
+    now = now or utcnow()
+    report = TickReport()
+    async with unit_of_work(sessionmaker) as session:
+        report.reclaimed = await ledger.reclaim_expired(
+            session, now=now, max_attempts=settings.max_attempts
+        )
+        engaged = await killswitch.is_engaged(session)
+        due = [] if engaged else await _due_scheduled(session, now)
+        running = await _ids(session, CampaignStatus.running)
+    for campaign_id in due:
+        if await _start_scheduled(sessionmaker, control, campaign_id, now):
+            report.started.append(campaign_id)
+            running.append(campaign_id)
+    for campaign_id in running:
+        await advance(sessionmaker, control, settings, campaign_id, now, report)
+    await sync_grants(sessionmaker, control, now)
+    async with unit_of_work(sessionmaker) as session:
+        for campaign_id in await _ids(session, CampaignStatus.running):
+            if await ledger.has_claimable(session, campaign_id, now):
+                report.sendable.append(campaign_id)
+    return report
+
+
+async def _ids(session: AsyncSession, status: CampaignStatus) -> list[uuid.UUID]:
+    rows = await session.exec(select(Campaign.id).where(col(Campaign.status) == status.value))
+    return list(rows.all())
+
+
+async def _due_scheduled(session: AsyncSession, now: datetime) -> list[uuid.UUID]:
+    rows = await session.exec(
+        select(Campaign.id).where(
+            col(Campaign.status) == CampaignStatus.scheduled.value,
+            col(Campaign.start_at) <= now,
+        )
+    )
+    return list(rows.all())
+
+
+async def _start_scheduled(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: Control,
+    campaign_id: uuid.UUID,
+    now: datetime,
+) -> bool:
+    async with unit_of_work(sessionmaker) as session:
+        campaign = await campaigns.get(session, campaign_id, lock=True)
+        if campaign.status != CampaignStatus.scheduled:
+            return False
+        campaigns.transition(
+            session, SYSTEM, campaign, CampaignAction.start, reason="start_at reached", now=now
+        )
+    await control.publish_campaign(campaign)
+    return True
+
+
+async def advance(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: Control,
+    settings: Settings,
+    campaign_id: uuid.UUID,
+    now: datetime,
+    report: TickReport,
+) -> None:
+    """Move one running campaign forward by at most one step."""
+    async with unit_of_work(sessionmaker) as session:
+        campaign = await campaigns.get(session, campaign_id, lock=True)
+        if campaign.status != CampaignStatus.running:
+            return
+        waves = await campaigns.waves(session, campaign.id)
+        outcome = await _step(session, settings, campaign, waves, now)
+    if outcome is None:
+        return
+    kind, detail = outcome
+    if kind == "released":
+        report.released.append((campaign_id, campaign.current_wave, int(detail)))
+    elif kind == "paused":
+        report.paused.append((campaign_id, detail))
+        await control.publish_campaign(campaign)
+    elif kind == "completed":
+        report.completed.append(campaign_id)
+        await control.publish_campaign(campaign)
+        await control.throttle.forget(throttle_scope(campaign_id))
+
+
+async def _step(
+    session: AsyncSession,
+    settings: Settings,
+    campaign: Campaign,
+    waves: list[CampaignWave],
+    now: datetime,
+) -> tuple[str, str] | None:
+    if campaign.start_at is not None and campaign.start_at > now:
+        return None
+    current = campaign.current_wave
+    if current >= 0:
+        wave = waves[current]
+        if wave.status == WaveStatus.sending:
+            counts = (await ledger.counts_by_wave(session, campaign.id)).get(current, {})
+            tripped = _guardrail(campaign, counts)
+            if tripped:
+                _pause(session, campaign, tripped, now)
+                return "paused", tripped
+            if await ledger.open_in_wave(session, campaign.id, current) > 0:
+                return None
+            wave.status = WaveStatus.finished
+            wave.finished_at = now
+            session.add(wave)
+            audit.record(
+                session, SYSTEM, "campaign.wave_finished", subject_type="campaign",
+                subject_id=campaign.id, after={"wave": current, "counts": counts},
+            )
+        if current + 1 >= len(waves):
+            campaigns.transition(
+                session, SYSTEM, campaign, CampaignAction.complete,
+                reason="every wave finished", now=now,
+            )
+            return "completed", ""
+        held = campaigns.hold_until(wave)
+        if held is not None and held > now:
+            return None
+    refusal = _worker_guard(settings, campaign, waves)
+    if refusal:
+        _pause(session, campaign, refusal, now)
+        return "paused", refusal
+    try:
+        added = await _release(session, campaign, waves[current + 1], now)
+    except RuleErrors:
+        reason = "the campaign's audience rules no longer parse; nothing was released"
+        _pause(session, campaign, reason, now)
+        return "paused", reason
+    return "released", str(added)
+
+
+def _guardrail(campaign: Campaign, counts: dict[str, int]) -> str | None:
+    targeted = sum(counts.values())
+    failed = counts.get("failed", 0)
+    if targeted == 0 or failed < GUARDRAIL_MIN_FAILURES:
+        return None
+    rate = Decimal(failed * 100) / Decimal(targeted)
+    if rate <= Decimal(campaign.failure_threshold_percent):
+        return None
+    return (
+        f"guardrail: {failed} of {targeted} deliveries in wave {campaign.current_wave + 1} "
+        f"failed permanently ({rate:.1f} %), above the {campaign.failure_threshold_percent} % "
+        "threshold"
+    )
+
+
+def _worker_guard(
+    settings: Settings, campaign: Campaign, waves: list[CampaignWave]
+) -> str | None:
+    """Guard rule 4 again at release time: data may have reached the database by any road."""
+    if not settings.is_production or campaign.kind != CampaignKind.live:
+        return None
+    problems = check_staging(
+        [WaveSpec(Decimal(w.percent), w.hold_seconds) for w in waves],
+        max_first_wave_percent=settings.max_first_wave_percent,
+        min_hold_seconds=settings.min_hold_seconds,
+    )
+    if not problems:
+        return None
+    return "environment guard: " + "; ".join(p.message for p in problems)
+
+
+def _pause(session: AsyncSession, campaign: Campaign, reason: str, now: datetime) -> None:
+    campaigns.transition(session, SYSTEM, campaign, CampaignAction.auto_pause, reason=reason, now=now)
+    log.warning("campaign paused automatically",
+                extra={"campaign_id": str(campaign.id), "reason": reason})
+
+
+async def _release(
+    session: AsyncSession, campaign: Campaign, wave: CampaignWave, now: datetime
+) -> int:
+    audience = audience_filter(campaign.audience_rules, now=now)
+    size = await ledger.count_audience(session, audience)
+    in_ledger = await ledger.count_in_ledger(session, campaign.id)
+    target = cumulative_target(Decimal(wave.percent), size)
+    added = await ledger.add_wave_members(
+        session,
+        campaign_id=campaign.id,
+        rotation=campaign.rotation,
+        wave=wave.index,
+        audience=audience,
+        count=new_members_for_wave(target, in_ledger),
+        now=now,
+    )
+    wave.status = WaveStatus.sending
+    wave.released_at = now
+    wave.audience_size = size
+    wave.target_count = target
+    session.add(wave)
+    campaign.current_wave = wave.index
+    campaign.updated_at = now
+    session.add(campaign)
+    audit.record(
+        session, SYSTEM, "campaign.wave_released", subject_type="campaign",
+        subject_id=campaign.id,
+        after={"wave": wave.index, "percent": str(wave.percent), "audience_size": size,
+               "target": target, "added": added},
+    )
+    log.info("wave released", extra={"campaign_id": str(campaign.id), "wave": wave.index,
+                                     "audience_size": size, "added": added})
+    return added
+
+
+async def sync_grants(
+    sessionmaker: async_sessionmaker[AsyncSession], control: Control, now: datetime
+) -> None:
+    """Re-derive every Redis grant from PostgreSQL (after a Redis restart, or a stop whose
+    answer could not reach Redis). Grants are versioned, so this never re-opens a campaign
+    that was stopped after these rows were read."""
+    async with unit_of_work(sessionmaker) as session:
+        switch = await killswitch.get_switch(session)
+        rows = (
+            await session.exec(
+                select(Campaign).where(
+                    (col(Campaign.finished_at).is_(None))
+                    | (col(Campaign.finished_at) > now - RECENTLY_FINISHED)
+                )
+            )
+        ).all()
+    await control.publish_switch(switch)
+    for campaign in rows:
+        if campaign.status != CampaignStatus.draft:
+            await control.publish_campaign(campaign)
