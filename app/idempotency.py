@@ -38,7 +38,9 @@ async def run_once(
         return JSONResponse(payload, status_code=status)
     if not 1 <= len(key) <= 200:
         raise Problem(
-            400, "Bad request", f"{HEADER} must be 1 to 200 characters",
+            400,
+            "Bad request",
+            f"{HEADER} must be 1 to 200 characters",
             errors=[FieldError(f"header.{HEADER}", "must be 1 to 200 characters")],
         )
     route = request.url.path
@@ -55,18 +57,25 @@ async def run_once(
     if previous is not None:
         if previous.request_hash != fingerprint:
             raise Problem(
-                422, "Idempotency-Key reused",
+                422,
+                "Idempotency-Key reused",
                 f"{HEADER} {key!r} was already used with a different request body",
                 errors=[FieldError(f"header.{HEADER}", "already used with another body")],
             )
         return JSONResponse(
-            previous.response, status_code=previous.status_code, headers={"Idempotent-Replayed": "true"}
+            previous.response,
+            status_code=previous.status_code,
+            headers={"Idempotent-Replayed": "true"},
         )
     status, payload = await create()
     session.add(
         IdempotentRequest(
-            principal=principal.actor, key=key, route=route, request_hash=fingerprint,
-            status_code=status, response=payload,
+            principal=principal.actor,
+            key=key,
+            route=route,
+            request_hash=fingerprint,
+            status_code=status,
+            response=payload,
         )
     )
     try:

@@ -10,10 +10,10 @@ from fastapi import FastAPI
 from app import errors
 from app.audiences.router import router as audiences_router
 from app.audit.router import router as audit_router
-from app.campaigns.router import router as campaigns_router
-from app.killswitch.router import router as killswitch_router
 from app.auth.router import router as keys_router
+from app.campaigns.router import router as campaigns_router
 from app.devices.router import router as devices_router
+from app.killswitch.router import router as killswitch_router
 from app.logging import configure as configure_logging
 from app.ops.middleware import BodyLimit, RequestMetrics
 from app.ops.router import router as ops_router

@@ -99,7 +99,9 @@ async def run_engine(
     """Tick and send in this process, as a worker would, until the campaign stops."""
     settings = settings or runtime.settings
     until = until or {
-        CampaignStatus.completed, CampaignStatus.paused, CampaignStatus.killed,
+        CampaignStatus.completed,
+        CampaignStatus.paused,
+        CampaignStatus.killed,
         CampaignStatus.cancelled,
     }
     deps = await sender_deps(runtime, settings)
@@ -128,7 +130,9 @@ async def sandbox_count(runtime: Runtime, campaign_id: uuid.UUID) -> int:
         return int(
             (
                 await session.execute(
-                    select(func.count()).select_from(SandboxMessage).where(
+                    select(func.count())
+                    .select_from(SandboxMessage)
+                    .where(
                         SandboxMessage.campaign_id == campaign_id  # type: ignore[arg-type]
                     )
                 )
@@ -170,7 +174,9 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def worker_processes(settings: Settings, count: int = 1, **extra: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+def worker_processes(
+    settings: Settings, count: int = 1, **extra: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Real `wavecast worker` processes against the test database and Redis."""
     procs = [
         subprocess.Popen(
@@ -195,12 +201,21 @@ def worker_processes(settings: Settings, count: int = 1, **extra: str) -> Iterat
                 p.wait()
 
 
-async def wait_for(predicate: Any, *, timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
+async def workers_alive(runtime: Runtime, count: int, *, within: float = 30) -> None:
+    """Wait until `count` workers have announced themselves (their start-up heartbeat)."""
+
+    async def enough() -> bool:
+        return len(await runtime.redis.keys("wavecast:worker:*")) >= count
+
+    await wait_for(enough, within=within)
+
+
+async def wait_for(predicate: Any, *, within: float, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + within
     while True:
         value = await predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)

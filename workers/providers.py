@@ -21,7 +21,9 @@ class ProviderSet:
         return self.by_platform[message.platform]
 
     async def aclose(self) -> None:
-        for provider in {id(p): p for p in [self.sandbox, *self.by_platform.values()] if p}.values():
+        for provider in {
+            id(p): p for p in [self.sandbox, *self.by_platform.values()] if p
+        }.values():
             await provider.aclose()
 
 

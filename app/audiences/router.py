@@ -61,16 +61,16 @@ class EstimateOut(BaseModel):
 
 
 @router.post(
-    "/v1/segments", response_model=SegmentOut, status_code=status.HTTP_201_CREATED,
+    "/v1/segments",
+    response_model=SegmentOut,
+    status_code=status.HTTP_201_CREATED,
     tags=["audiences"],
 )
 async def create_segment(
     body: SegmentIn, request: Request, session: SessionDep, principal: CampaignsWriter
 ) -> JSONResponse:
     async def create() -> tuple[int, dict[str, object]]:
-        segment = await service.create_segment(
-            session, principal, name=body.name, rules=body.rules
-        )
+        segment = await service.create_segment(session, principal, name=body.name, rules=body.rules)
         return 201, SegmentOut.of(segment).model_dump(mode="json")
 
     return await idempotency.run_once(session, request, principal, body.model_dump(), create)

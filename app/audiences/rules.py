@@ -51,6 +51,7 @@ device_id           in                                              list of devi
   present with a non-null value; ``exists false`` the opposite.
 - ``last_seen`` ``within_days N``: last seen at or after ``now - N days``;
   ``not_within_days N``: before it.
+- ``platform``, ``timezone``, ``user_id`` and ``device_id`` compare exactly.
 
 Missing values (three-valued logic, decided once)
 -------------------------------------------------
@@ -62,11 +63,14 @@ does. SQL follows the same two-valued logic: every compiled condition is guarded
 ``IS NOT NULL`` so that it is TRUE or FALSE, never NULL, and ``NOT`` means exactly Python's
 ``not``.
 
-Errors
-------
-:func:`parse_rules` collects every problem (up to 100) and raises :class:`RuleErrors`; each
-:class:`RuleError` names its node with a path such as ``rules.all[2].value`` (the root is
-``rules``, list items are ``[i]``, object members ``.name``).
+Limits and errors
+-----------------
+At most 16 levels of nesting and 1,000 nodes; strings of at most 256 characters (no NUL);
+lists of at most 10,000 items; numbers finite. :func:`parse_rules` collects every problem
+(up to 100) and raises :class:`RuleErrors`; each :class:`RuleError` names its node with a
+path such as ``rules.all[2].value`` (the root is ``rules``, list items are ``[i]``, object
+members ``.name``; an unknown key is reported on the object that holds it). What parses
+reads back unchanged through ``to_json()``, except that device ids come back lower-case.
 
 SQL
 ---
@@ -83,12 +87,13 @@ semantics, in Python, over a mapping of the device's column values.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeAlias
 
@@ -177,12 +182,23 @@ class Condition:
 
     ``value`` holds what the rule said (lists as tuples, device ids as UUIDs); normalisation
     (locale folding, version keys) happens when compiling or evaluating, so ``to_json`` gives
-    back the author's spelling.
+    back the author's spelling. ``members`` is derived: a list value's items as the
+    evaluator looks them up.
     """
 
     field: str
     op: str
     value: Value
+    # A list value as a set of normalised members, built once: the worker re-checks every
+    # device at send time, and a 10,000-item list must not be rescanned for each one.
+    members: frozenset[Any] = dataclasses.field(
+        default=frozenset(), init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.value, tuple):
+            members = frozenset(_member(self.field, item) for item in self.value)
+            object.__setattr__(self, "members", members)
 
     def to_json(self) -> dict[str, Any]:
         value: Any = self.value
@@ -233,8 +249,7 @@ _UUID: Final = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}
 _PLATFORMS: Final = ("ios", "android")
 _COMPARISONS: Final = ("eq", "ne", "lt", "lte", "gt", "gte")
 
-# Which operators each field takes; the first group of each field takes one value, "in" and
-# the contains_* list operators take a list.
+# Which operators each field takes. The list operators take a list, every other one value.
 _OPERATORS: Final[dict[str, tuple[str, ...]]] = {
     "platform": ("eq", "ne", "in"),
     "locale": ("eq", "ne", "in", "starts_with"),
@@ -392,7 +407,7 @@ def _attribute_ordered(raw: object) -> Scalar:
     return _attribute_value(raw)
 
 
-def _value_parser(base: str, op: str) -> Any:
+def _value_parser(base: str, op: str) -> Callable[[object], Any]:
     """The validator of one value (or one list item) of ``base`` under ``op``."""
     if base == "attributes":
         if op == "exists":
@@ -413,7 +428,7 @@ def _value_parser(base: str, op: str) -> Any:
 
 @dataclass
 class _Parser:
-    errors: list[RuleError] = field(default_factory=list)
+    errors: list[RuleError] = dataclasses.field(default_factory=list)
     nodes: int = 0
     overflowed: bool = False
 
@@ -1040,11 +1055,22 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _py_compare(actual: Any, op: str, value: Value) -> bool:
+def _member(name: str, item: Scalar | uuid.UUID) -> Any:
+    """A list item as the evaluator looks it up (see :attr:`Condition.members`)."""
+    if name == "locale":
+        return _fold_locale(str(item))
+    if name == "app_version":
+        return _key(str(item))
+    if name.startswith("attributes."):
+        # Numbers compare as doubles, as in SQL; the kind keeps True apart from 1.
+        if isinstance(item, int | float) and not isinstance(item, bool):
+            return ("number", float(item))
+        return (_attribute_kind(item), item)
+    return item
+
+
+def _py_compare(actual: Any, op: str, value: Any) -> bool:
     """``actual OP value`` for a non-None ``actual`` of the condition's type."""
-    if op == "in":
-        assert isinstance(value, tuple)
-        return actual in value
     if op == "eq":
         return bool(actual == value)
     if op == "ne":
@@ -1062,7 +1088,9 @@ def _evaluate_condition(node: Condition, device: Mapping[str, Any], now: datetim
     name, op, value = node.field, node.op, node.value
     if name in ("platform", "timezone", "user_id"):
         actual = _text(device.get(name))
-        return actual is not None and _py_compare(actual, op, value)
+        if actual is None:
+            return False
+        return actual in node.members if op == "in" else _py_compare(actual, op, value)
     if name == "is_test_device":
         flag = device.get("is_test_device")
         return isinstance(flag, bool) and flag is value
@@ -1070,16 +1098,14 @@ def _evaluate_condition(node: Condition, device: Mapping[str, Any], now: datetim
         raw_id = device.get("id")
         if raw_id is None:
             return False
-        device_id = raw_id if isinstance(raw_id, uuid.UUID) else uuid.UUID(str(raw_id))
-        assert isinstance(value, tuple)
-        return device_id in value
+        return (raw_id if isinstance(raw_id, uuid.UUID) else uuid.UUID(str(raw_id))) in node.members
     if name == "locale":
         locale = _text(device.get("locale"))
         if locale is None:
             return False
         folded = _fold_locale(locale)
-        if isinstance(value, tuple):
-            return folded in {_fold_locale(str(item)) for item in value}
+        if op == "in":
+            return folded in node.members
         wanted = _fold_locale(str(value))
         if op == "starts_with":
             return folded == wanted or folded.startswith(wanted + "-")
@@ -1092,15 +1118,13 @@ def _evaluate_condition(node: Condition, device: Mapping[str, Any], now: datetim
             key = version_key(raw_version) if raw_version is not None else None
         if key is None:
             return False
-        if isinstance(value, tuple):
-            return key in {_key(str(item)) for item in value}
-        return _py_compare(key, op, _key(str(value)))
+        return key in node.members if op == "in" else _py_compare(key, op, _key(str(value)))
     if name == "tags":
         tags = device.get("tags")
         if not isinstance(tags, list):
             return False
         have = {tag for tag in tags if isinstance(tag, str)}
-        wanted_tags = set(value) if isinstance(value, tuple) else {value}
+        wanted_tags = node.members if op != "contains" else {value}
         if op == "contains_all":
             return wanted_tags <= have
         hit = not have.isdisjoint(wanted_tags)
@@ -1111,42 +1135,31 @@ def _evaluate_condition(node: Condition, device: Mapping[str, Any], now: datetim
             return False
         cutoff = _cutoff(now, value)
         return seen >= cutoff if op == "within_days" else seen < cutoff
-    key_name = node.attribute
-    if key_name is None:
+    if node.attribute is None:
         raise ValueError(f"unknown field {name!r}; build conditions with parse_rules")
-    return _evaluate_attribute(device.get("attributes"), key_name, op, value)
+    return _evaluate_attribute(node, device.get("attributes"), node.attribute)
 
 
-def _as_float(value: object) -> float | None:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except OverflowError:
-        return None
-
-
-def _evaluate_attribute(attributes: object, key: str, op: str, value: Value) -> bool:
+def _evaluate_attribute(node: Condition, attributes: object, key: str) -> bool:
     actual = attributes.get(key) if isinstance(attributes, dict) else None
-    if op == "exists":
-        return (actual is not None) is value
+    if node.op == "exists":
+        return (actual is not None) is node.value
     kind = _attribute_kind(actual)
     if kind is None:
         return False
-    if op == "in":
-        assert isinstance(value, tuple)
-        return any(
-            _attribute_kind(item) == kind and _attribute_equal(actual, item, kind) for item in value
-        )
+    if kind == "number":
+        assert isinstance(actual, int | float)
+        try:
+            actual = float(actual)
+        except OverflowError:
+            # An integer beyond a double's range: PostgreSQL refuses the cast outright.
+            return False
+    if node.op == "in":
+        return (kind, actual) in node.members
+    value = node.value
     if _attribute_kind(value) != kind:
         return False
     if kind == "number":
-        # SQL compares doubles; so does this.
-        left, right = _as_float(actual), _as_float(value)
-        return left is not None and right is not None and _py_compare(left, op, right)
-    return _py_compare(actual, op, value)
-
-
-def _attribute_equal(actual: object, item: object, kind: str) -> bool:
-    if kind == "number":
-        left, right = _as_float(actual), _as_float(item)
-        return left is not None and left == right
-    return actual == item
+        assert isinstance(value, int | float)
+        value = float(value)
+    return _py_compare(actual, node.op, value)

@@ -26,10 +26,7 @@ def checked_rules(raw: Any, *, field: str) -> dict[str, Any]:
         rule = parse_rules(raw)
     except RuleErrors as exc:
         raise validation_problem(
-            [
-                FieldError(field + e.path.removeprefix("rules"), e.message)
-                for e in exc.errors
-            ],
+            [FieldError(field + e.path.removeprefix("rules"), e.message) for e in exc.errors],
             title="Invalid audience rules",
         ) from None
     canonical: dict[str, Any] = rule.to_json()
@@ -88,7 +85,11 @@ async def create_segment(
     segment = Segment(name=name, rules=canonical, created_by=principal.actor)
     session.add(segment)
     audit.record(
-        session, principal, "segment.created", subject_type="segment", subject_id=segment.id,
+        session,
+        principal,
+        "segment.created",
+        subject_type="segment",
+        subject_id=segment.id,
         after={"name": name, "rules": canonical},
     )
     await session.flush()
@@ -101,7 +102,9 @@ async def _name_free(session: AsyncSession, name: str, own_id: uuid.UUID | None)
     ).first()
     if clash is not None and clash.id != own_id:
         raise Problem(
-            409, "Conflict", f"a segment named {name!r} already exists",
+            409,
+            "Conflict",
+            f"a segment named {name!r} already exists",
             errors=[FieldError("name", "already used by another segment")],
         )
 
@@ -135,18 +138,29 @@ async def update_segment(
     segment.updated_at = utcnow()
     session.add(segment)
     audit.record(
-        session, principal, "segment.updated", subject_type="segment", subject_id=segment.id,
-        before=before, after={"name": segment.name, "rules": segment.rules},
+        session,
+        principal,
+        "segment.updated",
+        subject_type="segment",
+        subject_id=segment.id,
+        before=before,
+        after={"name": segment.name, "rules": segment.rules},
     )
     await session.flush()
     return segment
 
 
-async def delete_segment(session: AsyncSession, principal: Principal, segment_id: uuid.UUID) -> None:
+async def delete_segment(
+    session: AsyncSession, principal: Principal, segment_id: uuid.UUID
+) -> None:
     """Campaigns keep their own copy of the rules, so deleting a segment changes no campaign."""
     segment = await get_segment(session, segment_id)
     audit.record(
-        session, principal, "segment.deleted", subject_type="segment", subject_id=segment.id,
+        session,
+        principal,
+        "segment.deleted",
+        subject_type="segment",
+        subject_id=segment.id,
         before={"name": segment.name, "rules": segment.rules},
     )
     await session.delete(segment)

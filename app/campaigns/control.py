@@ -58,8 +58,8 @@ class Control:
         for campaign in targets:
             await self.publish_campaign(campaign)
         if everything:
-            return await self.gate.drain(None, timeout=STOP_DRAIN_SECONDS)
+            return await self.gate.drain(None, within=STOP_DRAIN_SECONDS)
         held = 0
         for campaign in targets:
-            held += await self.gate.drain(campaign.id, timeout=STOP_DRAIN_SECONDS)
+            held += await self.gate.drain(campaign.id, within=STOP_DRAIN_SECONDS)
         return held

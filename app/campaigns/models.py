@@ -55,9 +55,7 @@ class Campaign(SQLModel, table=True):
     # The campaign's rotation of the bucket space (app.rollout.bucketing.campaign_rotation).
     rotation: int = Field(sa_column=Column(BigInteger, nullable=False))
     current_wave: int = Field(default=-1, sa_column=Column(Integer, nullable=False))
-    guard_override_reason: str | None = Field(
-        default=None, sa_column=Column(Text, nullable=True)
-    )
+    guard_override_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     guard_override_by: str | None = Field(
         default=None, sa_column=Column(String(200), nullable=True)
     )
@@ -70,9 +68,7 @@ class Campaign(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )
     started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
-    finished_at: datetime | None = Field(
-        default=None, sa_column=Column(UTCDateTime, nullable=True)
-    )
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class CampaignWave(SQLModel, table=True):
@@ -90,12 +86,8 @@ class CampaignWave(SQLModel, table=True):
     audience_size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     # Cumulative: ceil(percent · audience_size) at release.
     target_count: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    released_at: datetime | None = Field(
-        default=None, sa_column=Column(UTCDateTime, nullable=True)
-    )
-    finished_at: datetime | None = Field(
-        default=None, sa_column=Column(UTCDateTime, nullable=True)
-    )
+    released_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class IdempotentRequest(SQLModel, table=True):

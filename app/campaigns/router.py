@@ -138,7 +138,10 @@ async def start_campaign(
 ) -> CampaignOut:
     """Start now, or schedule when `start_at` is later. The guard checks again."""
     campaign = await service.start(
-        session, settings, principal, campaign_id,
+        session,
+        settings,
+        principal,
+        campaign_id,
         override_reason=body.override.reason if body and body.override else None,
         reason=body.reason if body else None,
     )
@@ -169,7 +172,9 @@ async def _stopped(session: SessionDep, redis: RedisDep, campaign: object) -> St
     assert isinstance(campaign, Campaign)
     await commit_now(session)
     in_flight = await Control(redis).stop([campaign])
-    return StopOutcome(campaign=await service.view(session, campaign), in_flight_at_answer=in_flight)
+    return StopOutcome(
+        campaign=await service.view(session, campaign), in_flight_at_answer=in_flight
+    )
 
 
 @router.post("/{campaign_id}/pause", response_model=StopOutcome)
@@ -197,7 +202,10 @@ async def cancel_campaign(
 ) -> StopOutcome:
     """Cancel: terminal; queued deliveries become `cancelled`, in-flight ones finish."""
     campaign = await service.stop(
-        session, principal, campaign_id, CampaignAction.cancel,
+        session,
+        principal,
+        campaign_id,
+        CampaignAction.cancel,
         reason=body.reason if body else None,
     )
     return await _stopped(session, redis, campaign)
@@ -233,8 +241,12 @@ async def list_deliveries(
     await service.get(session, campaign_id)
     limit = min(limit, settings.page_size_max)
     rows = await ledger.page(
-        session, campaign_id, limit=limit + 1, after=pagination.decode_int(cursor),
-        status=status_, wave=wave,
+        session,
+        campaign_id,
+        limit=limit + 1,
+        after=pagination.decode_int(cursor),
+        status=status_,
+        wave=wave,
     )
     more = len(rows) > limit
     items = [DeliveryOut.model_validate(r, from_attributes=True) for r in rows[:limit]]

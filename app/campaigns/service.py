@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlmodel import col, select
@@ -15,7 +14,7 @@ from app.audiences import service as audiences
 from app.audit import service as audit
 from app.auth.models import Scope
 from app.auth.principal import Principal
-from app.campaigns.models import Campaign, CampaignKind, CampaignWave, WaveStatus
+from app.campaigns.models import Campaign, CampaignKind, CampaignWave
 from app.campaigns.schemas import (
     CampaignCreate,
     CampaignOut,
@@ -61,9 +60,7 @@ def check_rollout(rollout: Rollout) -> list[WaveSpec]:
         raise validation_problem(
             [
                 FieldError(
-                    "rollout.waves"
-                    if p.index is None
-                    else f"rollout.waves[{p.index}].{p.field}",
+                    "rollout.waves" if p.index is None else f"rollout.waves[{p.index}].{p.field}",
                     p.message,
                 )
                 for p in problems
@@ -99,9 +96,7 @@ async def guard_verdict(
     rules: dict[str, Any],
     override_reason: str | None,
 ) -> GuardVerdict:
-    non_test = (
-        await audiences.count_non_test(session, rules) if kind is CampaignKind.test else None
-    )
+    non_test = await audiences.count_non_test(session, rules) if kind is CampaignKind.test else None
     return assess(
         settings,
         GuardInput(
@@ -119,7 +114,7 @@ def refuse_unless_allowed(verdict: GuardVerdict) -> None:
         return
     hint = (
         " An operator with the campaigns:operate scope may override the content findings "
-        "with {\"override\": {\"reason\": \"...\"}}."
+        'with {"override": {"reason": "..."}}.'
         if verdict.overridable
         else ""
     )
@@ -141,9 +136,7 @@ def _require_override_right(principal: Principal, override: object | None) -> No
 
 
 # ---------------------------------------------------------------- create / preview
-async def preview(
-    session: AsyncSession, settings: Settings, body: CampaignCreate
-) -> PreviewOut:
+async def preview(session: AsyncSession, settings: Settings, body: CampaignCreate) -> PreviewOut:
     rules, _ = await audiences.resolve(
         session, segment_id=body.audience.segment_id, rules=body.audience.rules
     )
@@ -151,7 +144,12 @@ async def preview(
     sizes = check_payload_size(body.content)
     size, by_platform = await audiences.estimate(session, rules)
     verdict = await guard_verdict(
-        session, settings, kind=body.kind, content=body.content, waves=specs, rules=rules,
+        session,
+        settings,
+        kind=body.kind,
+        content=body.content,
+        waves=specs,
+        rules=rules,
         override_reason=body.override.reason if body.override else None,
     )
     plans = []
@@ -189,7 +187,12 @@ async def create(
     check_payload_size(body.content)
     override = body.override.reason if body.override else None
     verdict = await guard_verdict(
-        session, settings, kind=body.kind, content=body.content, waves=specs, rules=rules,
+        session,
+        settings,
+        kind=body.kind,
+        content=body.content,
+        waves=specs,
+        rules=rules,
         override_reason=override,
     )
     refuse_unless_allowed(verdict)
@@ -216,7 +219,11 @@ async def create(
     session.add(campaign)
     _replace_waves(session, campaign.id, specs)
     audit.record(
-        session, principal, "campaign.created", subject_type="campaign", subject_id=campaign.id,
+        session,
+        principal,
+        "campaign.created",
+        subject_type="campaign",
+        subject_id=campaign.id,
         after=_snapshot(campaign, specs),
     )
     _audit_guard(session, principal, campaign, verdict, override)
@@ -233,13 +240,19 @@ def _audit_guard(
 ) -> None:
     if verdict.overridden:
         audit.record(
-            session, principal, "guard.overridden", subject_type="campaign",
-            subject_id=campaign.id, reason=override,
+            session,
+            principal,
+            "guard.overridden",
+            subject_type="campaign",
+            subject_id=campaign.id,
+            reason=override,
             after={"findings": [f.model_dump(mode="json") for f in verdict.findings]},
         )
 
 
-def _replace_waves(session: AsyncSession, campaign_id: uuid.UUID, specs: Sequence[WaveSpec]) -> None:
+def _replace_waves(
+    session: AsyncSession, campaign_id: uuid.UUID, specs: Sequence[WaveSpec]
+) -> None:
     for index, spec in enumerate(specs):
         session.add(
             CampaignWave(
@@ -264,9 +277,7 @@ def _snapshot(campaign: Campaign, specs: Sequence[WaveSpec] | None = None) -> di
         "failure_threshold_percent": str(campaign.failure_threshold_percent),
     }
     if specs is not None:
-        snap["waves"] = [
-            {"percent": str(s.percent), "hold_seconds": s.hold_seconds} for s in specs
-        ]
+        snap["waves"] = [{"percent": str(s.percent), "hold_seconds": s.hold_seconds} for s in specs]
     return snap
 
 
@@ -404,7 +415,7 @@ async def patch(
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         return campaign
-    if campaign.status is not CampaignStatus.draft and campaign.status != "draft":
+    if campaign.status != CampaignStatus.draft:
         frozen = set(changes) - EDITABLE_WHILE_LIVE
         if frozen or is_terminal(CampaignStatus(campaign.status)):
             raise Problem(
@@ -412,8 +423,10 @@ async def patch(
                 "Conflict",
                 f"a {campaign.status} campaign can change only its throttle and failure "
                 f"threshold; {', '.join(sorted(frozen)) or 'nothing'} cannot change now",
-                errors=[FieldError(name, "not editable after the campaign left draft")
-                        for name in sorted(frozen)],
+                errors=[
+                    FieldError(name, "not editable after the campaign left draft")
+                    for name in sorted(frozen)
+                ],
             )
     _require_override_right(principal, body.override)
     before = _snapshot(campaign)
@@ -442,18 +455,30 @@ async def patch(
     if changes.keys() & {"content", "audience", "rollout", "override"}:
         override = body.override.reason if body.override else campaign.guard_override_reason
         verdict = await guard_verdict(
-            session, settings, kind=CampaignKind(campaign.kind), content=content, waves=specs,
-            rules=campaign.audience_rules, override_reason=override,
+            session,
+            settings,
+            kind=CampaignKind(campaign.kind),
+            content=content,
+            waves=specs,
+            rules=campaign.audience_rules,
+            override_reason=override,
         )
         refuse_unless_allowed(verdict)
         campaign.guard_override_reason = override if verdict.overridden else None
         campaign.guard_override_by = principal.actor if verdict.overridden else None
-        _audit_guard(session, principal, campaign, verdict, body.override.reason if body.override else None)
+        _audit_guard(
+            session, principal, campaign, verdict, body.override.reason if body.override else None
+        )
     campaign.updated_at = utcnow()
     session.add(campaign)
     audit.record(
-        session, principal, "campaign.edited", subject_type="campaign", subject_id=campaign.id,
-        before=before, after=_snapshot(campaign, specs),
+        session,
+        principal,
+        "campaign.edited",
+        subject_type="campaign",
+        subject_id=campaign.id,
+        before=before,
+        after=_snapshot(campaign, specs),
     )
     await session.flush()
     return campaign
@@ -485,9 +510,14 @@ def transition(
         campaign.finished_at = now
     session.add(campaign)
     audit.record(
-        session, principal, f"campaign.{action.value}", subject_type="campaign",
-        subject_id=campaign.id, reason=reason,
-        before={"status": current.value}, after={"status": new.value},
+        session,
+        principal,
+        f"campaign.{action.value}",
+        subject_type="campaign",
+        subject_id=campaign.id,
+        reason=reason,
+        before={"status": current.value},
+        after={"status": new.value},
     )
     return new
 
@@ -509,9 +539,13 @@ async def start(
     specs = [WaveSpec(w.percent, w.hold_seconds) for w in wave_rows]
     override = override_reason or campaign.guard_override_reason
     verdict = await guard_verdict(
-        session, settings, kind=CampaignKind(campaign.kind),
-        content=Content.model_validate(campaign.content), waves=specs,
-        rules=campaign.audience_rules, override_reason=override,
+        session,
+        settings,
+        kind=CampaignKind(campaign.kind),
+        content=Content.model_validate(campaign.content),
+        waves=specs,
+        rules=campaign.audience_rules,
+        override_reason=override,
     )
     refuse_unless_allowed(verdict)
     if override_reason and verdict.overridden:
@@ -570,19 +604,3 @@ async def stop(
     await ledger.cancel_open(session, campaign.id, now=now, reason=f"campaign_{target.value}")
     await session.flush()
     return campaign
-
-
-def throttle_scope(campaign_id: uuid.UUID) -> str:
-    return f"campaign:{campaign_id}"
-
-
-def is_live(campaign: Campaign) -> bool:
-    return campaign.status == CampaignStatus.running
-
-
-def wave_percent(wave: CampaignWave) -> Decimal:
-    return Decimal(wave.percent)
-
-
-def pending_wave(wave: CampaignWave) -> bool:
-    return wave.status == WaveStatus.pending

@@ -47,7 +47,10 @@ _device = Device.__table__  # type: ignore[attr-defined]
 
 def order_key(rotation: int) -> ColumnElement[int]:
     """The campaign's send order (app.rollout.bucketing.order_key, in SQL)."""
-    return (_device.c.bucket + literal(BUCKET_SPACE - rotation)) % literal(BUCKET_SPACE)
+    key: ColumnElement[int] = (_device.c.bucket + literal(BUCKET_SPACE - rotation)) % literal(
+        BUCKET_SPACE
+    )
+    return key
 
 
 async def count_audience(session: AsyncSession, audience: ColumnElement[bool]) -> int:
@@ -56,8 +59,8 @@ async def count_audience(session: AsyncSession, audience: ColumnElement[bool]) -
 
 
 async def count_in_ledger(session: AsyncSession, campaign_id: uuid.UUID) -> int:
-    query = select(func.count()).select_from(_delivery).where(
-        _delivery.c.campaign_id == campaign_id
+    query = (
+        select(func.count()).select_from(_delivery).where(_delivery.c.campaign_id == campaign_id)
     )
     return int((await session.execute(query)).scalar_one())
 
@@ -220,6 +223,24 @@ async def claim(
     return claimed
 
 
+def _campaign_stopped_for_good() -> ColumnElement[bool]:
+    """The row's campaign was killed or cancelled: a row coming back from a worker or an
+    expired lease must not become sendable again."""
+    return exists().where(
+        and_(
+            col(Campaign.id) == _delivery.c.campaign_id,
+            col(Campaign.status).in_([CampaignStatus.killed.value, CampaignStatus.cancelled.value]),
+        )
+    )
+
+
+def _requeued_status() -> ColumnElement[str]:
+    return case(
+        (_campaign_stopped_for_good(), DeliveryStatus.cancelled.value),
+        else_=DeliveryStatus.queued.value,
+    )
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What became of one claimed row."""
@@ -254,7 +275,6 @@ async def record(
         )
         .values(
             status=bindparam("b_status"),
-            attempts=_delivery.c.attempts - bindparam("b_undo"),
             provider=bindparam("b_provider"),
             provider_message_id=bindparam("b_message_id"),
             error_code=bindparam("b_error_code"),
@@ -266,11 +286,15 @@ async def record(
             updated_at=now,
         )
     )
+    returned = [o.delivery_id for o in outcomes if o.give_back]
+    outcomes = [o for o in outcomes if not o.give_back]
+    updated = await _give_back(session, lease_token, returned, now) if returned else 0
+    if not outcomes:
+        return updated
     params: list[dict[str, Any]] = [
         {
             "b_id": o.delivery_id,
-            "b_status": (DeliveryStatus.queued if o.give_back else o.status).value,
-            "b_undo": 1 if o.give_back else 0,
+            "b_status": o.status.value,
             "b_provider": o.provider,
             "b_message_id": o.message_id,
             "b_error_code": o.error_code,
@@ -284,10 +308,35 @@ async def record(
     invalid = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.invalid_token]
     if invalid:
         await deactivate_devices(session, invalid, now)
+    return updated + int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def _give_back(
+    session: AsyncSession, lease_token: uuid.UUID, ids: list[int], now: datetime
+) -> int:
+    """Rows claimed but never sent go back as they were (the claim is not an attempt), or
+    become cancelled when their campaign was killed or cancelled meanwhile."""
+    result = await session.execute(
+        update(_delivery)
+        .where(
+            _delivery.c.id.in_(ids),
+            _delivery.c.lease_token == lease_token,
+            _delivery.c.status == DeliveryStatus.sending.value,
+        )
+        .values(
+            status=_requeued_status(),
+            attempts=_delivery.c.attempts - 1,
+            lease_token=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def deactivate_devices(session: AsyncSession, delivery_ids: Iterable[int], now: datetime) -> None:
+async def deactivate_devices(
+    session: AsyncSession, delivery_ids: Iterable[int], now: datetime
+) -> None:
     """A provider said the token is dead: stop every campaign from trying it again."""
     ids = select(_delivery.c.device_id).where(_delivery.c.id.in_(list(delivery_ids)))
     await session.execute(
@@ -305,9 +354,7 @@ async def reclaim_expired(session: AsyncSession, *, now: datetime, max_attempts:
         update(_delivery)
         .where(_delivery.c.status == DeliveryStatus.sending.value, _delivery.c.lease_until < now)
         .values(
-            status=case(
-                (exhausted, DeliveryStatus.failed.value), else_=DeliveryStatus.queued.value
-            ),
+            status=case((exhausted, DeliveryStatus.failed.value), else_=_requeued_status()),
             error_code=case((exhausted, "lease_expired"), else_=_delivery.c.error_code),
             error_detail=case(
                 (exhausted, "the worker sending this row stopped answering too many times"),
@@ -360,10 +407,14 @@ async def counts_by_wave(
 
 
 async def open_in_wave(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> int:
-    query = select(func.count()).select_from(_delivery).where(
-        _delivery.c.campaign_id == campaign_id,
-        _delivery.c.wave == wave,
-        _delivery.c.status.in_([s.value for s in OPEN_STATUSES]),
+    query = (
+        select(func.count())
+        .select_from(_delivery)
+        .where(
+            _delivery.c.campaign_id == campaign_id,
+            _delivery.c.wave == wave,
+            _delivery.c.status.in_([s.value for s in OPEN_STATUSES]),
+        )
     )
     return int((await session.execute(query)).scalar_one())
 

@@ -102,9 +102,7 @@ class SandboxMessage(SQLModel, table=True):
     device_id: uuid.UUID = Field(nullable=False)
     platform: str = Field(sa_column=Column(String(16), nullable=False))
     token: str = Field(sa_column=Column(String(4096), nullable=False))
-    apns_environment: str | None = Field(
-        default=None, sa_column=Column(String(16), nullable=True)
-    )
+    apns_environment: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
     payload: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
     worker: str = Field(sa_column=Column(String(200), nullable=False))
     sent_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

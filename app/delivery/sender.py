@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
 from sqlalchemy import select
-from sqlmodel import col
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.principal import SYSTEM
@@ -45,6 +45,7 @@ from app.delivery.models import DeliveryStatus
 from app.delivery.payloads import expired
 from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
 from app.delivery.throttle import RatePaused, RateUnknown
+from app.delivery.throttle_math import batch_size_for_rate
 from app.devices.models import DeviceStatus
 from app.guard.lint import lint_content
 from app.killswitch.gate import GateClosed
@@ -86,8 +87,8 @@ class _Stop(Exception):
 
 def retry_delay(attempts: int, retry_after: float | None) -> float:
     """Exponential backoff with jitter, never sooner than the provider asked."""
-    backoff = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
-    backoff *= random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not security)
+    backoff: float = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** max(0, attempts - 1))
+    backoff *= random.uniform(0.8, 1.2)
     return max(backoff, retry_after or 0.0)
 
 
@@ -103,18 +104,30 @@ def pre_send_outcomes(
     for row in rows:
         if row.device_status != DeviceStatus.active:
             decided.append(
-                Outcome(row.delivery_id, DeliveryStatus.cancelled, error_code="device_inactive",
-                        error_detail=f"the device is {row.device_status}")
+                Outcome(
+                    row.delivery_id,
+                    DeliveryStatus.cancelled,
+                    error_code="device_inactive",
+                    error_detail=f"the device is {row.device_status}",
+                )
             )
         elif campaign_kind is CampaignKind.test and not row.is_test_device:
             decided.append(
-                Outcome(row.delivery_id, DeliveryStatus.blocked, error_code="not_a_test_device",
-                        error_detail="a test campaign reaches only test devices")
+                Outcome(
+                    row.delivery_id,
+                    DeliveryStatus.blocked,
+                    error_code="not_a_test_device",
+                    error_detail="a test campaign reaches only test devices",
+                )
             )
         elif expired(row.created_at, content, now):
             decided.append(
-                Outcome(row.delivery_id, DeliveryStatus.failed, error_code="expired",
-                        error_detail="the notification would arrive after its time to live")
+                Outcome(
+                    row.delivery_id,
+                    DeliveryStatus.failed,
+                    error_code="expired",
+                    error_detail="the notification would arrive after its time to live",
+                )
             )
         else:
             to_send.append(row)
@@ -125,25 +138,51 @@ def outcome_of(
     result: SendResult, row: Claimed, provider: str, settings: Settings, now: datetime
 ) -> Outcome:
     if result.kind is ResultKind.sent:
-        return Outcome(row.delivery_id, DeliveryStatus.sent, provider=provider,
-                       message_id=result.message_id)
+        return Outcome(
+            row.delivery_id, DeliveryStatus.sent, provider=provider, message_id=result.message_id
+        )
     if result.kind is ResultKind.invalid_token:
-        return Outcome(row.delivery_id, DeliveryStatus.invalid_token, provider=provider,
-                       error_code=result.error_code, error_detail=result.detail)
+        return Outcome(
+            row.delivery_id,
+            DeliveryStatus.invalid_token,
+            provider=provider,
+            error_code=result.error_code,
+            error_detail=result.detail,
+        )
     if result.kind is ResultKind.retry:
         if row.attempts >= settings.max_attempts:
-            return Outcome(row.delivery_id, DeliveryStatus.failed, provider=provider,
-                           error_code=f"retries_exhausted:{result.error_code}",
-                           error_detail=result.detail)
+            return Outcome(
+                row.delivery_id,
+                DeliveryStatus.failed,
+                provider=provider,
+                error_code=f"retries_exhausted:{result.error_code}",
+                error_detail=result.detail,
+            )
         delay = retry_delay(row.attempts, result.retry_after)
-        return Outcome(row.delivery_id, DeliveryStatus.retrying, provider=provider,
-                       error_code=result.error_code, error_detail=result.detail,
-                       next_attempt_at=now + timedelta(seconds=delay))
+        return Outcome(
+            row.delivery_id,
+            DeliveryStatus.retrying,
+            provider=provider,
+            error_code=result.error_code,
+            error_detail=result.detail,
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
     if result.kind is ResultKind.halt:
-        return Outcome(row.delivery_id, DeliveryStatus.queued, provider=provider,
-                       error_code=result.error_code, error_detail=result.detail, give_back=True)
-    return Outcome(row.delivery_id, DeliveryStatus.failed, provider=provider,
-                   error_code=result.error_code, error_detail=result.detail)
+        return Outcome(
+            row.delivery_id,
+            DeliveryStatus.queued,
+            provider=provider,
+            error_code=result.error_code,
+            error_detail=result.detail,
+            give_back=True,
+        )
+    return Outcome(
+        row.delivery_id,
+        DeliveryStatus.failed,
+        provider=provider,
+        error_code=result.error_code,
+        error_detail=result.detail,
+    )
 
 
 async def _campaign_may_send(session: AsyncSession, campaign_id: uuid.UUID) -> bool:
@@ -175,11 +214,14 @@ async def auto_pause(
             session, SYSTEM, campaign, CampaignAction.auto_pause, reason=reason, now=utcnow()
         )
     await control.publish_campaign(campaign)
-    log.warning("campaign paused automatically", extra={"campaign_id": str(campaign_id),
-                                                        "reason": reason})
+    log.warning(
+        "campaign paused automatically", extra={"campaign_id": str(campaign_id), "reason": reason}
+    )
 
 
-async def pump(deps: SenderDeps, campaign_id: uuid.UUID, *, budget_seconds: float = 30.0) -> PumpReport:
+async def pump(
+    deps: SenderDeps, campaign_id: uuid.UUID, *, budget_seconds: float = 30.0
+) -> PumpReport:
     """Send this campaign's claimable rows until none are left, it stops, or time is up."""
     campaign_var.set(str(campaign_id))
     report = PumpReport()
@@ -221,21 +263,34 @@ def _lint_blocks(settings: Settings, campaign: Campaign, content: Content) -> st
     )
 
 
-async def _reserve(deps: SenderDeps, scopes: list[str], want: int, campaign: Campaign) -> int:
+async def _batch_size(deps: SenderDeps, campaign: Campaign) -> int:
+    """How many rows to claim now: a slice of the campaign's current rate (read from Redis
+    each time, so a throttle change applies to the very next batch)."""
+    scope = throttle_scope(campaign.id)
     try:
-        grant = await deps.control.throttle.reserve_batch(scopes, want)
+        rate = await deps.control.throttle.get_rate(scope)
     except RateUnknown:
-        # Redis lost the rate (restart) or never had it: restore it from the database and
-        # try again next time round; sending nothing meanwhile is the safe side.
+        # Redis lost the rate (restart) or never had it: restore it from the database.
         await deps.control.publish_campaign(campaign)
-        for provider in ("fcm", "apns", "sandbox"):
-            await deps.control.throttle.set_rate(provider_scope(provider), _provider_cap(deps.settings, provider))
-        return 0
+        rate = await deps.control.throttle.get_rate(scope)
+    if rate == 0:
+        raise _Stop("rate is zero")
+    return batch_size_for_rate(rate, max_batch=deps.settings.chunk_size)
+
+
+async def _wait_for_tokens(deps: SenderDeps, scope: str, n: int, campaign: Campaign) -> None:
+    """Reserve `n` sends on the campaign's rate and sleep until they are due. Reserved
+    after the claim, right before the gate, so the instant a batch leaves is the instant
+    its tokens were due: nothing slow sits between them to bunch batches together."""
+    try:
+        wait = await deps.control.throttle.reserve([scope], n)
+    except RateUnknown:
+        await deps.control.publish_campaign(campaign)
+        wait = await deps.control.throttle.reserve([scope], n)
     except RatePaused as exc:
         raise _Stop("rate is zero") from exc
-    if grant.wait > 0:
-        await asyncio.sleep(grant.wait)
-    return grant.n
+    if wait > 0:
+        await asyncio.sleep(wait)
 
 
 def _provider_cap(settings: Settings, provider: str) -> float | None:
@@ -246,23 +301,28 @@ def _provider_cap(settings: Settings, provider: str) -> float | None:
 
 
 async def _one_batch(
-    deps: SenderDeps, campaign: Campaign, kind: CampaignKind, content: Content,
+    deps: SenderDeps,
+    campaign: Campaign,
+    kind: CampaignKind,
+    content: Content,
     report: PumpReport,
 ) -> bool:
     """One reserve → claim → send → record round; False when there is nothing left."""
     settings = deps.settings
     try:
-        n = await _reserve(deps, [throttle_scope(campaign.id)], settings.chunk_size, campaign)
+        n = await _batch_size(deps, campaign)
     except RedisError as exc:
         raise _Stop("redis unreachable") from exc
-    if n == 0:
-        return True
     lease = uuid.uuid4()
     now = utcnow()
     async with unit_of_work(deps.sessionmaker) as session:
         rows = await ledger.claim(
-            session, campaign_id=campaign.id, limit=n, lease_token=lease,
-            lease_until=now + timedelta(seconds=settings.lease_seconds), now=now,
+            session,
+            campaign_id=campaign.id,
+            limit=n,
+            lease_token=lease,
+            lease_until=now + timedelta(seconds=settings.lease_seconds),
+            now=now,
         )
     if not rows:
         return False
@@ -270,7 +330,13 @@ async def _one_batch(
     to_send, decided = pre_send_outcomes(kind, content, rows, now)
     outcomes = list(decided)
     try:
+        if to_send:
+            await _wait_for_tokens(deps, throttle_scope(campaign.id), len(to_send), campaign)
         outcomes += await _send(deps, campaign, content, to_send)
+    except RedisError:
+        outcomes += [Outcome(r.delivery_id, DeliveryStatus.queued, give_back=True) for r in to_send]
+        await _record(deps, lease, outcomes, report)
+        raise _Stop("redis unreachable") from None
     except _Stop:
         outcomes += [Outcome(r.delivery_id, DeliveryStatus.queued, give_back=True) for r in to_send]
         await _record(deps, lease, outcomes, report)
@@ -287,8 +353,14 @@ async def _send(
     by_provider: dict[str, list[tuple[Claimed, Message]]] = defaultdict(list)
     providers: dict[str, Provider] = {}
     for row in rows:
-        message = Message(row.delivery_id, row.device_id, row.token, row.platform, row.locale,
-                          row.apns_environment)
+        message = Message(
+            row.delivery_id,
+            row.device_id,
+            row.token,
+            row.platform,
+            row.locale,
+            row.apns_environment,
+        )
         provider = deps.providers(message)
         providers[provider.name] = provider
         by_provider[provider.name].append((row, message))
@@ -330,7 +402,9 @@ async def _send(
             await deps.control.throttle.block_until(provider_scope(name), retry_after)
         for row, _message in group:
             result = by_id.get(row.delivery_id) or SendResult(
-                row.delivery_id, ResultKind.retry, error_code="no_result",
+                row.delivery_id,
+                ResultKind.retry,
+                error_code="no_result",
                 detail="the provider gave no result for this message",
             )
             if result.kind is ResultKind.halt:
@@ -338,7 +412,9 @@ async def _send(
             outcomes.append(outcome_of(result, row, name, deps.settings, now))
     if halt is not None:
         await auto_pause(
-            deps.sessionmaker, deps.control, campaign.id,
+            deps.sessionmaker,
+            deps.control,
+            campaign.id,
             f"provider refused our credentials or sender ({halt.error_code}): {halt.detail}; "
             "the deployment's provider configuration needs fixing before resuming",
         )
@@ -361,17 +437,24 @@ async def _wait_provider(deps: SenderDeps, name: str, n: int) -> None:
 
 
 async def _send_group(
-    provider: Provider, campaign: Campaign, content: Content,
+    provider: Provider,
+    campaign: Campaign,
+    content: Content,
     group: Sequence[tuple[Claimed, Message]],
 ) -> list[SendResult]:
-    batch = Batch(campaign_id=str(campaign.id), content=content,
-                  messages=[message for _row, message in group])
+    batch = Batch(
+        campaign_id=str(campaign.id), content=content, messages=[message for _row, message in group]
+    )
     try:
         return await asyncio.wait_for(provider.send(batch), timeout=PROVIDER_TIMEOUT)
     except TimeoutError:
         return [
-            SendResult(m.delivery_id, ResultKind.retry, error_code="timeout",
-                       detail=f"no answer from {provider.name} within {PROVIDER_TIMEOUT:.0f}s")
+            SendResult(
+                m.delivery_id,
+                ResultKind.retry,
+                error_code="timeout",
+                detail=f"no answer from {provider.name} within {PROVIDER_TIMEOUT:.0f}s",
+            )
             for m in batch.messages
         ]
 

@@ -60,12 +60,15 @@ def assess(settings: Settings, subject: GuardInput) -> GuardVerdict:
             max_first_wave_percent=settings.max_first_wave_percent,
             min_hold_seconds=settings.min_hold_seconds,
         ):
-            path = "rollout.waves" if problem.index is None else (
-                f"rollout.waves[{problem.index}].{problem.field}"
+            path = (
+                "rollout.waves"
+                if problem.index is None
+                else (f"rollout.waves[{problem.index}].{problem.field}")
             )
             hard.append(
-                GuardFinding(rule="staging", code="staging_policy", field=path,
-                             message=problem.message)
+                GuardFinding(
+                    rule="staging", code="staging_policy", field=path, message=problem.message
+                )
             )
         for finding in lint_content(subject.text_fields):
             soft.append(
@@ -79,9 +82,7 @@ def assess(settings: Settings, subject: GuardInput) -> GuardVerdict:
             )
     overridden = bool(subject.override_reason) and bool(soft) and not hard
     if not production:
-        return GuardVerdict(
-            allowed=True, overridable=False, overridden=False, findings=hard + soft
-        )
+        return GuardVerdict(allowed=True, overridable=False, overridden=False, findings=hard + soft)
     allowed = not hard and (not soft or overridden)
     return GuardVerdict(
         allowed=allowed,

@@ -51,15 +51,13 @@ class Gate:
         self._redis = redis
         self._script = redis.register_script(_SCRIPT)
 
-    async def _call(self, keys: list[str], *args: object) -> int:
+    async def _call(self, keys: list[str], *args: str | int | float) -> int:
         result = await self._script(keys=keys, args=list(args))
         return int(result)
 
     async def set_global(self, open_: bool, version: int) -> bool:
         return bool(
-            await self._call(
-                [GLOBAL_KEY], "set", "open" if open_ else "closed", version, 0
-            )
+            await self._call([GLOBAL_KEY], "set", "open" if open_ else "closed", version, 0)
         )
 
     async def set_campaign(
@@ -96,10 +94,10 @@ class Gate:
         prefix = "" if campaign_id is None else str(campaign_id)
         return await self._call([PERMITS_KEY], "inflight", prefix)
 
-    async def drain(self, campaign_id: uuid.UUID | None, *, timeout: float) -> int:
+    async def drain(self, campaign_id: uuid.UUID | None, *, within: float) -> int:
         """Wait until the permits taken before a close are released; returns how many are
-        still held when `timeout` runs out (0 when drained)."""
-        deadline = time.monotonic() + timeout
+        still held when `within` seconds run out (0 when drained)."""
+        deadline = time.monotonic() + within
         while True:
             held = await self.in_flight(campaign_id)
             if held == 0 or time.monotonic() >= deadline:

@@ -24,8 +24,10 @@ class SwitchOut(BaseModel):
     @classmethod
     def of(cls, switch: KillSwitch) -> SwitchOut:
         return cls(
-            engaged=switch.engaged, changed_by=switch.changed_by,
-            changed_at=switch.changed_at, reason=switch.reason,
+            engaged=switch.engaged,
+            changed_by=switch.changed_by,
+            changed_at=switch.changed_at,
+            reason=switch.reason,
         )
 
 
@@ -40,7 +42,9 @@ async def get_switch(session: SessionDep, _: CampaignsReader) -> SwitchOut:
 
 
 @router.post("", response_model=EngageOut)
-async def engage(body: Reason, session: SessionDep, redis: RedisDep, principal: KillOperator) -> EngageOut:
+async def engage(
+    body: Reason, session: SessionDep, redis: RedisDep, principal: KillOperator
+) -> EngageOut:
     """Stop every campaign at once. When this answers, no provider request starts on any
     worker; every running or scheduled campaign is paused and stays paused after release."""
     switch, paused = await service.engage(session, principal, reason=body.reason)
@@ -49,13 +53,16 @@ async def engage(body: Reason, session: SessionDep, redis: RedisDep, principal: 
     await control.publish_switch(switch)
     in_flight = await control.stop(paused, everything=True)
     return EngageOut(
-        **SwitchOut.of(switch).model_dump(), paused_campaigns=len(paused),
+        **SwitchOut.of(switch).model_dump(),
+        paused_campaigns=len(paused),
         in_flight_at_answer=in_flight,
     )
 
 
 @router.post("/release", response_model=SwitchOut)
-async def release(body: Reason, session: SessionDep, redis: RedisDep, principal: Admin) -> SwitchOut:
+async def release(
+    body: Reason, session: SessionDep, redis: RedisDep, principal: Admin
+) -> SwitchOut:
     """Release the switch (admin only). Campaigns stay paused until resumed one by one."""
     switch = await service.release(session, principal, reason=body.reason)
     await commit_now(session)

@@ -56,9 +56,14 @@ async def engage(
         switch.reason = reason
         session.add(switch)
         audit.record(
-            session, principal, "kill_switch.engaged", subject_type="kill_switch",
-            subject_id=SWITCH_ID, reason=reason,
-            before={"engaged": False}, after={"engaged": True},
+            session,
+            principal,
+            "kill_switch.engaged",
+            subject_type="kill_switch",
+            subject_id=SWITCH_ID,
+            reason=reason,
+            before={"engaged": False},
+            after={"engaged": True},
         )
     live = (
         await session.exec(
@@ -69,8 +74,12 @@ async def engage(
     ).all()
     for campaign in live:
         campaigns.transition(
-            session, principal, campaign, CampaignAction.pause,
-            reason=f"global kill switch engaged: {reason}", now=now,
+            session,
+            principal,
+            campaign,
+            CampaignAction.pause,
+            reason=f"global kill switch engaged: {reason}",
+            now=now,
         )
     await session.flush()
     return switch, list(live)
@@ -87,9 +96,14 @@ async def release(session: AsyncSession, principal: Principal, *, reason: str) -
     switch.reason = reason
     session.add(switch)
     audit.record(
-        session, principal, "kill_switch.released", subject_type="kill_switch",
-        subject_id=SWITCH_ID, reason=reason,
-        before={"engaged": True}, after={"engaged": False},
+        session,
+        principal,
+        "kill_switch.released",
+        subject_type="kill_switch",
+        subject_id=SWITCH_ID,
+        reason=reason,
+        before={"engaged": True},
+        after={"engaged": False},
     )
     await session.flush()
     return switch

@@ -169,13 +169,21 @@ async def _step(
             wave.finished_at = now
             session.add(wave)
             audit.record(
-                session, SYSTEM, "campaign.wave_finished", subject_type="campaign",
-                subject_id=campaign.id, after={"wave": current, "counts": counts},
+                session,
+                SYSTEM,
+                "campaign.wave_finished",
+                subject_type="campaign",
+                subject_id=campaign.id,
+                after={"wave": current, "counts": counts},
             )
         if current + 1 >= len(waves):
             campaigns.transition(
-                session, SYSTEM, campaign, CampaignAction.complete,
-                reason="every wave finished", now=now,
+                session,
+                SYSTEM,
+                campaign,
+                CampaignAction.complete,
+                reason="every wave finished",
+                now=now,
             )
             return "completed", ""
         held = campaigns.hold_until(wave)
@@ -209,9 +217,7 @@ def _guardrail(campaign: Campaign, counts: dict[str, int]) -> str | None:
     )
 
 
-def _worker_guard(
-    settings: Settings, campaign: Campaign, waves: list[CampaignWave]
-) -> str | None:
+def _worker_guard(settings: Settings, campaign: Campaign, waves: list[CampaignWave]) -> str | None:
     """Guard rule 4 again at release time: data may have reached the database by any road."""
     if not settings.is_production or campaign.kind != CampaignKind.live:
         return None
@@ -226,9 +232,12 @@ def _worker_guard(
 
 
 def _pause(session: AsyncSession, campaign: Campaign, reason: str, now: datetime) -> None:
-    campaigns.transition(session, SYSTEM, campaign, CampaignAction.auto_pause, reason=reason, now=now)
-    log.warning("campaign paused automatically",
-                extra={"campaign_id": str(campaign.id), "reason": reason})
+    campaigns.transition(
+        session, SYSTEM, campaign, CampaignAction.auto_pause, reason=reason, now=now
+    )
+    log.warning(
+        "campaign paused automatically", extra={"campaign_id": str(campaign.id), "reason": reason}
+    )
 
 
 async def _release(
@@ -256,13 +265,28 @@ async def _release(
     campaign.updated_at = now
     session.add(campaign)
     audit.record(
-        session, SYSTEM, "campaign.wave_released", subject_type="campaign",
+        session,
+        SYSTEM,
+        "campaign.wave_released",
+        subject_type="campaign",
         subject_id=campaign.id,
-        after={"wave": wave.index, "percent": str(wave.percent), "audience_size": size,
-               "target": target, "added": added},
+        after={
+            "wave": wave.index,
+            "percent": str(wave.percent),
+            "audience_size": size,
+            "target": target,
+            "added": added,
+        },
     )
-    log.info("wave released", extra={"campaign_id": str(campaign.id), "wave": wave.index,
-                                     "audience_size": size, "added": added})
+    log.info(
+        "wave released",
+        extra={
+            "campaign_id": str(campaign.id),
+            "wave": wave.index,
+            "audience_size": size,
+            "added": added,
+        },
+    )
     return added
 
 

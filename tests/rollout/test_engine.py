@@ -11,11 +11,11 @@ import httpx
 from sqlalchemy import insert, select
 
 from app.auth.models import Scope
+from app.campaigns.state import CampaignStatus
 from app.db.types import utcnow
+from app.delivery.models import Delivery, SandboxMessage
 from app.delivery.sender import pump
 from app.rollout import engine
-from app.campaigns.state import CampaignStatus
-from app.delivery.models import Delivery, SandboxMessage
 from app.rollout.planner import reference_waves
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
@@ -111,7 +111,8 @@ async def test_new_devices_never_change_an_earlier_wave(
     await add_devices(db, 500)
     headers = await operator(make_key)
     campaign_id = await create_and_start(
-        client, headers,
+        client,
+        headers,
         campaign_body(rollout={"waves": [{"percent": 10, "hold_seconds": 1}, {"percent": 100}]}),
     )
     deps = await sender_deps(db)
@@ -149,8 +150,15 @@ async def test_a_test_campaign_never_reaches_a_non_test_device(
         await session.execute(
             insert(Delivery.__table__),  # type: ignore[attr-defined]
             [
-                {"campaign_id": campaign_id, "device_id": d, "wave": 0, "status": "queued",
-                 "attempts": 0, "created_at": _now(), "updated_at": _now()}
+                {
+                    "campaign_id": campaign_id,
+                    "device_id": d,
+                    "wave": 0,
+                    "status": "queued",
+                    "attempts": 0,
+                    "created_at": _now(),
+                    "updated_at": _now(),
+                }
                 for d in ids[5:]
             ],
         )
