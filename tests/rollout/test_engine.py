@@ -179,3 +179,40 @@ async def test_a_test_campaign_never_reaches_a_non_test_device(
 
 def _now() -> datetime:
     return utcnow()
+
+
+async def test_guardrail_pauses_a_wave_that_fails_and_invalid_tokens_deactivate(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    from app.devices.models import Device
+
+    ids = await add_devices(db, 200)
+    async with db.sessionmaker() as session:
+        for index, device_id in enumerate(ids[:60]):
+            device = await session.get(Device, device_id)
+            assert device is not None
+            device.token = f"sandbox-fail-{index}" if index < 40 else f"sandbox-invalid-{index}"
+            session.add(device)
+        await session.commit()
+    headers = await operator(make_key)
+    campaign_id = await create_and_start(
+        client, headers, campaign_body(rollout={"waves": [{"percent": 100}]})
+    )
+    await run_engine(db, campaign_id)
+    assert await campaign_status(db, campaign_id) is CampaignStatus.paused
+    view = (await client.get(f"/v1/campaigns/{campaign_id}", headers=headers)).json()
+    assert view["status_reason"].startswith("guardrail:")
+    assert view["waves"][0]["failed"] == 40
+    assert view["waves"][0]["invalid"] == 20
+    statuses: Counter[str] = Counter()
+    async with db.sessionmaker() as session:
+        for device_id in ids[:60]:
+            device = await session.get(Device, device_id)
+            assert device is not None
+            statuses[device.status] += 1
+    assert statuses == {"active": 40, "invalid": 20}
+    pauses = (
+        await client.get("/v1/audit", params={"action": "campaign.auto_pause"}, headers=headers)
+    ).json()["items"]
+    assert pauses[0]["actor"] == "system"
+    assert "guardrail" in pauses[0]["reason"]

@@ -1,4 +1,10 @@
-"""The sandbox provider: sends nothing, records what it would have sent."""
+"""The sandbox provider: sends nothing, records what it would have sent.
+
+For demos and rehearsals, a token can ask for a provider's answer: a token starting with
+`sandbox-invalid` is answered as an unregistered token, one starting with `sandbox-fail` as a
+permanent failure; every other token is "sent". Nothing is recorded for those two, as a
+real provider would deliver nothing.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,10 @@ from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery.models import SandboxMessage
 from app.delivery.payloads import apns_payload, fcm_message
-from app.delivery.providers.base import Batch, Provider, ResultKind, SendResult
+from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
+
+INVALID_PREFIX = "sandbox-invalid"
+FAIL_PREFIX = "sandbox-fail"
 
 
 class SandboxProvider(Provider):
@@ -24,6 +33,8 @@ class SandboxProvider(Provider):
 
     async def send(self, batch: Batch) -> list[SendResult]:
         now = utcnow()
+        results = [_answer(m) for m in batch.messages]
+        delivered = {r.delivery_id for r in results if r.kind is ResultKind.sent}
         rows = [
             {
                 "campaign_id": uuid.UUID(batch.campaign_id),
@@ -41,11 +52,19 @@ class SandboxProvider(Provider):
                 "sent_at": now,
             }
             for m in batch.messages
+            if m.delivery_id in delivered
         ]
         if rows:
             async with unit_of_work(self._sessionmaker) as session:
                 await session.execute(insert(SandboxMessage.__table__), rows)  # type: ignore[attr-defined]
-        return [
-            SendResult(m.delivery_id, ResultKind.sent, message_id=f"sandbox-{m.delivery_id}")
-            for m in batch.messages
-        ]
+        return results
+
+
+def _answer(message: Message) -> SendResult:
+    if message.token.startswith(INVALID_PREFIX):
+        return SendResult(message.delivery_id, ResultKind.invalid_token, error_code="UNREGISTERED",
+                          detail="sandbox: the token asked to be treated as unregistered")
+    if message.token.startswith(FAIL_PREFIX):
+        return SendResult(message.delivery_id, ResultKind.failed, error_code="INVALID_ARGUMENT",
+                          detail="sandbox: the token asked for a permanent failure")
+    return SendResult(message.delivery_id, ResultKind.sent, message_id=f"sandbox-{message.delivery_id}")
