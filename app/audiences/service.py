@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
-from sqlmodel import col
+from sqlalchemy import ColumnElement, and_, func
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audiences.models import Segment
@@ -98,7 +98,7 @@ async def create_segment(
 
 async def _name_free(session: AsyncSession, name: str, own_id: uuid.UUID | None) -> None:
     clash = (
-        await session.exec(select(Segment).where(col(Segment.name) == name))  # type: ignore[call-overload]
+        await session.exec(select(Segment).where(col(Segment.name) == name))
     ).first()
     if clash is not None and clash.id != own_id:
         raise Problem(
@@ -117,7 +117,7 @@ async def get_segment(session: AsyncSession, segment_id: uuid.UUID) -> Segment:
 
 
 async def list_segments(session: AsyncSession) -> Sequence[Segment]:
-    return (await session.exec(select(Segment).order_by(col(Segment.name)))).all()  # type: ignore[call-overload,no-any-return]
+    return (await session.exec(select(Segment).order_by(col(Segment.name)))).all()
 
 
 async def update_segment(

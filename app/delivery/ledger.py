@@ -445,4 +445,4 @@ async def page(
         query = query.where(col(Delivery.status) == status.value)
     if wave is not None:
         query = query.where(col(Delivery.wave) == wave)
-    return (await session.exec(query)).all()  # type: ignore[call-overload,no-any-return]
+    return list((await session.execute(query)).scalars().all())
