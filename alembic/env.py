@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from alembic import context
 from sqlalchemy.engine import Connection
 
+from alembic import context
 from app.db.registry import metadata
 from app.db.session import create_engine
 from app.settings import Settings

@@ -38,6 +38,11 @@ from app.fakes.tls import TlsFiles
 JSON_HEADERS = [("content-type", "application/json; charset=UTF-8")]
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def json_reply(status: int, data: Any, headers: Iterable[tuple[str, str]] = ()) -> Reply:
     return Reply(status, [*JSON_HEADERS, *headers], json.dumps(data).encode())
 
@@ -141,9 +146,7 @@ class ProtocolFake(ABC):
             if self._thread_stop is not None:
                 loop, stopped = self._thread_stop
                 self._thread_stop = None
-                loop.call_soon_threadsafe(
-                    lambda: stopped.done() or stopped.set_result(None)
-                )
+                loop.call_soon_threadsafe(_resolve, stopped)
             thread.join(timeout)
 
     @property

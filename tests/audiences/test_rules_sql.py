@@ -1,7 +1,7 @@
 """Compiled rules select exactly the devices the Python evaluator accepts, on both databases.
 
-Runs against a real PostgreSQL (database ``rules_test``; skipped with a reason when it is not
-reachable) and a SQLite file, each holding the same few hundred varied devices, including
+Runs against the suite's PostgreSQL (schema ``rules_test``; skipped with a reason when the suite
+has none) and a SQLite file, each holding the same few hundred varied devices, including
 data no registration would produce (non-ASCII locales, tags that are not a list, attributes
 that are not an object) so that the two sides must agree on the edges too.
 """
@@ -9,6 +9,7 @@ that are not an object) so that the two sides must agree on the edges too.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Table, func, inspect, select
+from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.exc import CompileError
@@ -30,8 +31,12 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.audiences.rules import Rule, compile_rules, evaluate, parse_rules
 from app.audiences.versions import version_key
 from app.devices.models import Device
+from app.settings import normalise_database_url
 
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/rules_test"
+# The suite's PostgreSQL when it has one (CI), in a schema of these tests' own, so the
+# device table created here never touches the migrated one.
+PG_URL = normalise_database_url(os.environ.get("WAVECAST_TEST_DATABASE_URL", ""))
+PG_SCHEMA = "rules_test"
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DEVICES = 320
 INJECTION = "'; DROP TABLE device; --"
@@ -146,6 +151,15 @@ async def _prepare(engine: AsyncEngine) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in result]
 
 
+async def _create_schema() -> None:
+    engine = create_async_engine(PG_URL)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}"))
+    finally:
+        await engine.dispose()
+
+
 async def _reachable(engine: AsyncEngine) -> str | None:
     try:
         async with asyncio.timeout(5), engine.connect():
@@ -165,7 +179,13 @@ def db(
         path: Path = tmp_path_factory.mktemp("rules") / "rules.db"
         engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
     else:
-        engine = create_async_engine(PG_URL)
+        if not PG_URL.startswith("postgresql"):
+            loop.close()
+            pytest.skip("no PostgreSQL given (WAVECAST_TEST_DATABASE_URL is not set)")
+        loop.run_until_complete(_create_schema())
+        engine = create_async_engine(
+            PG_URL, connect_args={"server_settings": {"search_path": PG_SCHEMA}}
+        )
         problem = loop.run_until_complete(_reachable(engine))
         if problem is not None:
             loop.run_until_complete(engine.dispose())

@@ -62,9 +62,19 @@ class SandboxProvider(Provider):
 
 def _answer(message: Message) -> SendResult:
     if message.token.startswith(INVALID_PREFIX):
-        return SendResult(message.delivery_id, ResultKind.invalid_token, error_code="UNREGISTERED",
-                          detail="sandbox: the token asked to be treated as unregistered")
+        return SendResult(
+            message.delivery_id,
+            ResultKind.invalid_token,
+            error_code="UNREGISTERED",
+            detail="sandbox: the token asked to be treated as unregistered",
+        )
     if message.token.startswith(FAIL_PREFIX):
-        return SendResult(message.delivery_id, ResultKind.failed, error_code="INVALID_ARGUMENT",
-                          detail="sandbox: the token asked for a permanent failure")
-    return SendResult(message.delivery_id, ResultKind.sent, message_id=f"sandbox-{message.delivery_id}")
+        return SendResult(
+            message.delivery_id,
+            ResultKind.failed,
+            error_code="INVALID_ARGUMENT",
+            detail="sandbox: the token asked for a permanent failure",
+        )
+    return SendResult(
+        message.delivery_id, ResultKind.sent, message_id=f"sandbox-{message.delivery_id}"
+    )
