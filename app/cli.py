@@ -194,6 +194,14 @@ def cmd_demo_seed(args: argparse.Namespace) -> None:
     print(f"seeded {created} demo devices")
 
 
+# ---------------------------------------------------------------- benchmarks
+def cmd_bench_import(args: argparse.Namespace) -> None:
+    from app.bench import device_import
+
+    settings = _settings()
+    sys.exit(device_import.main(settings.effective_database_url, args.devices, args.repeat))
+
+
 # ---------------------------------------------------------------- processes
 def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
@@ -384,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--devices", type=int, default=1000)
     ds.add_argument("--seed", type=int, default=None)
     ds.set_defaults(func=cmd_demo_seed)
+    bench = sub.add_parser("bench", help="benchmarks that print their figures")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    bi = bench_sub.add_parser("import", help="device import throughput (exit 1 below target)")
+    bi.add_argument("--devices", type=int, default=200_000)
+    bi.add_argument("--repeat", type=int, default=3)
+    bi.set_defaults(func=cmd_bench_import)
     return parser
 
 

@@ -21,6 +21,7 @@ Contract of :func:`version_key`:
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -30,6 +31,8 @@ _WIDTH: Final = 6
 _VERSION: Final = re.compile(r"([0-9]+(?:\.[0-9]+){0,3})(?:[-+][0-9A-Za-z.-]+)?")
 
 
+# Apps ship few versions and every registration asks: remember the answers.
+@functools.lru_cache(maxsize=4096)
 def version_key(version: str) -> str | None:
     """Return a string that sorts like ``version``, or ``None`` if it is not a version.
 
