@@ -11,10 +11,12 @@ import uuid
 from collections.abc import Iterable
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus, is_terminal
 from app.delivery.throttle import Throttle
+from app.errors import Problem
 from app.killswitch.gate import Gate
 from app.killswitch.models import KillSwitch
 
@@ -27,6 +29,21 @@ def throttle_scope(campaign_id: uuid.UUID) -> str:
 
 def provider_scope(provider: str) -> str:
     return f"provider:{provider}"
+
+
+class StopNotConfirmed(Problem):
+    """The stop is committed in the database, but Redis could not be told."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            503,
+            "Stop recorded, not yet confirmed",
+            f"{what} is recorded in the database, but Redis is unreachable, so it could not be "
+            "confirmed that no worker is sending. Workers that cannot reach Redis send nothing, "
+            "and every worker re-reads the database before each batch; retry this call to "
+            "confirm once Redis is back.",
+            headers={"Retry-After": "2"},
+        )
 
 
 class Control:
@@ -51,10 +68,18 @@ class Control:
     async def publish_switch(self, switch: KillSwitch) -> None:
         await self.gate.set_global(not switch.engaged, switch.version)
 
-    async def stop(self, campaigns: Iterable[Campaign], *, everything: bool = False) -> int:
+    async def stop(
+        self, campaigns: Iterable[Campaign], *, everything: bool = False, what: str = "the stop"
+    ) -> int:
         """Close the grants and wait for permits already taken; returns permits still held
-        when the wait ran out (0 in every normal case)."""
-        targets = list(campaigns)
+        when the wait ran out (0 in every normal case). Raises StopNotConfirmed when Redis
+        cannot be reached."""
+        try:
+            return await self._stop(list(campaigns), everything=everything)
+        except RedisError:
+            raise StopNotConfirmed(what) from None
+
+    async def _stop(self, targets: list[Campaign], *, everything: bool) -> int:
         for campaign in targets:
             await self.publish_campaign(campaign)
         if everything:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from app import idempotency, pagination
 from app.campaigns import service
 from app.campaigns.control import Control
-from app.campaigns.models import CampaignKind
+from app.campaigns.models import Campaign, CampaignKind
 from app.campaigns.schemas import (
     CampaignCreate,
     CampaignOut,
@@ -166,12 +166,11 @@ async def resume_campaign(
     return await service.view(session, campaign)
 
 
-async def _stopped(session: SessionDep, redis: RedisDep, campaign: object) -> StopOutcome:
-    from app.campaigns.models import Campaign
-
-    assert isinstance(campaign, Campaign)
+async def _stopped(session: SessionDep, redis: RedisDep, campaign: Campaign) -> StopOutcome:
     await commit_now(session)
-    in_flight = await Control(redis).stop([campaign])
+    in_flight = await Control(redis).stop(
+        [campaign], what=f"campaign {campaign.id} is {campaign.status}"
+    )
     return StopOutcome(
         campaign=await service.view(session, campaign), in_flight_at_answer=in_flight
     )

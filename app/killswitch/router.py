@@ -4,8 +4,9 @@ from datetime import datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 
-from app.campaigns.control import Control
+from app.campaigns.control import Control, StopNotConfirmed
 from app.campaigns.schemas import Reason
 from app.db.session import commit_now
 from app.deps import Admin, CampaignsReader, KillOperator, RedisDep, SessionDep
@@ -50,8 +51,12 @@ async def engage(
     switch, paused = await service.engage(session, principal, reason=body.reason)
     await commit_now(session)
     control = Control(redis)
-    await control.publish_switch(switch)
-    in_flight = await control.stop(paused, everything=True)
+    what = "the global kill switch is engaged"
+    try:
+        await control.publish_switch(switch)
+    except RedisError:
+        raise StopNotConfirmed(what) from None
+    in_flight = await control.stop(paused, everything=True, what=what)
     return EngageOut(
         **SwitchOut.of(switch).model_dump(),
         paused_campaigns=len(paused),
