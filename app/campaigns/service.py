@@ -34,6 +34,7 @@ from app.campaigns.state import (
     is_terminal,
     next_status,
 )
+from app.db.session import after_rollback
 from app.db.types import utcnow
 from app.delivery import ledger
 from app.delivery.payloads import PAYLOAD_LIMIT, largest_sizes
@@ -109,9 +110,34 @@ async def guard_verdict(
     )
 
 
-def refuse_unless_allowed(verdict: GuardVerdict) -> None:
+def refuse_unless_allowed(
+    session: AsyncSession,
+    principal: Principal,
+    verdict: GuardVerdict,
+    *,
+    subject_id: uuid.UUID | None,
+    attempted: str,
+) -> None:
+    """Raise the guard's refusal. The refusal is audited in a transaction of its own: the
+    request's own changes are rolled back, the record that it was refused is not."""
     if verdict.allowed:
         return
+    engine = session.bind
+
+    async def audit_refusal() -> None:
+        async with AsyncSession(engine) as own:
+            audit.record(
+                own,
+                principal,
+                "guard.refused",
+                subject_type="campaign",
+                subject_id=subject_id,
+                reason=f"{attempted} refused by the environment guard",
+                after={"findings": [f.model_dump(mode="json") for f in verdict.findings]},
+            )
+            await own.commit()
+
+    after_rollback(session, audit_refusal)
     hint = (
         " An operator with the campaigns:operate scope may override the content findings "
         'with {"override": {"reason": "..."}}.'
@@ -195,7 +221,7 @@ async def create(
         rules=rules,
         override_reason=override,
     )
-    refuse_unless_allowed(verdict)
+    refuse_unless_allowed(session, principal, verdict, subject_id=None, attempted="create")
     campaign_id = uuid.uuid4()
     campaign = Campaign(
         id=campaign_id,
@@ -463,7 +489,7 @@ async def patch(
             rules=campaign.audience_rules,
             override_reason=override,
         )
-        refuse_unless_allowed(verdict)
+        refuse_unless_allowed(session, principal, verdict, subject_id=campaign.id, attempted="edit")
         campaign.guard_override_reason = override if verdict.overridden else None
         campaign.guard_override_by = principal.actor if verdict.overridden else None
         _audit_guard(
@@ -547,7 +573,7 @@ async def start(
         rules=campaign.audience_rules,
         override_reason=override,
     )
-    refuse_unless_allowed(verdict)
+    refuse_unless_allowed(session, principal, verdict, subject_id=campaign.id, attempted="start")
     if override_reason and verdict.overridden:
         campaign.guard_override_reason = override_reason
         campaign.guard_override_by = principal.actor

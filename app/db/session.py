@@ -55,6 +55,12 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(callback)
 
 
+def after_rollback(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run `callback` if the session's transaction is rolled back: for records that must
+    outlive a refusal (the refusal itself is audited even though nothing else is kept)."""
+    session.info.setdefault("after_rollback", []).append(callback)
+
+
 async def commit_now(session: AsyncSession) -> None:
     """Commit before the request ends, for answers that must follow a durable change and
     then act on it (a stop waits for the gate only after the stop is committed). The unit
@@ -76,6 +82,8 @@ async def unit_of_work(
         except BaseException:
             await session.rollback()
             session.info.pop("after_commit", None)
+            for callback in session.info.pop("after_rollback", []):
+                await callback()
             raise
         callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
         for callback in callbacks:

@@ -42,6 +42,16 @@ async def test_the_incident_is_refused_with_reasons(
     assert {"content.title", "content.body"} <= fields
     assert problem["guard"]["overridable"] is True
     assert "diacritic" in problem["detail"]
+    reader = bearer(await make_key(Scope.campaigns_read))
+    refusals = (
+        await prod.get("/v1/audit", params={"action": "guard.refused"}, headers=reader)
+    ).json()["items"]
+    assert len(refusals) == 1
+    assert refusals[0]["reason"] == "create refused by the environment guard"
+    assert refusals[0]["actor"].startswith("key:")
+    assert {f["field"] for f in refusals[0]["after"]["findings"]} >= {"content.title"}
+    campaigns = (await prod.get("/v1/campaigns", headers=reader)).json()["items"]
+    assert campaigns == []
 
 
 async def test_override_needs_operate_scope_and_is_audited(
