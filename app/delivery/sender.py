@@ -50,7 +50,7 @@ from app.devices.models import DeviceStatus
 from app.guard.lint import lint_content
 from app.killswitch.gate import GateClosed
 from app.killswitch.models import SWITCH_ID, KillSwitch
-from app.logging import campaign_var
+from app.logging import campaign_var, wave_var
 from app.ops.metrics import DELIVERIES, PROVIDER_LATENCY
 from app.settings import Settings
 
@@ -326,6 +326,7 @@ async def _one_batch(
         )
     if not rows:
         return False
+    wave_var.set(max(r.wave for r in rows))
     report.batches += 1
     to_send, decided = pre_send_outcomes(kind, content, rows, now)
     outcomes = list(decided)
