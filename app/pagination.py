@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from app.errors import FieldError, validation_problem
 
 
 def bad_cursor() -> Exception:
     return validation_problem([FieldError("query.cursor", "not a cursor from this API")])
+
+
+T = TypeVar("T")
+
+
+def page(
+    rows: Sequence[T], limit: int, cursor_of: Callable[[T], object]
+) -> tuple[list[T], str | None]:
+    """Split a `limit + 1` fetch into the page and the cursor of the next one (None at the end)."""
+    items = list(rows[:limit])
+    more = len(rows) > limit
+    return items, encode(cursor_of(items[-1])) if more and items else None
 
 
 def encode(value: object) -> str:

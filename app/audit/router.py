@@ -39,8 +39,8 @@ async def list_audit(
         since=since,
         until=until,
     )
-    more = len(rows) > limit
-    items = [AuditEventOut.model_validate(r, from_attributes=True) for r in rows[:limit]]
+    items, next_cursor = pagination.page(rows, limit, lambda e: e.id)
     return AuditPage(
-        items=items, next_cursor=pagination.encode(items[-1].id) if more and items else None
+        items=[AuditEventOut.model_validate(e, from_attributes=True) for e in items],
+        next_cursor=next_cursor,
     )

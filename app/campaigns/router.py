@@ -94,12 +94,8 @@ async def list_campaigns(
     items = await service.list_campaigns(
         session, limit=limit + 1, before=before, status=status_, kind=kind
     )
-    more = len(items) > limit
-    items = items[:limit]
-    return CampaignPage(
-        items=items,
-        next_cursor=pagination.encode(items[-1].created_at.isoformat()) if more else None,
-    )
+    page, next_cursor = pagination.page(items, limit, lambda c: c.created_at.isoformat())
+    return CampaignPage(items=page, next_cursor=next_cursor)
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
@@ -247,8 +243,8 @@ async def list_deliveries(
         status=status_,
         wave=wave,
     )
-    more = len(rows) > limit
-    items = [DeliveryOut.model_validate(r, from_attributes=True) for r in rows[:limit]]
+    items, next_cursor = pagination.page(rows, limit, lambda d: d.id)
     return DeliveryPage(
-        items=items, next_cursor=pagination.encode(items[-1].id) if more and items else None
+        items=[DeliveryOut.model_validate(d, from_attributes=True) for d in items],
+        next_cursor=next_cursor,
     )

@@ -589,21 +589,28 @@ async def start(
 async def pause(
     session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, reason: str | None
 ) -> Campaign:
-    campaign = await get(session, campaign_id, lock=True)
-    transition(session, principal, campaign, CampaignAction.pause, reason=reason, now=utcnow())
-    await session.flush()
-    return campaign
+    return await _act(session, principal, campaign_id, CampaignAction.pause, reason)
 
 
 async def resume(
     session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, reason: str | None
 ) -> Campaign:
-    campaign = await get(session, campaign_id, lock=True)
     if await killswitch.is_engaged(session):
         raise Problem(
             409, "Conflict", "the global kill switch is engaged; release it before resuming"
         )
-    transition(session, principal, campaign, CampaignAction.resume, reason=reason, now=utcnow())
+    return await _act(session, principal, campaign_id, CampaignAction.resume, reason)
+
+
+async def _act(
+    session: AsyncSession,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    action: CampaignAction,
+    reason: str | None,
+) -> Campaign:
+    campaign = await get(session, campaign_id, lock=True)
+    transition(session, principal, campaign, action, reason=reason, now=utcnow())
     await session.flush()
     return campaign
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from app import pagination
+from app.auth.principal import Principal
 from app.deps import Admin, CampaignsReader, DevicesWriter, RuntimeDep, SessionDep
 from app.devices import importer, service
 from app.devices import repository as repo
@@ -80,11 +81,8 @@ async def list_devices(
         locale=locale,
         seen_since=seen_since,
     )
-    more = len(rows) > limit
-    items = [DeviceOut.model_validate(d) for d in rows[:limit]]
-    return DevicePage(
-        items=items, next_cursor=pagination.encode(items[-1].id) if more and items else None
-    )
+    items, next_cursor = pagination.page(rows, limit, lambda d: d.id)
+    return DevicePage(items=[DeviceOut.model_validate(d) for d in items], next_cursor=next_cursor)
 
 
 @router.get("/{device_id}", response_model=DeviceOut)
@@ -113,10 +111,8 @@ async def mark_test_device(
     principal: Admin,
     body: Annotated[TestDeviceChange | None, Body()] = None,
 ) -> DeviceOut:
-    device = await service.set_test_device(
-        session, principal, device_id, is_test=True, reason=body.reason if body else None
-    )
-    return DeviceOut.model_validate(device)
+    """Mark a test device (admin only, audited): test campaigns may reach it."""
+    return await _set_test_device(session, principal, device_id, body, is_test=True)
 
 
 @router.delete("/{device_id}/test-device", response_model=DeviceOut)
@@ -126,7 +122,18 @@ async def unmark_test_device(
     principal: Admin,
     body: Annotated[TestDeviceChange | None, Body()] = None,
 ) -> DeviceOut:
+    return await _set_test_device(session, principal, device_id, body, is_test=False)
+
+
+async def _set_test_device(
+    session: SessionDep,
+    principal: Principal,
+    device_id: uuid.UUID,
+    body: TestDeviceChange | None,
+    *,
+    is_test: bool,
+) -> DeviceOut:
     device = await service.set_test_device(
-        session, principal, device_id, is_test=False, reason=body.reason if body else None
+        session, principal, device_id, is_test=is_test, reason=body.reason if body else None
     )
     return DeviceOut.model_validate(device)
