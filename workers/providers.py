@@ -4,10 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.delivery.providers.base import Message, Provider
+from app.delivery.providers.apns import ApnsCredentials, ApnsProvider
+from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
+from app.delivery.providers.fcm import FcmProvider
 from app.delivery.providers.sandbox import SandboxProvider
 from app.runtime import Runtime
 from app.settings import ProviderMode, Settings
+
+
+class Unconfigured(Provider):
+    """Stands in for a provider the deployment has no credentials for: its messages halt the
+    campaign (a misconfiguration), they are never dropped or guessed elsewhere."""
+
+    def __init__(self, name: str, setting: str) -> None:
+        self.name = name
+        self._setting = setting
+
+    async def send(self, batch: Batch) -> list[SendResult]:
+        return [
+            SendResult(
+                m.delivery_id,
+                ResultKind.halt,
+                error_code="provider_not_configured",
+                detail=f"{self.name} is not configured (set {self._setting})",
+            )
+            for m in batch.messages
+        ]
 
 
 @dataclass
@@ -21,15 +43,35 @@ class ProviderSet:
         return self.by_platform[message.platform]
 
     async def aclose(self) -> None:
-        for provider in {
-            id(p): p for p in [self.sandbox, *self.by_platform.values()] if p
-        }.values():
+        providers = [self.sandbox, *self.by_platform.values()]
+        for provider in {id(p): p for p in providers if p is not None}.values():
             await provider.aclose()
+
+
+def real_providers(settings: Settings) -> ProviderSet:
+    fcm: Provider = Unconfigured("fcm", "WAVECAST_FCM_CREDENTIALS")
+    if settings.fcm_credentials:
+        fcm = FcmProvider(str(settings.fcm_credentials), endpoint=settings.fcm_endpoint)
+    apns: Provider = Unconfigured(
+        "apns",
+        "WAVECAST_APNS_KEY, WAVECAST_APNS_KEY_ID, WAVECAST_APNS_TEAM_ID, WAVECAST_APNS_TOPIC",
+    )
+    if settings.apns_key and settings.apns_key_id and settings.apns_team_id and settings.apns_topic:
+        apns = ApnsProvider(
+            ApnsCredentials(
+                str(settings.apns_key),
+                settings.apns_key_id,
+                settings.apns_team_id,
+                settings.apns_topic,
+            ),
+            sandbox_url=settings.apns_sandbox_url,
+            production_url=settings.apns_production_url,
+            ca_file=str(settings.apns_ca_file) if settings.apns_ca_file else None,
+        )
+    return ProviderSet(by_platform={"android": fcm, "ios": apns})
 
 
 async def build_providers(settings: Settings, runtime: Runtime, worker_id: str) -> ProviderSet:
     if settings.provider is ProviderMode.sandbox:
         return ProviderSet(sandbox=SandboxProvider(runtime.sessionmaker, worker_id))
-    raise RuntimeError(
-        "WAVECAST_PROVIDER=real needs the FCM and APNs providers, which this build does not have"
-    )
+    return real_providers(settings)
