@@ -194,6 +194,16 @@ def cmd_demo_seed(args: argparse.Namespace) -> None:
     print(f"seeded {created} demo devices")
 
 
+# ---------------------------------------------------------------- protocol fakes
+def cmd_fake(args: argparse.Namespace) -> None:
+    """Local servers that speak FCM's and APNs' protocols, for tests, benchmarks and demos."""
+    if args.kind == "fcm":
+        from app.fakes.fcm import main as fake_main
+    else:
+        from app.fakes.apns import main as fake_main
+    sys.exit(fake_main(args.options))
+
+
 # ---------------------------------------------------------------- benchmarks
 def cmd_bench_import(args: argparse.Namespace) -> None:
     from app.bench import device_import
@@ -392,6 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--devices", type=int, default=1000)
     ds.add_argument("--seed", type=int, default=None)
     ds.set_defaults(func=cmd_demo_seed)
+    fake = sub.add_parser(
+        "fake",
+        help="a local FCM or APNs protocol fake (`wavecast fake fcm --help`)",
+        add_help=False,
+    )
+    fake.add_argument("kind", choices=["fcm", "apns"])
+    fake.add_argument("options", nargs=argparse.REMAINDER)
+    fake.set_defaults(func=cmd_fake)
+
     bench = sub.add_parser("bench", help="benchmarks that print their figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     bi = bench_sub.add_parser("import", help="device import throughput (exit 1 below target)")

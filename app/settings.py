@@ -6,6 +6,7 @@ configuration could put real users at risk refuses to start, with a message that
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -74,8 +75,10 @@ class Settings(BaseSettings):
     apns_sandbox_url: str | None = None
     apns_production_url: str | None = None
     apns_ca_file: Path | None = None
-    # Firebase project ids that belong to production; a non-production deployment refuses them.
+    # Credentials that belong to production; a non-production deployment refuses to start
+    # with them (SPEC §3 rule 3), so a staging box can never reach real customers.
     production_fcm_projects: list[str] = Field(default_factory=list)
+    production_apns_key_ids: list[str] = Field(default_factory=list)
 
     # Pepper mixed into API-key hashes; keys are high-entropy, so this is defence in depth.
     key_pepper: SecretStr = SecretStr("")
@@ -122,6 +125,14 @@ class Settings(BaseSettings):
                 )
             if not self.key_pepper.get_secret_value():
                 problems.append("WAVECAST_ENV=production needs WAVECAST_KEY_PEPPER set")
+        if self.is_production and self.provider is ProviderMode.real:
+            if not self.fcm_credentials and not self.apns_key:
+                problems.append(
+                    "WAVECAST_PROVIDER=real needs FCM credentials (WAVECAST_FCM_CREDENTIALS), "
+                    "APNs credentials (WAVECAST_APNS_KEY...), or both"
+                )
+        if not self.is_production:
+            problems += self._production_credentials()
         if not url.startswith(("sqlite", "postgresql")):
             scheme = url.split(":")[0]
             problems.append(
@@ -130,6 +141,30 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _production_credentials(self) -> list[str]:
+        found = []
+        project = fcm_project_of(self.fcm_credentials) if self.fcm_credentials else None
+        if project and project in self.production_fcm_projects:
+            found.append(
+                f"WAVECAST_ENV={self.env.value} refuses the production Firebase project "
+                f"{project!r} (WAVECAST_FCM_CREDENTIALS); use a non-production project"
+            )
+        if self.apns_key_id and self.apns_key_id in self.production_apns_key_ids:
+            found.append(
+                f"WAVECAST_ENV={self.env.value} refuses the production APNs key "
+                f"{self.apns_key_id!r} (WAVECAST_APNS_KEY_ID); use a non-production key"
+            )
+        return found
+
+
+def fcm_project_of(path: Path) -> str | None:
+    """The project id in a service-account JSON file, or None when unreadable."""
+    try:
+        project = json.loads(path.read_text()).get("project_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return project if isinstance(project, str) else None
 
 
 def normalise_database_url(url: str) -> str:

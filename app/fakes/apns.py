@@ -202,6 +202,7 @@ class ApnsFake(ProtocolFake):
     ``topics``: bundle ids the configured keys may push to (others -> 400 BadTopic).
     ``strict_environment``: refuse tokens marked for the other environment (BadDeviceToken).
     ``token_max_age``: provider tokens older than this many seconds -> 403 ExpiredProviderToken.
+    ``plain_port``: also listen in plaintext (h2c/HTTP/1.1) there, e.g. for introspection.
     """
 
     kind = "apns"
@@ -219,6 +220,7 @@ class ApnsFake(ProtocolFake):
         strict_environment: bool = True,
         token_max_age: float = 3600.0,
         h2_max_concurrent_streams: int = 1000,
+        plain_port: int | None = None,
     ) -> None:
         super().__init__(
             host=host,
@@ -226,6 +228,7 @@ class ApnsFake(ProtocolFake):
             tls=tls,
             recording=recording,
             h2_max_concurrent_streams=h2_max_concurrent_streams,
+            plain_port=plain_port,
         )
         self.environment: Environment = environment
         self.topics = frozenset(topics)
@@ -437,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         strict_environment=not args.lenient_environment,
         token_max_age=args.token_max_age,
         h2_max_concurrent_streams=args.max_concurrent_streams,
+        plain_port=args.plain_port,
     )
 
     def after_start() -> dict[str, Any]:

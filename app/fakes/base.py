@@ -68,6 +68,7 @@ class ProtocolFake(ABC):
         alpn: tuple[str, ...] = ("h2", "http/1.1"),
         recording: RecordingMode = "full",
         h2_max_concurrent_streams: int = 1000,
+        plain_port: int | None = None,
     ) -> None:
         self.tls = tls
         self.store = RecordStore(recording)
@@ -79,6 +80,16 @@ class ProtocolFake(ABC):
             ssl_context=tls.server_context(alpn) if tls is not None else None,
             h2_max_concurrent_streams=h2_max_concurrent_streams,
         )
+        # A TLS fake may also listen in plaintext (same handler, same records and rules): for
+        # clients that cannot be told to trust the fake CA, and for cheap introspection.
+        self.plain_server: HttpServer | None = None
+        if tls is not None and plain_port is not None:
+            self.plain_server = HttpServer(
+                self._handle,
+                host=host,
+                port=plain_port,
+                h2_max_concurrent_streams=h2_max_concurrent_streams,
+            )
         self._thread_stop: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
 
     # -- provider behaviour ----------------------------------------------------------------
@@ -99,8 +110,12 @@ class ProtocolFake(ABC):
 
     async def start(self) -> None:
         await self.server.start()
+        if self.plain_server is not None:
+            await self.plain_server.start()
 
     async def stop(self) -> None:
+        if self.plain_server is not None:
+            await self.plain_server.stop()
         await self.server.stop()
 
     async def __aenter__(self) -> Self:
@@ -157,6 +172,15 @@ class ProtocolFake(ABC):
     def url(self) -> str:
         """Base URL, e.g. ``https://127.0.0.1:41234`` (valid once started)."""
         return f"{self.server.scheme}://{self.server.host}:{self.server.port}"
+
+    @property
+    def plain_url(self) -> str | None:
+        """A plaintext base URL: :attr:`url` itself without TLS, the side listener with it."""
+        if self.tls is None:
+            return self.url
+        if self.plain_server is None:
+            return None
+        return f"http://{self.plain_server.host}:{self.plain_server.port}"
 
     # -- records ---------------------------------------------------------------------------
 
@@ -215,6 +239,12 @@ class ProtocolFake(ABC):
         self.clear()
         self.clear_rules()
 
+    def goaway_all(self) -> None:
+        """GOAWAY (HTTP/2) or close (HTTP/1.1) every open connection, as a server restart does."""
+        self.server.goaway_all()
+        if self.plain_server is not None:
+            self.plain_server.goaway_all()
+
     # -- dispatch --------------------------------------------------------------------------
 
     def _handle(self, request: Request) -> Reply:
@@ -254,7 +284,8 @@ class ProtocolFake(ABC):
                         "received": self.store.received,
                         "recorded": len(self.store),
                         "last_seq": self.store.last_seq,
-                        "connections": self.server.connection_count,
+                        "connections": self.server.connection_count
+                        + (self.plain_server.connection_count if self.plain_server else 0),
                     },
                 )
             if path == "/_fake/rules" and method == "GET":
@@ -278,10 +309,14 @@ class ProtocolFake(ABC):
             if path == "/_fake/goaway" and method == "POST":
                 loop = asyncio.get_running_loop()
                 # After this reply is written, not before: the caller must get its answer.
-                loop.call_soon(self.server.goaway_all)
+                loop.call_soon(self.goaway_all)
                 return json_reply(200, {"connections": self.server.connection_count})
             if path == "/_fake/config" and method == "GET":
-                return json_reply(200, {"kind": self.kind, "url": self.url, **self.describe()})
+                return json_reply(
+                    200,
+                    {"kind": self.kind, "url": self.url, "plain_url": self.plain_url}
+                    | self.describe(),
+                )
         except (ValueError, TypeError) as exc:
             return json_reply(400, {"error": str(exc)})
         return json_reply(404, {"error": f"no introspection route {method} {path}"})

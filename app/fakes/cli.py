@@ -34,6 +34,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_tls: bool) 
         help="serve TLS (ALPN h2, http/1.1) with a certificate from --cert-dir",
     )
     parser.add_argument(
+        "--plain-port",
+        type=int,
+        help="with --tls, also serve plaintext on this port (0 picks a free one)",
+    )
+    parser.add_argument(
         "--cert-dir",
         type=Path,
         default=DEFAULT_CERT_DIR,
@@ -66,7 +71,13 @@ def run_fake(
 
     async def serve() -> None:
         await fake.start()
-        info = {"kind": fake.kind, "url": fake.url, "port": fake.port, "pid": os.getpid()}
+        info = {
+            "kind": fake.kind,
+            "url": fake.url,
+            "port": fake.port,
+            "plain_url": fake.plain_url,
+            "pid": os.getpid(),
+        }
         info.update(after_start())
         line = json.dumps(info)
         print(line, flush=True)

@@ -102,9 +102,17 @@ class FaultRule:
     def from_json(cls, data: Mapping[str, Any]) -> FaultRule:
         """Build a rule from the JSON accepted by ``POST /_fake/rules``; unknown keys are errors."""
         allowed = {
-            "error", "token", "token_prefix", "count", "seconds", "probability",
-            "latency", "retry_after", "action", "id",
-        }  # fmt: skip
+            "error",
+            "token",
+            "token_prefix",
+            "count",
+            "seconds",
+            "probability",
+            "latency",
+            "retry_after",
+            "action",
+            "id",
+        }
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown rule fields: {sorted(unknown)}")

@@ -239,6 +239,8 @@ class FcmFake(ProtocolFake):
     ``project_id``: the only project ``messages:send`` accepts (others get 403 PERMISSION_DENIED).
     ``token_lifetime``: ``expires_in`` of issued access tokens; an expired one gets 401.
     ``quota_retry_after``: ``Retry-After`` seconds on QUOTA_EXCEEDED when the rule sets none.
+    ``plain_port``: with ``tls``, also listen in plaintext there (0: any free port; ``None``: no)
+    and point :attr:`token_uri` at it.
     """
 
     kind = "fcm"
@@ -254,8 +256,9 @@ class FcmFake(ProtocolFake):
         recording: RecordingMode = "full",
         token_lifetime: int = 3600,
         quota_retry_after: int = 1,
+        plain_port: int | None = 0,
     ) -> None:
-        super().__init__(host=host, port=port, tls=tls, recording=recording)
+        super().__init__(host=host, port=port, tls=tls, recording=recording, plain_port=plain_port)
         self.project_id = project_id
         self.token_lifetime = token_lifetime
         self.quota_retry_after = quota_retry_after
@@ -292,7 +295,12 @@ class FcmFake(ProtocolFake):
 
     @property
     def token_uri(self) -> str:
-        return f"{self.url}/token"
+        """Where google-auth exchanges the JWT; plaintext when the fake has a plain listener.
+
+        google-auth posts with ``requests``, which ignores ``SSL_CERT_FILE`` (it would need
+        ``REQUESTS_CA_BUNDLE``); over plaintext only httpx has to trust the fake CA.
+        """
+        return f"{self.plain_url or self.url}/token"
 
     @property
     def send_url(self) -> str:
@@ -334,7 +342,8 @@ class FcmFake(ProtocolFake):
         except ValueError:
             parse_error = True
         message = body.get("message") if isinstance(body, dict) else None
-        token = message.get("token") if isinstance(message, dict) else None
+        # firebase-admin 7.7 deprecates Message.token in favour of Message.fid: key by either.
+        token = message.get("token") or message.get("fid") if isinstance(message, dict) else None
         record = self.new_record(request, "send", token if isinstance(token, str) else None)
         record.set_payload(body)
 
@@ -550,6 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         recording=args.recording,
         token_lifetime=args.token_lifetime,
         quota_retry_after=args.quota_retry_after,
+        plain_port=0 if args.plain_port is None else args.plain_port,
     )
 
     def after_start() -> dict[str, Any]:

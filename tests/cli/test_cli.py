@@ -103,3 +103,37 @@ def test_run_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
     assert "admin API key was created" in output
     assert "embedded Redis started" in output
     assert "embedded Redis stopped" in output
+
+
+@pytest.mark.parametrize("kind", ["fcm", "apns"])
+def test_fake_commands_start_and_describe_themselves(tmp_path: Path, kind: str) -> None:
+    ready = tmp_path / "ready.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "fake",
+            kind,
+            "--port",
+            "0",
+            "--cert-dir",
+            str(tmp_path / "tls"),
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        assert ready.exists(), process.stderr.read() if process.stderr else ""
+        described = json.loads(ready.read_text())
+        assert described["url"].startswith("http")
+        assert described["port"] > 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)

@@ -44,12 +44,16 @@ def test_production_refuses_unsafe_configuration(overrides: dict[str, str], comp
 
 
 def test_production_accepts_a_safe_configuration(tmp_path: Path) -> None:
+    account = tmp_path / "sa.json"
+    account.write_text('{"type": "service_account", "project_id": "bank-prod"}')
     s = Settings(
         env="production",  # type: ignore[arg-type]
         database_url=PG,
         redis_url=REDIS,
         provider="real",  # type: ignore[arg-type]
         key_pepper="pepper",  # type: ignore[arg-type]
+        fcm_credentials=account,
+        production_fcm_projects=["bank-prod"],
     )
     assert s.is_production
 
@@ -57,3 +61,33 @@ def test_production_accepts_a_safe_configuration(tmp_path: Path) -> None:
 def test_unknown_database_is_refused() -> None:
     with pytest.raises(ValidationError, match="PostgreSQL or SQLite"):
         Settings(database_url="mysql://u@h/db")
+
+
+def test_non_production_refuses_production_credentials(tmp_path: Path) -> None:
+    account = tmp_path / "sa.json"
+    account.write_text('{"type": "service_account", "project_id": "bank-prod"}')
+    with pytest.raises(ValidationError, match="production Firebase project 'bank-prod'"):
+        Settings(
+            env="staging",
+            fcm_credentials=account,  # type: ignore[arg-type]
+            production_fcm_projects=["bank-prod"],
+        )
+    with pytest.raises(ValidationError, match="production APNs key 'KEY123'"):
+        Settings(apns_key_id="KEY123", production_apns_key_ids=["KEY123"])
+    staging = Settings(
+        env="staging",
+        fcm_credentials=account,  # type: ignore[arg-type]
+        production_fcm_projects=["bank-prod-eu"],
+    )
+    assert staging.fcm_credentials == account
+
+
+def test_production_with_real_provider_needs_credentials() -> None:
+    with pytest.raises(ValidationError, match="needs FCM credentials"):
+        Settings(
+            env="production",
+            database_url=PG,
+            redis_url=REDIS,  # type: ignore[arg-type]
+            provider="real",
+            key_pepper="p",
+        )  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from app.auth.models import Scope
 from app.campaigns.state import CampaignStatus
@@ -17,10 +17,11 @@ from app.devices import service as devices_service
 from app.devices.models import Device
 from app.devices.schemas import DeviceRegistration
 from app.fakes.apns import ApnsFake, generate_apns_key, make_device_token
+from app.fakes.faults import FaultRule
 from app.fakes.fcm import FcmFake
 from app.fakes.tls import ensure_tls_files
 from app.runtime import Runtime
-from app.settings import ProviderMode
+from app.settings import ProviderMode, Settings
 from tests.conftest import KeyMaker, bearer
 from tests.support import campaign_body, campaign_status, create_and_start, deliveries, run_engine
 
@@ -48,14 +49,15 @@ def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         }
 
 
-async def test_campaign_reaches_both_providers_exactly_as_the_ledger_says(
-    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, fakes: dict[str, object]
-) -> None:
+def real_settings(db: Runtime, fakes: dict[str, object]) -> Settings:
     fcm, sandbox, production = fakes["fcm"], fakes["sandbox"], fakes["production"]
     assert isinstance(fcm, FcmFake)
     assert isinstance(sandbox, ApnsFake) and isinstance(production, ApnsFake)
+    for fake in (fcm, sandbox, production):
+        fake.rulebook.clear()
+        fake.store.clear()
     key = fakes["key"]
-    settings = db.settings.model_copy(
+    return db.settings.model_copy(
         update={
             "provider": ProviderMode.real,
             "fcm_credentials": fakes["account"],
@@ -69,6 +71,15 @@ async def test_campaign_reaches_both_providers_exactly_as_the_ledger_says(
             "apns_ca_file": fakes["tls"].ca_file,  # type: ignore[attr-defined]
         }
     )
+
+
+async def test_campaign_reaches_both_providers_exactly_as_the_ledger_says(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, fakes: dict[str, object]
+) -> None:
+    settings = real_settings(db, fakes)
+    fcm, sandbox, production = fakes["fcm"], fakes["sandbox"], fakes["production"]
+    assert isinstance(fcm, FcmFake)
+    assert isinstance(sandbox, ApnsFake) and isinstance(production, ApnsFake)
     now = utcnow()
     registrations = (
         [
@@ -133,3 +144,85 @@ async def test_campaign_reaches_both_providers_exactly_as_the_ledger_says(
     assert {r.provider for r in rows} == {"fcm", "apns"}
     polish = json.loads(next(r for r in fcm.records() if r.endpoint == "send").body)
     assert polish["message"]["notification"]["title"] == "Wyciąg gotowy"
+
+
+async def _seed(db: Runtime, registrations: list[DeviceRegistration]) -> None:
+    now = utcnow()
+    async with db.sessionmaker() as session:
+        await session.execute(
+            insert(Device.__table__),  # type: ignore[attr-defined]
+            [devices_service.registration_row(r, now) for r in registrations],
+        )
+        await session.commit()
+
+
+def _android(n: int) -> list[DeviceRegistration]:
+    return [DeviceRegistration(token=f"fcm-{i}", platform="android") for i in range(n)]  # type: ignore[arg-type]
+
+
+async def test_sender_mismatch_halts_the_campaign_and_loses_nothing(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, fakes: dict[str, object]
+) -> None:
+    settings = real_settings(db, fakes)
+    fcm = fakes["fcm"]
+    assert isinstance(fcm, FcmFake)
+    fcm.rulebook.add(FaultRule(error="SENDER_ID_MISMATCH", token_prefix="fcm-"))
+    await _seed(db, _android(20))
+    headers = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+    campaign_id = await create_and_start(
+        client, headers, campaign_body(rollout={"waves": [{"percent": 100}]})
+    )
+    await run_engine(db, campaign_id, settings=settings)
+    assert await campaign_status(db, campaign_id) is CampaignStatus.paused
+    view = (await client.get(f"/v1/campaigns/{campaign_id}", headers=headers)).json()
+    assert "SENDER_ID_MISMATCH" in view["status_reason"]
+    rows = await deliveries(db, campaign_id)
+    assert len(rows) == 20
+    assert {r.status for r in rows} == {"queued"}, "halted rows wait for the fix, not lost"
+    assert all(r.attempts == 0 for r in rows)
+
+
+async def test_quota_exceeded_is_retried_after_retry_after_and_sent_once(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, fakes: dict[str, object]
+) -> None:
+    settings = real_settings(db, fakes)
+    fcm, production = fakes["fcm"], fakes["production"]
+    assert isinstance(fcm, FcmFake) and isinstance(production, ApnsFake)
+    fcm.rulebook.add(FaultRule(error="QUOTA_EXCEEDED", count=5, retry_after=1))
+    gone = make_device_token("production", "gone")
+    production.rulebook.add(FaultRule(error="Unregistered", token=gone))
+    await _seed(
+        db,
+        [
+            *_android(20),
+            DeviceRegistration(token=gone, platform="ios", apns_environment="production"),
+        ],
+    )  # type: ignore[arg-type]
+    headers = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+    campaign_id = await create_and_start(
+        client, headers, campaign_body(rollout={"waves": [{"percent": 100}]})
+    )
+    await run_engine(db, campaign_id, settings=settings, max_ticks=400)
+    assert await campaign_status(db, campaign_id) is CampaignStatus.completed
+    rows = {r.device_id: r for r in await deliveries(db, campaign_id)}
+    statuses = sorted(r.status for r in rows.values())
+    assert statuses == ["invalid_token"] + ["sent"] * 20
+    sends = [r for r in fcm.records() if r.endpoint == "send"]
+    refused = [r for r in sends if r.status == 429]
+    assert len(refused) == 5
+    accepted = [r for r in sends if r.status == 200]
+    assert sorted(r.token for r in accepted) == sorted(f"fcm-{i}" for i in range(20))
+    last_refusal = max(r.monotonic for r in refused)
+    retried = [r for r in accepted if r.token in {x.token for x in refused}]
+    assert retried and min(r.monotonic for r in retried) >= last_refusal + 0.9
+    async with db.sessionmaker() as session:
+        dead = (
+            await session.execute(
+                select(Device.status).where(Device.token == gone)  # type: ignore[arg-type]
+            )
+        ).scalar_one()
+    assert dead == "invalid"
