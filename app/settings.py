@@ -125,12 +125,12 @@ class Settings(BaseSettings):
                 )
             if not self.key_pepper.get_secret_value():
                 problems.append("WAVECAST_ENV=production needs WAVECAST_KEY_PEPPER set")
-        if self.is_production and self.provider is ProviderMode.real:
-            if not self.fcm_credentials and not self.apns_key:
-                problems.append(
-                    "WAVECAST_PROVIDER=real needs FCM credentials (WAVECAST_FCM_CREDENTIALS), "
-                    "APNs credentials (WAVECAST_APNS_KEY...), or both"
-                )
+        real = self.provider is ProviderMode.real
+        if self.is_production and real and not (self.fcm_credentials or self.apns_key):
+            problems.append(
+                "WAVECAST_PROVIDER=real needs FCM credentials (WAVECAST_FCM_CREDENTIALS), "
+                "APNs credentials (WAVECAST_APNS_KEY...), or both"
+            )
         if not self.is_production:
             problems += self._production_credentials()
         if not url.startswith(("sqlite", "postgresql")):
