@@ -19,11 +19,12 @@ aioapns facts this fake was built against (aioapns 4.0, read from its source):
 - it matches responses to requests by the ``apns-id`` response header, and parses every DATA
   frame of an error as a whole JSON document -- so replies always echo ``apns-id`` and send an
   error body in one frame;
-- it never returns HTTP/2 flow-control window for response bodies it reads. Each error body
-  permanently consumes connection window, so after ~64 KiB of error bodies on one connection
-  (about 2,000 ``{"reason": "BadDeviceToken"}`` answers) further error responses cannot be sent
-  and those requests hang until the connection is closed. This fake honours flow control, so it
-  reproduces that, as Apple would.
+- it never returns HTTP/2 flow-control window for the response bodies it reads. Error bodies
+  use up the connection's 65,535-byte receive window for good, so after ~2,340
+  ``{"reason": "BadDeviceToken"}`` answers (~1,210 410s with their timestamp) on one connection
+  the next body no longer fits: this fake, honouring flow control as Apple must, sends the part
+  that fits, aioapns ``json.loads`` the fragment, the exception kills the connection, and every
+  request pending on it is silently sent again on a new connection (duplicates included).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from app.fakes.apns_validation import (
 )
 from app.fakes.base import ProtocolFake
 from app.fakes.faults import FaultRule
+from app.fakes.filelock import exclusive
 from app.fakes.records import Record, RecordingMode
 from app.fakes.server import Reply, Request
 from app.fakes.tls import TlsFiles
@@ -155,17 +157,20 @@ def ensure_apns_key(
     configured from the same files) keeps the same identity. Explicit ids override the file.
     """
     sidecar = path.with_name(path.name + ".json")
-    if path.exists():
-        ids = json.loads(sidecar.read_text()) if sidecar.exists() else {}
-        key_id, team_id = key_id or ids.get("key_id"), team_id or ids.get("team_id")
-        if not (key_id and team_id):
-            raise ValueError(f"{path}: key and team ids unknown; pass them or add {sidecar.name}")
-        return load_apns_key(path, key_id=key_id, team_id=team_id)
-    generated = generate_apns_key(key_id=key_id, team_id=team_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(generated.private_key_pem)
-    path.chmod(0o600)
-    sidecar.write_text(json.dumps({"key_id": generated.key_id, "team_id": generated.team_id}))
+    with exclusive(path.with_name(path.name + ".lock")):
+        if path.exists():
+            ids = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+            key_id, team_id = key_id or ids.get("key_id"), team_id or ids.get("team_id")
+            if not (key_id and team_id):
+                raise ValueError(
+                    f"{path}: key and team ids unknown; pass them or add {sidecar.name}"
+                )
+            return load_apns_key(path, key_id=key_id, team_id=team_id)
+        generated = generate_apns_key(key_id=key_id, team_id=team_id)
+        ids_json = json.dumps({"key_id": generated.key_id, "team_id": generated.team_id})
+        sidecar.write_text(ids_json)
+        path.write_text(generated.private_key_pem)
+        path.chmod(0o600)
     return load_apns_key(path, key_id=generated.key_id, team_id=generated.team_id)
 
 
@@ -287,7 +292,7 @@ class ApnsFake(ProtocolFake):
                 return reply
             delay = rule.latency
 
-        refusal, payload = validate_notification(
+        refusal = validate_notification(
             token=token,
             headers=request.headers,
             body=request.body,
@@ -296,8 +301,6 @@ class ApnsFake(ProtocolFake):
             strict_environment=self.strict_environment,
             duplicate_header=request.duplicate_header,
         )
-        if payload is not None:
-            record.set_payload(payload)
         if refusal is not None:
             return self._refuse(record, apns_id, refusal, delay=delay)
 

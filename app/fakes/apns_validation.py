@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 Environment = Literal["sandbox", "production"]
 
@@ -73,57 +73,57 @@ def validate_notification(
     environment: Environment,
     strict_environment: bool = True,
     duplicate_header: str | None = None,
-) -> tuple[Refusal | None, Any]:
+) -> Refusal | None:
     """Check a ``POST /3/device/{token}`` the way APNs does after authentication.
 
-    Returns ``(refusal_or_None, parsed_payload_or_None)``.
+    Returns the refusal APNs would answer, or ``None`` when it would accept the push.
     """
     if duplicate_header is not None:
-        return Refusal(400, "DuplicateHeaders"), None
+        return Refusal(400, "DuplicateHeaders")
     if not token:
-        return Refusal(400, "MissingDeviceToken"), None
+        return Refusal(400, "MissingDeviceToken")
     if not _HEX_TOKEN.match(token):
-        return Refusal(400, "BadDeviceToken"), None
+        return Refusal(400, "BadDeviceToken")
     if strict_environment:
         owner = token_environment(token)
         if owner is not None and owner != environment:
-            return Refusal(400, "BadDeviceToken"), None
+            return Refusal(400, "BadDeviceToken")
 
     apns_id = headers.get("apns-id")
     if apns_id is not None and not _UUID.match(apns_id):
-        return Refusal(400, "BadMessageId"), None
+        return Refusal(400, "BadMessageId")
 
     push_type = headers.get("apns-push-type")
     topic = headers.get("apns-topic")
     if not topic:
-        return Refusal(400, "MissingTopic"), None
+        return Refusal(400, "MissingTopic")
     if push_type is None or push_type not in PUSH_TYPE_TOPIC_SUFFIX:
-        return Refusal(400, "InvalidPushType"), None
+        return Refusal(400, "InvalidPushType")
     suffix = PUSH_TYPE_TOPIC_SUFFIX[push_type]
     bundle_id = topic[: -len(suffix)] if suffix and topic.endswith(suffix) else topic
     if bundle_id not in topics or (suffix and bundle_id == topic):
-        return Refusal(400, "BadTopic"), None
+        return Refusal(400, "BadTopic")
 
     priority = headers.get("apns-priority", "10")
     if priority not in ("1", "5", "10"):
-        return Refusal(400, "BadPriority"), None
+        return Refusal(400, "BadPriority")
     if push_type == "background" and priority == "10":
         # Apple: background notifications must use priority 5; 10 is an error.
-        return Refusal(400, "BadPriority"), None
+        return Refusal(400, "BadPriority")
 
     expiration = headers.get("apns-expiration")
     if expiration is not None and not expiration.isdigit():
-        return Refusal(400, "BadExpirationDate"), None
+        return Refusal(400, "BadExpirationDate")
 
     collapse_id = headers.get("apns-collapse-id")
     if collapse_id is not None and len(collapse_id.encode()) > MAX_COLLAPSE_ID_BYTES:
-        return Refusal(400, "BadCollapseId"), None
+        return Refusal(400, "BadCollapseId")
 
     if not body:
-        return Refusal(400, "PayloadEmpty"), None
+        return Refusal(400, "PayloadEmpty")
     limit = MAX_VOIP_PAYLOAD_BYTES if push_type == "voip" else MAX_PAYLOAD_BYTES
     if len(body) > limit:
-        return Refusal(413, "PayloadTooLarge"), None
+        return Refusal(413, "PayloadTooLarge")
     try:
         payload = json.loads(body)
     except ValueError:
@@ -131,5 +131,5 @@ def validate_notification(
     if not isinstance(payload, dict) or not isinstance(payload.get("aps"), dict):
         # Apple's published table has no reason for a body that is not a JSON object with an
         # "aps" dictionary; this fake answers 400 BadPayload (treat it as a permanent failure).
-        return Refusal(400, "BadPayload"), payload
-    return None, payload
+        return Refusal(400, "BadPayload")
+    return None

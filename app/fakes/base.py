@@ -215,7 +215,7 @@ class ProtocolFake(ABC):
         record.action = reply.action
         record.delay = reply.delay
         if self.store.mode == "full":
-            record.response_headers = dict(reply.headers)
+            record.response_headers = reply.headers
             record.response_body = reply.body
         self.store.append(record)
         return reply

@@ -345,7 +345,6 @@ class FcmFake(ProtocolFake):
         # firebase-admin 7.7 deprecates Message.token in favour of Message.fid: key by either.
         token = message.get("token") or message.get("fid") if isinstance(message, dict) else None
         record = self.new_record(request, "send", token if isinstance(token, str) else None)
-        record.set_payload(body)
 
         if request.method != "POST":
             return self._error(

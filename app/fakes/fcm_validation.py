@@ -61,7 +61,8 @@ class Violation:
 
 def snake(name: str) -> str:
     """``fcmOptions`` -> ``fcm_options``; proto3 JSON accepts either spelling."""
-    return _CAMEL.sub(r"_\1", name).lower() if any(c.isupper() for c in name) else name
+    # islower() is one C call and true for every snake_case name: the common case stays cheap.
+    return name if name.islower() else _CAMEL.sub(r"_\1", name).lower()
 
 
 def validate_send_request(body: Any) -> tuple[str | None, Violation | None]:

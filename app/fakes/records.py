@@ -2,8 +2,10 @@
 
 Recording sits on the hot path of every throughput benchmark, so a record is a slotted object
 appended to a list: no copying, no serialisation, no locking. The request body is kept as the
-raw bytes (the fakes parse it anyway to validate it, and keep that parse when they have one);
-JSON for the introspection endpoint is only produced when someone asks.
+raw bytes and parsed again only when someone reads ``payload``: the fakes parse it to validate
+it, but keeping that parse measured ~1 KB more per record, and the raw body is kept anyway. JSON
+for the introspection endpoint is only produced when someone asks. Measured with aioapns
+traffic: ~1.3 KB per record in ``full`` mode, ~0.75 KB in ``light``.
 
 Thread safety: a fake may run on its own event loop in another thread. The store is only
 *mutated* from that loop; readers in other threads take a snapshot with ``records()``, which copies
@@ -57,7 +59,7 @@ class Record:
     """``answer``, or the connection fault applied: ``drop``, ``goaway`` or ``reset``."""
     rule_id: str | None = None
     delay: float = 0.0
-    response_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
     response_body: bytes = b""
     _payload: Any = _UNPARSED
 
@@ -70,10 +72,6 @@ class Record:
             except ValueError:
                 self._payload = None
         return self._payload
-
-    def set_payload(self, payload: Any) -> None:
-        """Keep a parse the fake already made so ``payload`` never parses twice."""
-        self._payload = payload
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view, as served by ``GET /_fake/records``."""
@@ -103,7 +101,7 @@ class Record:
             "action": self.action,
             "rule_id": self.rule_id,
             "delay": self.delay,
-            "response_headers": self.response_headers,
+            "response_headers": dict(self.response_headers),
             "response_body": self.response_body.decode(errors="replace"),
         }
 
@@ -134,7 +132,7 @@ class RecordStore:
         if self.mode == "light":
             record.headers = {}
             record.body = b""
-            record.response_headers = {}
+            record.response_headers = []
             record.response_body = b""
         self._records.append(record)
 

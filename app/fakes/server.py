@@ -87,6 +87,12 @@ Handler = Callable[[Request], Reply]
 
 _connection_ids = itertools.count(1)
 
+# Every request decodes its headers into fresh strings, and full recording keeps them all. The
+# same provider JWT, topic and method repeat on every request, so repeated values are shared
+# (one string per distinct value) -- except values that are unique per request anyway.
+_UNIQUE_HEADERS = frozenset({":path", "apns-id", "content-length"})
+_MAX_SHARED_STRINGS = 4096
+
 
 class HttpServer:
     """Listens on one host/port (plaintext or TLS) and feeds every request to ``handler``."""
@@ -107,6 +113,7 @@ class HttpServer:
         self.h2_max_concurrent_streams = h2_max_concurrent_streams
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self.shared_strings: dict[str, str] = {}
         self.port = 0
 
     async def start(self) -> None:
@@ -326,11 +333,17 @@ class _Connection(asyncio.Protocol):
         raw = event.headers or []
         headers: dict[str, str] = {}
         duplicate: str | None = None
+        shared = self.server.shared_strings
         for name, value in raw:
-            key = str(name)
+            key = shared.setdefault(str(name), str(name))
             if key in headers and duplicate is None and key != "cookie":
                 duplicate = key
-            headers[key] = str(value)
+            text = str(value)
+            if key not in _UNIQUE_HEADERS:
+                text = shared.setdefault(text, text)
+            headers[key] = text
+        if len(shared) > _MAX_SHARED_STRINGS:
+            shared.clear()
         self.streams[event.stream_id or 0] = _Stream(headers, duplicate)
 
     def _h2_complete(self, stream_id: int) -> None:
@@ -428,17 +441,22 @@ class _Connection(asyncio.Protocol):
             method, path, version = parts
             headers: dict[str, str] = {}
             duplicate: str | None = None
+            shared = self.server.shared_strings
             for line in lines[1:]:
                 name, sep, value = line.partition(":")
                 if not sep:
                     self._h1_fail(400)
                     return
                 key = name.strip().lower()
+                key = shared.setdefault(key, key)
+                text = value.strip()
+                if key not in _UNIQUE_HEADERS:
+                    text = shared.setdefault(text, text)
                 if key in headers:
                     duplicate = duplicate or key
-                    headers[key] = f"{headers[key]}, {value.strip()}"
+                    headers[key] = f"{headers[key]}, {text}"
                 else:
-                    headers[key] = value.strip()
+                    headers[key] = text
             start = head_end + 4
             if headers.get("transfer-encoding", "").lower() == "chunked":
                 parsed = _parse_chunked(buf, start)

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from app.fakes.filelock import exclusive
+
 #: Names every fake certificate is valid for. The real provider host names are included so a
 #: client that keeps the production host name for SNI/verification (and reaches the fake through
 #: some other routing) still verifies.
@@ -65,15 +67,15 @@ def ensure_tls_files(directory: Path, hostnames: tuple[str, ...] = DEFAULT_HOSTN
     Existing files are reused so that a client configured with the CA file keeps trusting a fake
     that was restarted (the CLI relies on this).
     """
-    directory.mkdir(parents=True, exist_ok=True)
     files = TlsFiles(directory / _CA_FILE, directory / _CERT_FILE, directory / _KEY_FILE)
-    if files.ca_file.exists() and files.cert_file.exists() and files.key_file.exists():
-        return files
-    ca_pem, cert_pem, key_pem = generate_tls_material(hostnames)
-    files.ca_file.write_bytes(ca_pem)
-    files.cert_file.write_bytes(cert_pem)
-    files.key_file.write_bytes(key_pem)
-    files.key_file.chmod(0o600)
+    with exclusive(directory / ".lock"):
+        if files.ca_file.exists() and files.cert_file.exists() and files.key_file.exists():
+            return files
+        ca_pem, cert_pem, key_pem = generate_tls_material(hostnames)
+        files.key_file.write_bytes(key_pem)
+        files.key_file.chmod(0o600)
+        files.cert_file.write_bytes(cert_pem)
+        files.ca_file.write_bytes(ca_pem)
     return files
 
 

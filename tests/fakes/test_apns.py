@@ -106,7 +106,7 @@ async def test_success_is_recorded_with_token_headers_and_payload(
     assert abs(int(headers["apns-expiration"]) - (time.time() + 60)) < 5
     assert headers["authorization"].startswith("bearer ")
     # Sandbox answers carry the development-only apns-unique-id.
-    assert "apns-unique-id" in record.response_headers
+    assert "apns-unique-id" in dict(record.response_headers)
 
 
 async def test_a_token_only_reaches_its_own_environment(

@@ -170,7 +170,7 @@ def _apns(
     body: bytes = b'{"aps": {"alert": "hi"}}',
     token: str | None = None,
 ) -> str | None:
-    refusal, _ = validate_notification(
+    refusal = validate_notification(
         token=make_device_token("sandbox", 1) if token is None else token,
         headers={**_OK_HEADERS, **(headers or {})},
         body=body,
