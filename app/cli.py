@@ -212,6 +212,20 @@ def cmd_bench_import(args: argparse.Namespace) -> None:
     sys.exit(device_import.main(settings.effective_database_url, args.devices, args.repeat))
 
 
+def cmd_bench_delivery(args: argparse.Namespace) -> None:
+    from app.bench import delivery
+    from app.db import migrate
+    from app.embedded_redis import EmbeddedRedis
+
+    settings = _settings()
+    _prepare_data_dir(settings)
+    migrate.upgrade(settings.effective_database_url)
+    if not settings.uses_embedded_redis:
+        sys.exit(delivery.main(settings, args.devices))
+    with EmbeddedRedis(settings.data_dir / "bench-redis") as redis:
+        sys.exit(delivery.main(_settings(redis_url=redis.url), args.devices))
+
+
 # ---------------------------------------------------------------- processes
 def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
@@ -417,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--devices", type=int, default=200_000)
     bi.add_argument("--repeat", type=int, default=3)
     bi.set_defaults(func=cmd_bench_import)
+    bd = bench_sub.add_parser(
+        "delivery", help="campaign send rate vs a bare client loop, FCM and APNs fakes"
+    )
+    bd.add_argument("--devices", type=int, default=20_000)
+    bd.set_defaults(func=cmd_bench_delivery)
     return parser
 
 

@@ -138,6 +138,10 @@ class FcmProvider(Provider):
             retry_config=HttpxRetry(max_retries=0),
         )
         self._service = service
+        # One call (up to 500 requests) in flight per process: more only queue on the client's
+        # 100-connection pool until they time out. Send loops still overlap: while one sends,
+        # the others claim and record in the database.
+        self._one_call = asyncio.Semaphore(1)
 
     @property
     def project_id(self) -> str:
@@ -153,7 +157,8 @@ class FcmProvider(Provider):
     async def _send_chunk(self, batch: Batch, chunk: Sequence[Message]) -> list[SendResult]:
         built = [to_message(fcm_message(batch.content, m.locale), m.token) for m in chunk]
         try:
-            answer = await messaging.send_each_async(built, app=self._app)
+            async with self._one_call:
+                answer = await messaging.send_each_async(built, app=self._app)
         except exceptions.FirebaseError as error:
             return [classify(m.delivery_id, error) for m in chunk]
         results = []
