@@ -201,7 +201,7 @@ async def run(settings: Settings, count: int) -> list[tuple[str, float, float]]:
         )
         ours = await through_wavecast(
             real,
-            [DeviceRegistration(token=t, platform="android") for t in tokens],  # type: ignore[arg-type]
+            [DeviceRegistration(token=t, platform="android") for t in tokens],
         )
         results.append(("fcm", bare, ours))
     with fake_process(
@@ -230,7 +230,7 @@ async def run(settings: Settings, count: int) -> list[tuple[str, float, float]]:
         ours = await through_wavecast(
             real,
             [
-                DeviceRegistration(token=t, platform="ios", apns_environment="production")  # type: ignore[arg-type]
+                DeviceRegistration(token=t, platform="ios", apns_environment="production")
                 for t in tokens
             ],
         )
