@@ -97,9 +97,7 @@ async def create_segment(
 
 
 async def _name_free(session: AsyncSession, name: str, own_id: uuid.UUID | None) -> None:
-    clash = (
-        await session.exec(select(Segment).where(col(Segment.name) == name))
-    ).first()
+    clash = (await session.exec(select(Segment).where(col(Segment.name) == name))).first()
     if clash is not None and clash.id != own_id:
         raise Problem(
             409,
