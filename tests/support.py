@@ -7,10 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
@@ -178,14 +179,20 @@ def worker_processes(
     settings: Settings, count: int = 1, **extra: str
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Real `wavecast worker` processes against the test database and Redis."""
+    # Logs go to files, not pipes: an unread pipe that fills up would stall the worker.
+    files = ExitStack()
+    logs = [
+        files.enter_context(tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log"))
+        for _ in range(count)
+    ]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "app.cli", "worker"],
             env=worker_env(settings, **extra),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=log,
         )
-        for _ in range(count)
+        for log in logs
     ]
     try:
         yield procs
@@ -199,9 +206,10 @@ def worker_processes(
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        files.close()
 
 
-async def workers_alive(runtime: Runtime, count: int, *, within: float = 30) -> None:
+async def workers_alive(runtime: Runtime, count: int, *, within: float = 90) -> None:
     """Wait until `count` workers have announced themselves (their start-up heartbeat)."""
 
     async def enough() -> bool:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.delivery.providers.apns import ApnsCredentials, ApnsProvider
 from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
-from app.delivery.providers.fcm import FcmProvider
 from app.delivery.providers.sandbox import SandboxProvider
 from app.runtime import Runtime
 from app.settings import ProviderMode, Settings
@@ -49,6 +47,10 @@ class ProviderSet:
 
 
 def real_providers(settings: Settings) -> ProviderSet:
+    # Imported here: the client libraries are heavy, and a sandbox worker never needs them.
+    from app.delivery.providers.apns import ApnsCredentials, ApnsProvider
+    from app.delivery.providers.fcm import FcmProvider
+
     fcm: Provider = Unconfigured("fcm", "WAVECAST_FCM_CREDENTIALS")
     if settings.fcm_credentials:
         fcm = FcmProvider(str(settings.fcm_credentials), endpoint=settings.fcm_endpoint)
