@@ -182,7 +182,8 @@ def worker_processes(
     # Logs go to files, not pipes: an unread pipe that fills up would stall the worker.
     files = ExitStack()
     logs = [
-        files.enter_context(tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log"))
+        # Closed by `files` when the workers are gone.
+        files.enter_context(tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log"))  # noqa: SIM115
         for _ in range(count)
     ]
     procs = [
