@@ -5,20 +5,11 @@ across all workers together (SPEC §3 "Throttling") and a rate change or a provi
 by every worker's next reservation. The arithmetic, its fidelity bound and its trade-offs are in
 ``throttle_math``; the script repeats it operation for operation.
 
-Typical worker loop for one chunk::
-
-    scopes = [f"campaign:{campaign_id}", "provider:fcm"]
-    while remaining:
-        try:
-            grant = await throttle.reserve_batch(scopes, len(remaining))
-        except RateUnknown:     # Redis lost a rate: send nothing, reload it from the DB, retry
-            ...
-        except RatePaused:      # rate 0: send nothing
-            ...
-        await asyncio.sleep(grant.wait)
-        # re-check the kill switch here: it may have engaged while we slept
-        batch, remaining = remaining[: grant.n], remaining[grant.n :]
-        await send(batch)
+How the sender uses it (app.delivery.sender): it sizes a batch from the campaign's current
+rate (`get_rate` + `batch_size_for_rate`), claims that many rows, then calls `reserve` for
+exactly the rows it will send and sleeps until they are due, right before taking the send
+gate's permit. `RateUnknown` means Redis lost the rate: the sender republishes it from the
+database before sending anything; `RatePaused` (rate 0) stops the send loop.
 """
 
 from __future__ import annotations
