@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 from contextvars import ContextVar
-from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -41,7 +40,3 @@ def configure(level: str = "INFO", *, json_logs: bool = True) -> None:
     root.setLevel(level)
     for noisy in ("uvicorn.access", "httpx", "hpack", "h2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def extra(**fields: Any) -> dict[str, Any]:
-    return fields

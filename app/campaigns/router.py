@@ -117,10 +117,7 @@ async def patch_campaign(
     """Edit a draft; while it runs, only `throttle` and `failure_threshold_percent` change
     (a new throttle reaches every worker within a second)."""
     campaign = await service.patch(session, settings, principal, campaign_id, body)
-    view = await service.view(session, campaign)
-    await commit_now(session)
-    await Control(redis).publish_campaign(campaign)
-    return view
+    return await _published(session, redis, campaign)
 
 
 @router.post("/{campaign_id}/start", response_model=CampaignOut)
@@ -141,9 +138,7 @@ async def start_campaign(
         override_reason=body.override.reason if body and body.override else None,
         reason=body.reason if body else None,
     )
-    await commit_now(session)
-    await Control(redis).publish_campaign(campaign)
-    return await service.view(session, campaign)
+    return await _published(session, redis, campaign)
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
@@ -157,6 +152,11 @@ async def resume_campaign(
     campaign = await service.resume(
         session, principal, campaign_id, reason=body.reason if body else None
     )
+    return await _published(session, redis, campaign)
+
+
+async def _published(session: SessionDep, redis: RedisDep, campaign: Campaign) -> CampaignOut:
+    """Commit, then tell the workers (the grant and rate in Redis follow the database)."""
     await commit_now(session)
     await Control(redis).publish_campaign(campaign)
     return await service.view(session, campaign)

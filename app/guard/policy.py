@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from app.campaigns.models import CampaignKind
 from app.campaigns.schemas import GuardFinding, GuardVerdict
@@ -90,7 +89,3 @@ def assess(settings: Settings, subject: GuardInput) -> GuardVerdict:
         overridden=overridden,
         findings=hard + soft,
     )
-
-
-def waves_of(percent_holds: Sequence[tuple[Decimal, int]]) -> list[WaveSpec]:
-    return [WaveSpec(percent=p, hold_seconds=h) for p, h in percent_holds]

@@ -1,6 +1,6 @@
 """Prometheus metrics shared by the API and the workers."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 HTTP_REQUESTS = Counter(
     "wavecast_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -14,4 +14,3 @@ DELIVERIES = Counter(
 PROVIDER_LATENCY = Histogram(
     "wavecast_provider_request_seconds", "Provider batch latency", ["provider"]
 )
-KILL_SWITCH = Gauge("wavecast_kill_switch_engaged", "1 while the global kill switch is engaged")
