@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import ValidationError
 
+from app.bench import SCENARIOS
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -205,25 +206,33 @@ def cmd_fake(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------- benchmarks
-def cmd_bench_import(args: argparse.Namespace) -> None:
-    from app.bench import device_import
+def cmd_bench(args: argparse.Namespace) -> None:
+    import importlib
 
-    settings = _settings()
-    sys.exit(device_import.main(settings.effective_database_url, args.devices, args.repeat))
+    from app.bench import environment, report
 
-
-def cmd_bench_delivery(args: argparse.Namespace) -> None:
-    from app.bench import delivery
-    from app.db import migrate
-    from app.embedded_redis import EmbeddedRedis
-
-    settings = _settings()
-    _prepare_data_dir(settings)
-    migrate.upgrade(settings.effective_database_url)
-    if not settings.uses_embedded_redis:
-        sys.exit(delivery.main(settings, args.devices))
-    with EmbeddedRedis(settings.data_dir / "bench-redis") as redis:
-        sys.exit(delivery.main(_settings(redis_url=redis.url), args.devices))
+    if args.scenario != "all" and args.scenario not in SCENARIOS:
+        sys.exit(
+            f"wavecast bench: no scenario {args.scenario!r}; one of: all, {', '.join(SCENARIOS)}"
+        )
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    modules = {name: importlib.import_module(SCENARIOS[name]) for name in names}
+    options = {}
+    for name, module in modules.items():
+        parser = argparse.ArgumentParser(
+            prog=f"wavecast bench {name}", description=module.DESCRIPTION
+        )
+        module.add_arguments(parser)
+        # `all` runs every scenario with its defaults; one scenario takes its own options.
+        options[name] = parser.parse_args(args.options if len(names) == 1 else [])
+    figures: list[report.Figure] = []
+    with environment.prepared(_settings()) as settings:
+        for name, module in modules.items():
+            figures += module.run_scenario(settings, options[name])
+            if len(names) > 1:
+                print(report.table(figures) + "\n", flush=True)
+    print(report.table(figures))
+    sys.exit(report.exit_code(figures))
 
 
 # ---------------------------------------------------------------- processes
@@ -425,17 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("options", nargs=argparse.REMAINDER)
     fake.set_defaults(func=cmd_fake)
 
-    bench = sub.add_parser("bench", help="benchmarks that print their figures")
-    bench_sub = bench.add_subparsers(dest="bench", required=True)
-    bi = bench_sub.add_parser("import", help="device import throughput (exit 1 below target)")
-    bi.add_argument("--devices", type=int, default=200_000)
-    bi.add_argument("--repeat", type=int, default=3)
-    bi.set_defaults(func=cmd_bench_import)
-    bd = bench_sub.add_parser(
-        "delivery", help="campaign send rate vs a bare client loop, FCM and APNs fakes"
-    )
-    bd.add_argument("--devices", type=int, default=20_000)
-    bd.set_defaults(func=cmd_bench_delivery)
+    bench = sub.add_parser("bench", help="benchmarks: one table of figures, exit 1 on a miss")
+    bench.add_argument("scenario", help="one of: all, " + ", ".join(SCENARIOS))
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the scenario's own options")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

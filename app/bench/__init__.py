@@ -1,0 +1,14 @@
+"""Benchmarks: `wavecast bench <scenario>` or `wavecast bench all`, one table of figures.
+
+Each scenario is a module with `DESCRIPTION`, `add_arguments(parser)` and
+`run(settings, args) -> list[Figure]` (see `report`). The command exits 1 when any figure
+misses its target.
+"""
+
+from __future__ import annotations
+
+# name -> module; `wavecast bench all` runs them in this order.
+SCENARIOS: dict[str, str] = {
+    "delivery": "app.bench.delivery",
+    "import": "app.bench.device_import",
+}

@@ -9,6 +9,7 @@ Prints messages/s for both and the ratio; exits 1 when Wavecast is below 90 % of
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -27,6 +28,7 @@ from firebase_admin import credentials, messaging
 from sqlalchemy import text
 
 from app.auth.principal import SYSTEM
+from app.bench.report import Figure, at_least, reported
 from app.campaigns import service as campaigns
 from app.campaigns.control import Control
 from app.campaigns.schemas import CampaignCreate
@@ -178,13 +180,6 @@ async def through_wavecast(settings: Settings, registrations: list[DeviceRegistr
         await runtime.close()
 
 
-def _line(name: str, bare: float, ours: float) -> str:
-    return (
-        f"  {name:<5} bare {bare:>9,.0f} msg/s   wavecast {ours:>9,.0f} msg/s"
-        f"   ratio {ours / bare:5.2f}"
-    )
-
-
 async def run(settings: Settings, count: int) -> list[tuple[str, float, float]]:
     results = []
     work = Path(tempfile.mkdtemp(prefix="wavecast-bench-"))
@@ -238,10 +233,19 @@ async def run(settings: Settings, count: int) -> list[tuple[str, float, float]]:
     return results
 
 
-def main(settings: Settings, count: int) -> int:
-    results = asyncio.run(run(settings, count))
-    print(f"delivery overhead, {count} devices per provider, one run, same fake for both sides")
-    for name, bare, ours in results:
-        print(_line(name, bare, ours))
-    print(f"  target: wavecast >= {TARGET_RATIO:.0%} of the bare loop")
-    return 0 if all(ours >= TARGET_RATIO * bare for _n, bare, ours in results) else 1
+DESCRIPTION = "campaign send rate vs a bare client loop, FCM and APNs fakes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", type=int, default=20_000)
+
+
+def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
+    figures = []
+    for name, bare, ours in asyncio.run(run(settings, args.devices)):
+        figures += [
+            reported("delivery", f"{name} bare loop", bare, "msg/s"),
+            reported("delivery", f"{name} through wavecast", ours, "msg/s"),
+            at_least("delivery", f"{name} ratio", ours / bare, "x", TARGET_RATIO),
+        ]
+    return figures

@@ -6,6 +6,7 @@ median of `--repeat` runs on a freshly emptied device table.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import time
@@ -14,9 +15,11 @@ from collections.abc import AsyncIterator
 import orjson
 from sqlalchemy import text
 
+from app.bench.report import Figure, at_least, reported
 from app.db.session import create_engine, create_sessionmaker
 from app.demo import fake_registrations
 from app.devices import importer
+from app.settings import Settings
 
 TARGET_PER_SECOND = 50_000
 
@@ -58,10 +61,18 @@ async def run(database_url: str, count: int, repeat: int) -> dict[str, float]:
     return {"new": statistics.median(created), "update": statistics.median(updated)}
 
 
-def main(database_url: str, count: int, repeat: int) -> int:
-    figures = asyncio.run(run(database_url, count, repeat))
-    print(f"device import, {count} devices, median of {repeat} runs")
-    print(f"  new devices      {figures['new']:>10,.0f} devices/s")
-    print(f"  known devices    {figures['update']:>10,.0f} devices/s")
-    print(f"  target           {TARGET_PER_SECOND:>10,} devices/s (new devices, PostgreSQL)")
-    return 0 if figures["new"] >= TARGET_PER_SECOND else 1
+DESCRIPTION = "device import throughput, new and known devices"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+
+
+def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
+    rates = asyncio.run(run(settings.effective_database_url, args.devices, args.repeat))
+    name = f"{args.devices:,} devices, median of {args.repeat}"
+    return [
+        at_least("import", f"new devices/s ({name})", rates["new"], "devices/s", TARGET_PER_SECOND),
+        reported("import", f"known devices/s ({name})", rates["update"], "devices/s"),
+    ]
