@@ -85,16 +85,19 @@ async def list_campaigns(
     kind: CampaignKind | None = None,
 ) -> CampaignPage:
     limit = min(limit, settings.page_size_max)
-    before = None
+    before, before_id = None, None
     if cursor is not None:
         try:
-            before = datetime.fromisoformat(pagination.decode_text(cursor))
+            stamp, _space, ident = pagination.decode_text(cursor).partition(" ")
+            before, before_id = datetime.fromisoformat(stamp), uuid.UUID(ident)
         except ValueError:
             raise pagination.bad_cursor() from None
     items = await service.list_campaigns(
-        session, limit=limit + 1, before=before, status=status_, kind=kind
+        session, limit=limit + 1, before=before, before_id=before_id, status=status_, kind=kind
     )
-    page, next_cursor = pagination.page(items, limit, lambda c: c.created_at.isoformat())
+    page, next_cursor = pagination.page(
+        items, limit, lambda c: f"{c.created_at.isoformat()} {c.id}"
+    )
     return CampaignPage(items=page, next_cursor=next_cursor)
 
 

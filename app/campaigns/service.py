@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -398,9 +399,18 @@ async def list_campaigns(
     before: datetime | None,
     status: CampaignStatus | None,
     kind: CampaignKind | None,
+    before_id: uuid.UUID | None = None,
 ) -> list[CampaignSummary]:
-    query = select(Campaign).order_by(col(Campaign.created_at).desc()).limit(limit)
-    if before is not None:
+    """Newest first. The id breaks ties, so equal `created_at`s never repeat or skip an item."""
+    query = (
+        select(Campaign)
+        .order_by(col(Campaign.created_at).desc(), col(Campaign.id).desc())
+        .limit(limit)
+    )
+    if before is not None and before_id is not None:
+        created_at, ident = col(Campaign.created_at), col(Campaign.id)
+        query = query.where(or_(created_at < before, and_(created_at == before, ident < before_id)))
+    elif before is not None:
         query = query.where(col(Campaign.created_at) < before)
     if status is not None:
         query = query.where(col(Campaign.status) == status.value)

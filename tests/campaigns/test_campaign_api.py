@@ -5,8 +5,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from app.auth.models import Scope
+from app.campaigns.models import Campaign
+from app.db.types import utcnow
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.support import add_devices, campaign_body
@@ -154,6 +157,31 @@ async def test_create_get_list_and_preview(
     listing = (await client.get("/v1/campaigns", headers=headers)).json()
     assert [c["id"] for c in listing["items"]] == [campaign["id"]]
     assert listing["items"][0]["waves"] == 4
+
+
+async def test_list_pages_through_equal_creation_times_without_repeats_or_gaps(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    headers = await writer(make_key)
+    ids = set()
+    for i in range(7):
+        created = await client.post(
+            "/v1/campaigns", json=campaign_body(name=f"c{i}"), headers=headers
+        )
+        ids.add(created.json()["id"])
+    async with db.engine.begin() as conn:  # a bulk tool's campaigns can share a timestamp
+        await conn.execute(update(Campaign).values(created_at=utcnow()))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/campaigns", params=params, headers=headers)).json()
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(ids)
+    assert set(seen) == ids
 
 
 async def test_idempotency_key(client: httpx.AsyncClient, make_key: KeyMaker) -> None:
