@@ -15,6 +15,7 @@ from app.campaigns.router import router as campaigns_router
 from app.devices.router import router as devices_router
 from app.killswitch.router import router as killswitch_router
 from app.logging import configure as configure_logging
+from app.ops import openapi
 from app.ops.middleware import BodyLimit, RequestMetrics
 from app.ops.ratelimit import Limiter, RateLimit
 from app.ops.router import router as ops_router
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.state.runtime = runtime
         app.state.rate_limiter = Limiter(runtime.redis, settings.api_rate_limit)
     errors.install(app)
+    openapi.install(app)
 
     def body_limit(path: str) -> int:
         if path == "/v1/devices/import":
