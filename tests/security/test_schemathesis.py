@@ -1,7 +1,8 @@
 """schemathesis against the OpenAPI document, in-process over ASGI, with valid keys.
 
-Every operation is called with generated requests twice: with an admin key and with a key
-holding only the operation's own scope (read from the route table). Each answer must not be
+Every operation is called with generated requests using an admin key; each request the API
+accepts is sent again with a key holding only the operation's own scope (read from the route
+table), which must be accepted just the same. Each answer must not be
 a 5xx and must conform to the document: declared status code, content type, headers and
 body schema. The application runs with its own stores on schemathesis's event loop; the
 rows generated here are wiped by the next test's `db` fixture.
@@ -78,13 +79,15 @@ SCOPE_OF = {
 def test_api_answers_conform_and_never_fail(
     case: schemathesis.Case, fuzz_app: FastAPI, fuzz_keys: dict[str, str]
 ) -> None:
+    call = {"checks": CHECKS, "app": fuzz_app}
+    answer = case.call_and_validate(headers=bearer(fuzz_keys[Scope.admin.value]), **call)
+    STATUSES[answer.status_code] += 1
     needed = SCOPE_OF.get((case.method.upper(), case.path))
-    keys = [fuzz_keys[Scope.admin.value]]
-    if needed is not None and needed is not Scope.admin:
-        keys.append(fuzz_keys[needed.value])
-    for key in keys:
-        answer = case.call_and_validate(headers=bearer(key), checks=CHECKS, app=fuzz_app)
-        STATUSES[answer.status_code] += 1
+    if answer.status_code < 300 and needed is not None and needed is not Scope.admin:
+        # The same accepted request again with the least key that may make it.
+        again = case.call_and_validate(headers=bearer(fuzz_keys[needed.value]), **call)
+        STATUSES[again.status_code] += 1
+        assert again.status_code not in (401, 403), again.text
 
 
 def test_schemathesis_made_requests() -> None:
