@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app import errors
 from app.audiences.router import router as audiences_router
@@ -17,6 +17,7 @@ from app.killswitch.router import router as killswitch_router
 from app.logging import configure as configure_logging
 from app.ops import openapi
 from app.ops.middleware import BodyLimit, RequestMetrics
+from app.ops.nul_guard import refuse_nul_characters
 from app.ops.ratelimit import Limiter, RateLimit
 from app.ops.router import router as ops_router
 from app.ops.security_headers import SecurityHeaders
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version="0.1.0",
         summary="Staged, throttled, guarded and stoppable push-notification campaigns.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     if runtime is not None:
         app.state.runtime = runtime
