@@ -1,5 +1,6 @@
 """Recording decisions. Callers pass the session of the change being recorded, so the event
-commits or rolls back together with it: there is never a change without its record."""
+commits or rolls back together with it: there is never a change without its record. The
+event is written when the session commits, linked into the hash chain (`app.audit.append`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import chain
 from app.audit import repository as repo
-from app.audit.append import chain_fields
+from app.audit.append import chain_fields, enqueue
 from app.audit.models import AuditEvent
 from app.auth.principal import Principal
 
@@ -35,7 +36,7 @@ def record(
         before=before,
         after=after,
     )
-    session.add(event)
+    enqueue(session.sync_session, event)
     return event
 
 

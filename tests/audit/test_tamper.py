@@ -18,11 +18,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.audit import service as audit
 from app.audit.service import verify_chain
+from app.auth import service as auth_service
+from app.auth.models import Scope
 from app.auth.principal import SYSTEM
 from app.db import migrate
 from app.db.session import create_sessionmaker, unit_of_work
@@ -209,3 +211,32 @@ async def test_migration_0003_chains_the_events_already_there(tmp_path: Path) ->
     assert verdict.broken is None
     assert verdict.head_sequence == len(TRICKY_VALUES) + 1
     await engine.dispose()
+
+
+async def test_the_chain_lock_is_the_last_lock_a_transaction_takes(db: Runtime) -> None:
+    """Every other change is written before the chain is locked, so a transaction holding the
+    chain's lock never waits for a row lock (no deadlock, shortest serialisation)."""
+    statements: list[str] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split())[:80])
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with unit_of_work(db.sessionmaker) as session:
+            audit.record(session, SYSTEM, "test.first", subject_type="test")
+            await auth_service.create_key(
+                session, db.settings, SYSTEM, name="k", scopes=[Scope.kill]
+            )
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", capture)
+    lock = next(
+        i for i, s in enumerate(statements) if "pg_advisory_xact_lock" in s or "WHERE 0 = 1" in s
+    )
+    key_insert = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO api_key"))
+    audit_insert = next(
+        i for i, s in enumerate(statements) if s.startswith("INSERT INTO audit_event")
+    )
+    assert key_insert < lock < audit_insert
+    verdict = await verify_chain(db.sessionmaker)
+    assert verdict.broken is None and verdict.checked == 2  # recorded order is kept
