@@ -67,6 +67,32 @@ def _redact(url: str) -> str:
     return url
 
 
+# ---------------------------------------------------------------- audit
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from app.audit.service import verify_chain
+    from app.db.session import create_engine, create_sessionmaker
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            verdict = await verify_chain(create_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+        if verdict.broken is not None:
+            sys.exit(
+                f"audit log BROKEN at {verdict.broken.describe()} "
+                f"({verdict.checked} events before it are intact)"
+            )
+        print(
+            f"audit log intact: {verdict.checked} events; head sequence "
+            f"{verdict.head_sequence}, hash {verdict.head_hash}"
+        )
+
+    asyncio.run(run())
+
+
 # ---------------------------------------------------------------- keys
 async def _with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
     from app.db.session import create_engine, create_sessionmaker, unit_of_work
@@ -414,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("key_id")
     kr.add_argument("--reason")
     kr.set_defaults(func=cmd_keys_revoke)
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="audit", required=True
+    )
+    av = audit.add_parser("verify", help="check the hash chain; exit 1 naming the first break")
+    av.set_defaults(func=cmd_audit_verify)
 
     dev = sub.add_parser("devices", help="devices").add_subparsers(dest="devices", required=True)
     di = dev.add_parser("import", help="import devices from an NDJSON file")

@@ -14,6 +14,7 @@ from app.auth.models import Scope
 from app.auth.principal import Principal
 from app.db.session import unit_of_work
 from app.errors import Problem
+from app.ops.ratelimit import charge_failed_auth
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -63,6 +64,7 @@ async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
     async with unit_of_work(runtime.sessionmaker) as session:
         principal = await auth_service.authenticate(session, runtime.settings, raw.strip())
     if principal is None:
+        await charge_failed_auth(request.scope)
         raise Problem(
             401,
             "Unauthorized",

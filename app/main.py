@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app import errors
 from app.audiences.router import router as audiences_router
@@ -15,8 +15,12 @@ from app.campaigns.router import router as campaigns_router
 from app.devices.router import router as devices_router
 from app.killswitch.router import router as killswitch_router
 from app.logging import configure as configure_logging
+from app.ops import openapi
 from app.ops.middleware import BodyLimit, RequestMetrics
+from app.ops.nul_guard import refuse_nul_characters
+from app.ops.ratelimit import Limiter, RateLimit
 from app.ops.router import router as ops_router
+from app.ops.security_headers import SecurityHeaders
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 
@@ -29,6 +33,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = runtime is None
         app.state.runtime = runtime or await Runtime.start(settings)
+        app.state.rate_limiter = Limiter(app.state.runtime.redis, settings.api_rate_limit)
         try:
             yield
         finally:
@@ -40,10 +45,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version="0.1.0",
         summary="Staged, throttled, guarded and stoppable push-notification campaigns.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     if runtime is not None:
         app.state.runtime = runtime
+        app.state.rate_limiter = Limiter(runtime.redis, settings.api_rate_limit)
     errors.install(app)
+    openapi.install(app)
 
     def body_limit(path: str) -> int:
         if path == "/v1/devices/import":
@@ -51,7 +59,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return settings.max_body_bytes
 
     app.add_middleware(BodyLimit, limit_for=body_limit)
+    app.add_middleware(RateLimit)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(SecurityHeaders)  # outermost: every answer carries the headers
     for router in (
         ops_router,
         keys_router,

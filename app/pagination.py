@@ -59,8 +59,11 @@ def decode_int(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     try:
-        return int(_decode(cursor))
+        value = int(_decode(cursor))
     except ValueError:
-        raise validation_problem(
-            [FieldError("query.cursor", "not a cursor from this API")]
-        ) from None
+        raise bad_cursor() from None
+    # Ids are positive 64-bit integers; anything else never came from this API (and would
+    # overflow the database's BIGINT).
+    if not 0 < value < 2**63:
+        raise bad_cursor()
+    return value

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_import_bytes: int = Field(default=2_147_483_648, gt=0)
     page_size_max: int = Field(default=500, gt=0)
+    # Requests per second per API key (and per client address without a key); bursts of
+    # twice that are allowed; 0 turns the limit off. Far above what any integration needs.
+    api_rate_limit: float = Field(default=500, ge=0)
 
     # Production staging policy (SPEC §3 rule 4).
     max_first_wave_percent: Decimal = Field(default=Decimal("5"), gt=0, le=100)

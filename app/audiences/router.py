@@ -4,14 +4,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app import idempotency
 from app.audiences import service
 from app.audiences.models import Segment
-from app.deps import CampaignsReader, CampaignsWriter, SessionDep
+from app.deps import CampaignsReader, CampaignsWriter, SessionDep, SettingsDep
 
 router = APIRouter(tags=["audiences"])
 
@@ -77,8 +77,19 @@ async def create_segment(
 
 
 @router.get("/v1/segments", response_model=list[SegmentOut])
-async def list_segments(session: SessionDep, _: CampaignsReader) -> list[SegmentOut]:
-    return [SegmentOut.of(s) for s in await service.list_segments(session)]
+async def list_segments(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: CampaignsReader,
+    limit: Annotated[int | None, Query(ge=1, description="at most PAGE_SIZE_MAX")] = None,
+    after: Annotated[
+        str | None, Query(max_length=200, description="the last name of the previous page")
+    ] = None,
+) -> list[SegmentOut]:
+    """Segments by name, a page at a time: pass the last name seen as `after`."""
+    capped = min(limit or settings.page_size_max, settings.page_size_max)
+    rows = await service.list_segments(session, limit=capped, after=after)
+    return [SegmentOut.of(s) for s in rows]
 
 
 @router.get("/v1/segments/{segment_id}", response_model=SegmentOut)

@@ -114,8 +114,13 @@ async def get_segment(session: AsyncSession, segment_id: uuid.UUID) -> Segment:
     return segment
 
 
-async def list_segments(session: AsyncSession) -> Sequence[Segment]:
-    return (await session.exec(select(Segment).order_by(col(Segment.name)))).all()
+async def list_segments(
+    session: AsyncSession, *, limit: int | None = None, after: str | None = None
+) -> Sequence[Segment]:
+    query = select(Segment).order_by(col(Segment.name)).limit(limit)
+    if after is not None:
+        query = query.where(col(Segment.name) > after)
+    return (await session.exec(query)).all()
 
 
 async def update_segment(

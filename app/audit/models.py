@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, String, Text
+from sqlalchemy import BigInteger, Column, Index, String, Text
 from sqlmodel import Field, SQLModel
 
 from app.db.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
 
 class AuditEvent(SQLModel, table=True):
+    """One decision. `sequence`, `prev_hash` and `hash` link it into the tamper-evident chain
+    (see `app.audit.chain`); they are filled in when the event is flushed."""
+
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_subject", "subject_type", "subject_id"),)
 
@@ -26,3 +29,8 @@ class AuditEvent(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    sequence: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=False, unique=True)
+    )
+    prev_hash: str | None = Field(default=None, sa_column=Column(String(64), nullable=False))
+    hash: str | None = Field(default=None, sa_column=Column(String(64), nullable=False))

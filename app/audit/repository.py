@@ -39,3 +39,16 @@ async def list_events(
     if until is not None:
         query = query.where(col(AuditEvent.occurred_at) < until)
     return (await session.exec(query)).all()
+
+
+async def chain_page(
+    session: AsyncSession, *, after_sequence: int, limit: int
+) -> Sequence[AuditEvent]:
+    """Events in chain order, a page at a time (for walking the whole log)."""
+    query = (
+        select(AuditEvent)
+        .where(col(AuditEvent.sequence) > after_sequence)
+        .order_by(col(AuditEvent.sequence))
+        .limit(limit)
+    )
+    return (await session.exec(query)).all()

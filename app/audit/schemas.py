@@ -16,6 +16,8 @@ class AuditEventOut(BaseModel):
     reason: str | None
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    sequence: int
+    hash: str
 
 
 class AuditPage(BaseModel):

@@ -1,12 +1,17 @@
 """Recording decisions. Callers pass the session of the change being recorded, so the event
-commits or rolls back together with it: there is never a change without its record."""
+commits or rolls back together with it: there is never a change without its record. The
+event is written when the session commits, linked into the hash chain (`app.audit.append`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audit import chain
+from app.audit import repository as repo
+from app.audit.append import chain_fields, enqueue
 from app.audit.models import AuditEvent
 from app.auth.principal import Principal
 
@@ -31,5 +36,33 @@ def record(
         before=before,
         after=after,
     )
-    session.add(event)
+    enqueue(session.sync_session, event)
     return event
+
+
+async def verify_chain(
+    sessionmaker: async_sessionmaker[AsyncSession], *, page_size: int = 5000
+) -> chain.Verdict:
+    """Walk the whole log in sequence order and return the first break, if any. Each page is
+    read in a short transaction of its own, so the walk never holds back writers."""
+    walker = chain.Walker()
+    after = 0
+    while True:
+        async with sessionmaker() as session:
+            rows = await repo.chain_page(session, after_sequence=after, limit=page_size)
+        for row in rows:
+            if not walker.feed(_stored(row)):
+                return walker.verdict()
+        if len(rows) < page_size:
+            return walker.verdict()
+        after = rows[-1].sequence or 0
+
+
+def _stored(row: AuditEvent) -> chain.StoredEvent:
+    assert row.id is not None and row.sequence is not None
+    return chain.StoredEvent(
+        id=row.id,
+        fields=chain_fields(row, row.sequence),
+        prev_hash=row.prev_hash or "",
+        hash=row.hash or "",
+    )

@@ -8,6 +8,7 @@ every good line around it is stored.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from app.db.types import utcnow
 from app.devices import service as devices_service
 from app.devices.schemas import DeviceRegistration, ImportRejection, ImportResult
 from app.errors import describe
+from app.ops.nul_guard import MESSAGE as NUL_MESSAGE
+from app.ops.nul_guard import has_nul_escape, nul_fields
 
 BATCH_ROWS = 10_000
 PARSE_ROWS = 1_000
@@ -89,7 +92,7 @@ def parse_many(
     """
     if not numbered:
         return []
-    if all(raw != OVERLONG for _, raw in numbered):
+    if all(raw != OVERLONG and not has_nul_escape(raw) for _, raw in numbered):
         try:
             regs = _MANY.validate_json(b"[" + b",".join(raw for _, raw in numbered) + b"]")
         except ValidationError:
@@ -111,6 +114,13 @@ def parse_many(
 def parse_line(raw: bytes) -> DeviceRegistration:
     if raw == OVERLONG:
         raise ValueError(f"line longer than {MAX_LINE_BYTES} bytes")
+    if has_nul_escape(raw):
+        try:
+            paths = nul_fields(json.loads(raw))
+        except ValueError:
+            paths = []  # not JSON: pydantic says so below
+        if paths:
+            raise ValueError(f"{', '.join(paths)}: {NUL_MESSAGE}")
     return DeviceRegistration.model_validate_json(raw)
 
 

@@ -14,3 +14,10 @@ DELIVERIES = Counter(
 PROVIDER_LATENCY = Histogram(
     "wavecast_provider_request_seconds", "Provider batch latency", ["provider"]
 )
+RATE_LIMITED = Counter(
+    "wavecast_rate_limited_total", "API requests refused by the rate limit", ["bucket"]
+)
+RATE_LIMIT_FALLBACK = Counter(
+    "wavecast_rate_limit_local_total",
+    "API requests limited in-process because Redis was unreachable",
+)

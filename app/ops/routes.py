@@ -36,3 +36,24 @@ def required_scopes(route: APIRoute) -> set[Scope]:
 
     visit(route.dependant)
     return found
+
+
+# Routes anyone may call without a key: probes, metrics and the API's own documentation.
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
+# The internal form authenticates its own way (a session and CSRF tokens), not by API key.
+FORM_PREFIX = "/ui"
+
+
+def all_paths(app: FastAPI) -> Iterator[tuple[str, Any]]:
+    """Every route the application serves, API routes and others (docs, form, mounts)."""
+
+    def walk(routes: list[Any]) -> Iterator[tuple[str, Any]]:
+        for route in routes:
+            if hasattr(route, "original_router"):
+                yield from walk(route.original_router.routes)
+            else:
+                yield getattr(route, "path", repr(route)), route
+
+    yield from walk(list(app.routes))

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 
 from app.auth.models import Scope
+from app.main import create_app
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.support import add_devices, campaign_body
@@ -88,3 +91,27 @@ async def test_bad_rules_are_422_with_the_path_of_the_bad_node(
     assert empty.json()["errors"][0]["field"].startswith("body.rules")
     neither = await client.post("/v1/audience/estimate", json={}, headers=headers)
     assert neither.status_code == 422
+
+
+async def test_segment_listing_is_capped_and_pages_by_name(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    writer = bearer(await make_key(Scope.campaigns_write))
+    for name in ("c", "a", "d", "b"):
+        created = await client.post(
+            "/v1/segments", json={"name": name, "rules": {"everyone": True}}, headers=writer
+        )
+        assert created.status_code == 201
+    small = dataclasses.replace(db, settings=db.settings.model_copy(update={"page_size_max": 3}))
+    capped = create_app(small.settings, runtime=small)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=capped), base_url="http://t"
+    ) as c:
+        reader = bearer(await make_key(Scope.campaigns_read))
+        first = (await c.get("/v1/segments?limit=100", headers=reader)).json()
+        assert [s["name"] for s in first] == ["a", "b", "c"]
+        rest = (await c.get("/v1/segments?after=c", headers=reader)).json()
+        assert [s["name"] for s in rest] == ["d"]
+        one = (await c.get("/v1/segments?limit=1&after=a", headers=reader)).json()
+        assert [s["name"] for s in one] == ["b"]
+        assert (await c.get("/v1/segments?limit=0", headers=reader)).status_code == 422

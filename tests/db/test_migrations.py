@@ -45,8 +45,8 @@ async def test_audit_log_is_append_only_on_postgres(migrated: str, is_postgres: 
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO audit_event (occurred_at, actor, action, subject_type) "
-                "VALUES (now(), 'test', 'probe', 'test')"
+                "INSERT INTO audit_event (occurred_at, actor, action, subject_type, "
+                "sequence, prev_hash, hash) VALUES (now(), 'test', 'probe', 'test', -1, '', '')"
             )
         )
     for statement in ("UPDATE audit_event SET actor = 'x'", "DELETE FROM audit_event"):

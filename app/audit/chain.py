@@ -1,0 +1,164 @@
+"""The audit log's hash chain: pure functions, no I/O.
+
+Each event stores `prev_hash` (the previous event's `hash`, or `GENESIS` for the first) and
+`hash` = sha256 over a canonical serialisation of its own fields plus `prev_hash`, in order
+of a strictly increasing `sequence`. Editing, deleting or reordering a stored row breaks the
+chain at that row (or the one after it), and `verify` names the first break.
+
+The serialisation must give the same bytes for an event before it is written and after it
+is read back from PostgreSQL (JSONB) or SQLite (JSON text): JSONB keeps numbers as decimals,
+so a float such as 1e20 comes back as the integer 100000000000000000000. Numbers are
+therefore normalised the same way on both sides (integral floats become ints).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+FORMAT = "wavecast-audit-v1"
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class ChainFields:
+    """What the hash covers: everything an event says, and where it stands in the chain."""
+
+    sequence: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str | None
+    reason: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        exact = Decimal(repr(value))
+        return int(exact) if exact == exact.to_integral_value() else value
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise(v) for v in value]
+    raise TypeError(f"audit event fields must be JSON values, got {type(value).__name__}")
+
+
+def _stamp(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("audit timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(fields: ChainFields, prev_hash: str) -> bytes:
+    document = [
+        FORMAT,
+        fields.sequence,
+        _stamp(fields.occurred_at),
+        fields.actor,
+        fields.action,
+        fields.subject_type,
+        fields.subject_id,
+        fields.reason,
+        _normalise(fields.before),
+        _normalise(fields.after),
+        prev_hash,
+    ]
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def digest(fields: ChainFields, prev_hash: str) -> str:
+    return hashlib.sha256(canonical(fields, prev_hash)).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    fields: ChainFields
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Break:
+    """The first event at which the chain no longer holds."""
+
+    id: int
+    sequence: int
+    problem: str
+
+    def describe(self) -> str:
+        return f"event id {self.id} (sequence {self.sequence}): {self.problem}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    checked: int
+    head_sequence: int
+    head_hash: str
+    broken: Break | None
+
+
+class Walker:
+    """Checks events one at a time, in the order of their stored `sequence`."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self.sequence = 0
+        self.hash = GENESIS
+        self.broken: Break | None = None
+
+    def feed(self, event: StoredEvent) -> bool:
+        """Check one event; False (and `broken` set) at the first break."""
+        problem = self._problem(event)
+        if problem is not None:
+            self.broken = Break(event.id, event.fields.sequence, problem)
+            return False
+        self.checked += 1
+        self.sequence = event.fields.sequence
+        self.hash = event.hash
+        return True
+
+    def _problem(self, event: StoredEvent) -> str | None:
+        sequence = event.fields.sequence
+        expected = self.sequence + 1
+        if sequence != expected:
+            if sequence > expected:
+                missing = (
+                    f"sequence {expected}"
+                    if sequence == expected + 1
+                    else f"sequences {expected}..{sequence - 1}"
+                )
+                return f"{missing} missing before it: events were deleted or reordered"
+            return f"sequence {sequence} repeats or goes back (expected {expected}): reordered"
+        if event.prev_hash != self.hash:
+            after = "the genesis value" if self.sequence == 0 else f"sequence {self.sequence}"
+            return (
+                f"prev_hash does not match the hash of {after}: "
+                "an event before it was deleted, edited or reordered"
+            )
+        if digest(event.fields, event.prev_hash) != event.hash:
+            return "its hash does not match its contents: the event was edited"
+        return None
+
+    def verdict(self) -> Verdict:
+        return Verdict(self.checked, self.sequence, self.hash, self.broken)
+
+
+def verify(events: Iterable[StoredEvent]) -> Verdict:
+    walker = Walker()
+    for event in events:
+        if not walker.feed(event):
+            break
+    return walker.verdict()

@@ -1,0 +1,153 @@
+"""API rate limits, shared by every API process through Redis.
+
+One GCRA bucket per API key (found by the key's prefix, before the key is checked, so a
+flood costs no database work) and one per client address for requests without a well-formed
+key. A request whose key then fails authentication is also charged to its address
+(`charge_failed_auth`), so spraying made-up keys is limited per address too. `/healthz`,
+`/readyz` and `/metrics` are never limited. Over the limit: 429 problem+json with Retry-After.
+
+When Redis cannot be reached, the limit is kept by each API process on its own, with the
+same arithmetic (`ratelimit_math`): requests are neither refused nor failed because the
+shared counter is missing, and one client still cannot exhaust a process. The shared limit
+is then at most the limit times the number of API processes; it is restored as soon as
+Redis answers again. Reads and writes are treated alike here: the stops (kill, pause, kill
+switch) must get through during an incident, and every other write that needs Redis fails
+closed on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.auth import keys
+from app.errors import FieldError, Problem, problem_response
+from app.ops.metrics import RATE_LIMIT_FALLBACK, RATE_LIMITED
+from app.ops.ratelimit_math import burst_for, gcra
+
+log = logging.getLogger("wavecast.ratelimit")
+
+_LUA = Path(__file__).with_name("ratelimit.lua").read_text(encoding="utf-8")
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+BURST_SECONDS = 2.0
+# After Redis fails, the next attempt waits this long: a dead Redis must not add its connect
+# timeout to every request.
+REDIS_RETRY_SECONDS = 1.0
+_LOCAL_MAX_BUCKETS = 50_000
+
+
+class Limiter:
+    def __init__(self, redis: Redis, rate: float, *, prefix: str = "wavecast:ratelimit") -> None:
+        self.rate = rate
+        self.enabled = rate > 0
+        self.interval = 1.0 / rate if self.enabled else 0.0
+        self.burst = burst_for(rate, BURST_SECONDS) if self.enabled else 0
+        self._redis = redis
+        self._prefix = prefix
+        self._script = redis.register_script(_LUA)
+        self._local: dict[str, float] = {}
+        self._redis_down_until = 0.0
+
+    async def check(self, bucket: str) -> float | None:
+        """None when the request may go on, else the seconds to wait before retrying."""
+        if not self.enabled:
+            return None
+        if time.monotonic() >= self._redis_down_until:
+            try:
+                allowed, retry = await self._script(
+                    keys=[f"{self._prefix}:{bucket}"], args=[repr(self.interval), self.burst]
+                )
+            except (RedisError, OSError) as exc:
+                self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+                log.warning(
+                    "rate limit: Redis unreachable, limiting in this process",
+                    extra={"error": type(exc).__name__},
+                )
+            else:
+                return None if int(allowed) == 1 else float(retry)
+        RATE_LIMIT_FALLBACK.inc()
+        return self._check_locally(bucket)
+
+    def _check_locally(self, bucket: str) -> float | None:
+        now = time.time()
+        if len(self._local) > _LOCAL_MAX_BUCKETS:
+            self._local = {k: tat for k, tat in self._local.items() if tat > now}
+        decision = gcra(self._local.get(bucket, 0.0), now, self.interval, self.burst)
+        if not decision.allowed:
+            return decision.retry_after
+        self._local[bucket] = decision.tat
+        return None
+
+
+def bucket_for(scope: Scope) -> str:
+    """`key:<prefix>` for a request carrying a well-formed API key, else `addr:<client>`."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, raw = value.decode("latin-1").partition(" ")
+            prefix = keys.split(raw.strip()) if scheme.lower() == "bearer" else None
+            if prefix is not None:
+                return f"key:{prefix}"
+            break
+    return address_bucket(scope)
+
+
+def address_bucket(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"addr:{client[0] if client else 'unknown'}"
+
+
+def too_many(retry_after: float, bucket: str) -> Problem:
+    seconds = max(1, math.ceil(retry_after))
+    by_key = bucket.startswith("key:")
+    return Problem(
+        429,
+        "Too many requests",
+        f"the rate limit for this {'API key' if by_key else 'client address'} is exceeded; "
+        f"retry after {seconds} s",
+        errors=[FieldError("header.authorization" if by_key else "client", "rate limit exceeded")],
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+async def charge_failed_auth(scope: Scope) -> None:
+    """Count a request whose key failed authentication against its address as well."""
+    limiter = limiter_of(scope)
+    if limiter is None or not limiter.enabled:
+        return
+    bucket = address_bucket(scope)
+    retry_after = await limiter.check(bucket)
+    if retry_after is not None:
+        RATE_LIMITED.labels("addr").inc()
+        raise too_many(retry_after, bucket)
+
+
+def limiter_of(scope: Scope) -> Limiter | None:
+    """The application's limiter (`app.state.rate_limiter`, built with its Redis client)."""
+    limiter: Limiter | None = getattr(scope["app"].state, "rate_limiter", None)
+    return limiter
+
+
+class RateLimit:
+    """ASGI middleware: one `Limiter.check` per request, before anything else is done."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limiter = limiter_of(scope) if scope["type"] == "http" else None
+        if limiter is None or not limiter.enabled or scope["path"] in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        bucket = bucket_for(scope)
+        retry_after = await limiter.check(bucket)
+        if retry_after is None:
+            await self.app(scope, receive, send)
+            return
+        RATE_LIMITED.labels(bucket.split(":", 1)[0]).inc()
+        await problem_response(too_many(retry_after, bucket))(scope, receive, send)
