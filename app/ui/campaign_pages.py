@@ -23,7 +23,7 @@ from app.campaigns import router as campaigns_api
 from app.campaigns import service
 from app.campaigns.models import CampaignKind
 from app.campaigns.schemas import CampaignOut, OptionalReason, Reason, StartRequest
-from app.campaigns.state import CampaignStatus, is_terminal
+from app.campaigns.state import TRANSITIONS, CampaignAction, CampaignStatus, is_terminal
 from app.db.session import unit_of_work
 from app.deps import RuntimeDep, SessionDep
 from app.errors import Problem
@@ -231,7 +231,13 @@ async def _campaign_context(session: AsyncSession, campaign_id: uuid.UUID) -> di
         "t": totals(view),
         "events": events,
         "terminal": is_terminal(view.status),
+        "available": available_actions(view.status),
     }
+
+
+def available_actions(status: CampaignStatus) -> list[str]:
+    """The actions the state machine allows from `status` (the form offers only those)."""
+    return [name for name in ACTIONS if (status, CampaignAction(name)) in TRANSITIONS]
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse, include_in_schema=False)
