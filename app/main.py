@@ -23,6 +23,7 @@ from app.ops.router import router as ops_router
 from app.ops.security_headers import SecurityHeaders
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
+from app.ui import install as install_ui
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         killswitch_router,
     ):
         app.include_router(router)
+    install_ui(app)
     return app
 
 

@@ -102,5 +102,18 @@ async def authenticate(session: AsyncSession, settings: Settings, raw: str) -> P
         return None
     if not keys.matches(raw, key.key_hash, _pepper(settings)):
         return None
+    return _principal(key)
+
+
+async def authenticate_id(session: AsyncSession, key_id: uuid.UUID) -> Principal | None:
+    """The principal behind a key already proven once (a signed-in browser session), or None
+    when the key is gone or revoked: read on every request, so revocation ends the session."""
+    key = await repo.get(session, key_id)
+    if key is None or key.revoked_at is not None:
+        return None
+    return _principal(key)
+
+
+def _principal(key: ApiKey) -> Principal:
     scopes = frozenset(Scope(s) for s in key.scopes if s in Scope._value2member_map_)
     return Principal(actor=f"{describe(key)} ({key.name})", scopes=scopes, key_id=key.id)

@@ -1,0 +1,318 @@
+"""Campaigns: the list, the new-campaign form with its live checks, and the campaign page.
+
+Every handler calls the domain services (or the API's own endpoint functions, so that a stop
+from the form waits for the send gate exactly as the API does), one unit of work per request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app import pagination
+from app.audiences import service as audiences
+from app.audit import repository as audit_repo
+from app.auth.models import Scope
+from app.campaigns import router as campaigns_api
+from app.campaigns import service
+from app.campaigns.models import CampaignKind
+from app.campaigns.schemas import CampaignOut, OptionalReason, Reason, StartRequest
+from app.campaigns.state import TRANSITIONS, CampaignAction, CampaignStatus, is_terminal
+from app.db.session import unit_of_work
+from app.deps import RuntimeDep, SessionDep
+from app.errors import Problem
+from app.ui import forms
+from app.ui.deps import Operator, Reader, Writer
+from app.ui.render import page, see_other
+
+router = APIRouter(prefix="/ui")
+
+PAGE_SIZE = 25
+ACTIONS: dict[str, Scope] = {
+    "start": Scope.campaigns_operate,
+    "pause": Scope.campaigns_operate,
+    "resume": Scope.campaigns_operate,
+    "cancel": Scope.campaigns_operate,
+    "kill": Scope.kill,
+}
+
+
+async def read_form(request: Request) -> tuple[dict[str, str], dict[str, list[str]]]:
+    form = await request.form()
+    single: dict[str, str] = {}
+    lists: dict[str, list[str]] = {}
+    for name, value in form.multi_items():
+        if isinstance(value, str):
+            single[name] = value
+            lists.setdefault(name, []).append(value)
+    return single, lists
+
+
+def _enum(kind: type[Any], text: str | None) -> Any:
+    try:
+        return kind(text) if text else None
+    except ValueError:
+        return None
+
+
+def totals(view: CampaignOut) -> dict[str, int]:
+    """Counts over every wave, and how much of what was released has an outcome."""
+    sums = {
+        name: sum(getattr(w, name) for w in view.waves)
+        for name in ("targeted", "sent", "failed", "invalid", "cancelled", "blocked", "queued")
+    }
+    sums["done"] = sum(sums[n] for n in ("sent", "failed", "invalid", "cancelled", "blocked"))
+    sums["planned"] = max([w.target_count or 0 for w in view.waves] + [sums["targeted"]], default=0)
+    return sums
+
+
+# ---------------------------------------------------------------- list
+@router.get("/campaigns", response_class=HTMLResponse, include_in_schema=False)
+async def campaigns_list(
+    request: Request,
+    session: SessionDep,
+    op: Reader,
+    status: str | None = None,
+    kind: str | None = None,
+    cursor: str | None = None,
+) -> HTMLResponse:
+    before = None
+    if cursor:
+        try:
+            before = datetime.fromisoformat(pagination.decode_text(cursor))
+        except ValueError:
+            raise pagination.bad_cursor() from None
+    summaries = await service.list_campaigns(
+        session,
+        limit=PAGE_SIZE + 1,
+        before=before,
+        status=_enum(CampaignStatus, status),
+        kind=_enum(CampaignKind, kind),
+    )
+    items, next_cursor = pagination.page(summaries, PAGE_SIZE, lambda c: c.created_at.isoformat())
+    rows = []
+    for item in items:
+        view = await service.view(session, await service.get(session, item.id))
+        rows.append({"c": view, "t": totals(view)})
+    return page(
+        request,
+        "campaigns.html",
+        op=op,
+        rows=rows,
+        next_cursor=next_cursor,
+        status=status or "",
+        kind=kind or "",
+        statuses=[s.value for s in CampaignStatus],
+    )
+
+
+# ---------------------------------------------------------------- new campaign
+async def _form_page(
+    request: Request,
+    session: AsyncSession,
+    op: Operator,
+    form: forms.CampaignForm,
+    errors: dict[str, list[str]] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    segments = await audiences.list_segments(session)
+    return page(
+        request,
+        "new_campaign.html",
+        status_code=status_code,
+        op=op,
+        form=form,
+        errors=errors or {},
+        segments=segments,
+        presets=forms.PRESETS,
+        rule_fields=forms.RULE_FIELDS,
+        rule_ops=forms.RULE_OPS,
+    )
+
+
+@router.get("/campaigns/new", response_class=HTMLResponse, include_in_schema=False)
+async def new_campaign_form(request: Request, session: SessionDep, op: Writer) -> HTMLResponse:
+    return await _form_page(request, session, op, forms.CampaignForm())
+
+
+def problem_errors(problem: Problem, wave_rows: list[int]) -> dict[str, list[str]]:
+    placed = forms.place(((e["field"], e["message"]) for e in problem.errors), wave_rows)
+    if not problem.errors:
+        placed.setdefault(forms.GENERAL, []).append(problem.detail)
+    return placed
+
+
+@router.post("/campaigns/new", include_in_schema=False)
+async def create_campaign(request: Request, runtime: RuntimeDep, op: Writer) -> Response:
+    single, lists = await read_form(request)
+    form = forms.CampaignForm.from_form(single, lists)
+    body, errors = form.validate()
+    status_code = 422
+    if body is not None:
+        try:
+            async with unit_of_work(runtime.sessionmaker) as session:
+                campaign = await service.create(session, runtime.settings, op.principal, body)
+                campaign_id = campaign.id
+            return see_other(f"/ui/campaigns/{campaign_id}")
+        except Problem as problem:
+            errors = problem_errors(problem, form.wave_rows())
+            status_code = problem.status
+    async with unit_of_work(runtime.sessionmaker) as session:
+        return await _form_page(request, session, op, form, errors, status_code)
+
+
+def _durations(preview: dict[str, Any], per_second: int) -> list[float]:
+    return [round(w["new_devices"] / per_second, 1) for w in preview["waves"]]
+
+
+@router.post("/api/campaigns/preview", include_in_schema=False)
+async def preview_campaign(request: Request, runtime: RuntimeDep, op: Writer) -> JSONResponse:
+    """Audience size, devices and estimated duration per wave, payload bytes and the guard's
+    verdict for the form as typed; stores nothing. Errors come back placed by form input."""
+    single, lists = await read_form(request)
+    form = forms.CampaignForm.from_form(single, lists)
+    if not form.name.strip():
+        form.name = "(preview)"  # the name does not change the verdict; let the rest be judged
+    body, errors = form.validate()
+    if body is None:
+        return JSONResponse({"ok": False, "errors": errors})
+    try:
+        async with unit_of_work(runtime.sessionmaker) as session:
+            result = (await service.preview(session, runtime.settings, body)).model_dump(
+                mode="json"
+            )
+    except Problem as problem:
+        return JSONResponse({"ok": False, "errors": problem_errors(problem, form.wave_rows())})
+    per_second = body.throttle.per_second if body.throttle else service.DEFAULT_THROTTLE
+    result["durations"] = _durations(result, per_second)
+    result["wave_rows"] = form.wave_rows()
+    result["guard_fields"] = forms.place(
+        ((f["field"], f["message"]) for f in result["guard"]["findings"]), form.wave_rows()
+    )
+    return JSONResponse({"ok": True, "preview": result})
+
+
+@router.post("/api/audience", include_in_schema=False)
+async def audience_size(request: Request, runtime: RuntimeDep, op: Reader) -> JSONResponse:
+    single, lists = await read_form(request)
+    form = forms.CampaignForm.from_form(single, lists)
+    raw, errors = form.to_body()
+    if "audience" in errors:
+        return JSONResponse({"ok": False, "errors": {"audience": errors["audience"]}})
+    audience = raw["audience"]
+    try:
+        segment_id = uuid.UUID(audience["segment_id"]) if audience.get("segment_id") else None
+        async with unit_of_work(runtime.sessionmaker) as session:
+            rules, _ = await audiences.resolve(
+                session, segment_id=segment_id, rules=audience.get("rules")
+            )
+            count, by_platform = await audiences.estimate(session, rules)
+    except ValueError:
+        return JSONResponse({"ok": False, "errors": {"audience": ["not a segment id"]}})
+    except Problem as problem:
+        return JSONResponse({"ok": False, "errors": problem_errors(problem, [])})
+    return JSONResponse({"ok": True, "count": count, "by_platform": by_platform})
+
+
+# ---------------------------------------------------------------- campaign page
+async def _campaign_context(session: AsyncSession, campaign_id: uuid.UUID) -> dict[str, Any]:
+    view = await service.view(session, await service.get(session, campaign_id))
+    events = await audit_repo.list_events(
+        session, limit=100, subject_type="campaign", subject_id=str(campaign_id)
+    )
+    return {
+        "c": view,
+        "t": totals(view),
+        "events": events,
+        "terminal": is_terminal(view.status),
+        "available": available_actions(view.status),
+    }
+
+
+def available_actions(status: CampaignStatus) -> list[str]:
+    """The actions the state machine allows from `status` (the form offers only those)."""
+    return [name for name in ACTIONS if (status, CampaignAction(name)) in TRANSITIONS]
+
+
+@router.get("/campaigns/{campaign_id}", response_class=HTMLResponse, include_in_schema=False)
+async def campaign_page(
+    request: Request, campaign_id: uuid.UUID, session: SessionDep, op: Reader
+) -> HTMLResponse:
+    context = await _campaign_context(session, campaign_id)
+    return page(request, "campaign.html", op=op, action_error=None, **context)
+
+
+@router.get("/campaigns/{campaign_id}/live", response_class=HTMLResponse, include_in_schema=False)
+async def campaign_live(
+    request: Request, campaign_id: uuid.UUID, session: SessionDep, op: Reader
+) -> HTMLResponse:
+    """The part of the campaign page that changes while it sends (fetched by ui.js)."""
+    context = await _campaign_context(session, campaign_id)
+    return page(request, "_campaign_live.html", op=op, **context)
+
+
+async def _act(
+    runtime: RuntimeDep, op: Operator, campaign_id: uuid.UUID, action: str, reason: str | None
+) -> None:
+    redis, principal = runtime.redis, op.principal
+    async with unit_of_work(runtime.sessionmaker) as session:
+        if action == "kill":
+            await campaigns_api.kill_campaign(
+                campaign_id, Reason(reason=reason or ""), session, redis, principal
+            )
+        elif action == "start":
+            await campaigns_api.start_campaign(
+                campaign_id,
+                session,
+                runtime.settings,
+                redis,
+                principal,
+                StartRequest(reason=reason),
+            )
+        else:
+            handler = {
+                "pause": campaigns_api.pause_campaign,
+                "resume": campaigns_api.resume_campaign,
+                "cancel": campaigns_api.cancel_campaign,
+            }[action]
+            await handler(campaign_id, session, redis, principal, OptionalReason(reason=reason))
+
+
+@router.post("/campaigns/{campaign_id}/{action}", include_in_schema=False)
+async def campaign_action(
+    request: Request, campaign_id: uuid.UUID, action: str, runtime: RuntimeDep, op: Reader
+) -> Response:
+    """Start, pause, resume, cancel or kill; each needs its confirmation box ticked, and kill
+    a reason. The scope each needs is the API's."""
+    scope = ACTIONS.get(action)
+    if scope is None:
+        raise Problem(404, "Not found", f"there is no campaign action '{action}'")
+    if not op.can(scope):
+        raise Problem(403, "Forbidden", f"your API key lacks the '{scope.value}' scope needed here")
+    single, _ = await read_form(request)
+    reason = single.get("reason", "").strip() or None
+    error: str | None = None
+    if single.get("confirm") != "yes":
+        error = f"{action}: tick the confirmation box to {action} this campaign"
+    elif action == "kill" and reason is None:
+        error = "kill: a reason is required"
+    else:
+        try:
+            await _act(runtime, op, campaign_id, action, reason)
+        except ValidationError as exc:
+            error = "; ".join(f"reason: {e['msg']}" for e in exc.errors())
+        except Problem as problem:
+            if problem.status in (401, 403, 404):
+                raise
+            error = f"{action}: {problem.detail}"
+    if error is None:
+        return see_other(f"/ui/campaigns/{campaign_id}")
+    async with unit_of_work(runtime.sessionmaker) as session:
+        context = await _campaign_context(session, campaign_id)
+    return page(request, "campaign.html", status_code=409, op=op, action_error=error, **context)

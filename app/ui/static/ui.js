@@ -1,0 +1,261 @@
+// Wavecast campaign form: small enhancements over server-rendered pages.
+// No inline scripts anywhere (strict CSP): everything hangs off ids and data- attributes.
+"use strict";
+
+(function () {
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
+
+  function signInAgain() {
+    window.location.assign("/ui/sign-in?next=" + encodeURIComponent(window.location.pathname));
+  }
+
+  function postForm(url, form) {
+    return fetch(url, {
+      method: "POST",
+      body: new FormData(form),
+      headers: { "X-CSRF-Token": csrf, "Accept": "application/json" },
+      credentials: "same-origin",
+    }).then(function (response) {
+      if (response.status === 401) { signInAgain(); throw new Error("signed out"); }
+      return response.json();
+    });
+  }
+
+  function setList(list, messages) {
+    list.textContent = "";
+    (messages || []).forEach(function (message) {
+      var item = document.createElement("li");
+      item.textContent = message;
+      list.appendChild(item);
+    });
+    list.hidden = !messages || messages.length === 0;
+  }
+
+  function formatSeconds(seconds) {
+    if (seconds < 60) return Math.round(seconds) + " s";
+    if (seconds < 3600) return Math.round(seconds / 60) + " min";
+    return (seconds / 3600).toFixed(1) + " h";
+  }
+
+  // ------------------------------------------------------------ repeated rows
+  function wireRows(root) {
+    root.addEventListener("click", function (event) {
+      var target = event.target;
+      if (!(target instanceof HTMLElement)) return;
+      if (target.hasAttribute("data-remove-row")) {
+        var row = target.closest("li");
+        var list = row && row.parentElement;
+        if (list && list.children.length > 1) {
+          row.remove();
+        } else if (row) {
+          row.querySelectorAll("input").forEach(function (i) { i.value = ""; });
+          row.querySelectorAll("select").forEach(function (s) { s.selectedIndex = 0; });
+        }
+        root.dispatchEvent(new Event("input", { bubbles: true }));
+      } else if (target.hasAttribute("data-add-row")) {
+        var rows = document.getElementById(target.getAttribute("data-add-row"));
+        if (!rows || !rows.lastElementChild) return;
+        var copy = rows.lastElementChild.cloneNode(true);
+        copy.querySelectorAll("input").forEach(function (i) { i.value = ""; i.removeAttribute("aria-invalid"); });
+        copy.querySelectorAll("select").forEach(function (s) { s.selectedIndex = 0; });
+        copy.querySelectorAll(".errors").forEach(function (e) { setList(e, []); });
+        copy.querySelectorAll("output").forEach(function (o) { o.textContent = "—"; });
+        rows.appendChild(copy);
+        var first = copy.querySelector("input, select");
+        if (first) first.focus();
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ new campaign
+  function wireCampaignForm(form) {
+    wireRows(form);
+    var modes = form.querySelectorAll('input[name="audience_mode"]');
+    function showAudience() {
+      var mode = form.querySelector('input[name="audience_mode"]:checked');
+      form.querySelectorAll("[data-audience]").forEach(function (part) {
+        part.hidden = !mode || part.getAttribute("data-audience") !== mode.value;
+      });
+    }
+    modes.forEach(function (m) { m.addEventListener("change", showAudience); });
+    showAudience();
+
+    var preset = document.getElementById("preset");
+    if (preset) {
+      preset.addEventListener("change", function () {
+        var option = preset.options[preset.selectedIndex];
+        var spec = option && option.getAttribute("data-waves");
+        if (!spec) return;
+        var rows = document.getElementById("waves");
+        var template = rows.lastElementChild.cloneNode(true);
+        rows.textContent = "";
+        spec.split(",").forEach(function (pair) {
+          var parts = pair.split(":");
+          var row = template.cloneNode(true);
+          row.querySelector('input[name="wave_percent"]').value = parts[0];
+          row.querySelector('input[name="wave_hold"]').value = parts[1] || "";
+          row.querySelectorAll(".errors").forEach(function (e) { setList(e, []); });
+          rows.appendChild(row);
+        });
+        form.dispatchEvent(new Event("input", { bubbles: true }));
+      });
+    }
+
+    var previews = document.querySelectorAll("[data-preview]");
+    function showPreview() {
+      previews.forEach(function (el) {
+        var source = form.elements.namedItem(el.getAttribute("data-preview"));
+        el.textContent = source ? source.value : "";
+      });
+    }
+
+    var verdict = document.getElementById("guard-verdict");
+    var problems = document.getElementById("preview-problems");
+    var size = document.getElementById("audience-size");
+    var bytes = document.getElementById("payload-bytes");
+    var sequence = 0;
+
+    function showVerdict(guard) {
+      verdict.textContent = "";
+      var head = document.createElement("p");
+      var findings = guard.findings || [];
+      verdict.classList.remove("flagged", "refused", "clear");
+      if (!guard.allowed) {
+        verdict.classList.add("refused");
+        head.textContent = guard.overridable
+          ? "The guard refuses this campaign unless an operator gives an override reason:"
+          : "The guard refuses this campaign:";
+      } else if (findings.length) {
+        verdict.classList.add("flagged");
+        head.textContent = guard.overridden
+          ? "Overridden; the guard's findings are recorded:"
+          : "Warning: the guard flags this campaign (it would be refused in production):";
+      } else {
+        verdict.classList.add("clear");
+        head.textContent = "The guard has no objection.";
+      }
+      verdict.appendChild(head);
+      if (findings.length) {
+        var list = document.createElement("ul");
+        findings.forEach(function (f) {
+          var item = document.createElement("li");
+          item.textContent = f.field + ": " + f.message;
+          list.appendChild(item);
+        });
+        verdict.appendChild(list);
+      }
+    }
+
+    function placeGuard(placed) {
+      form.querySelectorAll("[data-guard-for]").forEach(function (list) {
+        setList(list, placed[list.getAttribute("data-guard-for")] || []);
+      });
+    }
+
+    function showWaves(preview) {
+      var rows = document.querySelectorAll("#waves > li");
+      rows.forEach(function (row) {
+        row.querySelector("[data-wave-devices]").textContent = "—";
+        row.querySelector("[data-wave-duration]").textContent = "—";
+      });
+      preview.waves.forEach(function (wave, i) {
+        var row = rows[preview.wave_rows[i]];
+        if (!row) return;
+        row.querySelector("[data-wave-devices]").textContent =
+          wave.new_devices.toLocaleString() + " new (" + wave.cumulative_devices.toLocaleString() + " in all)";
+        row.querySelector("[data-wave-duration]").textContent = formatSeconds(preview.durations[i]);
+      });
+    }
+
+    function refresh() {
+      var mine = ++sequence;
+      postForm(form.getAttribute("data-audience-url"), form).then(function (answer) {
+        if (mine !== sequence) return;
+        if (answer.ok) {
+          var parts = Object.keys(answer.by_platform).map(function (p) {
+            return p + " " + answer.by_platform[p].toLocaleString();
+          });
+          size.textContent = answer.count.toLocaleString() + " devices" + (parts.length ? " (" + parts.join(", ") + ")" : "");
+        } else {
+          size.textContent = "—";
+        }
+      }).catch(function () {});
+      postForm(form.getAttribute("data-preview-url"), form).then(function (answer) {
+        if (mine !== sequence) return;
+        if (!answer.ok) {
+          var messages = [];
+          Object.keys(answer.errors).forEach(function (field) {
+            answer.errors[field].forEach(function (m) { messages.push((field ? field.replace("waves.", "wave row ") + ": " : "") + m); });
+          });
+          setList(problems, messages);
+          verdict.classList.remove("flagged", "refused", "clear");
+          verdict.textContent = "The guard will judge the campaign once the form is complete.";
+          placeGuard({});
+          return;
+        }
+        var preview = answer.preview;
+        setList(problems, []);
+        showVerdict(preview.guard);
+        placeGuard(preview.guard_fields);
+        showWaves(preview);
+        var sizes = Object.keys(preview.payload_bytes).map(function (p) {
+          return p + " " + preview.payload_bytes[p] + " bytes";
+        });
+        bytes.textContent = sizes.join(", ") + " (limit 4096)";
+      }).catch(function () {});
+    }
+
+    var timer = null;
+    function schedule() {
+      showPreview();
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(refresh, 250);
+    }
+    form.addEventListener("input", schedule);
+    form.addEventListener("change", schedule);
+    showPreview();
+    refresh();
+  }
+
+  // ------------------------------------------------------------ campaign page
+  function wireLive(live) {
+    var url = live.getAttribute("data-live-url");
+    var rate = document.getElementById("send-rate");
+    var last = null;
+
+    function measure() {
+      var body = document.getElementById("live-body");
+      if (!body) return null;
+      return { sent: Number(body.getAttribute("data-sent")), at: Date.now(), terminal: body.getAttribute("data-terminal") === "true" };
+    }
+
+    function tick() {
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } }).then(function (response) {
+        if (response.redirected || response.status === 401) { signInAgain(); return null; }
+        if (!response.ok) return null;
+        return response.text();
+      }).then(function (html) {
+        if (html === null || html === undefined) { setTimeout(tick, 3000); return; }
+        live.innerHTML = html;
+        var now = measure();
+        if (now && last && now.at > last.at) {
+          var perSecond = Math.max(0, (now.sent - last.sent) * 1000 / (now.at - last.at));
+          rate.textContent = now.terminal ? "0 / s" : perSecond.toFixed(1) + " / s";
+        }
+        last = now;
+        if (!now || !now.terminal) setTimeout(tick, 1000);
+      }).catch(function () { setTimeout(tick, 3000); });
+    }
+    last = measure();
+    if (last && last.terminal) { rate.textContent = "0 / s"; return; }
+    setTimeout(tick, 1000);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("campaign-form");
+    if (form) wireCampaignForm(form);
+    var live = document.getElementById("live");
+    if (live) wireLive(live);
+  });
+})();
