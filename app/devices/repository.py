@@ -183,7 +183,7 @@ def _copy_json(value: list[str] | dict[str, Any]) -> str:
     return orjson.dumps(value).decode().replace("\\", "\\\\")
 
 
-def _copy_rows(values: Sequence[lean.Values], ids: Sequence[bytes]) -> bytes:
+def copy_rows(values: Sequence[lean.Values], ids: Sequence[bytes]) -> bytes:
     lines = []
     for (token, platform, user_id, locale, zone, version, tags, attributes, env), ident in zip(
         values, ids, strict=True
@@ -227,15 +227,18 @@ async def merge_copied(
     """
     if not values:
         return 0
-    # Through the session first: that opens its transaction, so COPY and merge below are
-    # one atomic unit with the rest of the session's work (the driver alone autocommits).
+    # Through the session: that opens its transaction, so COPY and merge are one atomic
+    # unit with the rest of the session's work (the driver alone autocommits).
+    return await merge_copy_text(session, copy_rows(values, ids))
+
+
+async def merge_copy_text(session: AsyncSession, rows: bytes) -> int:
+    """`merge_copied` of rows already in COPY text form (see `copy_rows`)."""
     await session.execute(text(_CREATE_STAGING))
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
-    await driver.copy_to_table(
-        "device_staging", source=_one(_copy_rows(values, ids)), columns=_STAGED, format="text"
-    )
+    await driver.copy_to_table("device_staging", source=_one(rows), columns=_STAGED, format="text")
     return int(await driver.fetchval(_MERGE_STAGED))
 
 
