@@ -8,8 +8,8 @@ A wave is released only when the previous one has finished (no open rows) and it
 has passed. Releasing wave k puts the next devices of the campaign's order into the
 ledger until it holds ⌈p_k·N⌉ rows (N = audience size now); rows already there keep their
 wave, so a re-run, a crash or a resume never changes who was in an earlier wave.
-The rows go in chunks of RELEASE_CHUNK_ROWS, one transaction each, so sending starts after
-the first chunk; a wave does not finish before the ledger holds its target.
+The first RELEASE_CHUNK_ROWS rows are committed at release, so sending starts at once; the
+rest follow on the next ticks, and a wave does not finish before the ledger holds its target.
 """
 
 from __future__ import annotations
@@ -45,10 +45,12 @@ log = logging.getLogger("wavecast.engine")
 # Enough permanent failures to be a signal rather than noise before the guardrail trips.
 GUARDRAIL_MIN_FAILURES = 10
 RECENTLY_FINISHED = timedelta(days=1)
-# Ledger rows released per transaction: small enough that a wave's first sends start within
-# a second or two at a million devices, large enough that the per-statement cost of reading
-# the audience in campaign order is spread over many rows.
+# A wave's first rows are committed on their own, so workers start sending them within a
+# second or two even when the wave holds hundreds of thousands of devices; the rest follows
+# on the next ticks, RELEASE_MORE_ROWS per tick (each transaction reads the audience in
+# campaign order past what the ledger already holds, so fewer, larger chunks cost less).
 RELEASE_CHUNK_ROWS = 5_000
+RELEASE_MORE_ROWS = 50_000
 
 
 @dataclass
@@ -141,8 +143,7 @@ async def advance(
         return
     kind, detail = outcome
     if kind == "released":
-        released = int(detail) + await _release_rest(sessionmaker, campaign_id, now)
-        report.released.append((campaign_id, campaign.current_wave, released))
+        report.released.append((campaign_id, campaign.current_wave, int(detail)))
     elif kind == "paused":
         report.paused.append((campaign_id, detail))
         await control.publish_campaign(campaign)
@@ -170,9 +171,9 @@ async def _step(
             if tripped:
                 _pause(session, campaign, tripped, now)
                 return "paused", tripped
-            # A wave whose release was interrupted (a crash between chunks) is completed
-            # before it can finish.
-            added = await _release_chunk(session, campaign, wave, now)
+            # The rest of a released wave, a chunk per tick; it finishes only once the
+            # ledger holds its target.
+            added = await _release_chunk(session, campaign, wave, now, RELEASE_MORE_ROWS)
             if added > 0:
                 return "released", str(added)
             if await ledger.open_in_wave(session, campaign.id, current) > 0:
@@ -303,7 +304,7 @@ async def _release(
 
 
 async def _release_chunk(
-    session: AsyncSession, campaign: Campaign, wave: CampaignWave, now: datetime
+    session: AsyncSession, campaign: Campaign, wave: CampaignWave, now: datetime, rows: int
 ) -> int:
     """Add the next chunk of a released wave's devices; 0 once the ledger holds its target
     (or the audience has no more devices to give)."""
@@ -322,32 +323,9 @@ async def _release_chunk(
         rotation=campaign.rotation,
         wave=wave.index,
         audience=audience,
-        count=min(missing, RELEASE_CHUNK_ROWS),
+        count=min(missing, rows),
         now=now,
     )
-
-
-async def _release_rest(
-    sessionmaker: async_sessionmaker[AsyncSession], campaign_id: uuid.UUID, now: datetime
-) -> int:
-    """The rest of the wave just released, one chunk per transaction, at once.
-
-    Each commit hands workers rows to send, so the first sends of a large wave wait for one
-    chunk rather than for the whole wave. The campaign's row lock is taken per chunk, so a
-    stop in between ends the release; what was released stays released, and the wave's
-    `target_count` lets the next tick finish an interrupted release.
-    """
-    total = 0
-    while True:
-        async with unit_of_work(sessionmaker) as session:
-            campaign = await campaigns.get(session, campaign_id, lock=True)
-            if campaign.status != CampaignStatus.running or campaign.current_wave < 0:
-                return total
-            waves = await campaigns.waves(session, campaign.id)
-            added = await _release_chunk(session, campaign, waves[campaign.current_wave], now)
-        if added == 0:
-            return total
-        total += added
 
 
 async def sync_grants(
