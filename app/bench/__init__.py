@@ -11,4 +11,5 @@ from __future__ import annotations
 SCENARIOS: dict[str, str] = {
     "delivery": "app.bench.delivery",
     "import": "app.bench.device_import",
+    "scale": "app.bench.scale",
 }

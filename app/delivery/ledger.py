@@ -29,6 +29,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlmodel import col
@@ -45,11 +46,10 @@ _delivery = Delivery.__table__  # type: ignore[attr-defined]
 _device = Device.__table__  # type: ignore[attr-defined]
 
 
-def order_key(rotation: int) -> ColumnElement[int]:
+def order_key(rotation: int, bucket: ColumnElement[int] | None = None) -> ColumnElement[int]:
     """The campaign's send order (app.rollout.bucketing.order_key, in SQL)."""
-    key: ColumnElement[int] = (_device.c.bucket + literal(BUCKET_SPACE - rotation)) % literal(
-        BUCKET_SPACE
-    )
+    bucket = _device.c.bucket if bucket is None else bucket
+    key: ColumnElement[int] = (bucket + literal(BUCKET_SPACE - rotation)) % literal(BUCKET_SPACE)
     return key
 
 
@@ -84,18 +84,31 @@ async def add_wave_members(
     already = exists().where(
         and_(_delivery.c.campaign_id == campaign_id, _delivery.c.device_id == _device.c.id)
     )
+    # Ascending order key is ascending (bucket < rotation, bucket): the devices at or after
+    # the rotation point, then the wrapped-around rest (app.rollout.bucketing.order_key).
+    # Each half is read in bucket order from the (status, bucket) index and stops after
+    # `count` rows, instead of sorting the whole audience by the expression.
+    halves = [
+        select(_device.c.id, _device.c.bucket)
+        .where(audience, ~already, half)
+        .order_by(_device.c.bucket, _device.c.id)
+        .limit(count)
+        .subquery()
+        for half in (_device.c.bucket >= rotation, _device.c.bucket < rotation)
+    ]
+    # Each half a subquery of its own: SQLite refuses ORDER BY / LIMIT inside a UNION.
+    candidates = union_all(*(select(h.c.id, h.c.bucket) for h in halves)).subquery()
     members = (
         select(
             literal(campaign_id, type_=_delivery.c.campaign_id.type),
-            _device.c.id,
+            candidates.c.id,
             literal(wave),
             literal(DeliveryStatus.queued.value),
             literal(0),
             literal(now, type_=_delivery.c.created_at.type),
             literal(now, type_=_delivery.c.updated_at.type),
         )
-        .where(audience, ~already)
-        .order_by(order_key(rotation), _device.c.id)
+        .order_by(order_key(rotation, candidates.c.bucket), candidates.c.id)
         .limit(count)
     )
     stmt = insert(_delivery).from_select(
@@ -122,15 +135,21 @@ class Claimed:
 
 
 def _claimable(campaign_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
+    return or_(_retry_due(campaign_id, now), _queued(campaign_id))
+
+
+def _retry_due(campaign_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
     return and_(
         _delivery.c.campaign_id == campaign_id,
-        or_(
-            _delivery.c.status == DeliveryStatus.queued.value,
-            and_(
-                _delivery.c.status == DeliveryStatus.retrying.value,
-                _delivery.c.next_attempt_at <= now,
-            ),
-        ),
+        _delivery.c.status == DeliveryStatus.retrying.value,
+        _delivery.c.next_attempt_at <= now,
+    )
+
+
+def _queued(campaign_id: uuid.UUID) -> ColumnElement[bool]:
+    return and_(
+        _delivery.c.campaign_id == campaign_id,
+        _delivery.c.status == DeliveryStatus.queued.value,
     )
 
 
@@ -157,33 +176,22 @@ async def claim(
     SQLite the database-wide write lock serialises claims. Nothing is claimed while the
     campaign is not running or the global kill switch is engaged.
     """
-    picked = (
-        select(_delivery.c.id)
-        .where(_claimable(campaign_id, now))
-        .order_by(_delivery.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
+    # Due retries first, then queued rows, each in id order: one status per statement, so
+    # each is a range scan of (campaign_id, status, id) that stops after `limit` rows. An
+    # OR of both statuses sorts every open row of the campaign on each claim.
+    rows = await _claim_where(
+        session, _retry_due(campaign_id, now), campaign_id, limit, lease_token, lease_until, now
     )
-    stmt = (
-        update(_delivery)
-        .where(_delivery.c.id.in_(picked), _campaign_may_send(campaign_id))
-        .values(
-            status=DeliveryStatus.sending.value,
-            lease_token=lease_token,
-            lease_until=lease_until,
-            attempts=_delivery.c.attempts + 1,
-            updated_at=now,
+    if len(rows) < limit:
+        rows += await _claim_where(
+            session,
+            _queued(campaign_id),
+            campaign_id,
+            limit - len(rows),
+            lease_token,
+            lease_until,
+            now,
         )
-        .returning(
-            _delivery.c.id,
-            _delivery.c.device_id,
-            _delivery.c.wave,
-            _delivery.c.attempts,
-            _delivery.c.created_at,
-        )
-    )
-    rows = (await session.execute(stmt)).all()
     if not rows:
         return []
     devices = {
@@ -221,6 +229,44 @@ async def claim(
             )
         )
     return claimed
+
+
+async def _claim_where(
+    session: AsyncSession,
+    claimable: ColumnElement[bool],
+    campaign_id: uuid.UUID,
+    limit: int,
+    lease_token: uuid.UUID,
+    lease_until: datetime,
+    now: datetime,
+) -> list[Any]:
+    picked = (
+        select(_delivery.c.id)
+        .where(claimable)
+        .order_by(_delivery.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(_delivery)
+        .where(_delivery.c.id.in_(picked), _campaign_may_send(campaign_id))
+        .values(
+            status=DeliveryStatus.sending.value,
+            lease_token=lease_token,
+            lease_until=lease_until,
+            attempts=_delivery.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            _delivery.c.id,
+            _delivery.c.device_id,
+            _delivery.c.wave,
+            _delivery.c.attempts,
+            _delivery.c.created_at,
+        )
+    )
+    return list((await session.execute(stmt)).all())
 
 
 def _campaign_stopped_for_good() -> ColumnElement[bool]:

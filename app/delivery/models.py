@@ -53,7 +53,8 @@ class Delivery(SQLModel, table=True):
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("campaign_id", "device_id"),
-        Index("ix_delivery_campaign_status", "campaign_id", "status"),
+        # Claims read one status of a campaign in id order (app.delivery.ledger.claim).
+        Index("ix_delivery_campaign_status_id", "campaign_id", "status", "id"),
         Index("ix_delivery_campaign_wave_status", "campaign_id", "wave", "status"),
         # The reconciler looks for leases that expired.
         Index("ix_delivery_status_lease_until", "status", "lease_until"),

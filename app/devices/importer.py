@@ -11,14 +11,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.session import unit_of_work
-from app.db.types import utcnow
+from app.devices import lean
 from app.devices import service as devices_service
 from app.devices.schemas import DeviceRegistration, ImportRejection, ImportResult
 from app.errors import describe
@@ -26,6 +25,7 @@ from app.ops.nul_guard import MESSAGE as NUL_MESSAGE
 from app.ops.nul_guard import has_nul_escape, nul_fields
 
 BATCH_ROWS = 10_000
+# Lines parsed between two chances for the write task to run.
 PARSE_ROWS = 1_000
 # Stands in for a line that was too long to keep; never valid JSON, so never a device.
 OVERLONG = b"\x00overlong"
@@ -55,60 +55,50 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
-    """Split a byte stream into numbered lines without ever holding more than one chunk."""
+async def line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[tuple[int, bytes]]]:
+    """Split a byte stream into numbered non-blank lines, one list per chunk, without ever
+    holding more than one chunk (and one line) in memory. Blank lines are counted."""
     pending = b""
     number = 0
     async for chunk in chunks:
         pending += chunk
         *complete, pending = pending.split(b"\n")
+        numbered = []
         for line in complete:
             number += 1
-            yield number, line
+            if line and not line.isspace():
+                numbered.append((number, line))
         if len(pending) > MAX_LINE_BYTES:
             # Swallow the overlong line up to its end without keeping it.
             number += 1
-            yield number, OVERLONG
+            numbered.append((number, OVERLONG))
             async for more in chunks:
                 if b"\n" in more:
                     pending = more.split(b"\n", 1)[1]
                     break
             else:
                 pending = b""
+        yield numbered
     if pending.strip():
-        yield number + 1, pending
+        yield [(number + 1, pending)]
 
 
-_MANY = TypeAdapter(list[DeviceRegistration])
+def check_line(raw: bytes, number: int, progress: _Progress) -> lean.Values | None:
+    """A line's registration values, or None after reporting why the line was rejected.
 
-
-def parse_many(
-    numbered: list[tuple[int, bytes]], progress: _Progress
-) -> list[tuple[int, DeviceRegistration]]:
-    """Validate many lines at once; only when that fails is each line validated alone.
-
-    Joining lines into one JSON array lets pydantic-core validate them in one call. A line
-    holding two values (`{...}, {...}`) would shift the others, so the count must match.
-    """
-    if not numbered:
-        return []
-    if all(raw != OVERLONG and not has_nul_escape(raw) for _, raw in numbered):
-        try:
-            regs = _MANY.validate_json(b"[" + b",".join(raw for _, raw in numbered) + b"]")
-        except ValidationError:
-            pass
-        else:
-            if len(regs) == len(numbered):
-                return [(number, reg) for (number, _), reg in zip(numbered, regs, strict=True)]
-    parsed = []
-    for number, raw in numbered:
-        try:
-            parsed.append((number, parse_line(raw)))
-        except ValidationError as exc:
-            progress.reject(number, describe_validation_error(exc))
-        except ValueError as exc:
-            progress.reject(number, str(exc))
-    return parsed
+    The lean check accepts the ordinary line; anything else goes to the model, which is
+    the contract and words every rejection."""
+    # PostgreSQL cannot store NUL; such a line goes to the model path, which names the field.
+    values = None if has_nul_escape(raw) else lean.parse(raw)
+    if values is not None:
+        return values
+    try:
+        return lean.from_model(parse_line(raw))
+    except ValidationError as exc:
+        progress.reject(number, describe_validation_error(exc))
+    except ValueError as exc:
+        progress.reject(number, str(exc))
+    return None
 
 
 def parse_line(raw: bytes) -> DeviceRegistration:
@@ -128,15 +118,15 @@ async def import_stream(
     sessionmaker: async_sessionmaker[AsyncSession], chunks: AsyncIterator[bytes]
 ) -> ImportResult:
     progress = _Progress()
-    batch: dict[str, dict[str, Any]] = {}
+    batch: dict[str, lean.Values] = {}
     repeats = 0
     # One batch is written while the next is parsed: parsing is this process's work and the
-    # upsert is the database's, so overlapping them uses both cores.
+    # merge is the database's, so overlapping them uses both cores.
     writing: asyncio.Task[None] | None = None
 
-    async def write(rows: list[dict[str, Any]], repeated: int) -> None:
+    async def write(values: list[lean.Values], repeated: int) -> None:
         async with unit_of_work(sessionmaker) as session:
-            outcome = await devices_service.register_many(session, rows)
+            outcome = await devices_service.register_values(session, values)
         progress.created += outcome.created
         # A token repeated inside one batch is one row, registered and then updated.
         progress.updated += outcome.updated + repeated
@@ -151,29 +141,23 @@ async def import_stream(
             batch = {}
             repeats = 0
 
-    now = utcnow()
-    pending: list[tuple[int, bytes]] = []
-
-    async def take(parsed: list[tuple[int, DeviceRegistration]]) -> None:
-        nonlocal repeats
-        # Parsing never awaits; yield here so the write task can send its COPY and merge,
-        # which the database then runs while this loop parses the next lines.
-        await asyncio.sleep(0)
-        for _number, reg in parsed:
-            if reg.token in batch:
+    parsed = 0
+    async for numbered in line_batches(chunks):
+        for number, raw in numbered:
+            values = check_line(raw, number, progress)
+            if values is None:
+                continue
+            if values[0] in batch:
                 repeats += 1
-            batch[reg.token] = devices_service.registration_row(reg, now)
+            batch[values[0]] = values
         if len(batch) >= BATCH_ROWS:
             await flush()
-
-    async for number, raw in lines(chunks):
-        if not raw.strip():
-            continue
-        pending.append((number, raw))
-        if len(pending) >= PARSE_ROWS:
-            await take(parse_many(pending, progress))
-            pending = []
-    await take(parse_many(pending, progress))
+        parsed += len(numbered)
+        if parsed >= PARSE_ROWS:
+            parsed = 0
+            # Parsing never awaits; yield here so the write task can send its COPY and
+            # merge, which the database then runs while this loop parses the next lines.
+            await asyncio.sleep(0)
     await flush()
     if writing is not None:
         await writing

@@ -35,6 +35,10 @@ class Device(SQLModel, table=True):
     __table_args__ = (
         # Wave planning scans active devices of an audience in bucket order.
         Index("ix_device_status_bucket", "status", "bucket"),
+        # Audience rules on tags use ?| and ?& (app.audiences.rules), which jsonb_ops serves.
+        Index("ix_device_tags", "tags", postgresql_using="gin"),
+        # Version rules compare the sort key (eq, lt, gte, ...).
+        Index("ix_device_app_version_key", "app_version_key"),
     )
 
     id: uuid.UUID = Field(primary_key=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audiences.versions import version_key
+from app.devices import lean
 from app.devices.models import Device, DeviceStatus, Platform
+from app.rollout.bucketing import device_bucket_of_bytes
 
 # Columns a registration may change on an existing token. Never is_test_device (admin only),
 # never bucket (stable forever), never created_at.
@@ -122,6 +125,121 @@ async def upsert_bulk(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) 
     await driver.copy_records_to_table("device_import", records=records, columns=_COPY_COLUMNS)
     created = await driver.fetch(_UPSERT_FROM_STAGING)
     return sum(1 for (inserted,) in created if inserted)
+
+
+# The bulk import's staging table: one per connection, emptied by every commit. Only the
+# columns a registration carries; the merge below fills in the rest.
+_CREATE_STAGING = """
+    CREATE TEMP TABLE IF NOT EXISTS device_staging (
+        id uuid, bucket bigint, token text, platform text, user_id text, locale text,
+        timezone text, app_version text, app_version_key text, tags jsonb, attributes jsonb,
+        apns_environment text
+    ) ON COMMIT DELETE ROWS
+"""
+_STAGED = (
+    "id",
+    "bucket",
+    "token",
+    "platform",
+    "user_id",
+    "locale",
+    "timezone",
+    "app_version",
+    "app_version_key",
+    "tags",
+    "attributes",
+    "apns_environment",
+)
+# Timestamps and the fixed columns come from the database: now() is the transaction's
+# start, one value for the whole batch, as a registration's row proposes.
+_MERGE_STAGED = f"""
+    WITH merged AS (
+        INSERT INTO device ({", ".join(_STAGED)}, is_test_device, status, last_seen_at,
+                            created_at, updated_at)
+        SELECT {", ".join(_STAGED)}, false, 'active', now(), now(), now() FROM device_staging
+        ON CONFLICT (token) DO UPDATE SET
+            {", ".join(f"{c} = EXCLUDED.{c}" for c in _REGISTRATION_COLUMNS)},
+            last_seen_at = EXCLUDED.last_seen_at,
+            updated_at = EXCLUDED.updated_at,
+            status = 'active'
+        RETURNING (xmax = 0) AS created
+    )
+    SELECT count(*) FILTER (WHERE created) FROM merged
+"""
+# COPY's text format: a backslash starts an escape; tab, newline and carriage return end
+# a field or a row. Tokens, locales, versions, zones and platforms cannot hold them
+# (checked), so only user ids need the full treatment and JSON only its backslashes.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NULL = "\\N"
+
+
+def _copy_text(value: str | None) -> str:
+    return _NULL if value is None else value.translate(_COPY_ESCAPES)
+
+
+def _copy_json(value: list[str] | dict[str, Any]) -> str:
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
+    return orjson.dumps(value).decode().replace("\\", "\\\\")
+
+
+def copy_rows(values: Sequence[lean.Values], ids: Sequence[bytes]) -> bytes:
+    lines = []
+    for (token, platform, user_id, locale, zone, version, tags, attributes, env), ident in zip(
+        values, ids, strict=True
+    ):
+        lines.append(
+            "\t".join(
+                (
+                    ident.hex(),
+                    str(device_bucket_of_bytes(ident)),
+                    token.replace("\\", "\\\\"),
+                    platform,
+                    _NULL if user_id is None else _copy_text(user_id),
+                    _NULL if locale is None else locale,
+                    _NULL if zone is None else zone,
+                    _NULL if version is None else version,
+                    (version_key(version) or _NULL) if version else _NULL,
+                    _copy_json(list(dict.fromkeys(tags)) if len(tags) > 1 else tags),
+                    _copy_json(attributes),
+                    _NULL if env is None else env,
+                )
+            )
+        )
+    lines.append("")
+    return "\n".join(lines).encode()
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    # asyncpg reads bytes as a file name; an async iterable is sent as it is.
+    yield data
+
+
+async def merge_copied(
+    session: AsyncSession, values: Sequence[lean.Values], ids: Sequence[bytes]
+) -> int:
+    """Upsert checked registrations with distinct tokens on PostgreSQL; returns how many
+    were created. `ids` are the ids proposed for new tokens, one per registration.
+
+    The rows travel by COPY (text format, built here without a Python object per column)
+    into a per-connection staging table and are merged by one INSERT ... ON CONFLICT in the
+    session's transaction.
+    """
+    if not values:
+        return 0
+    # Through the session: that opens its transaction, so COPY and merge are one atomic
+    # unit with the rest of the session's work (the driver alone autocommits).
+    return await merge_copy_text(session, copy_rows(values, ids))
+
+
+async def merge_copy_text(session: AsyncSession, rows: bytes) -> int:
+    """`merge_copied` of rows already in COPY text form (see `copy_rows`)."""
+    await session.execute(text(_CREATE_STAGING))
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.copy_to_table("device_staging", source=_one(rows), columns=_STAGED, format="text")
+    return int(await driver.fetchval(_MERGE_STAGED))
 
 
 async def get(session: AsyncSession, device_id: uuid.UUID) -> Device | None:

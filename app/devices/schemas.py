@@ -45,6 +45,11 @@ def _locale(value: str) -> str:
     return value.replace("_", "-")
 
 
+def known_time_zone(value: str) -> bool:
+    """A zone of the bundled list: accepted without loading it (the import's fast path)."""
+    return value in _ZONES
+
+
 def _timezone(value: str) -> str:
     if value not in _ZONES:
         try:
@@ -57,18 +62,26 @@ def _timezone(value: str) -> str:
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-def _attributes(value: dict[str, Any]) -> dict[str, Any]:
+def attributes_problem(value: dict[str, Any]) -> str | None:
+    """What is wrong with a set of attributes, or None."""
     if not value:
-        return value
+        return None
     if len(value) > 64:
-        raise ValueError("at most 64 attributes")
+        return "at most 64 attributes"
     for key, item in value.items():
         if not _ATTRIBUTE_NAME.fullmatch(key):
-            raise ValueError(f"attribute name {key!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+            return f"attribute name {key!r} must be 1-64 of A-Z a-z 0-9 _ . -"
         if not (item is None or isinstance(item, str | int | float | bool)):
-            raise ValueError(f"attribute {key!r} must be a string, number, boolean or null")
+            return f"attribute {key!r} must be a string, number, boolean or null"
         if isinstance(item, str) and len(item) > 512:
-            raise ValueError(f"attribute {key!r} is longer than 512 characters")
+            return f"attribute {key!r} is longer than 512 characters"
+    return None
+
+
+def _attributes(value: dict[str, Any]) -> dict[str, Any]:
+    problem = attributes_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 

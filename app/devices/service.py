@@ -16,6 +16,7 @@ from app.audiences.versions import version_key
 from app.audit import service as audit
 from app.auth.principal import Principal
 from app.db.types import utcnow
+from app.devices import lean
 from app.devices import repository as repo
 from app.devices.models import Device, DeviceStatus
 from app.devices.schemas import DevicePatch, DeviceRegistration, check_apns_environment
@@ -23,32 +24,49 @@ from app.errors import FieldError, not_found, validation_problem
 from app.rollout.bucketing import device_bucket
 
 
+def new_device_ids(count: int) -> list[bytes]:
+    """The 16 bytes of `count` UUIDv7s: time-ordered, so a bulk import appends to the
+    primary-key index instead of touching a random page per row. The bucket is a hash of
+    the id, so waves stay uniform."""
+    millis = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
+    stamp = millis.to_bytes(6, "big")
+    noise = os.urandom(10 * count)
+    ids = []
+    for start in range(0, 10 * count, 10):
+        # Version 7 in the high nibble of byte 6; the RFC 4122 variant in byte 8.
+        head = bytes(
+            (0x70 | (noise[start] & 0x0F), noise[start + 1], 0x80 | (noise[start + 2] & 0x3F))
+        )
+        ids.append(stamp + head + noise[start + 3 : start + 10])
+    return ids
+
+
 def new_device_id() -> uuid.UUID:
-    """A UUIDv7: time-ordered, so a bulk import appends to the primary-key index instead of
-    touching a random page per row. The bucket is a hash of it, so waves stay uniform."""
-    millis = time.time_ns() // 1_000_000
-    value = (millis & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return uuid.UUID(int=value)
+    return uuid.UUID(bytes=new_device_ids(1)[0])
 
 
 def registration_row(reg: DeviceRegistration, now: datetime | None = None) -> dict[str, Any]:
     """The full row a registration proposes; on an existing token only some columns apply."""
+    return values_row(lean.from_model(reg), now)
+
+
+def values_row(values: lean.Values, now: datetime | None = None) -> dict[str, Any]:
+    """`registration_row` of a registration's checked values (see app.devices.lean)."""
+    token, platform, user_id, locale, timezone, version, tags, attributes, environment = values
     device_id = new_device_id()
     now = now or utcnow()
     return {
         "id": device_id,
-        "token": reg.token,
-        "platform": reg.platform.value,
-        "user_id": reg.user_id,
-        "locale": reg.locale,
-        "timezone": reg.timezone,
-        "app_version": reg.app_version,
-        "app_version_key": version_key(reg.app_version) if reg.app_version else None,
-        "tags": list(dict.fromkeys(reg.tags)),
-        "attributes": reg.attributes,
-        "apns_environment": reg.apns_environment.value if reg.apns_environment else None,
+        "token": token,
+        "platform": platform,
+        "user_id": user_id,
+        "locale": locale,
+        "timezone": timezone,
+        "app_version": version,
+        "app_version_key": version_key(version) if version else None,
+        "tags": list(dict.fromkeys(tags)),
+        "attributes": attributes,
+        "apns_environment": environment,
         "is_test_device": False,
         "status": DeviceStatus.active.value,
         "bucket": device_bucket(device_id),
@@ -68,6 +86,15 @@ async def register_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     """Upsert rows whose tokens are distinct."""
     created = await repo.upsert_bulk(session, rows)
     return UpsertOutcome(created=created, updated=len(rows) - created)
+
+
+async def register_values(session: AsyncSession, values: Sequence[lean.Values]) -> UpsertOutcome:
+    """Upsert checked registrations whose tokens are distinct (the bulk import's path)."""
+    if session.get_bind().dialect.name == "postgresql":
+        created = await repo.merge_copied(session, values, new_device_ids(len(values)))
+        return UpsertOutcome(created=created, updated=len(values) - created)
+    now = utcnow()
+    return await register_many(session, [values_row(v, now) for v in values])
 
 
 async def register(session: AsyncSession, reg: DeviceRegistration) -> tuple[Device, bool]:

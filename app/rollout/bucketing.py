@@ -46,6 +46,11 @@ def device_bucket(device_id: uuid.UUID) -> int:
     return _first_32_bits(device_id.bytes)
 
 
+def device_bucket_of_bytes(device_id: bytes) -> int:
+    """``device_bucket`` of the UUID whose 16 bytes these are (the bulk import's spelling)."""
+    return _first_32_bits(device_id)
+
+
 def campaign_rotation(campaign_id: uuid.UUID) -> int:
     """Return the campaign's rotation of the bucket space, in ``[0, BUCKET_SPACE)``.
 

@@ -8,6 +8,8 @@ A wave is released only when the previous one has finished (no open rows) and it
 has passed. Releasing wave k puts the next devices of the campaign's order into the
 ledger until it holds ⌈p_k·N⌉ rows (N = audience size now); rows already there keep their
 wave, so a re-run, a crash or a resume never changes who was in an earlier wave.
+The first RELEASE_CHUNK_ROWS rows are committed at release, so sending starts at once; the
+rest follow on the next ticks, and a wave does not finish before the ledger holds its target.
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ log = logging.getLogger("wavecast.engine")
 # Enough permanent failures to be a signal rather than noise before the guardrail trips.
 GUARDRAIL_MIN_FAILURES = 10
 RECENTLY_FINISHED = timedelta(days=1)
+# A wave's first rows are committed on their own, so workers start sending them within a
+# second or two even when the wave holds hundreds of thousands of devices; the rest follows
+# on the next ticks, RELEASE_MORE_ROWS per tick (each transaction reads the audience in
+# campaign order past what the ledger already holds, so fewer, larger chunks cost less).
+RELEASE_CHUNK_ROWS = 5_000
+RELEASE_MORE_ROWS = 50_000
 
 
 @dataclass
@@ -163,6 +171,11 @@ async def _step(
             if tripped:
                 _pause(session, campaign, tripped, now)
                 return "paused", tripped
+            # The rest of a released wave, a chunk per tick; it finishes only once the
+            # ledger holds its target.
+            added = await _release_chunk(session, campaign, wave, now, RELEASE_MORE_ROWS)
+            if added > 0:
+                return "released", str(added)
             if await ledger.open_in_wave(session, campaign.id, current) > 0:
                 return None
             wave.status = WaveStatus.finished
@@ -253,7 +266,7 @@ async def _release(
         rotation=campaign.rotation,
         wave=wave.index,
         audience=audience,
-        count=new_members_for_wave(target, in_ledger),
+        count=min(new_members_for_wave(target, in_ledger), RELEASE_CHUNK_ROWS),
         now=now,
     )
     wave.status = WaveStatus.sending
@@ -288,6 +301,31 @@ async def _release(
         },
     )
     return added
+
+
+async def _release_chunk(
+    session: AsyncSession, campaign: Campaign, wave: CampaignWave, now: datetime, rows: int
+) -> int:
+    """Add the next chunk of a released wave's devices; 0 once the ledger holds its target
+    (or the audience has no more devices to give)."""
+    if wave.target_count is None:
+        return 0
+    missing = wave.target_count - await ledger.count_in_ledger(session, campaign.id)
+    if missing <= 0:
+        return 0
+    try:
+        audience = audience_filter(campaign.audience_rules, now=now)
+    except RuleErrors:
+        return 0
+    return await ledger.add_wave_members(
+        session,
+        campaign_id=campaign.id,
+        rotation=campaign.rotation,
+        wave=wave.index,
+        audience=audience,
+        count=min(missing, rows),
+        now=now,
+    )
 
 
 async def sync_grants(

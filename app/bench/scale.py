@@ -1,0 +1,422 @@
+"""Scale: a 1,000,000-device audience in PostgreSQL, sent in waves by a real worker process.
+
+1. The first `--import-devices` devices go through the bulk importer (NDJSON, the HTTP
+   import's code path): the import rate. The rest are filled by one `INSERT ... SELECT
+   FROM generate_series` per 100,000 rows (ids UUIDv7-shaped, buckets by the same sha256
+   definition as app.rollout.bucketing): reported as the fill rate, not as an import rate.
+2. One `wavecast worker` process (sandbox provider) runs a campaign to the whole audience
+   with waves `--waves` (cumulative percents, no holds). Its RSS is sampled all along.
+3. Per wave: release → first send (from the wave's `released_at`, the tick's decision time,
+   to the first `sent_at`); planning rows/s (the first release chunk's rows / time from the
+   decision to the worker's "wave released" log line, which follows that chunk's
+   statements); ledger rows/s (rows recorded sent per second from the first to the last
+   send of the campaign).
+4. With `--explain`, the release and claim statements run once more under auto_explain
+   (ANALYZE, BUFFERS) in a rolled-back transaction and their plans are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+from sqlalchemy import text
+
+from app.audiences.service import audience_filter
+from app.audiences.versions import version_key
+from app.auth.principal import SYSTEM
+from app.bench.report import Figure, at_least, at_most, reported
+from app.campaigns import service as campaigns
+from app.campaigns.control import Control
+from app.campaigns.schemas import CampaignCreate
+from app.db.session import unit_of_work
+from app.db.types import utcnow
+from app.delivery import ledger
+from app.demo import fake_registrations
+from app.devices import importer
+from app.rollout import engine
+from app.runtime import Runtime
+from app.settings import Settings
+
+DESCRIPTION = "1M-device audience: import, wave planning, release to first send, ledger, RSS"
+SCENARIO = "scale"
+FIRST_SEND_TARGET_SECONDS = 2.0
+RSS_TARGET_MB = 200.0
+IMPORT_TARGET_PER_SECOND = 50_000
+FILL_ROWS = 100_000
+
+_VERSIONS = ["5.9.2", "5.10.0", "5.10.1", "5.11.0", "5.12.0", "5.12.1", "6.0.0"]
+_FILL = """
+    INSERT INTO device (id, token, platform, user_id, locale, timezone, app_version,
+                        app_version_key, tags, attributes, apns_environment, is_test_device,
+                        status, bucket, last_seen_at, created_at, updated_at)
+    SELECT id, token, platform, 'cust-' || i, locale, zone, version, version_key,
+           tags, jsonb_build_object('segment', segment, 'age', 18 + i % 70),
+           CASE WHEN platform = 'ios' THEN 'production' END, false, 'active',
+           ('x' || left(encode(sha256(uuid_send(id)), 'hex'), 8))::bit(32)::bigint,
+           now(), now(), now()
+    FROM (
+        SELECT i,
+               encode(set_byte(overlay(r PLACING stamp FROM 1 FOR 6), 6,
+                               (get_byte(r, 6) & 15) | 112), 'hex')::uuid AS id,
+               'fill-' || md5(i::text) || '-APA91b' || md5('t' || i) || md5('u' || i) AS token,
+               CASE WHEN i % 20 < 9 THEN 'ios' ELSE 'android' END AS platform,
+               (ARRAY['pl-PL', 'en-GB', 'de-DE', 'uk-UA', 'cs-CZ'])[1 + i % 5] AS locale,
+               (ARRAY['Europe/Warsaw', 'Europe/London', 'Europe/Berlin', 'Europe/Kyiv',
+                      'Europe/Prague'])[1 + i % 5] AS zone,
+               (CAST(:versions AS text[]))[1 + i % 7] AS version,
+               (CAST(:keys AS text[]))[1 + i % 7] AS version_key,
+               (ARRAY['[]', '["premium"]', '["student", "new"]', '["cards"]'])[1 + i % 4]::jsonb
+                   AS tags,
+               (ARRAY['retail', 'private', 'sme', 'corporate'])[1 + i % 4] AS segment
+        FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS i,
+             LATERAL (SELECT uuid_send(gen_random_uuid()) AS r,
+                             substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)
+                                                ::bigint) FROM 3) AS stamp
+                     WHERE i IS NOT NULL) AS random  -- correlated: a new id per row
+    ) AS generated
+"""
+
+
+@dataclass
+class Memory:
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
+
+    def at(self, fraction: float) -> float:
+        return self.samples[min(len(self.samples) - 1, int(fraction * len(self.samples)))][1]
+
+    @property
+    def peak(self) -> float:
+        return max(mb for _, mb in self.samples)
+
+
+async def _reset(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text("TRUNCATE sandbox_message, delivery, campaign_wave, campaign, device CASCADE")
+        )
+
+
+async def _import(runtime: Runtime, count: int) -> float:
+    data = b"\n".join(
+        orjson.dumps(reg.model_dump(mode="json", exclude_none=True))
+        for reg in fake_registrations(count, seed=7)
+    )
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 1 << 20):
+            yield data[start : start + (1 << 20)]
+
+    started = time.perf_counter()
+    result = await importer.import_stream(runtime.sessionmaker, chunks())
+    elapsed = time.perf_counter() - started
+    if result.created != count:
+        raise RuntimeError(f"import created {result.created} of {count}: {result.rejected[:3]}")
+    return count / elapsed
+
+
+async def _fill(runtime: Runtime, first: int, last: int) -> float:
+    keys = [version_key(v) for v in _VERSIONS]
+    started = time.perf_counter()
+    for start in range(first, last + 1, FILL_ROWS):
+        async with runtime.engine.begin() as conn:
+            await conn.execute(
+                text(_FILL),
+                {
+                    "first": start,
+                    "last": min(last, start + FILL_ROWS - 1),
+                    "versions": _VERSIONS,
+                    "keys": keys,
+                },
+            )
+        print(f"  filled {min(last, start + FILL_ROWS - 1):,} devices", file=sys.stderr)
+    elapsed = time.perf_counter() - started
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text("ANALYZE device"))
+    return (last - first + 1) / elapsed
+
+
+def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "WAVECAST_DATABASE_URL": settings.effective_database_url,
+        "WAVECAST_REDIS_URL": settings.redis_url,
+        "WAVECAST_PROVIDER": "sandbox",
+        "WAVECAST_LOG_LEVEL": "INFO",
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"], env=env, stdout=out, stderr=out
+        )
+
+
+async def _start_campaign(runtime: Runtime, settings: Settings, waves: list[Decimal]) -> uuid.UUID:
+    body = CampaignCreate.model_validate(
+        {
+            "name": "scale bench",
+            "kind": "live",
+            "content": {"title": "Your statement is ready", "body": "Log in to see it."},
+            "audience": {"rules": {"everyone": True}},
+            "rollout": {"waves": [{"percent": str(p), "hold_seconds": 0} for p in waves]},
+            "throttle": {"per_second": 1_000_000},
+        }
+    )
+    async with unit_of_work(runtime.sessionmaker) as session:
+        campaign = await campaigns.create(session, settings, SYSTEM, body)
+        campaign = await campaigns.start(
+            session, settings, SYSTEM, campaign.id, override_reason=None, reason="scale bench"
+        )
+    await Control(runtime.redis).publish_campaign(campaign)
+    return campaign.id
+
+
+async def _status(runtime: Runtime, campaign_id: uuid.UUID) -> tuple[str, int]:
+    async with runtime.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT c.status, (SELECT count(*) FROM delivery d WHERE d.campaign_id = c.id"
+                    " AND d.status = 'sent') FROM campaign c WHERE c.id = :id"
+                ),
+                {"id": campaign_id},
+            )
+        ).one()
+    return str(row[0]), int(row[1])
+
+
+async def _watch(
+    runtime: Runtime, campaign_id: uuid.UUID, worker: psutil.Process, deadline: float
+) -> Memory:
+    memory = Memory()
+    started = time.monotonic()
+    last_check = 0.0
+    while time.monotonic() < deadline:
+        memory.samples.append((time.monotonic() - started, worker.memory_info().rss / (1 << 20)))
+        if time.monotonic() - last_check >= 2:
+            last_check = time.monotonic()
+            status, sent = await _status(runtime, campaign_id)
+            print(
+                f"  {status}: {sent:,} sent, worker RSS {memory.samples[-1][1]:.0f} MB",
+                file=sys.stderr,
+            )
+            if status != "running":
+                return memory
+        await asyncio.sleep(0.25)
+    raise RuntimeError("the campaign did not finish in time")
+
+
+def _released_log_times(log: Path) -> dict[int, datetime]:
+    """When the worker logged each wave's release (after its statements, before commit)."""
+    times = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if '"wave released"' not in line:
+            continue
+        record: dict[str, Any] = json.loads(line)
+        stamp = datetime.strptime(record["time"], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
+        times[int(record["wave"])] = stamp
+    return times
+
+
+async def _waves(runtime: Runtime, campaign_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with runtime.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT w.index, w.released_at, count(d.id), min(d.sent_at), max(d.sent_at)"
+                    " FROM campaign_wave w JOIN delivery d ON d.campaign_id = w.campaign_id"
+                    " AND d.wave = w.index WHERE w.campaign_id = :id"
+                    " GROUP BY w.index, w.released_at ORDER BY w.index"
+                ),
+                {"id": campaign_id},
+            )
+        ).all()
+    return [
+        {"wave": r[0], "released_at": r[1], "rows": r[2], "first_sent": r[3], "last_sent": r[4]}
+        for r in rows
+    ]
+
+
+async def explain(runtime: Runtime, campaign_id: uuid.UUID) -> str:
+    """The plans of one release chunk and one claim at this size, from auto_explain, rolled
+    back (after the campaign, so the ledger holds what it sent)."""
+    notices: list[str] = []
+    async with runtime.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        driver.add_log_listener(lambda _c, message: notices.append(message.message))
+        await conn.execute(text("LOAD 'auto_explain'"))
+        for setting in (
+            "log_min_duration = 0",
+            "log_analyze = on",
+            "log_buffers = on",
+            "log_timing = on",
+            "log_level = notice",
+        ):
+            await conn.execute(text(f"SET auto_explain.{setting}"))
+        await conn.commit()
+        transaction = await conn.begin()
+        async with runtime.sessionmaker(bind=conn) as session:
+            campaign = await campaigns.get(session, campaign_id)
+            audience = audience_filter(campaign.audience_rules, now=utcnow())
+            size = await ledger.count_audience(session, audience)
+            count = engine.RELEASE_CHUNK_ROWS
+            notices.clear()
+            await ledger.add_wave_members(
+                session,
+                campaign_id=campaign_id,
+                rotation=campaign.rotation,
+                wave=99,
+                audience=audience,
+                count=count,
+                now=utcnow(),
+            )
+            release = [n for n in notices if "Insert on delivery" in n]
+            await session.execute(
+                text("UPDATE campaign SET status = 'running' WHERE id = :id"), {"id": campaign_id}
+            )
+            notices.clear()
+            await ledger.claim(
+                session,
+                campaign_id=campaign_id,
+                limit=500,
+                lease_token=uuid.uuid4(),
+                lease_until=utcnow(),
+                now=utcnow(),
+            )
+            claim = [n for n in notices if "Update on delivery" in n]
+        await transaction.rollback()
+        # The settings above stay with the connection: never hand it back to the pool.
+        await conn.invalidate()
+    return (
+        f"release chunk of {count:,} rows (audience {size:,}):\n"
+        + "\n".join(release)
+        + "\n\nclaim of 500 rows:\n"
+        + "\n".join(claim)
+    )
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
+    waves = [Decimal(p) for p in args.waves.split(",")]
+    runtime = await Runtime.start(settings)
+    work = Path(tempfile.mkdtemp(prefix="wavecast-scale-"))
+    try:
+        await _reset(runtime)
+        imported = min(args.import_devices, args.devices)
+        print(f"  importing {imported:,} devices", file=sys.stderr)
+        import_rate = await _import(runtime, imported) if imported else 0.0
+        fill_rate = await _fill(runtime, imported + 1, args.devices)
+        log = work / "worker.log"
+        process = _worker(settings, log)
+        try:
+            worker = psutil.Process(process.pid)
+            await asyncio.sleep(3)  # imports and start-up, so "start" is a running worker
+            campaign_id = await _start_campaign(runtime, settings, waves)
+            memory = await _watch(runtime, campaign_id, worker, time.monotonic() + args.timeout)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                # `wavecast worker` does not always end on SIGTERM (see the report).
+                process.kill()
+                process.wait(timeout=10)
+        rows = await _waves(runtime, campaign_id)
+        logged = _released_log_times(log)
+        plans = await explain(runtime, campaign_id) if args.explain else ""
+    finally:
+        await runtime.close()
+    if plans:
+        print(plans)
+    first_sends = [(r["first_sent"] - r["released_at"]).total_seconds() for r in rows]
+    # The log line follows the wave's first chunk (its count, the audience read in order,
+    # the insert), so this is the rate of one release transaction.
+    planning = [
+        min(r["rows"], engine.RELEASE_CHUNK_ROWS)
+        / max(1e-3, (logged[r["wave"]] - r["released_at"]).total_seconds())
+        for r in rows
+        if r["wave"] in logged
+    ]
+    sent = sum(r["rows"] for r in rows)
+    sending = max(r["last_sent"] for r in rows) - min(r["first_sent"] for r in rows)
+    audience = f"{args.devices:,} devices"
+    figures = [
+        at_least(
+            SCENARIO,
+            f"import rate ({imported:,} via the importer)",
+            import_rate,
+            "devices/s",
+            IMPORT_TARGET_PER_SECOND,
+        ),
+        reported(SCENARIO, "fill rate (generate_series, not an import)", fill_rate, "devices/s"),
+    ]
+    for r, seconds in zip(rows, first_sends, strict=True):
+        figures.append(
+            at_most(
+                SCENARIO,
+                f"wave {r['wave'] + 1} ({r['rows']:,} rows): release -> first send",
+                seconds,
+                "s",
+                FIRST_SEND_TARGET_SECONDS,
+            )
+        )
+    if planning:
+        figures.append(
+            reported(
+                SCENARIO,
+                f"wave planning, first chunk of the last wave ({audience})",
+                planning[-1],
+                "rows/s",
+            )
+        )
+    figures += [
+        reported(
+            SCENARIO,
+            f"ledger rows sent ({sent:,}, sandbox provider)",
+            sent / max(1e-3, sending.total_seconds()),
+            "rows/s",
+        ),
+        reported(SCENARIO, "worker RSS at start", memory.samples[0][1], "MB"),
+        reported(SCENARIO, "worker RSS at middle", memory.at(0.5), "MB"),
+        reported(SCENARIO, "worker RSS at end", memory.samples[-1][1], "MB"),
+        at_most(SCENARIO, "worker peak RSS", memory.peak, "MB", RSS_TARGET_MB),
+        reported(
+            SCENARIO,
+            "worker RSS samples (median)",
+            statistics.median(mb for _, mb in memory.samples),
+            "MB",
+        ),
+    ]
+    return figures
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", type=int, default=1_000_000, help="audience size")
+    parser.add_argument(
+        "--import-devices",
+        type=int,
+        default=100_000,
+        help="how many of them go through the importer (the rest: generate_series)",
+    )
+    parser.add_argument("--waves", default="1,5,25", help="cumulative wave percents")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds for the campaign")
+    parser.add_argument("--explain", action="store_true", help="print the release/claim plans")
+
+
+def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
+    return asyncio.run(run(settings, args))
