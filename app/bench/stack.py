@@ -284,10 +284,12 @@ def workdir(name: str) -> Path:
 
 
 async def empty_stores(runtime: Runtime, *, devices: bool = True) -> None:
-    """Forget earlier runs: campaigns, deliveries (devices too, unless told otherwise), and
+    """Forget earlier runs: campaigns, deliveries, devices (unless told otherwise), the kill
+    switch (left engaged, it would stop every campaign; a missing row reads as released), and
     every key in the benchmark's Redis database (stale worker heartbeats would shrink each
     worker's share of send jobs)."""
-    tables = ["delivery", "campaign_wave", "campaign"] + (["device"] if devices else [])
+    tables = ["delivery", "campaign_wave", "campaign", "kill_switch"]
+    tables += ["device"] if devices else []
     async with runtime.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
