@@ -11,5 +11,8 @@ from __future__ import annotations
 SCENARIOS: dict[str, str] = {
     "delivery": "app.bench.delivery",
     "import": "app.bench.device_import",
+    "throttle": "app.bench.throttle",
+    "kill": "app.bench.kill",
+    "api": "app.bench.api",
     "scale": "app.bench.scale",
 }

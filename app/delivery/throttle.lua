@@ -16,6 +16,7 @@
 -- ARGV[1] selects the operation:
 --   reserve     ARGV: want, batched ('1' | '0'), max_batch, window_fraction
 --               -> {'ok', n, wait, now, start} | {'unknown', i...} | {'paused', i...}
+--                  | {'blocked', wait, now, block_end} (batched only)
 --               (i = 0-based scope positions; on refusal nothing is written)
 --   block       KEYS: one blocked key; ARGV: seconds          -> {blocked_until}
 --   blocked_for KEYS: one blocked key                         -> {seconds left, >= 0}
@@ -73,6 +74,26 @@ if op == 'reserve' then
   end
   if #paused > 0 then
     return {'paused', unpack(paused)}
+  end
+
+  -- A batched reservation is never granted across a block: it would start at the block's end
+  -- as it stands now, and a longer Retry-After written meanwhile (another worker's 429) could
+  -- no longer hold it back. It takes nothing and says how long to wait before asking again.
+  -- See throttle_math.block_in_force.
+  if batched then
+    local block_end = nil
+    for i = 1, scopes do
+      local blocked = redis.call('GET', KEYS[3 * i])
+      if blocked then
+        local b = tonumber(blocked)
+        if b > now and (block_end == nil or b > block_end) then
+          block_end = b
+        end
+      end
+    end
+    if block_end ~= nil then
+      return {'blocked', fmt(block_end - now), fmt(now), fmt(block_end)}
+    end
   end
 
   local n = want

@@ -51,6 +51,8 @@ class Grant:
     """A reservation taken: send ``n`` after sleeping ``wait`` seconds."""
 
     n: int
+    """0 when a scope is blocked (Retry-After): nothing was reserved; sleep ``wait`` (to the
+    block's end) and ask again."""
     wait: float
     start: float
     """Server-clock instant (Redis TIME, epoch seconds) the sends are due."""
@@ -108,7 +110,11 @@ class Throttle:
         """Like ``reserve``, but takes ``min(want, one batch)``, the batch being
         ``batch_size_for_rate`` of the tightest rate as it is in Redis at that moment. A worker
         that sized batches itself from a rate read earlier would keep the old size after a
-        rate cut and overshoot the new rate by up to the old batch per window."""
+        rate cut and overshoot the new rate by up to the old batch per window.
+
+        While any scope is blocked it reserves nothing and grants ``n = 0`` with ``wait`` up
+        to the block's end: the caller sleeps and asks again, so a block lengthened meanwhile
+        (a later, longer Retry-After) still holds it back (``throttle_math.block_in_force``)."""
         # Refuse a bad policy here, where the caller's stack points at it, not as a Lua error.
         batch_size_for_rate(None, max_batch=max_batch, window_fraction=window_fraction)
         return await self._reserve(
@@ -117,8 +123,9 @@ class Throttle:
 
     async def block_until(self, scope: str, seconds_from_now: float) -> None:
         """No reservation on ``scope`` starts within ``seconds_from_now`` (server clock), on
-        any worker. Only ever lengthens a block. Reservations granted earlier are not recalled:
-        their senders may still hit the provider inside the block."""
+        any worker. Only ever lengthens a block. Reservations granted before it was written are
+        not recalled: their senders may still hit the provider inside the block. Batched
+        reservations are never granted across a block, so a lengthened block holds them too."""
         if not seconds_from_now >= 0.0 or math.isinf(seconds_from_now):
             raise ValueError(f"block seconds must be finite and >= 0, got {seconds_from_now}")
         await self._script(
@@ -168,6 +175,9 @@ class Throttle:
             raise RateUnknown([scopes[int(i)] for i in rest])
         if status == "paused":
             raise RatePaused(scopes[int(i)] for i in rest)
+        if status == "blocked":
+            wait, now, block_end = rest
+            return Grant(n=0, wait=float(wait), start=float(block_end), now=float(now))
         n, wait, now, start = rest
         return Grant(n=int(n), wait=float(wait), start=float(start), now=float(now))
 

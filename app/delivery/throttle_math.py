@@ -185,6 +185,24 @@ def reserve(scopes: Mapping[str, ScopeSnapshot], now: float, n: int) -> Reservat
     return Reservation(n=n, start=start, wait=start - now, states=states)
 
 
+def block_in_force(scopes: Mapping[str, ScopeSnapshot], now: float) -> float | None:
+    """The end of the latest block still in force on any of ``scopes`` at ``now``; None when
+    no scope is blocked.
+
+    A batched reservation takes nothing while a block is in force: the caller waits until
+    this instant and asks again. Reserving ahead instead would fix the batch's start at the
+    block's end as it stands; a later, longer Retry-After (another worker's 429, written with
+    ``extend_block``) could then no longer hold that batch back, and it would reach the
+    provider inside the window the provider asked for.
+    """
+    ends = [
+        scope.blocked_until
+        for scope in scopes.values()
+        if scope.blocked_until is not None and scope.blocked_until > now
+    ]
+    return max(ends) if ends else None
+
+
 def extend_block(blocked_until: float | None, now: float, seconds: float) -> float:
     """A new Retry-After only ever lengthens a block: a later, shorter 429 must not let sends
     resume while an earlier, longer one is still in force."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -20,13 +21,14 @@ from app.delivery.throttle_math import (
     GcraState,
     ScopeSnapshot,
     batch_size_for_rate,
+    block_in_force,
     grant_size,
     reserve,
 )
 
 from .test_throttle_math import busiest_window, window_counts
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = os.environ.get("WAVECAST_TEST_REDIS_URL") or "redis://127.0.0.1:6379/15"
 RATE = 500.0
 WANT_EVERYTHING = 1_000_000
 
@@ -138,6 +140,15 @@ async def test_lua_equals_the_pure_reserve(
                     assert await snapshot(client, prefix, scopes) == before
                     continue
                 grant = await throttle._reserve(scopes, want, batched=batched)
+                block_end = block_in_force(before, grant.now)
+                if batched and block_end is not None:
+                    assert (grant.n, grant.start, grant.wait) == (
+                        0,
+                        block_end,
+                        block_end - grant.now,
+                    )
+                    assert await snapshot(client, prefix, scopes) == before
+                    continue
                 n = grant_size(want, (s.rate for s in before.values())) if batched else want
                 expected = reserve(before, grant.now, n)
                 assert (grant.n, grant.start, grant.wait) == (n, expected.start, expected.wait)
@@ -224,6 +235,27 @@ async def test_forget_removes_every_key(redis: Redis, prefix: str) -> None:
     await throttle.block_until("campaign", 5)
     await throttle.forget("campaign")
     assert await redis.keys(f"{prefix}:*") == []
+
+
+async def test_a_batched_reservation_is_not_granted_across_a_block(
+    redis: Redis, prefix: str
+) -> None:
+    throttle = Throttle(redis, prefix=prefix)
+    await throttle.set_rate("provider", 1000)
+    await throttle.block_until("provider", 0.3)
+    told = await throttle.reserve_batch(["provider"], 10)
+    assert told.n == 0
+    assert 0.25 <= told.wait <= 0.3
+    assert not await redis.exists(f"{prefix}:provider:tat")
+    # Another worker's longer Retry-After arrives while the first one waits.
+    await throttle.block_until("provider", 1.0)
+    await asyncio.sleep(told.wait)
+    again = await throttle.reserve_batch(["provider"], 10)
+    assert again.n == 0
+    assert 0.6 <= again.wait <= 0.75
+    await asyncio.sleep(again.wait)
+    granted = await throttle.reserve_batch(["provider"], 10)
+    assert (granted.n, granted.wait) == (10, 0.0)
 
 
 async def test_a_shorter_block_never_shortens_a_longer_one(redis: Redis, prefix: str) -> None:

@@ -21,6 +21,7 @@ from app.delivery.throttle_math import (
     RatePaused,
     ScopeSnapshot,
     batch_size_for_rate,
+    block_in_force,
     effective_tat,
     extend_block,
     grant_size,
@@ -342,3 +343,20 @@ def test_rate_change_applies_to_the_next_reservation(
     else:
         # A cut never lets a new reservation jump ahead of ones already granted.
         assert first.start >= last_old
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.floats(0, 100, allow_nan=False)), min_size=1, max_size=4),
+    st.floats(0, 100, allow_nan=False),
+)
+def test_block_in_force_is_the_latest_block_not_yet_over(
+    blocks: list[float | None], now: float
+) -> None:
+    scopes = {f"s{i}": ScopeSnapshot(rate=10.0, blocked_until=b) for i, b in enumerate(blocks)}
+    found = block_in_force(scopes, now)
+    in_force = [b for b in blocks if b is not None and b > now]
+    if not in_force:
+        assert found is None
+    else:
+        assert found == max(in_force)
+        assert all(b is None or b <= found for b in blocks)

@@ -1,0 +1,173 @@
+"""Throttle fidelity: one campaign at R messages/s, two worker processes, the FCM fake's clock.
+
+Two real `wavecast worker` processes send one live campaign (one 100 % wave, throttle R,
+default 2,000/s) through the real FCM provider (firebase-admin) to `wavecast fake fcm`. Every
+figure comes from the fake's own request records (the instant each request's headers arrived):
+
+- *max in any 1 s window*: the most requests in any window ``[t, t + 1 s)``, ``t`` sliding over
+  the whole run, first and last requests included (target <= 1.05 R);
+- *mean of steady 1 s windows*: windows aligned on the first request; the first (send loops
+  starting, OAuth2 exchange) and the last (partial: the audience ran out) are left out
+  (target >= 0.95 R); the lowest steady window is reported beside it;
+- *same audience unthrottled*: right after, a second campaign to the same devices with the
+  throttle at its maximum, measured the same way: what this machine can send at that moment.
+  When it is below 0.95 R the mean target is out of reach for reasons other than the throttle.
+
+Second part, a new campaign at the same rate: once it sends, the fake answers every push
+``429 QUOTA_EXCEEDED`` with ``Retry-After`` for a period (50 ms answer latency, as a real
+provider takes; it also means a 429'd batch is wholly on the wire before its first answer).
+Each 429 answer opens a window ``(answer, answer + Retry-After)``; requests that arrived inside
+any window are counted (target 0). FCM, because its errors carry the response headers;
+aioapns drops them, so APNs results have no Retry-After to honour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+from app.bench import stack
+from app.bench.report import Figure, at_least, at_most, reported
+from app.bench.timing import Request, inside_retry_after, sliding_max, steady_counts
+from app.runtime import Runtime
+from app.settings import Settings
+
+DESCRIPTION = "throttle fidelity (1 s windows) and Retry-After, two workers, FCM fake"
+WORKERS = 2
+MAX_RATIO = 1.05
+MEAN_RATIO = 0.95
+QUOTA_LATENCY = 0.05
+UNTHROTTLED = 1_000_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=int, default=2_000, help="campaign throttle, msg/s")
+    parser.add_argument(
+        "--provider",
+        choices=("apns", "fcm"),
+        default="apns",
+        help="fake for the fidelity part (the Retry-After part always uses FCM)",
+    )
+    parser.add_argument("--quota-rate", type=int, default=200, help="throttle, 429 part")
+    parser.add_argument("--seconds", type=int, default=10, help="length of the steady campaign")
+    parser.add_argument("--quota-seconds", type=float, default=1.0, help="429 period")
+    parser.add_argument("--retry-after", type=int, default=2, help="Retry-After, seconds")
+
+
+async def _until_done(runtime: Runtime, campaign_id: uuid.UUID, within: float) -> None:
+    deadline = time.monotonic() + within
+    while (status := await stack.campaign_status(runtime, campaign_id)) != "completed":
+        if status in {"paused", "killed", "cancelled"} or time.monotonic() > deadline:
+            raise RuntimeError(f"campaign {campaign_id} is {status}, not completed")
+        await asyncio.sleep(0.25)
+
+
+async def _wait_sends(fake: stack.Fake, since: int, count: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while fake.last_seq() - since < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} requests reached the fake in {within:.0f}s")
+        await asyncio.sleep(0.05)
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> dict[str, float]:
+    rate = args.rate
+    work = stack.workdir("throttle")
+    runtime = await Runtime.start(settings)
+    try:
+        await stack.empty_stores(runtime)
+        platform = "ios" if args.provider == "apns" else "android"
+        await stack.add_devices(runtime, rate * args.seconds, tag="steady", platform=platform)
+        quota_rate = args.quota_rate
+        quota_devices = int(quota_rate * (3 + args.quota_seconds + args.retry_after))
+        await stack.add_devices(runtime, quota_devices, tag="quota", platform="android")
+        with (
+            stack.fake(args.provider, work) as fake,
+            stack.workers(settings, WORKERS, work, **fake.env),
+        ):
+            await stack.workers_alive(runtime.redis, WORKERS)
+            since = fake.last_seq()
+            steady = await stack.start_campaign(runtime, tag="steady", per_second=rate)
+            await _until_done(runtime, steady, within=args.seconds * 4 + 60)
+            times = [r.start for r in fake.sends(since)]
+            # Side by side: the same audience with no throttle to speak of, to tell a missed
+            # mean caused by the throttle from one caused by what this machine can send.
+            since = fake.last_seq()
+            ceiling = await stack.start_campaign(runtime, tag="steady", per_second=UNTHROTTLED)
+            await _until_done(runtime, ceiling, within=args.seconds * 8 + 60)
+            unthrottled = [r.start for r in fake.sends(since)]
+        await stack.empty_stores(runtime, devices=False)
+        with (
+            stack.fake("fcm", work) as fake,
+            stack.workers(settings, WORKERS, work, **fake.env),
+        ):
+            await stack.workers_alive(runtime.redis, WORKERS)
+            since = fake.last_seq()
+            quota = await stack.start_campaign(runtime, tag="quota", per_second=quota_rate)
+            await _wait_sends(fake, since, quota_rate, within=60)
+            fake.add_rule(
+                error="QUOTA_EXCEEDED",
+                seconds=args.quota_seconds,
+                retry_after=args.retry_after,
+                latency=QUOTA_LATENCY,
+            )
+            await _until_done(runtime, quota, within=120)
+            quota_sends = fake.sends(since)
+    finally:
+        await runtime.close()
+    return _figures(times, unthrottled, quota_sends)
+
+
+def _figures(
+    times: list[float], unthrottled: list[float], quota_sends: list[Request]
+) -> dict[str, float]:
+    windows = steady_counts(times)
+    free = steady_counts(unthrottled)
+    if not windows or not free:
+        raise RuntimeError("a campaign was too short to have a steady window")
+    refused = [r for r in quota_sends if r.status == 429]
+    if not refused or any(r.retry_after is None for r in refused):
+        raise RuntimeError("the fake answered no 429 with Retry-After")
+    first = min(r.end for r in refused)
+    resumed = [r.start for r in quota_sends if r.start > first and r.status != 429]
+    return {
+        "sent": len(times),
+        "max": sliding_max(times),
+        "mean": sum(windows) / len(windows),
+        "min": min(windows),
+        "steady windows": len(windows),
+        "ceiling": sum(free) / len(free),
+        "refused": len(refused),
+        "inside": len(inside_retry_after(quota_sends)),
+        "first resumed": (min(resumed) - first) if resumed else float("nan"),
+    }
+
+
+def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
+    result = asyncio.run(run(settings, args))
+    rate = args.rate
+    name = f"{args.provider}, R={rate:,}/s"
+    steady = f"{int(result['steady windows'])} steady windows"
+    return [
+        reported("throttle", f"requests sent ({name}, {WORKERS} workers)", result["sent"], "req"),
+        at_most(
+            "throttle", f"max in any 1 s window ({name})", result["max"], "req", MAX_RATIO * rate
+        ),
+        at_least("throttle", f"mean of {steady}", result["mean"], "req/s", MEAN_RATIO * rate),
+        reported("throttle", f"lowest of {steady}", result["min"], "req"),
+        reported(
+            "throttle",
+            f"same audience unthrottled, steady mean ({args.provider})",
+            result["ceiling"],
+            "req/s",
+        ),
+        reported(
+            "throttle", f"429 answers (fcm, R={args.quota_rate:,}/s)", result["refused"], "req"
+        ),
+        at_most("throttle", "requests inside a Retry-After window", result["inside"], "req", 0),
+        reported(
+            "throttle", "first 429 answer to first accepted request", result["first resumed"], "s"
+        ),
+    ]
