@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import socket
 import uuid
 from collections import Counter
@@ -45,6 +46,11 @@ PUMP_BUDGET_SECONDS = 10.0
 PUMP_TIMEOUT_SECONDS = 25
 # Tries are mostly hand-backs to other workers (Retry below); this bounds them.
 SEND_MAX_TRIES = 200
+# How long a stopping worker waits for its send jobs to finish before cancelling them.
+DRAIN_SECONDS = PUMP_BUDGET_SECONDS + 5
+# A worker that lost Redis tries again after this long, doubling up to the maximum.
+RECONNECT_FIRST_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 5.0
 # A slot is held by one send job at a time through a Redis key the job keeps alive while it
 # waits or runs. A job whose worker died stops refreshing it, so the slot frees itself
 # within SLOT_TTL_SECONDS and the next tick asks for a replacement: how soon a dead
@@ -236,9 +242,65 @@ def build_worker(
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
-    async def main() -> None:
-        # arq's Worker binds to the event loop current at construction: build it in this one.
-        worker = build_worker(settings, burst=burst, handle_signals=True)
-        await worker.main()
+    asyncio.run(serve(settings, burst=burst))
 
-    asyncio.run(main())
+
+async def serve(settings: Settings, *, burst: bool = False) -> None:
+    """Run a worker until SIGTERM or SIGINT (in burst mode, until the queue is empty).
+
+    On SIGTERM the worker takes no new job and lets the send jobs in progress finish (each
+    runs at most PUMP_BUDGET_SECONDS), so a rolling restart neither re-sends nor strands a
+    leased row; what is still running after DRAIN_SECONDS is cancelled, and its rows go
+    back to the queue when their lease ends. Losing Redis does not end the process: the
+    worker is built again once Redis answers, and the reconciler (the tick) restores from
+    PostgreSQL whatever Redis lost.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    delay = RECONNECT_FIRST_SECONDS
+    while not stop.is_set():
+        # arq's Worker binds to the event loop current at construction: build it in this one.
+        worker = build_worker(settings, burst=burst)
+        running = asyncio.create_task(worker.main())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        running.cancel()  # stops polling for jobs; the jobs themselves are separate tasks
+        try:
+            await running
+            if burst:
+                stop.set()
+        except asyncio.CancelledError:
+            pass
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "lost Redis; the worker starts again once it answers", extra={"error": str(exc)}
+            )
+        else:
+            delay = RECONNECT_FIRST_SECONDS
+        # Send jobs stop by themselves (their budget, or their next failed Redis call),
+        # recording what they sent and giving back what they did not; cancelling them
+        # instead could leave sent rows on a lease, to be sent again when it ends.
+        jobs = [t for t in worker.tasks.values() if not t.done()]
+        if jobs:
+            await asyncio.wait(jobs, timeout=DRAIN_SECONDS)
+        await _close(worker)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(RECONNECT_MAX_SECONDS, delay * 2)
+
+
+async def _close(worker: Worker) -> None:
+    """Close the worker; when Redis is gone arq's own close fails before its shutdown hook,
+    so the database engine and the providers are closed here instead."""
+    try:
+        await worker.close()
+    except (RedisError, OSError):
+        wc: WorkerContext | None = worker.ctx.get("wavecast")
+        if wc is not None:
+            with contextlib.suppress(Exception):
+                await wc.providers.aclose()
+            with contextlib.suppress(Exception):
+                await wc.runtime.close()
