@@ -8,11 +8,12 @@ every job is safe to run twice (the ledger's leases and unique rows make it so).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
+import signal
 import socket
-import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from arq import cron
 from arq.connections import ArqRedis
 from arq.worker import Retry, Worker, func
+from redis.exceptions import RedisError
 
 from app.campaigns.control import Control, provider_scope
 from app.delivery.sender import PumpReport, SenderDeps, pump
@@ -30,24 +32,41 @@ from workers.context import WorkerContext
 from workers.providers import build_providers
 
 QUEUE = "wavecast:queue"
-HEARTBEAT_TTL = 30
+# A worker announces itself every HEARTBEAT_EVERY seconds; one that stops (a crash, a
+# SIGKILL) drops out of the fair-share count HEARTBEAT_TTL seconds later at most. Until
+# then the live workers each take a smaller share of a campaign's send jobs than they
+# could, so the TTL is short: a few missed beats, not half a minute.
+HEARTBEAT_EVERY = 1
+HEARTBEAT_TTL = 5
 # Concurrent send jobs per campaign across all workers: enough to overlap provider latency,
 # few enough that the throttle, not contention, sets the pace.
 PUMPS_PER_CAMPAIGN = 4
-# A send job runs at most this long, then the next tick asks for a fresh one. Short, so a
-# job whose worker died holds its slot (arq's in-progress key) only briefly.
+# A send job runs at most this long, then the next tick asks for a fresh one.
 PUMP_BUDGET_SECONDS = 10.0
 PUMP_TIMEOUT_SECONDS = 25
+# Tries are mostly hand-backs to other workers (Retry below); this bounds them.
+SEND_MAX_TRIES = 200
+# How long a stopping worker waits for its send jobs to finish before cancelling them.
+DRAIN_SECONDS = PUMP_BUDGET_SECONDS + 5
+# A worker that lost Redis tries again after this long, doubling up to the maximum.
+RECONNECT_FIRST_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 5.0
+# A slot is held by one send job at a time through a Redis key the job keeps alive while it
+# waits or runs. A job whose worker died stops refreshing it, so the slot frees itself
+# within SLOT_TTL_SECONDS and the next tick asks for a replacement: how soon a dead
+# worker's rows are sent again is set by their lease, not by the queue.
+SLOT_TTL_SECONDS = 3
+SLOT_REFRESH_SECONDS = 1.0
 
 log = logging.getLogger("wavecast.worker")
 
 
-def window(now: float) -> int:
-    return int(now // PUMP_BUDGET_SECONDS)
+def slot_key(campaign_id: uuid.UUID | str, slot: int) -> str:
+    return f"wavecast:pump:{campaign_id}:{slot}"
 
 
-def send_job_id(campaign_id: uuid.UUID | str, slot: int, now: float) -> str:
-    return f"send:{campaign_id}:{slot}:{window(now)}"
+def heartbeat_key(worker_id: str) -> str:
+    return f"wavecast:worker:{worker_id}"
 
 
 async def live_workers(redis: ArqRedis) -> int:
@@ -62,46 +81,72 @@ _running: Counter[str] = Counter()
 
 
 async def enqueue_pumps(redis: ArqRedis, campaign_ids: list[uuid.UUID]) -> int:
-    """Ask for send jobs. Ids are deterministic per slot and time window: within a window a
-    queued or running job is not duplicated; a job lost with Redis, or held by a dead worker,
-    is replaced in the next window. Overlapping jobs are harmless: rows are leased."""
+    """Ask for a send job for every free slot of every sendable campaign.
+
+    A slot is taken (SET NX) before its job is queued, so a slot never has two jobs asked
+    for at once; a job whose slot was taken over meanwhile steps aside when it starts.
+    Overlapping jobs would be harmless anyway: rows are leased."""
     queued = 0
-    now = time.time()
     for campaign_id in campaign_ids:
         for slot in range(PUMPS_PER_CAMPAIGN):
+            job_id = f"send:{campaign_id}:{slot}:{uuid.uuid4().hex[:12]}"
+            if not await redis.set(
+                slot_key(campaign_id, slot), job_id, nx=True, ex=SLOT_TTL_SECONDS
+            ):
+                continue
             job = await redis.enqueue_job(
-                "send_campaign",
-                str(campaign_id),
-                slot,
-                window(now),
-                _job_id=send_job_id(campaign_id, slot, now),
-                _queue_name=QUEUE,
+                "send_campaign", str(campaign_id), slot, _job_id=job_id, _queue_name=QUEUE
             )
             queued += job is not None
     return queued
 
 
-async def send_campaign(
-    ctx: dict[str, Any], campaign_id: str, slot: int, job_window: int
-) -> dict[str, Any]:
+async def _holds_slot(redis: ArqRedis, key: str, job_id: str) -> bool:
+    """Refresh the slot's key if this job still holds it."""
+    held = await redis.get(key)
+    if held is None or held.decode() != job_id:
+        return False
+    await redis.expire(key, SLOT_TTL_SECONDS)
+    return True
+
+
+async def _keep_slot(redis: ArqRedis, key: str, job_id: str) -> None:
+    while True:
+        if not await _holds_slot(redis, key, job_id):
+            return
+        await asyncio.sleep(SLOT_REFRESH_SECONDS)
+
+
+async def send_campaign(ctx: dict[str, Any], campaign_id: str, slot: int) -> dict[str, Any]:
     """Send a campaign's claimable rows for up to PUMP_BUDGET_SECONDS.
 
     A worker runs at most its share of a campaign's send jobs (⌈slots / live workers⌉) and
     hands the rest back to the queue, so every worker takes part in a large campaign.
     """
-    if job_window < window(time.time()) - 1:
-        return {"skipped": "a newer job has replaced this one"}
     wc = WorkerContext.of(ctx)
-    share = math.ceil(PUMPS_PER_CAMPAIGN / await live_workers(wc.runtime.redis))
+    redis = wc.runtime.redis
+    job_id: str = ctx["job_id"]
+    key = slot_key(campaign_id, slot)
+    if not await _holds_slot(redis, key, job_id):
+        return {"skipped": "another job holds this slot"}
+    share = math.ceil(PUMPS_PER_CAMPAIGN / await live_workers(redis))
     if _running[campaign_id] >= share:
         raise Retry(defer=0.2)
     _running[campaign_id] += 1
+    keeper = asyncio.create_task(_keep_slot(redis, key, job_id))
     try:
         report: PumpReport = await pump(
             wc.sender, uuid.UUID(campaign_id), budget_seconds=PUMP_BUDGET_SECONDS
         )
     finally:
         _running[campaign_id] -= 1
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RedisError):
+            await keeper
+        # Free the slot now, unless a newer job holds it.
+        with contextlib.suppress(RedisError):
+            if await _holds_slot(redis, key, job_id):
+                await redis.delete(key)
     return {"sent": report.sent, "batches": report.batches, "stopped": report.stopped_because}
 
 
@@ -115,7 +160,7 @@ async def tick(ctx: dict[str, Any]) -> None:
 async def heartbeat(ctx: dict[str, Any]) -> None:
     """Announce this worker as alive; operators read the set of live workers."""
     wc = WorkerContext.of(ctx)
-    await wc.runtime.redis.set(f"wavecast:worker:{wc.worker_id}", "alive", ex=HEARTBEAT_TTL)
+    await wc.runtime.redis.set(heartbeat_key(wc.worker_id), "alive", ex=HEARTBEAT_TTL)
 
 
 def build_worker(
@@ -149,19 +194,20 @@ def build_worker(
     async def shutdown(ctx: dict[str, Any]) -> None:
         wc: WorkerContext | None = ctx.get("wavecast")
         if wc is not None:
+            # Leave the fair-share count at once: the other workers take over this share.
+            with contextlib.suppress(RedisError):
+                await wc.runtime.redis.delete(heartbeat_key(wc.worker_id))
             await wc.providers.aclose()
             await wc.runtime.close()
 
     every_second = set(range(60))
     return Worker(
         functions=[
-            # Tries are mostly hand-backs to other workers (Retry above); a job is still
-            # bounded by its time window.
             func(
                 send_campaign,
                 name="send_campaign",
                 keep_result=0,
-                max_tries=200,
+                max_tries=SEND_MAX_TRIES,
                 timeout=PUMP_TIMEOUT_SECONDS,
             )
         ],
@@ -178,7 +224,7 @@ def build_worker(
             cron(
                 heartbeat,
                 name="heartbeat",
-                second=set(range(0, 60, 10)),
+                second=set(range(0, 60, HEARTBEAT_EVERY)),
                 run_at_startup=True,
                 keep_result=0,
             ),
@@ -196,9 +242,65 @@ def build_worker(
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
-    async def main() -> None:
-        # arq's Worker binds to the event loop current at construction: build it in this one.
-        worker = build_worker(settings, burst=burst, handle_signals=True)
-        await worker.main()
+    asyncio.run(serve(settings, burst=burst))
 
-    asyncio.run(main())
+
+async def serve(settings: Settings, *, burst: bool = False) -> None:
+    """Run a worker until SIGTERM or SIGINT (in burst mode, until the queue is empty).
+
+    On SIGTERM the worker takes no new job and lets the send jobs in progress finish (each
+    runs at most PUMP_BUDGET_SECONDS), so a rolling restart neither re-sends nor strands a
+    leased row; what is still running after DRAIN_SECONDS is cancelled, and its rows go
+    back to the queue when their lease ends. Losing Redis does not end the process: the
+    worker is built again once Redis answers, and the reconciler (the tick) restores from
+    PostgreSQL whatever Redis lost.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    delay = RECONNECT_FIRST_SECONDS
+    while not stop.is_set():
+        # arq's Worker binds to the event loop current at construction: build it in this one.
+        worker = build_worker(settings, burst=burst)
+        running = asyncio.create_task(worker.main())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        running.cancel()  # stops polling for jobs; the jobs themselves are separate tasks
+        try:
+            await running
+            if burst:
+                stop.set()
+        except asyncio.CancelledError:
+            pass
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "lost Redis; the worker starts again once it answers", extra={"error": str(exc)}
+            )
+        else:
+            delay = RECONNECT_FIRST_SECONDS
+        # Send jobs stop by themselves (their budget, or their next failed Redis call),
+        # recording what they sent and giving back what they did not; cancelling them
+        # instead could leave sent rows on a lease, to be sent again when it ends.
+        jobs = [t for t in worker.tasks.values() if not t.done()]
+        if jobs:
+            await asyncio.wait(jobs, timeout=DRAIN_SECONDS)
+        await _close(worker)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(RECONNECT_MAX_SECONDS, delay * 2)
+
+
+async def _close(worker: Worker) -> None:
+    """Close the worker; when Redis is gone arq's own close fails before its shutdown hook,
+    so the database engine and the providers are closed here instead."""
+    try:
+        await worker.close()
+    except (RedisError, OSError):
+        wc: WorkerContext | None = worker.ctx.get("wavecast")
+        if wc is not None:
+            with contextlib.suppress(Exception):
+                await wc.providers.aclose()
+            with contextlib.suppress(Exception):
+                await wc.runtime.close()

@@ -452,6 +452,23 @@ async def counts_by_wave(
     return counts
 
 
+async def failed_since(
+    session: AsyncSession, campaign_id: uuid.UUID, wave: int, since: datetime
+) -> int:
+    """Rows of a wave that failed permanently at or after `since`."""
+    query = (
+        select(func.count())
+        .select_from(_delivery)
+        .where(
+            _delivery.c.campaign_id == campaign_id,
+            _delivery.c.wave == wave,
+            _delivery.c.status == DeliveryStatus.failed.value,
+            _delivery.c.updated_at >= since,
+        )
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
 async def open_in_wave(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> int:
     query = (
         select(func.count())

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,6 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.audiences.rules import RuleErrors
 from app.audiences.service import audience_filter
 from app.audit import service as audit
+from app.audit.models import AuditEvent
 from app.auth.principal import SYSTEM
 from app.campaigns import service as campaigns
 from app.campaigns.control import Control, throttle_scope
@@ -167,6 +169,12 @@ async def _step(
         wave = waves[current]
         if wave.status == WaveStatus.sending:
             counts = (await ledger.counts_by_wave(session, campaign.id)).get(current, {})
+            resumed_at = await _last_resume(session, campaign.id)
+            if resumed_at is not None and wave.released_at and resumed_at > wave.released_at:
+                # An operator who resumes a paused wave has seen its failures so far: the
+                # guardrail judges what failed since, or it would trip again at once.
+                failed = await ledger.failed_since(session, campaign.id, current, resumed_at)
+                counts = {**counts, "failed": failed}
             tripped = _guardrail(campaign, counts)
             if tripped:
                 _pause(session, campaign, tripped, now)
@@ -213,6 +221,16 @@ async def _step(
         _pause(session, campaign, reason, now)
         return "paused", reason
     return "released", str(added)
+
+
+async def _last_resume(session: AsyncSession, campaign_id: uuid.UUID) -> datetime | None:
+    query = select(func.max(col(AuditEvent.occurred_at))).where(
+        col(AuditEvent.subject_type) == "campaign",
+        col(AuditEvent.subject_id) == str(campaign_id),
+        col(AuditEvent.action) == f"campaign.{CampaignAction.resume.value}",
+    )
+    last: datetime | None = (await session.exec(query)).first()
+    return last
 
 
 def _guardrail(campaign: Campaign, counts: dict[str, int]) -> str | None:
