@@ -1,7 +1,7 @@
 """Benchmarks: `wavecast bench <scenario>` or `wavecast bench all`, one table of figures.
 
 Each scenario is a module with `DESCRIPTION`, `add_arguments(parser)` and
-`run(settings, args) -> list[Figure]` (see `report`). The command exits 1 when any figure
+`run_scenario(settings, args) -> list[Figure]` (see `report`). The command exits 1 when any figure
 misses its target.
 """
 
