@@ -36,8 +36,14 @@ async def sign_in(page: Any, key: str) -> None:
 
 
 async def no_horizontal_scroll(page: Any) -> None:
+    await page.wait_for_load_state("load")  # measured with the stylesheet applied
     width = await page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 375, f"{page.url} is {width} px wide on a 375 px screen"
+    wide = await page.evaluate(
+        "Array.from(document.querySelectorAll('body *'))"
+        ".filter(e => e.getBoundingClientRect().right > 375 && !e.closest('.scroll'))"
+        ".map(e => e.tagName + '.' + e.className).join(', ')"
+    )
+    assert width <= 375, f"{page.url} is {width} px wide on a 375 px screen: {wide}"
 
 
 async def test_sign_in(browser_page: Any, make_key: KeyMaker) -> None:
