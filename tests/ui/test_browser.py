@@ -141,6 +141,9 @@ async def test_create_watch_waves_and_kill_with_a_reason(
         first = int(await wave.text_content() or "0")
         await shot(page, "05-campaign-running")
         await expect(wave).to_have_text(str(first + 1), timeout=60_000)
+        # A running campaign is offered pause, not start.
+        await expect(page.locator("#action-start")).to_be_hidden()
+        await expect(page.locator("#action-pause")).to_be_visible()
         await expect(page.locator("#send-rate")).to_have_text(re.compile(r"/ s$"))
         assert await page.evaluate("window.__sameDocument === true")
         await expect(page.locator("#campaign-status")).to_have_text("running")
@@ -155,7 +158,8 @@ async def test_create_watch_waves_and_kill_with_a_reason(
         await expect(kill_row).to_contain_text("wrong audience")
         await expect(kill_row).to_contain_text("key:")
         # A killed campaign offers no more actions.
-        await expect(page.locator("#action-kill")).to_have_count(0)
+        await expect(page.locator("#action-kill")).to_be_hidden()
+        await expect(page.locator("#no-actions")).to_contain_text("killed")
         await no_horizontal_scroll(page)
         await shot(page, "06-campaign-killed")
 
