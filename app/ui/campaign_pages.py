@@ -298,6 +298,7 @@ async def campaign_action(
     single, _ = await read_form(request)
     reason = single.get("reason", "").strip() or None
     error: str | None = None
+    status_code = 422
     if single.get("confirm") != "yes":
         error = f"{action}: tick the confirmation box to {action} this campaign"
     elif action == "kill" and reason is None:
@@ -311,8 +312,11 @@ async def campaign_action(
             if problem.status in (401, 403, 404):
                 raise
             error = f"{action}: {problem.detail}"
+            status_code = problem.status
     if error is None:
         return see_other(f"/ui/campaigns/{campaign_id}")
     async with unit_of_work(runtime.sessionmaker) as session:
         context = await _campaign_context(session, campaign_id)
-    return page(request, "campaign.html", status_code=409, op=op, action_error=error, **context)
+    return page(
+        request, "campaign.html", status_code=status_code, op=op, action_error=error, **context
+    )

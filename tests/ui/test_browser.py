@@ -36,8 +36,14 @@ async def sign_in(page: Any, key: str) -> None:
 
 
 async def no_horizontal_scroll(page: Any) -> None:
+    await page.wait_for_load_state("load")  # measured with the stylesheet applied
     width = await page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 375, f"{page.url} is {width} px wide on a 375 px screen"
+    wide = await page.evaluate(
+        "Array.from(document.querySelectorAll('body *'))"
+        ".filter(e => e.getBoundingClientRect().right > 375 && !e.closest('.scroll'))"
+        ".map(e => e.tagName + '.' + e.className).join(', ')"
+    )
+    assert width <= 375, f"{page.url} is {width} px wide on a 375 px screen: {wide}"
 
 
 async def test_sign_in(browser_page: Any, make_key: KeyMaker) -> None:
@@ -135,6 +141,9 @@ async def test_create_watch_waves_and_kill_with_a_reason(
         first = int(await wave.text_content() or "0")
         await shot(page, "05-campaign-running")
         await expect(wave).to_have_text(str(first + 1), timeout=60_000)
+        # A running campaign is offered pause, not start.
+        await expect(page.locator("#action-start")).to_be_hidden()
+        await expect(page.locator("#action-pause")).to_be_visible()
         await expect(page.locator("#send-rate")).to_have_text(re.compile(r"/ s$"))
         assert await page.evaluate("window.__sameDocument === true")
         await expect(page.locator("#campaign-status")).to_have_text("running")
@@ -149,7 +158,8 @@ async def test_create_watch_waves_and_kill_with_a_reason(
         await expect(kill_row).to_contain_text("wrong audience")
         await expect(kill_row).to_contain_text("key:")
         # A killed campaign offers no more actions.
-        await expect(page.locator("#action-kill")).to_have_count(0)
+        await expect(page.locator("#action-kill")).to_be_hidden()
+        await expect(page.locator("#no-actions")).to_contain_text("killed")
         await no_horizontal_scroll(page)
         await shot(page, "06-campaign-killed")
 

@@ -233,7 +233,7 @@ async def test_kill_needs_a_reason_and_a_confirmation(
     token = await sign_in(client, await make_key(Scope.kill, Scope.campaigns_read))
     url = f"/ui/campaigns/{campaign_id}/kill"
     unconfirmed = await client.post(url, data={"csrf": token, "reason": "wrong audience"})
-    assert unconfirmed.status_code == 409
+    assert unconfirmed.status_code == 422
     assert "tick the confirmation box" in unconfirmed.text
     no_reason = await client.post(url, data={"csrf": token, "confirm": "yes", "reason": "  "})
     assert "a reason is required" in no_reason.text
@@ -278,3 +278,20 @@ async def test_page_token_matches_the_session(
     page = await client.get("/ui/audit")
     assert page_token(page.text) == token
     assert page.headers["cache-control"] == "no-store"
+
+
+async def test_errors_under_ui_are_pages_and_the_api_keeps_problem_json(
+    client: httpx.AsyncClient, make_key: KeyMaker
+) -> None:
+    key = await make_key(Scope.campaigns_read)
+    await sign_in(client, key)
+    for path in (f"/ui/campaigns/{uuid.uuid4()}", "/ui/campaigns/not-an-id", "/ui/nowhere"):
+        answer = await client.get(path)
+        assert answer.status_code == 404, path
+        assert answer.headers["content-type"].startswith("text/html"), path
+    api = await client.get(f"/v1/campaigns/{uuid.uuid4()}", headers=bearer(key))
+    assert api.status_code == 404
+    assert api.headers["content-type"].startswith("application/problem+json")
+    invalid = await client.get("/v1/campaigns/not-an-id", headers=bearer(key))
+    assert invalid.status_code == 422
+    assert invalid.json()["errors"][0]["field"] == "path.campaign_id"

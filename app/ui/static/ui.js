@@ -230,6 +230,22 @@
       return { sent: Number(body.getAttribute("data-sent")), at: Date.now(), terminal: body.getAttribute("data-terminal") === "true" };
     }
 
+    // The action forms stay outside the refreshed part (a reason being typed survives);
+    // only the ones the campaign's state allows now are shown.
+    function showActions() {
+      var body = document.getElementById("live-body");
+      if (!body) return;
+      var allowed = (body.getAttribute("data-available") || "").split(" ").filter(Boolean);
+      document.querySelectorAll("form[data-action]").forEach(function (form) {
+        form.hidden = allowed.indexOf(form.getAttribute("data-action")) < 0;
+      });
+      var none = document.getElementById("no-actions");
+      if (none) {
+        none.hidden = allowed.length > 0;
+        none.querySelector("[data-status-text]").textContent = body.getAttribute("data-status");
+      }
+    }
+
     function tick() {
       fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } }).then(function (response) {
         if (response.redirected || response.status === 401) { signInAgain(); return null; }
@@ -238,6 +254,7 @@
       }).then(function (html) {
         if (html === null || html === undefined) { setTimeout(tick, 3000); return; }
         live.innerHTML = html;
+        showActions();
         var now = measure();
         if (now && last && now.at > last.at) {
           var perSecond = Math.max(0, (now.sent - last.sent) * 1000 / (now.at - last.at));
