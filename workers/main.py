@@ -150,11 +150,20 @@ async def send_campaign(ctx: dict[str, Any], campaign_id: str, slot: int) -> dic
     return {"sent": report.sent, "batches": report.batches, "stopped": report.stopped_because}
 
 
+# arq starts the cron tick every second whether or not the last one has ended. A tick that
+# releases a large wave or counts a large ledger can take seconds: without this, ticks pile
+# up, queue behind each other's row locks and hold the job slots send jobs need.
+_ticking = asyncio.Lock()
+
+
 async def tick(ctx: dict[str, Any]) -> None:
     """Advance every campaign one step, reclaim dead leases, re-sync Redis, ask for sends."""
-    wc = WorkerContext.of(ctx)
-    report = await engine.tick(wc.runtime.sessionmaker, wc.control, wc.runtime.settings)
-    await enqueue_pumps(wc.runtime.redis, report.sendable)
+    if _ticking.locked():
+        return
+    async with _ticking:
+        wc = WorkerContext.of(ctx)
+        report = await engine.tick(wc.runtime.sessionmaker, wc.control, wc.runtime.settings)
+        await enqueue_pumps(wc.runtime.redis, report.sendable)
 
 
 async def heartbeat(ctx: dict[str, Any]) -> None:

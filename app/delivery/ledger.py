@@ -29,7 +29,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    union_all,
     update,
 )
 from sqlmodel import col
@@ -46,10 +45,11 @@ _delivery = Delivery.__table__  # type: ignore[attr-defined]
 _device = Device.__table__  # type: ignore[attr-defined]
 
 
-def order_key(rotation: int, bucket: ColumnElement[int] | None = None) -> ColumnElement[int]:
+def order_key(rotation: int) -> ColumnElement[int]:
     """The campaign's send order (app.rollout.bucketing.order_key, in SQL)."""
-    bucket = _device.c.bucket if bucket is None else bucket
-    key: ColumnElement[int] = (bucket + literal(BUCKET_SPACE - rotation)) % literal(BUCKET_SPACE)
+    key: ColumnElement[int] = (_device.c.bucket + literal(BUCKET_SPACE - rotation)) % literal(
+        BUCKET_SPACE
+    )
     return key
 
 
@@ -84,31 +84,18 @@ async def add_wave_members(
     already = exists().where(
         and_(_delivery.c.campaign_id == campaign_id, _delivery.c.device_id == _device.c.id)
     )
-    # Ascending order key is ascending (bucket < rotation, bucket): the devices at or after
-    # the rotation point, then the wrapped-around rest (app.rollout.bucketing.order_key).
-    # Each half is read in bucket order from the (status, bucket) index and stops after
-    # `count` rows, instead of sorting the whole audience by the expression.
-    halves = [
-        select(_device.c.id, _device.c.bucket)
-        .where(audience, ~already, half)
-        .order_by(_device.c.bucket, _device.c.id)
-        .limit(count)
-        .subquery()
-        for half in (_device.c.bucket >= rotation, _device.c.bucket < rotation)
-    ]
-    # Each half a subquery of its own: SQLite refuses ORDER BY / LIMIT inside a UNION.
-    candidates = union_all(*(select(h.c.id, h.c.bucket) for h in halves)).subquery()
     members = (
         select(
             literal(campaign_id, type_=_delivery.c.campaign_id.type),
-            candidates.c.id,
+            _device.c.id,
             literal(wave),
             literal(DeliveryStatus.queued.value),
             literal(0),
             literal(now, type_=_delivery.c.created_at.type),
             literal(now, type_=_delivery.c.updated_at.type),
         )
-        .order_by(order_key(rotation, candidates.c.bucket), candidates.c.id)
+        .where(audience, ~already)
+        .order_by(order_key(rotation), _device.c.id)
         .limit(count)
     )
     stmt = insert(_delivery).from_select(
