@@ -27,6 +27,7 @@ from app.delivery.providers.base import Batch, Message, Provider, ResultKind, Se
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 CONCURRENCY = 1000
+MAX_CONNECTIONS = 4
 
 # Apple's reasons (SPEC §3): what each answer means for the delivery.
 ERRORS: Mapping[str, ResultKind] = {
@@ -99,7 +100,7 @@ def _client(
         topic=credentials.topic,
         use_sandbox=sandbox,
         ssl_context=context,
-        max_connections=4,
+        max_connections=MAX_CONNECTIONS,
     )
     if url:
         # aioapns fixes the host and port on its protocol class; a subclass points it elsewhere.

@@ -13,21 +13,31 @@ here rather than worked around in the sender:
 from __future__ import annotations
 
 import asyncio
+import copy
+import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import firebase_admin
+import httpx
 from firebase_admin import _http_client, credentials, exceptions, messaging
 from firebase_admin._retry import HttpxRetry
+from google.auth.transport import requests as google_auth_requests
 
 from app.delivery.payloads import fcm_message
 from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
 
 MAX_BATCH = 500
 REQUEST_TIMEOUT_SECONDS = 10
+POOL_TIMEOUT_SECONDS = 20
+LANES = 2
+# HTTP/2 carries many requests a connection (FCM allows 100 streams, so 1,000 requests in
+# flight need ~10); over HTTP/1.1 (plain-http emulators) it is one request a connection.
+MAX_CONNECTIONS = 100
+_AUTH_ATTEMPTS = 3
 
 # The error taxonomy for FCM (SPEC §3): what each answer means for the delivery.
 ERRORS: Mapping[type[exceptions.FirebaseError], tuple[ResultKind, str]] = {
@@ -116,6 +126,60 @@ def _message(
     )
 
 
+class _CredentialAuth(httpx.Auth):
+    """firebase-admin's GoogleAuthCredentialFlow with one google-auth transport per process:
+    the library's flow builds a new `requests.Session` for every request it signs."""
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+        self._transport = google_auth_requests.Request()
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        original = request.headers.copy()
+        for attempt in range(_AUTH_ATTEMPTS):
+            request.headers = original.copy()
+            # Refreshes an expired access token first (a blocking call, once an hour).
+            self._credential.before_request(
+                self._transport, request.method, str(request.url), request.headers
+            )
+            response = yield request
+            if response.status_code != 401 or attempt == _AUTH_ATTEMPTS - 1:
+                return
+            self._credential.refresh(self._transport)
+
+
+def http_client(credential: Any) -> _http_client.HttpxAsyncClient:
+    """firebase-admin's async client with its retries off and a pool sized for our load.
+
+    The library mounts a retrying transport (500/503 up to four times, Retry-After ignored)
+    with httpx's default pool: its retries would stack on the sender's, and at most 20 idle
+    connections are kept, so a burst of calls reconnects most of its connections each time.
+    Here: no retries (the sender retries, bounded, honouring Retry-After); a pool that keeps
+    every connection it opens; a pool wait bounded separately from the request, so a request
+    that never left the process reads as DEADLINE_EXCEEDED only after PROVIDER_TIMEOUT-ish.
+    """
+    client = _http_client.HttpxAsyncClient(
+        credential=credential,
+        timeout=REQUEST_TIMEOUT_SECONDS,
+        retry_config=HttpxRetry(max_retries=0),
+    )
+    transport = httpx.AsyncHTTPTransport(
+        http2=True,
+        retries=0,
+        limits=httpx.Limits(
+            max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+        ),
+    )
+    client._async_client = httpx.AsyncClient(
+        http2=True,
+        timeout=httpx.Timeout(REQUEST_TIMEOUT_SECONDS, pool=POOL_TIMEOUT_SECONDS),
+        headers=client._headers,
+        auth=_CredentialAuth(credential),
+        transport=transport,
+    )
+    return client
+
+
 class FcmProvider(Provider):
     name = "fcm"
 
@@ -132,16 +196,18 @@ class FcmProvider(Provider):
             service._fcm_url = (
                 f"{endpoint.rstrip('/')}/v1/projects/{self._app.project_id}/messages:send"
             )
-        service._async_client = _http_client.HttpxAsyncClient(
-            credential=service._credential,
-            timeout=REQUEST_TIMEOUT_SECONDS,
-            retry_config=HttpxRetry(max_retries=0),
-        )
-        self._service = service
-        # One call (up to 500 requests) in flight per process: more only queue on the client's
-        # 100-connection pool until they time out. Send loops still overlap: while one sends,
-        # the others claim and record in the database.
-        self._one_call = asyncio.Semaphore(1)
+        # LANES copies of the library's messaging service, each with a client (a connection
+        # pool) of its own, each carrying one send_each_async call at a time. Several calls
+        # keep requests flowing while one call waits for its slowest answer; one pool per
+        # call keeps each pool's queue at one call's size (httpcore scans its whole queue on
+        # every request it assigns, so the cost per request grows with what shares a pool).
+        self._lanes: asyncio.Queue[Any] = asyncio.Queue()
+        self._services = []
+        for _ in range(LANES):
+            lane = copy.copy(service)
+            lane._async_client = http_client(service._credential)
+            self._services.append(lane)
+            self._lanes.put_nowait(lane)
 
     @property
     def project_id(self) -> str:
@@ -149,18 +215,41 @@ class FcmProvider(Provider):
         return project
 
     async def send(self, batch: Batch) -> list[SendResult]:
-        results: list[SendResult] = []
-        for start in range(0, len(batch.messages), MAX_BATCH):
-            results += await self._send_chunk(batch, batch.messages[start : start + MAX_BATCH])
-        return results
+        chunks = [
+            batch.messages[start : start + MAX_BATCH]
+            for start in range(0, len(batch.messages), MAX_BATCH)
+        ]
+        answers = await asyncio.gather(*(self._send_chunk(batch, chunk) for chunk in chunks))
+        return [result for answer in answers for result in answer]
+
+    def build(self, batch: Batch, chunk: Sequence[Message]) -> list[messaging.Message]:
+        """One typed message per device; the content is mapped once per locale, then copied
+        with each device's token."""
+        started = time.perf_counter()
+        templates: dict[str | None, messaging.Message] = {}
+        built = []
+        for m in chunk:
+            template = templates.get(m.locale)
+            if template is None:
+                template = templates[m.locale] = to_message(
+                    fcm_message(batch.content, m.locale), ""
+                )
+            message = copy.copy(template)
+            message.token = m.token
+            built.append(message)
+        self.payload_seconds += time.perf_counter() - started
+        return built
 
     async def _send_chunk(self, batch: Batch, chunk: Sequence[Message]) -> list[SendResult]:
-        built = [to_message(fcm_message(batch.content, m.locale), m.token) for m in chunk]
+        built = self.build(batch, chunk)
+        lane = await self._lanes.get()
         try:
-            async with self._one_call:
-                answer = await messaging.send_each_async(built, app=self._app)
+            # What messaging.send_each_async(built, app=...) runs, on this lane's client.
+            answer = await lane.send_each_async(built, dry_run=False)
         except exceptions.FirebaseError as error:
             return [classify(m.delivery_id, error) for m in chunk]
+        finally:
+            self._lanes.put_nowait(lane)
         results = []
         for message, response in zip(chunk, answer.responses, strict=True):
             if response.success:
@@ -172,7 +261,8 @@ class FcmProvider(Provider):
         return results
 
     async def aclose(self) -> None:
-        await self._service._async_client.aclose()
+        for lane in self._services:
+            await lane._async_client.aclose()
         # firebase-admin closes its services with asyncio.run(), which cannot run inside this
         # event loop; the client it would close is already closed above.
         await asyncio.to_thread(firebase_admin.delete_app, self._app)
