@@ -5,8 +5,19 @@ refuses provider tokens refreshed too often. An iOS token goes only to the host 
 `apns_environment`. Traps of the library handled here:
 - it has no request timeout: every request is bounded by `REQUEST_TIMEOUT_SECONDS`;
 - it reports refusals as results and never raises: each result is classified by ERRORS;
-- on a dropped connection it re-sends the request by itself, so a timeout can hide a
-  request Apple did receive; the ledger keeps that to at most one duplicate per request.
+- its HTTP/2 bookkeeping leaks flow-control credit (a connection stalls after ~1,200
+  refusals), stream entries (one per 200), and channels (timeouts, resets): the connections
+  run `apns_protocol.ApnsProtocol` instead, which closes each of those;
+- on a dropped connection its pool silently re-sends the request, up to five times, on top of
+  our own retries: the pool here makes one attempt, and a drop comes back as a `connection`
+  retry the sender schedules (bounded, backed off). A request lost with its connection may
+  have reached Apple, so that retry can duplicate it — at most once per attempt, never
+  silently: the ledger counts the attempt;
+- its results carry no headers, so a Retry-After from Apple is invisible. Instead: a refused
+  row retries with the sender's exponential backoff (2 s doubling to 5 min, ±20 %, at most
+  `max_attempts`), and 503 ServiceUnavailable/Shutdown — the service, not one device, is
+  down — also pauses every APNs send for `UNAVAILABLE_PAUSE_SECONDS` (reported as that
+  result's retry-after, which the sender applies provider-wide).
 """
 
 from __future__ import annotations
@@ -20,14 +31,20 @@ from urllib.parse import urlsplit
 
 from aioapns import APNs, NotificationRequest, PushType
 from aioapns.common import NotificationResult
-from aioapns.connection import APNsProductionClientProtocol
+from aioapns.connection import APNsDevelopmentClientProtocol, APNsProductionClientProtocol
+from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
+from aioapns.exceptions import ConnectionError as ApnsConnectionError
 
 from app.delivery.payloads import apns_payload
+from app.delivery.providers.apns_protocol import ApnsProtocol
 from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 CONCURRENCY = 1000
 MAX_CONNECTIONS = 4
+UNAVAILABLE_PAUSE_SECONDS = 5.0
+# The service itself is down: every sender waits, not only this device's row.
+_SERVICE_DOWN = frozenset({"ServiceUnavailable", "Shutdown", "503"})
 
 # Apple's reasons (SPEC §3): what each answer means for the delivery.
 ERRORS: Mapping[str, ResultKind] = {
@@ -77,7 +94,14 @@ def classify(delivery_id: int, result: NotificationResult) -> SendResult:
         return SendResult(delivery_id, ResultKind.sent, message_id=result.notification_id)
     reason = result.description or f"HTTP {result.status}"
     kind = ERRORS.get(reason) or _BY_STATUS.get(str(result.status), ResultKind.failed)
-    return SendResult(delivery_id, kind, error_code=reason, detail=f"APNs {result.status} {reason}")
+    down = reason in _SERVICE_DOWN or str(result.status) in _SERVICE_DOWN
+    return SendResult(
+        delivery_id,
+        kind,
+        error_code=reason,
+        detail=f"APNs {result.status} {reason}",
+        retry_after=UNAVAILABLE_PAUSE_SECONDS if down else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -101,15 +125,20 @@ def _client(
         use_sandbox=sandbox,
         ssl_context=context,
         max_connections=MAX_CONNECTIONS,
+        # One attempt: the library's re-sends on a dropped connection would be invisible.
+        max_connection_attempts=1,
     )
-    if url:
-        # aioapns fixes the host and port on its protocol class; a subclass points it elsewhere.
-        parts = urlsplit(url)
-        client.pool.protocol_class = type(
-            "ApnsOverride",
-            (APNsProductionClientProtocol,),
-            {"APNS_SERVER": parts.hostname, "APNS_PORT": parts.port or 443},
-        )
+    # aioapns fixes the host and port on its protocol class; a subclass of ours sets them.
+    default = APNsDevelopmentClientProtocol if sandbox else APNsProductionClientProtocol
+    parts = urlsplit(url) if url else None
+    client.pool.protocol_class = type(
+        "ApnsSandbox" if sandbox else "ApnsProduction",
+        (ApnsProtocol,),
+        {
+            "APNS_SERVER": parts.hostname if parts else default.APNS_SERVER,
+            "APNS_PORT": (parts.port or 443) if parts else 443,
+        },
+    )
     return client
 
 
@@ -168,12 +197,18 @@ class ApnsProvider(Provider):
                     error_code="timeout",
                     detail=f"no answer from APNs within {REQUEST_TIMEOUT_SECONDS:.0f}s",
                 )
-            except (ConnectionError, OSError) as exc:
+            except (
+                MaxAttemptsExceeded,
+                ConnectionClosed,
+                ApnsConnectionError,
+                ConnectionError,
+                OSError,
+            ) as exc:
                 return SendResult(
                     message.delivery_id,
                     ResultKind.retry,
                     error_code="connection",
-                    detail=f"APNs connection failed: {exc}",
+                    detail=f"APNs connection failed or dropped: {type(exc).__name__} {exc}",
                 )
         return classify(message.delivery_id, result)
 
