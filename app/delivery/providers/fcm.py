@@ -8,6 +8,8 @@ here rather than worked around in the sender:
 - its base URL is fixed to Google's; `WAVECAST_FCM_ENDPOINT` replaces it (emulators, the
   protocol fake), while the service-account JSON's own `token_uri` decides where the OAuth2
   exchange goes.
+Throughput: `LANES` calls in flight per process, each on a connection pool of its own (see
+`FcmProvider.__init__`), and payloads mapped once per locale.
 """
 
 from __future__ import annotations
@@ -155,8 +157,10 @@ def http_client(credential: Any) -> _http_client.HttpxAsyncClient:
     with httpx's default pool: its retries would stack on the sender's, and at most 20 idle
     connections are kept, so a burst of calls reconnects most of its connections each time.
     Here: no retries (the sender retries, bounded, honouring Retry-After); a pool that keeps
-    every connection it opens; a pool wait bounded separately from the request, so a request
-    that never left the process reads as DEADLINE_EXCEEDED only after PROVIDER_TIMEOUT-ish.
+    every connection it opens; the wait for a connection bounded by its own timeout, so a
+    request queued behind a busy pool is not cut short by the 10 s request timeout (a request
+    that never left the process and times out is retried, never duplicated). Requests are
+    signed by `_CredentialAuth`.
     """
     client = _http_client.HttpxAsyncClient(
         credential=credential,
