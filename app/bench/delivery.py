@@ -3,7 +3,7 @@
 For FCM and for APNs: start the protocol fake in its own process (HTTP/2 over TLS, as the
 real services speak), then `--repeat` times, back to back: send the tokens with a bare loop of
 the client library (FCM: `send_each_async` in batches of 500, once one call after another and
-once with as many calls in flight as the FCM provider runs, the faster counting; APNs: aioapns
+once with as many calls in flight as the campaign has send loops, the faster counting; APNs: aioapns
 with as many requests in flight and connections as the APNs provider uses), then as an
 unthrottled one-wave campaign through the engine, the ledger and the providers (four send
 loops, as a worker runs them). Prints the medians of both rates and of the side-by-side ratios
@@ -46,7 +46,6 @@ from app.campaigns.schemas import CampaignCreate
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery.providers import apns as apns_provider
-from app.delivery.providers import fcm as fcm_provider
 from app.delivery.sender import STAGES, SenderDeps, pump
 from app.devices import service as devices_service
 from app.devices.schemas import DeviceRegistration
@@ -101,7 +100,7 @@ class Side:
     provider: str
     # (bare msg/s, wavecast msg/s), one pair per repetition, measured back to back.
     pairs: list[tuple[float, float]] = field(default_factory=list)
-    # FCM: the two bare loops of each repetition (one call in flight, LANES in flight).
+    # FCM: the two bare loops of each repetition (one call in flight, PUMPS in flight).
     bare_variants: list[tuple[float, float]] = field(default_factory=list)
     # Sender stage -> seconds summed over every send loop, and the loops' summed wall time.
     stages: dict[str, float] = field(default_factory=dict)
@@ -289,9 +288,9 @@ async def run(
             for i in range(repeat):
                 # The baseline is the faster of two simple loops with the library's own
                 # client: one call after another, and as many calls in flight as the
-                # provider runs.
+                # campaign side has send loops.
                 sequential = await bare_fcm(account, fcm["url"], tokens, 1)
-                parallel = await bare_fcm(account, fcm["url"], tokens, fcm_provider.LANES)
+                parallel = await bare_fcm(account, fcm["url"], tokens, PUMPS)
                 side.bare_variants.append((sequential, parallel))
                 ours = await through_wavecast(real, devices, side, profile if i == 0 else None)
                 side.pairs.append((max(sequential, parallel), ours))
@@ -365,7 +364,7 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
                 ),
                 reported(
                     "delivery",
-                    f"{name} bare loop, {fcm_provider.LANES} calls in flight",
+                    f"{name} bare loop, {PUMPS} calls in flight",
                     median(p for _, p in side.bare_variants),
                     "msg/s",
                 ),

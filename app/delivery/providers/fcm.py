@@ -8,8 +8,8 @@ here rather than worked around in the sender:
 - its base URL is fixed to Google's; `WAVECAST_FCM_ENDPOINT` replaces it (emulators, the
   protocol fake), while the service-account JSON's own `token_uri` decides where the OAuth2
   exchange goes.
-Throughput: `LANES` calls in flight per process, each on a connection pool of its own (see
-`FcmProvider.__init__`), and payloads mapped once per locale.
+Throughput: one lane per call in flight (up to `MAX_LANES`), each on a connection pool of
+its own (see `FcmProvider.__init__`), and payloads mapped once per locale.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from app.delivery.providers.base import Batch, Message, Provider, ResultKind, Se
 MAX_BATCH = 500
 REQUEST_TIMEOUT_SECONDS = 10
 POOL_TIMEOUT_SECONDS = 20
-LANES = 2
+MAX_LANES = 8
 # HTTP/2 carries many requests a connection (FCM allows 100 streams, so 1,000 requests in
 # flight need ~10); over HTTP/1.1 (plain-http emulators) it is one request a connection.
 MAX_CONNECTIONS = 100
@@ -200,18 +200,17 @@ class FcmProvider(Provider):
             service._fcm_url = (
                 f"{endpoint.rstrip('/')}/v1/projects/{self._app.project_id}/messages:send"
             )
-        # LANES copies of the library's messaging service, each with a client (a connection
-        # pool) of its own, each carrying one send_each_async call at a time. Several calls
-        # keep requests flowing while one call waits for its slowest answer; one pool per
-        # call keeps each pool's queue at one call's size (httpcore scans its whole queue on
-        # every request it assigns, so the cost per request grows with what shares a pool).
-        self._lanes: asyncio.Queue[Any] = asyncio.Queue()
-        self._services = []
-        for _ in range(LANES):
-            lane = copy.copy(service)
-            lane._async_client = http_client(service._credential)
-            self._services.append(lane)
-            self._lanes.put_nowait(lane)
+        # Lanes: copies of the library's messaging service, each with a client (a connection
+        # pool) of its own, each carrying one send_each_async call at a time. One is built
+        # per call in flight, up to MAX_LANES: a call never queues behind another inside the
+        # process (a queue there would count against the sender's timeout and cost attempts),
+        # and each pool holds one call's requests (httpcore scans its whole queue on every
+        # request it assigns, so sharing a pool between calls costs more per request).
+        self._template = service
+        self._idle: list[Any] = []
+        self._lanes: list[Any] = []
+        self._lane_free = asyncio.Condition()
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def project_id(self) -> str:
@@ -246,14 +245,17 @@ class FcmProvider(Provider):
 
     async def _send_chunk(self, batch: Batch, chunk: Sequence[Message]) -> list[SendResult]:
         built = self.build(batch, chunk)
-        lane = await self._lanes.get()
+        lane = await self._take_lane()
+        healthy = False
         try:
             # What messaging.send_each_async(built, app=...) runs, on this lane's client.
             answer = await lane.send_each_async(built, dry_run=False)
+            healthy = True
         except exceptions.FirebaseError as error:
+            healthy = True
             return [classify(m.delivery_id, error) for m in chunk]
         finally:
-            self._lanes.put_nowait(lane)
+            await self._give_back(lane, healthy)
         results = []
         for message, response in zip(chunk, answer.responses, strict=True):
             if response.success:
@@ -264,8 +266,37 @@ class FcmProvider(Provider):
                 results.append(classify(message.delivery_id, response.exception))
         return results
 
+    async def _take_lane(self) -> Any:
+        async with self._lane_free:
+            while not self._idle and len(self._lanes) >= MAX_LANES:
+                await self._lane_free.wait()
+            if self._idle:
+                return self._idle.pop()
+            lane = copy.copy(self._template)
+            lane._async_client = http_client(self._template._credential)
+            self._lanes.append(lane)
+            return lane
+
+    async def _give_back(self, lane: Any, healthy: bool) -> None:
+        async with self._lane_free:
+            if healthy:
+                self._idle.append(lane)
+            else:
+                # A call cancelled mid-flight (the sender's timeout) can leave httpcore's
+                # HTTP/2 connection state inconsistent: the lane's client is not reused.
+                self._lanes.remove(lane)
+                closing = asyncio.get_running_loop().create_task(lane._async_client.aclose())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            self._lane_free.notify()
+
+    @property
+    def lanes(self) -> int:
+        """Lanes built so far (calls that were in flight at once, at most MAX_LANES)."""
+        return len(self._lanes)
+
     async def aclose(self) -> None:
-        for lane in self._services:
+        for lane in self._lanes:
             await lane._async_client.aclose()
         # firebase-admin closes its services with asyncio.run(), which cannot run inside this
         # event loop; the client it would close is already closed above.
