@@ -1,7 +1,7 @@
 """device indexes for audience rules on tags and app versions; claims in id order
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-22 10:45:00.000000
 """
 

@@ -19,7 +19,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     ColumnElement,
+    DateTime,
+    String,
+    Text,
+    Uuid,
     and_,
     bindparam,
     case,
@@ -29,6 +35,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlmodel import col
@@ -36,7 +43,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus
-from app.delivery.models import OPEN_STATUSES, Delivery, DeliveryStatus
+from app.delivery.models import CLAIMABLE_PREDICATE, OPEN_STATUSES, Delivery, DeliveryStatus
 from app.devices.models import Device, DeviceStatus
 from app.killswitch.models import KillSwitch
 from app.rollout.bucketing import BUCKET_SPACE
@@ -121,22 +128,30 @@ class Claimed:
     device_status: str
 
 
+# The device columns a claim returns, in Claimed's field order.
+_CLAIMED_DEVICE = (
+    _device.c.token,
+    _device.c.platform,
+    _device.c.locale,
+    _device.c.apns_environment,
+    _device.c.is_test_device,
+    _device.c.status,
+)
+
+
 def _claimable(campaign_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
-    return or_(_retry_due(campaign_id, now), _queued(campaign_id))
-
-
-def _retry_due(campaign_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
     return and_(
         _delivery.c.campaign_id == campaign_id,
-        _delivery.c.status == DeliveryStatus.retrying.value,
-        _delivery.c.next_attempt_at <= now,
-    )
-
-
-def _queued(campaign_id: uuid.UUID) -> ColumnElement[bool]:
-    return and_(
-        _delivery.c.campaign_id == campaign_id,
-        _delivery.c.status == DeliveryStatus.queued.value,
+        # Literal, as in ix_delivery_claimable's definition: the planner then walks that
+        # index in id order instead of every row of the campaign.
+        text(f"delivery.{CLAIMABLE_PREDICATE}"),
+        or_(
+            _delivery.c.status == DeliveryStatus.queued.value,
+            and_(
+                _delivery.c.status == DeliveryStatus.retrying.value,
+                _delivery.c.next_attempt_at <= now,
+            ),
+        ),
     )
 
 
@@ -163,73 +178,9 @@ async def claim(
     SQLite the database-wide write lock serialises claims. Nothing is claimed while the
     campaign is not running or the global kill switch is engaged.
     """
-    # Due retries first, then queued rows, each in id order: one status per statement, so
-    # each is a range scan of (campaign_id, status, id) that stops after `limit` rows. An
-    # OR of both statuses sorts every open row of the campaign on each claim.
-    rows = await _claim_where(
-        session, _retry_due(campaign_id, now), campaign_id, limit, lease_token, lease_until, now
-    )
-    if len(rows) < limit:
-        rows += await _claim_where(
-            session,
-            _queued(campaign_id),
-            campaign_id,
-            limit - len(rows),
-            lease_token,
-            lease_until,
-            now,
-        )
-    if not rows:
-        return []
-    devices = {
-        d.id: d
-        for d in (
-            await session.execute(
-                select(
-                    _device.c.id,
-                    _device.c.token,
-                    _device.c.platform,
-                    _device.c.locale,
-                    _device.c.apns_environment,
-                    _device.c.is_test_device,
-                    _device.c.status,
-                ).where(_device.c.id.in_([r.device_id for r in rows]))
-            )
-        ).all()
-    }
-    claimed = []
-    for r in sorted(rows, key=lambda r: r.id):
-        d = devices[r.device_id]
-        claimed.append(
-            Claimed(
-                delivery_id=r.id,
-                device_id=r.device_id,
-                wave=r.wave,
-                attempts=r.attempts,
-                created_at=r.created_at,
-                token=d.token,
-                platform=d.platform,
-                locale=d.locale,
-                apns_environment=d.apns_environment,
-                is_test_device=d.is_test_device,
-                device_status=d.status,
-            )
-        )
-    return claimed
-
-
-async def _claim_where(
-    session: AsyncSession,
-    claimable: ColumnElement[bool],
-    campaign_id: uuid.UUID,
-    limit: int,
-    lease_token: uuid.UUID,
-    lease_until: datetime,
-    now: datetime,
-) -> list[Any]:
     picked = (
         select(_delivery.c.id)
-        .where(claimable)
+        .where(_claimable(campaign_id, now))
         .order_by(_delivery.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -253,7 +204,44 @@ async def _claim_where(
             _delivery.c.created_at,
         )
     )
-    return list((await session.execute(stmt)).all())
+    if session.get_bind().dialect.name == "postgresql":
+        # One round trip: the device's columns come back with the claimed rows.
+        joined = stmt.where(_delivery.c.device_id == _device.c.id).returning(*_CLAIMED_DEVICE)
+        rows = (await session.execute(joined)).all()
+        # RETURNING lists the columns in Claimed's field order.
+        return [Claimed(*r) for r in sorted(rows, key=lambda r: r[0])]
+    # SQLite's RETURNING sees only the updated table: read the devices in a second query.
+    claimed = (await session.execute(stmt)).all()
+    if not claimed:
+        return []
+    devices = {
+        d[0]: d[1:]
+        for d in (
+            await session.execute(
+                select(_device.c.id, *_CLAIMED_DEVICE).where(
+                    _device.c.id.in_([r.device_id for r in claimed])
+                )
+            )
+        ).all()
+    }
+    return [Claimed(*r, *devices[r.device_id]) for r in sorted(claimed, key=lambda r: r.id)]
+
+
+async def failed_since(
+    session: AsyncSession, campaign_id: uuid.UUID, wave: int, since: datetime
+) -> int:
+    """Rows of a wave that failed permanently at or after `since`."""
+    query = (
+        select(func.count())
+        .select_from(_delivery)
+        .where(
+            _delivery.c.campaign_id == campaign_id,
+            _delivery.c.wave == wave,
+            _delivery.c.status == DeliveryStatus.failed.value,
+            _delivery.c.updated_at >= since,
+        )
+    )
+    return int((await session.execute(query)).scalar_one())
 
 
 def _campaign_stopped_for_good() -> ColumnElement[bool]:
@@ -299,6 +287,24 @@ async def record(
     """Record outcomes under the lease that claimed the rows; returns rows updated."""
     if not outcomes:
         return 0
+    returned = [o.delivery_id for o in outcomes if o.give_back]
+    outcomes = [o for o in outcomes if not o.give_back]
+    updated = await _give_back(session, lease_token, returned, now) if returned else 0
+    if not outcomes:
+        return updated
+    if session.get_bind().dialect.name == "postgresql":
+        updated += await _record_postgresql(session, lease_token, outcomes, now)
+    else:
+        updated += await _record_each(session, lease_token, outcomes, now)
+    invalid = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.invalid_token]
+    if invalid:
+        await deactivate_devices(session, invalid, now)
+    return updated
+
+
+async def _record_each(
+    session: AsyncSession, lease_token: uuid.UUID, outcomes: Sequence[Outcome], now: datetime
+) -> int:
     stmt = (
         update(_delivery)
         .where(
@@ -319,11 +325,6 @@ async def record(
             updated_at=now,
         )
     )
-    returned = [o.delivery_id for o in outcomes if o.give_back]
-    outcomes = [o for o in outcomes if not o.give_back]
-    updated = await _give_back(session, lease_token, returned, now) if returned else 0
-    if not outcomes:
-        return updated
     params: list[dict[str, Any]] = [
         {
             "b_id": o.delivery_id,
@@ -338,10 +339,67 @@ async def record(
         for o in outcomes
     ]
     result = await session.execute(stmt, params)
-    invalid = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.invalid_token]
-    if invalid:
-        await deactivate_devices(session, invalid, now)
-    return updated + int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# The same update as `record`'s statement, for a whole batch in one statement: the outcomes
+# travel as one array per column (asyncpg encodes them natively), instead of one parameter
+# set per row.
+_RECORD_ARRAYS = text(
+    """
+    UPDATE delivery AS d SET
+        status = v.status,
+        provider = v.provider,
+        provider_message_id = v.message_id,
+        error_code = v.error_code,
+        error_detail = v.error_detail,
+        next_attempt_at = v.next_attempt_at,
+        sent_at = CASE WHEN v.status = 'sent' THEN CAST(:now AS timestamptz) END,
+        lease_token = NULL,
+        lease_until = NULL,
+        updated_at = CAST(:now AS timestamptz)
+    FROM unnest(
+        CAST(:ids AS bigint[]),
+        CAST(:statuses AS varchar[]),
+        CAST(:providers AS varchar[]),
+        CAST(:message_ids AS varchar[]),
+        CAST(:error_codes AS varchar[]),
+        CAST(:error_details AS text[]),
+        CAST(:next_attempts AS timestamptz[])
+    ) AS v(id, status, provider, message_id, error_code, error_detail, next_attempt_at)
+    WHERE d.id = v.id AND d.lease_token = :lease AND d.status = 'sending'
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(BigInteger)),
+    bindparam("statuses", type_=ARRAY(String)),
+    bindparam("providers", type_=ARRAY(String)),
+    bindparam("message_ids", type_=ARRAY(String)),
+    bindparam("error_codes", type_=ARRAY(String)),
+    bindparam("error_details", type_=ARRAY(Text)),
+    bindparam("next_attempts", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("lease", type_=Uuid),
+)
+
+
+async def _record_postgresql(
+    session: AsyncSession, lease_token: uuid.UUID, outcomes: Sequence[Outcome], now: datetime
+) -> int:
+    result = await session.execute(
+        _RECORD_ARRAYS,
+        {
+            "ids": [o.delivery_id for o in outcomes],
+            "statuses": [o.status.value for o in outcomes],
+            "providers": [o.provider for o in outcomes],
+            "message_ids": [o.message_id for o in outcomes],
+            "error_codes": [o.error_code for o in outcomes],
+            "error_details": [o.error_detail[:2000] if o.error_detail else None for o in outcomes],
+            "next_attempts": [o.next_attempt_at for o in outcomes],
+            "now": now,
+            "lease": lease_token,
+        },
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def _give_back(
@@ -437,23 +495,6 @@ async def counts_by_wave(
     for wave, status, n in rows:
         counts.setdefault(wave, {})[status] = int(n)
     return counts
-
-
-async def failed_since(
-    session: AsyncSession, campaign_id: uuid.UUID, wave: int, since: datetime
-) -> int:
-    """Rows of a wave that failed permanently at or after `since`."""
-    query = (
-        select(func.count())
-        .select_from(_delivery)
-        .where(
-            _delivery.c.campaign_id == campaign_id,
-            _delivery.c.wave == wave,
-            _delivery.c.status == DeliveryStatus.failed.value,
-            _delivery.c.updated_at >= since,
-        )
-    )
-    return int((await session.execute(query)).scalar_one())
 
 
 async def open_in_wave(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -46,6 +47,11 @@ FINAL_STATUSES = frozenset(
 OPEN_STATUSES = frozenset(set(DeliveryStatus) - FINAL_STATUSES)
 
 
+# Rows a sender may claim (with `retrying` also due); literal in the claim query too, so
+# PostgreSQL can prove it implies the partial index's predicate.
+CLAIMABLE_PREDICATE = "status IN ('queued', 'retrying')"
+
+
 class Delivery(SQLModel, table=True):
     """One row per (campaign, device), ever: the unique constraint is what makes a device
     receive a campaign at most once, whatever the queue does."""
@@ -58,6 +64,15 @@ class Delivery(SQLModel, table=True):
         Index("ix_delivery_campaign_wave_status", "campaign_id", "wave", "status"),
         # The reconciler looks for leases that expired.
         Index("ix_delivery_status_lease_until", "status", "lease_until"),
+        # The sender's claim: a campaign's sendable rows in id order, without walking the rows
+        # already sent (ordering by the primary key alone scans them all, every claim).
+        Index(
+            "ix_delivery_claimable",
+            "campaign_id",
+            "id",
+            postgresql_where=text(CLAIMABLE_PREDICATE),
+            sqlite_where=text(CLAIMABLE_PREDICATE),
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True))

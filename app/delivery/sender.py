@@ -22,7 +22,8 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -77,6 +78,26 @@ class PumpReport:
     other: int = 0
     stopped_because: str | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
+    # Wall seconds this loop spent in each stage (STAGES), for the delivery benchmark's
+    # breakdown and for logs: where a send loop's time goes.
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - started)
+
+
+# The stages of one batch, in order: read the rate and claim rows; wait on the campaign's and
+# the provider's throttles; gate permit and the database's last word; the provider call
+# (payload building included); recording outcomes.
+STAGES = ("claim", "throttle", "checks", "provider", "record")
 
 
 class _Stop(Exception):
@@ -309,21 +330,22 @@ async def _one_batch(
 ) -> bool:
     """One reserve → claim → send → record round; False when there is nothing left."""
     settings = deps.settings
-    try:
-        n = await _batch_size(deps, campaign)
-    except RedisError as exc:
-        raise _Stop("redis unreachable") from exc
-    lease = uuid.uuid4()
-    now = utcnow()
-    async with unit_of_work(deps.sessionmaker) as session:
-        rows = await ledger.claim(
-            session,
-            campaign_id=campaign.id,
-            limit=n,
-            lease_token=lease,
-            lease_until=now + timedelta(seconds=settings.lease_seconds),
-            now=now,
-        )
+    with report.timing("claim"):
+        try:
+            n = await _batch_size(deps, campaign)
+        except RedisError as exc:
+            raise _Stop("redis unreachable") from exc
+        lease = uuid.uuid4()
+        now = utcnow()
+        async with unit_of_work(deps.sessionmaker) as session:
+            rows = await ledger.claim(
+                session,
+                campaign_id=campaign.id,
+                limit=n,
+                lease_token=lease,
+                lease_until=now + timedelta(seconds=settings.lease_seconds),
+                now=now,
+            )
     if not rows:
         return False
     wave_var.set(max(r.wave for r in rows))
@@ -332,8 +354,9 @@ async def _one_batch(
     outcomes = list(decided)
     try:
         if to_send:
-            await _wait_for_tokens(deps, throttle_scope(campaign.id), len(to_send), campaign)
-        outcomes += await _send(deps, campaign, content, to_send)
+            with report.timing("throttle"):
+                await _wait_for_tokens(deps, throttle_scope(campaign.id), len(to_send), campaign)
+        outcomes += await _send(deps, campaign, content, to_send, report)
     except RedisError:
         outcomes += [Outcome(r.delivery_id, DeliveryStatus.queued, give_back=True) for r in to_send]
         await _record(deps, lease, outcomes, report)
@@ -347,7 +370,11 @@ async def _one_batch(
 
 
 async def _send(
-    deps: SenderDeps, campaign: Campaign, content: Content, rows: Sequence[Claimed]
+    deps: SenderDeps,
+    campaign: Campaign,
+    content: Content,
+    rows: Sequence[Claimed],
+    report: PumpReport,
 ) -> list[Outcome]:
     if not rows:
         return []
@@ -365,10 +392,13 @@ async def _send(
         provider = deps.providers(message)
         providers[provider.name] = provider
         by_provider[provider.name].append((row, message))
-    for name, group in by_provider.items():
-        if _provider_cap(deps.settings, name) is not None:
-            await _wait_provider(deps, name, len(group))
+    with report.timing("throttle"):
+        for name, group in by_provider.items():
+            if _provider_cap(deps.settings, name) is not None:
+                await _wait_provider(deps, name, len(group))
     gate = deps.control.gate
+    checks = time.perf_counter()
+    elapsed = 0.0
     try:
         permit = await gate.acquire(campaign.id, PROVIDER_TIMEOUT + 5)
     except GateClosed as exc:
@@ -386,12 +416,14 @@ async def _send(
                 for name, group in by_provider.items()
             )
         )
+        elapsed = time.perf_counter() - started
     finally:
         try:
             await gate.release(campaign.id, permit)
         except RedisError:
             log.warning("could not release a gate permit; it expires by itself")
-    elapsed = time.perf_counter() - started
+        report.add("provider", elapsed)
+        report.add("checks", time.perf_counter() - checks - elapsed)
     outcomes: list[Outcome] = []
     now = utcnow()
     halt: SendResult | None = None
@@ -463,8 +495,9 @@ async def _send_group(
 async def _record(
     deps: SenderDeps, lease: uuid.UUID, outcomes: list[Outcome], report: PumpReport
 ) -> None:
-    async with unit_of_work(deps.sessionmaker) as session:
-        await ledger.record(session, lease_token=lease, outcomes=outcomes, now=utcnow())
+    with report.timing("record"):
+        async with unit_of_work(deps.sessionmaker) as session:
+            await ledger.record(session, lease_token=lease, outcomes=outcomes, now=utcnow())
     for o in outcomes:
         key = "given_back" if o.give_back else o.status.value
         report.outcomes[key] = report.outcomes.get(key, 0) + 1

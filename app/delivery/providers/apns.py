@@ -5,28 +5,48 @@ refuses provider tokens refreshed too often. An iOS token goes only to the host 
 `apns_environment`. Traps of the library handled here:
 - it has no request timeout: every request is bounded by `REQUEST_TIMEOUT_SECONDS`;
 - it reports refusals as results and never raises: each result is classified by ERRORS;
-- on a dropped connection it re-sends the request by itself, so a timeout can hide a
-  request Apple did receive; the ledger keeps that to at most one duplicate per request.
+- its HTTP/2 bookkeeping leaks flow-control credit (a connection stalls after ~1,200
+  refusals), stream entries (one per 200), and channels (timeouts, resets): the connections
+  run `apns_protocol.ApnsProtocol` instead, which closes each of those;
+- on a dropped connection its pool silently re-sends the request, up to five times, on top of
+  our own retries: the pool here makes one attempt, and a drop comes back as a `connection`
+  retry the sender schedules (bounded, backed off). A request lost with its connection may
+  have reached Apple, so that retry can duplicate it — at most once per attempt, never
+  silently: the ledger counts the attempt;
+- its results carry no headers, so a Retry-After from Apple is invisible. Instead: a refused
+  row retries with the sender's exponential backoff (2 s doubling to 5 min, ±20 %, at most
+  `max_attempts`), and 503 ServiceUnavailable/Shutdown — the service, not one device, is
+  down — also pauses every APNs send for `UNAVAILABLE_PAUSE_SECONDS` (reported as that
+  result's retry-after, which the sender applies provider-wide).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from aioapns import APNs, NotificationRequest, PushType
 from aioapns.common import NotificationResult
-from aioapns.connection import APNsProductionClientProtocol
+from aioapns.connection import APNsDevelopmentClientProtocol, APNsProductionClientProtocol
+from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
+from aioapns.exceptions import ConnectionError as ApnsConnectionError
 
 from app.delivery.payloads import apns_payload
+from app.delivery.providers.apns_protocol import ApnsProtocol
 from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 CONCURRENCY = 1000
+MAX_CONNECTIONS = 4
+UNAVAILABLE_PAUSE_SECONDS = 5.0
+# The service itself is down: every sender waits, not only this device's row.
+_SERVICE_DOWN = frozenset({"ServiceUnavailable", "Shutdown", "503"})
 
 # Apple's reasons (SPEC §3): what each answer means for the delivery.
 ERRORS: Mapping[str, ResultKind] = {
@@ -76,7 +96,14 @@ def classify(delivery_id: int, result: NotificationResult) -> SendResult:
         return SendResult(delivery_id, ResultKind.sent, message_id=result.notification_id)
     reason = result.description or f"HTTP {result.status}"
     kind = ERRORS.get(reason) or _BY_STATUS.get(str(result.status), ResultKind.failed)
-    return SendResult(delivery_id, kind, error_code=reason, detail=f"APNs {result.status} {reason}")
+    down = reason in _SERVICE_DOWN or str(result.status) in _SERVICE_DOWN
+    return SendResult(
+        delivery_id,
+        kind,
+        error_code=reason,
+        detail=f"APNs {result.status} {reason}",
+        retry_after=UNAVAILABLE_PAUSE_SECONDS if down else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -99,16 +126,21 @@ def _client(
         topic=credentials.topic,
         use_sandbox=sandbox,
         ssl_context=context,
-        max_connections=4,
+        max_connections=MAX_CONNECTIONS,
+        # One attempt: the library's re-sends on a dropped connection would be invisible.
+        max_connection_attempts=1,
     )
-    if url:
-        # aioapns fixes the host and port on its protocol class; a subclass points it elsewhere.
-        parts = urlsplit(url)
-        client.pool.protocol_class = type(
-            "ApnsOverride",
-            (APNsProductionClientProtocol,),
-            {"APNS_SERVER": parts.hostname, "APNS_PORT": parts.port or 443},
-        )
+    # aioapns fixes the host and port on its protocol class; a subclass of ours sets them.
+    default = APNsDevelopmentClientProtocol if sandbox else APNsProductionClientProtocol
+    parts = urlsplit(url) if url else None
+    client.pool.protocol_class = type(
+        "ApnsSandbox" if sandbox else "ApnsProduction",
+        (ApnsProtocol,),
+        {
+            "APNS_SERVER": parts.hostname if parts else default.APNS_SERVER,
+            "APNS_PORT": (parts.port or 443) if parts else 443,
+        },
+    )
     return client
 
 
@@ -131,11 +163,22 @@ class ApnsProvider(Provider):
 
     async def send(self, batch: Batch) -> list[SendResult]:
         priority = batch.content.ios.priority if batch.content.ios else 10
+        started = time.perf_counter()
+        # Mapped once per locale; aioapns only reads the dict (it serialises per request).
+        payloads = {
+            locale: apns_payload(batch.content, locale)
+            for locale in {m.locale for m in batch.messages}
+        }
+        self.payload_seconds += time.perf_counter() - started
         return list(
-            await asyncio.gather(*(self._send_one(batch, m, priority) for m in batch.messages))
+            await asyncio.gather(
+                *(self._send_one(batch, m, priority, payloads[m.locale]) for m in batch.messages)
+            )
         )
 
-    async def _send_one(self, batch: Batch, message: Message, priority: int) -> SendResult:
+    async def _send_one(
+        self, batch: Batch, message: Message, priority: int, payload: dict[str, Any]
+    ) -> SendResult:
         client = self._clients.get(message.apns_environment or "")
         if client is None:
             # Never guess the host: a token sent to the wrong environment is refused by Apple
@@ -148,7 +191,7 @@ class ApnsProvider(Provider):
             )
         request = NotificationRequest(
             device_token=message.token,
-            message=apns_payload(batch.content, message.locale),
+            message=payload,
             # aioapns turns this into apns-expiration = now + ttl.
             time_to_live=batch.content.ttl_seconds or None,
             priority=priority,
@@ -167,12 +210,18 @@ class ApnsProvider(Provider):
                     error_code="timeout",
                     detail=f"no answer from APNs within {REQUEST_TIMEOUT_SECONDS:.0f}s",
                 )
-            except (ConnectionError, OSError) as exc:
+            except (
+                MaxAttemptsExceeded,
+                ConnectionClosed,
+                ApnsConnectionError,
+                ConnectionError,
+                OSError,
+            ) as exc:
                 return SendResult(
                     message.delivery_id,
                     ResultKind.retry,
                     error_code="connection",
-                    detail=f"APNs connection failed: {exc}",
+                    detail=f"APNs connection failed or dropped: {type(exc).__name__} {exc}",
                 )
         return classify(message.delivery_id, result)
 

@@ -58,6 +58,8 @@ class Batch:
 
 class Provider(ABC):
     name: str
+    # Seconds spent building payloads since start-up (the delivery benchmark reports it).
+    payload_seconds: float = 0.0
 
     @abstractmethod
     async def send(self, batch: Batch) -> list[SendResult]:

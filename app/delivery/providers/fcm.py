@@ -8,26 +8,38 @@ here rather than worked around in the sender:
 - its base URL is fixed to Google's; `WAVECAST_FCM_ENDPOINT` replaces it (emulators, the
   protocol fake), while the service-account JSON's own `token_uri` decides where the OAuth2
   exchange goes.
+Throughput: one lane per call in flight (up to `MAX_LANES`), each on a connection pool of
+its own (see `FcmProvider.__init__`), and payloads mapped once per locale.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import firebase_admin
+import httpx
 from firebase_admin import _http_client, credentials, exceptions, messaging
 from firebase_admin._retry import HttpxRetry
+from google.auth.transport import requests as google_auth_requests
 
 from app.delivery.payloads import fcm_message
 from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
 
 MAX_BATCH = 500
 REQUEST_TIMEOUT_SECONDS = 10
+POOL_TIMEOUT_SECONDS = 20
+MAX_LANES = 8
+# HTTP/2 carries many requests a connection (FCM allows 100 streams, so 1,000 requests in
+# flight need ~10); over HTTP/1.1 (plain-http emulators) it is one request a connection.
+MAX_CONNECTIONS = 100
+_AUTH_ATTEMPTS = 3
 
 # The error taxonomy for FCM (SPEC §3): what each answer means for the delivery.
 ERRORS: Mapping[type[exceptions.FirebaseError], tuple[ResultKind, str]] = {
@@ -116,6 +128,62 @@ def _message(
     )
 
 
+class _CredentialAuth(httpx.Auth):
+    """firebase-admin's GoogleAuthCredentialFlow with one google-auth transport per process:
+    the library's flow builds a new `requests.Session` for every request it signs."""
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+        self._transport = google_auth_requests.Request()
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        original = request.headers.copy()
+        for attempt in range(_AUTH_ATTEMPTS):
+            request.headers = original.copy()
+            # Refreshes an expired access token first (a blocking call, once an hour).
+            self._credential.before_request(
+                self._transport, request.method, str(request.url), request.headers
+            )
+            response = yield request
+            if response.status_code != 401 or attempt == _AUTH_ATTEMPTS - 1:
+                return
+            self._credential.refresh(self._transport)
+
+
+def http_client(credential: Any) -> _http_client.HttpxAsyncClient:
+    """firebase-admin's async client with its retries off and a pool sized for our load.
+
+    The library mounts a retrying transport (500/503 up to four times, Retry-After ignored)
+    with httpx's default pool: its retries would stack on the sender's, and at most 20 idle
+    connections are kept, so a burst of calls reconnects most of its connections each time.
+    Here: no retries (the sender retries, bounded, honouring Retry-After); a pool that keeps
+    every connection it opens; the wait for a connection bounded by its own timeout, so a
+    request queued behind a busy pool is not cut short by the 10 s request timeout (a request
+    that never left the process and times out is retried, never duplicated). Requests are
+    signed by `_CredentialAuth`.
+    """
+    client = _http_client.HttpxAsyncClient(
+        credential=credential,
+        timeout=REQUEST_TIMEOUT_SECONDS,
+        retry_config=HttpxRetry(max_retries=0),
+    )
+    transport = httpx.AsyncHTTPTransport(
+        http2=True,
+        retries=0,
+        limits=httpx.Limits(
+            max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+        ),
+    )
+    client._async_client = httpx.AsyncClient(
+        http2=True,
+        timeout=httpx.Timeout(REQUEST_TIMEOUT_SECONDS, pool=POOL_TIMEOUT_SECONDS),
+        headers=client._headers,
+        auth=_CredentialAuth(credential),
+        transport=transport,
+    )
+    return client
+
+
 class FcmProvider(Provider):
     name = "fcm"
 
@@ -132,16 +200,17 @@ class FcmProvider(Provider):
             service._fcm_url = (
                 f"{endpoint.rstrip('/')}/v1/projects/{self._app.project_id}/messages:send"
             )
-        service._async_client = _http_client.HttpxAsyncClient(
-            credential=service._credential,
-            timeout=REQUEST_TIMEOUT_SECONDS,
-            retry_config=HttpxRetry(max_retries=0),
-        )
-        self._service = service
-        # One call (up to 500 requests) in flight per process: more only queue on the client's
-        # 100-connection pool until they time out. Send loops still overlap: while one sends,
-        # the others claim and record in the database.
-        self._one_call = asyncio.Semaphore(1)
+        # Lanes: copies of the library's messaging service, each with a client (a connection
+        # pool) of its own, each carrying one send_each_async call at a time. One is built
+        # per call in flight, up to MAX_LANES: a call never queues behind another inside the
+        # process (a queue there would count against the sender's timeout and cost attempts),
+        # and each pool holds one call's requests (httpcore scans its whole queue on every
+        # request it assigns, so sharing a pool between calls costs more per request).
+        self._template = service
+        self._idle: list[Any] = []
+        self._lanes: list[Any] = []
+        self._lane_free = asyncio.Condition()
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def project_id(self) -> str:
@@ -149,18 +218,44 @@ class FcmProvider(Provider):
         return project
 
     async def send(self, batch: Batch) -> list[SendResult]:
-        results: list[SendResult] = []
-        for start in range(0, len(batch.messages), MAX_BATCH):
-            results += await self._send_chunk(batch, batch.messages[start : start + MAX_BATCH])
-        return results
+        chunks = [
+            batch.messages[start : start + MAX_BATCH]
+            for start in range(0, len(batch.messages), MAX_BATCH)
+        ]
+        answers = await asyncio.gather(*(self._send_chunk(batch, chunk) for chunk in chunks))
+        return [result for answer in answers for result in answer]
+
+    def build(self, batch: Batch, chunk: Sequence[Message]) -> list[messaging.Message]:
+        """One typed message per device; the content is mapped once per locale, then copied
+        with each device's token."""
+        started = time.perf_counter()
+        templates: dict[str | None, messaging.Message] = {}
+        built = []
+        for m in chunk:
+            template = templates.get(m.locale)
+            if template is None:
+                template = templates[m.locale] = to_message(
+                    fcm_message(batch.content, m.locale), ""
+                )
+            message = copy.copy(template)
+            message.token = m.token
+            built.append(message)
+        self.payload_seconds += time.perf_counter() - started
+        return built
 
     async def _send_chunk(self, batch: Batch, chunk: Sequence[Message]) -> list[SendResult]:
-        built = [to_message(fcm_message(batch.content, m.locale), m.token) for m in chunk]
+        built = self.build(batch, chunk)
+        lane = await self._take_lane()
+        healthy = False
         try:
-            async with self._one_call:
-                answer = await messaging.send_each_async(built, app=self._app)
+            # What messaging.send_each_async(built, app=...) runs, on this lane's client.
+            answer = await lane.send_each_async(built, dry_run=False)
+            healthy = True
         except exceptions.FirebaseError as error:
+            healthy = True
             return [classify(m.delivery_id, error) for m in chunk]
+        finally:
+            await self._give_back(lane, healthy)
         results = []
         for message, response in zip(chunk, answer.responses, strict=True):
             if response.success:
@@ -171,8 +266,38 @@ class FcmProvider(Provider):
                 results.append(classify(message.delivery_id, response.exception))
         return results
 
+    async def _take_lane(self) -> Any:
+        async with self._lane_free:
+            while not self._idle and len(self._lanes) >= MAX_LANES:
+                await self._lane_free.wait()
+            if self._idle:
+                return self._idle.pop()
+            lane = copy.copy(self._template)
+            lane._async_client = http_client(self._template._credential)
+            self._lanes.append(lane)
+            return lane
+
+    async def _give_back(self, lane: Any, healthy: bool) -> None:
+        async with self._lane_free:
+            if healthy:
+                self._idle.append(lane)
+            else:
+                # A call cancelled mid-flight (the sender's timeout) can leave httpcore's
+                # HTTP/2 connection state inconsistent: the lane's client is not reused.
+                self._lanes.remove(lane)
+                closing = asyncio.get_running_loop().create_task(lane._async_client.aclose())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            self._lane_free.notify()
+
+    @property
+    def lanes(self) -> int:
+        """Lanes built so far (calls that were in flight at once, at most MAX_LANES)."""
+        return len(self._lanes)
+
     async def aclose(self) -> None:
-        await self._service._async_client.aclose()
+        for lane in self._lanes:
+            await lane._async_client.aclose()
         # firebase-admin closes its services with asyncio.run(), which cannot run inside this
         # event loop; the client it would close is already closed above.
         await asyncio.to_thread(firebase_admin.delete_app, self._app)

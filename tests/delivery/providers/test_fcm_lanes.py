@@ -1,0 +1,84 @@
+"""The FCM provider's lanes: one connection pool per call in flight, never a queue inside the
+process, and a lane whose call was cancelled mid-flight is never reused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.campaigns.schemas import Content
+from app.delivery.providers import fcm as fcm_module
+from app.delivery.providers.base import Batch, Message, ResultKind
+from app.delivery.providers.fcm import FcmProvider
+from app.fakes.faults import FaultRule
+from app.fakes.fcm import FcmFake
+
+CONTENT = Content.model_validate({"title": "Statement", "body": "Ready"})
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FcmFake, Path]]:
+    fcm = FcmFake(project_id="wavecast-lanes")
+    with fcm.running_in_thread():
+        account = tmp_path_factory.mktemp("fcm-lanes") / "service-account.json"
+        fcm.create_service_account(account)
+        yield fcm, account
+
+
+@pytest.fixture
+async def provider(fake: tuple[FcmFake, Path]) -> AsyncIterator[FcmProvider]:
+    fcm, account = fake
+    fcm.rulebook.clear()
+    fcm.store.clear()
+    p = FcmProvider(str(account), endpoint=fcm.url)
+    yield p
+    await p.aclose()
+
+
+def batch(tag: str, n: int) -> Batch:
+    return Batch(
+        "c",
+        CONTENT,
+        [Message(i, None, f"{tag}-{i}", "android", None, None) for i in range(n)],  # type: ignore[arg-type]
+    )
+
+
+async def test_one_lane_per_call_in_flight_reused_afterwards(
+    provider: FcmProvider, fake: tuple[FcmFake, Path]
+) -> None:
+    fcm, _ = fake
+    fcm.rulebook.add(FaultRule(token_prefix="slow-", latency=0.3))
+    answers = await asyncio.gather(*(provider.send(batch(f"slow-{k}", 20)) for k in range(3)))
+    assert [{r.kind for r in a} for a in answers] == [{ResultKind.sent}] * 3
+    assert provider.lanes == 3, "three calls at once: three lanes, none waited for another"
+    for k in range(3):
+        assert {r.kind for r in await provider.send(batch(f"again-{k}", 10))} == {ResultKind.sent}
+    assert provider.lanes == 3, "calls one after another reuse the idle lanes"
+
+
+async def test_lanes_are_bounded(
+    provider: FcmProvider, fake: tuple[FcmFake, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fcm_module, "MAX_LANES", 2)
+    fcm, _ = fake
+    fcm.rulebook.add(FaultRule(token_prefix="slow-", latency=0.2))
+    answers = await asyncio.gather(*(provider.send(batch(f"slow-{k}", 5)) for k in range(5)))
+    assert all({r.kind for r in a} == {ResultKind.sent} for a in answers)
+    assert provider.lanes == 2
+
+
+async def test_a_cancelled_call_retires_its_lane(
+    provider: FcmProvider, fake: tuple[FcmFake, Path]
+) -> None:
+    fcm, _ = fake
+    assert {r.kind for r in await provider.send(batch("warm", 5))} == {ResultKind.sent}
+    assert provider.lanes == 1
+    fcm.rulebook.add(FaultRule(token_prefix="stuck-", latency=2.0))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(provider.send(batch("stuck", 5)), timeout=0.3)
+    assert provider.lanes == 0, "the interrupted lane's client is closed, not reused"
+    assert {r.kind for r in await provider.send(batch("after", 5))} == {ResultKind.sent}
+    assert provider.lanes == 1
