@@ -56,18 +56,23 @@ async def run_worker(
     *,
     exact: int | None = None,
 ) -> None:
-    """One worker on its own connection: reserve → sleep → "send" (record) until `stop_at`."""
+    """One worker on its own connection: reserve → sleep → "send" until `stop_at`.
+
+    A send is recorded at the instant the throttle scheduled it (`Grant.start`, Redis's
+    clock), not when this process woke up: the throttle decides the schedule, and a loaded
+    machine's late wake-ups would measure the machine instead of the throttle.
+    """
     client = Redis.from_url(REDIS_URL)
     throttle = Throttle(client, prefix=prefix)
     try:
         while time.time() < stop_at:
             if exact is None:
                 grant = await throttle.reserve_batch(scopes, WANT_EVERYTHING)
-                wait, n = grant.wait, grant.n
             else:
-                wait, n = await throttle.reserve(scopes, exact), exact
-            await asyncio.sleep(wait)
-            sends.append((time.time(), n))
+                grant = await throttle._reserve(scopes, exact, batched=False)
+            await asyncio.sleep(grant.wait)
+            if grant.n:
+                sends.append((grant.start, grant.n))
     finally:
         await client.aclose()
 
@@ -319,7 +324,7 @@ async def main(url, prefix, scope, seconds):
     while time.time() < stop_at:
         grant = await throttle.reserve_batch([scope], 1_000_000)
         await asyncio.sleep(grant.wait)
-        sends.append((time.time(), grant.n))
+        sends.append((grant.start, grant.n))
     await client.aclose()
     print(json.dumps(sends))
 
