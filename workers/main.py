@@ -24,6 +24,7 @@ from arq.worker import Retry, Worker, func
 from redis.exceptions import RedisError
 
 from app.campaigns.control import Control, provider_scope
+from app.db.types import utcnow
 from app.delivery.sender import PumpReport, SenderDeps, pump
 from app.rollout import engine
 from app.runtime import Runtime, redis_settings
@@ -150,26 +151,62 @@ async def send_campaign(ctx: dict[str, Any], campaign_id: str, slot: int) -> dic
     return {"sent": report.sent, "batches": report.batches, "stopped": report.stopped_because}
 
 
-# arq starts the cron tick every second whether or not the last one has ended. A tick that
-# releases a large wave or counts a large ledger can take seconds: without this, ticks pile
-# up, queue behind each other's row locks and hold the job slots send jobs need.
-_ticking = asyncio.Lock()
+# arq starts a cron tick every second, on whichever worker takes it, whether or not the
+# last one has ended. A tick that releases a large wave can take seconds; ticks running side
+# by side would queue behind each other's row locks and hold the job slots send jobs need.
+# One Redis lock across all workers lets one tick advance campaigns at a time; its short
+# TTL, kept alive while the tick runs, frees it within seconds of a worker dying mid-tick.
+TICK_LOCK_KEY = "wavecast:tick"
+TICK_LOCK_TTL_MS = 5_000
+TICK_LOCK_REFRESH_SECONDS = 1.0
+_RELEASE_IF_OURS = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+async def _keep_tick_lock(redis: ArqRedis, token: str) -> None:
+    while True:
+        await asyncio.sleep(TICK_LOCK_REFRESH_SECONDS)
+        held = await redis.get(TICK_LOCK_KEY)
+        if held is None or held.decode() != token:
+            return
+        await redis.pexpire(TICK_LOCK_KEY, TICK_LOCK_TTL_MS)
 
 
 async def tick(ctx: dict[str, Any]) -> None:
-    """Advance every campaign one step, reclaim dead leases, re-sync Redis, ask for sends."""
-    if _ticking.locked():
-        return
-    async with _ticking:
-        wc = WorkerContext.of(ctx)
-        report = await engine.tick(wc.runtime.sessionmaker, wc.control, wc.runtime.settings)
-        await enqueue_pumps(wc.runtime.redis, report.sendable)
+    """Advance every campaign one step, reclaim dead leases, re-sync Redis, ask for sends.
 
-
-async def heartbeat(ctx: dict[str, Any]) -> None:
-    """Announce this worker as alive; operators read the set of live workers."""
+    While another tick is still advancing campaigns, this one only asks for send jobs, so a
+    long release never stops the sending of rows already in the ledger.
+    """
     wc = WorkerContext.of(ctx)
-    await wc.runtime.redis.set(heartbeat_key(wc.worker_id), "alive", ex=HEARTBEAT_TTL)
+    redis = wc.runtime.redis
+    token = uuid.uuid4().hex
+    if not await redis.set(TICK_LOCK_KEY, token, nx=True, px=TICK_LOCK_TTL_MS):
+        await enqueue_pumps(redis, await engine.sendable(wc.runtime.sessionmaker, utcnow()))
+        return
+    keeper = asyncio.create_task(_keep_tick_lock(redis, token))
+    try:
+        report = await engine.tick(wc.runtime.sessionmaker, wc.control, wc.runtime.settings)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RedisError):
+            await keeper
+        with contextlib.suppress(RedisError):
+            await redis.eval(_RELEASE_IF_OURS, 1, TICK_LOCK_KEY, token)  # type: ignore[misc]
+    await enqueue_pumps(redis, report.sendable)
+
+
+async def _beat(redis: ArqRedis, worker_id: str) -> None:
+    """Announce this process as alive every HEARTBEAT_EVERY seconds until cancelled.
+
+    A task of the process, not a cron job: arq runs each cron job once per instant across
+    all workers, so a cron heartbeat would keep only one worker's key alive."""
+    while True:
+        with contextlib.suppress(RedisError):
+            await redis.set(heartbeat_key(worker_id), "alive", ex=HEARTBEAT_TTL)
+        await asyncio.sleep(HEARTBEAT_EVERY)
 
 
 def build_worker(
@@ -198,9 +235,16 @@ def build_worker(
                 worker_id=worker_id,
             ),
         )
+        await runtime.redis.set(heartbeat_key(worker_id), "alive", ex=HEARTBEAT_TTL)
+        ctx["wavecast_heartbeat"] = asyncio.create_task(_beat(runtime.redis, worker_id))
         log.info("worker started", extra={"worker": worker_id, "provider": settings.provider.value})
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        beat: asyncio.Task[None] | None = ctx.get("wavecast_heartbeat")
+        if beat is not None:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
         wc: WorkerContext | None = ctx.get("wavecast")
         if wc is not None:
             # Leave the fair-share count at once: the other workers take over this share.
@@ -229,13 +273,6 @@ def build_worker(
                 run_at_startup=True,
                 max_tries=1,
                 timeout=60,
-            ),
-            cron(
-                heartbeat,
-                name="heartbeat",
-                second=set(range(0, 60, HEARTBEAT_EVERY)),
-                run_at_startup=True,
-                keep_result=0,
             ),
         ],
         redis_settings=redis_settings(settings),

@@ -87,11 +87,20 @@ async def tick(
     for campaign_id in running:
         await advance(sessionmaker, control, settings, campaign_id, now, report)
     await sync_grants(sessionmaker, control, now)
-    async with unit_of_work(sessionmaker) as session:
-        for campaign_id in await _ids(session, CampaignStatus.running):
-            if await ledger.has_claimable(session, campaign_id, now):
-                report.sendable.append(campaign_id)
+    report.sendable = await sendable(sessionmaker, now)
     return report
+
+
+async def sendable(
+    sessionmaker: async_sessionmaker[AsyncSession], now: datetime
+) -> list[uuid.UUID]:
+    """Running campaigns with rows a send job could claim now."""
+    async with unit_of_work(sessionmaker) as session:
+        return [
+            campaign_id
+            for campaign_id in await _ids(session, CampaignStatus.running)
+            if await ledger.has_claimable(session, campaign_id, now)
+        ]
 
 
 async def _ids(session: AsyncSession, status: CampaignStatus) -> list[uuid.UUID]:
