@@ -17,9 +17,12 @@ closed on its own.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import math
 import time
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -34,6 +37,8 @@ from app.ops.ratelimit_math import burst_for, gcra
 log = logging.getLogger("wavecast.ratelimit")
 
 _LUA = Path(__file__).with_name("ratelimit.lua").read_text(encoding="utf-8")
+# The form's session cookie (app.ui.sessions uses this name).
+FORM_SESSION_COOKIE = "wavecast_ui"
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 BURST_SECONDS = 2.0
 # After Redis fails, the next attempt waits this long: a dead Redis must not add its connect
@@ -86,7 +91,16 @@ class Limiter:
 
 
 def bucket_for(scope: Scope) -> str:
-    """`key:<prefix>` for a request carrying a well-formed API key, else `addr:<client>`."""
+    """`key:<prefix>` for a request carrying a well-formed API key, `ui:<hash>` for a form
+    request carrying a session cookie, else `addr:<client>`.
+
+    Operators behind one proxy share an address; their sessions must not share a bucket with
+    each other or with anonymous traffic, or a flood could refuse an operator's stop. A made-up
+    cookie buys nothing: the form charges the address for every session it rejects."""
+    if scope["path"].startswith("/ui"):
+        session = _cookie(scope, FORM_SESSION_COOKIE)
+        if session:
+            return "ui:" + hashlib.sha256(session.encode()).hexdigest()[:32]
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, raw = value.decode("latin-1").partition(" ")
@@ -95,6 +109,17 @@ def bucket_for(scope: Scope) -> str:
                 return f"key:{prefix}"
             break
     return address_bucket(scope)
+
+
+def _cookie(scope: Scope, wanted: str) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            jar = SimpleCookie()
+            with contextlib.suppress(CookieError):
+                jar.load(value.decode("latin-1"))
+            if wanted in jar:
+                return jar[wanted].value
+    return None
 
 
 def address_bucket(scope: Scope) -> str:
@@ -133,6 +158,11 @@ def limiter_of(scope: Scope) -> Limiter | None:
     return limiter
 
 
+def exempt(path: str) -> bool:
+    # The form's own stylesheet and script are static files of this service.
+    return path in EXEMPT_PATHS or path.startswith("/ui/static/")
+
+
 class RateLimit:
     """ASGI middleware: one `Limiter.check` per request, before anything else is done."""
 
@@ -141,7 +171,8 @@ class RateLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limiter = limiter_of(scope) if scope["type"] == "http" else None
-        if limiter is None or not limiter.enabled or scope["path"] in EXEMPT_PATHS:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if limiter is None or not limiter.enabled or exempt(path):
             await self.app(scope, receive, send)
             return
         bucket = bucket_for(scope)

@@ -26,7 +26,8 @@ from app.campaigns.schemas import CampaignOut, OptionalReason, Reason, StartRequ
 from app.campaigns.state import TRANSITIONS, CampaignAction, CampaignStatus, is_terminal
 from app.db.session import unit_of_work
 from app.deps import RuntimeDep, SessionDep
-from app.errors import Problem
+from app.errors import FieldError, Problem, validation_problem
+from app.ops.nul_guard import MESSAGE as NUL_MESSAGE
 from app.ui import forms
 from app.ui.deps import Operator, Reader, Writer
 from app.ui.render import page, see_other
@@ -43,10 +44,22 @@ ACTIONS: dict[str, Scope] = {
 }
 
 
+def page_size_max(request: Request) -> int:
+    return int(request.app.state.runtime.settings.page_size_max)
+
+
 async def read_form(request: Request) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The posted fields; a NUL character (which no text column can hold) is refused by name."""
     form = await request.form()
     single: dict[str, str] = {}
     lists: dict[str, list[str]] = {}
+    refused = [
+        FieldError(f"form.{name}", NUL_MESSAGE)
+        for name, value in form.multi_items()
+        if isinstance(value, str) and "\x00" in value
+    ]
+    if refused:
+        raise validation_problem(refused)
     for name, value in form.multi_items():
         if isinstance(value, str):
             single[name] = value
@@ -121,7 +134,7 @@ async def _form_page(
     errors: dict[str, list[str]] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    segments = await audiences.list_segments(session)
+    segments = await audiences.list_segments(session, limit=page_size_max(request))
     return page(
         request,
         "new_campaign.html",

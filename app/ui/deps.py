@@ -20,6 +20,7 @@ from app.db.session import unit_of_work
 from app.deps import RuntimeDep
 from app.errors import Problem
 from app.killswitch import service as killswitch
+from app.ops.ratelimit import charge_failed_auth
 from app.ui import sessions
 
 CSRF_FIELD = "csrf"
@@ -73,8 +74,13 @@ async def check_csrf(request: Request, expected: str) -> None:
 
 
 async def get_operator(request: Request, runtime: RuntimeDep) -> Operator:
-    session = await sessions.load(runtime.redis, request.cookies.get(sessions.COOKIE))
+    cookie = request.cookies.get(sessions.COOKIE)
+    session = await sessions.load(runtime.redis, cookie)
     if session is None:
+        if cookie:
+            # Rate limits bucket form requests by their cookie: one that opens no session
+            # counts against its address, so inventing cookies is no way around the limit.
+            await charge_failed_auth(request.scope)
         raise SignInRequired()
     async with unit_of_work(runtime.sessionmaker) as db:
         principal = await auth_service.authenticate_id(db, session.key_id)

@@ -20,7 +20,7 @@ from app.devices.models import Platform
 from app.errors import Problem
 from app.killswitch import router as killswitch_api
 from app.killswitch import service as killswitch
-from app.ui.campaign_pages import read_form
+from app.ui.campaign_pages import page_size_max, read_form
 from app.ui.deps import AdminOperator, Killer, Operator, Reader
 from app.ui.render import page, see_other
 
@@ -179,5 +179,5 @@ async def set_test_device(
 # ---------------------------------------------------------------- segments
 @router.get("/segments", response_class=HTMLResponse, include_in_schema=False)
 async def segments_page(request: Request, session: SessionDep, op: Reader) -> HTMLResponse:
-    segments = await audiences.list_segments(session)
+    segments = await audiences.list_segments(session, limit=page_size_max(request))
     return page(request, "segments.html", op=op, segments=segments)

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-COOKIE = "wavecast_ui"
+from app.ops.ratelimit import FORM_SESSION_COOKIE
+
+COOKIE = FORM_SESSION_COOKIE  # rate limits bucket form requests by it
 PRE_COOKIE = "wavecast_ui_pre"
 COOKIE_PATH = "/ui"
 TTL_SECONDS = 8 * 3600

@@ -11,12 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.auth import service as auth_service
 from app.auth.models import Scope
+from app.db.session import unit_of_work
 from app.main import create_app
 from app.ops.ratelimit import Limiter
 from app.ops.ratelimit_math import burst_for, gcra
 from app.runtime import Runtime
 from app.settings import Settings
+from app.ui import sessions
 from tests.conftest import KeyMaker, bearer
 
 
@@ -134,6 +137,43 @@ async def test_made_up_keys_are_charged_to_the_address(limited: httpx.AsyncClien
         made_up = f"wck_{i:012d}_{'x' * 43}"
         codes.append((await limited.get("/v1/devices", headers=bearer(made_up))).status_code)
     assert codes == [401, 429]
+
+
+async def test_form_sessions_have_their_own_buckets_and_static_files_are_free(
+    limited: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    # Operators behind one proxy share an address: anonymous traffic using up the address's
+    # bucket must not refuse an operator's pages (or stops).
+    assert (await limited.get("/openapi.json")).status_code == 200
+    assert (await limited.get("/openapi.json")).status_code == 429
+    for _ in range(4):
+        assert (await limited.get("/ui/static/ui.css")).status_code == 200
+    key = await make_key(Scope.campaigns_read)
+    async with unit_of_work(db.sessionmaker) as session:
+        principal = await auth_service.authenticate(session, db.settings, key)
+    assert principal is not None and principal.key_id is not None
+    first = await sessions.create(db.redis, principal.key_id)
+    second = await sessions.create(db.redis, principal.key_id)
+    answers = []
+    for ui_session in (first, second):
+        limited.cookies.set(sessions.COOKIE, ui_session.id, domain="wavecast.test", path="/ui")
+        answers.append((await limited.get("/ui/campaigns")).status_code)
+        limited.cookies.clear()
+    assert answers == [200, 200]
+    # The same session a second time within its interval is over its own limit.
+    limited.cookies.set(sessions.COOKIE, first.id, domain="wavecast.test", path="/ui")
+    assert (await limited.get("/ui/campaigns")).status_code == 429
+
+
+async def test_made_up_form_cookies_are_charged_to_the_address(
+    limited: httpx.AsyncClient,
+) -> None:
+    codes = []
+    for i in range(2):
+        limited.cookies.set(sessions.COOKIE, f"invented-{i}", domain="wavecast.test", path="/ui")
+        codes.append((await limited.get("/ui/campaigns")).status_code)
+        limited.cookies.clear()
+    assert codes == [303, 429]
 
 
 async def test_zero_disables_the_limit(db: Runtime, make_key: KeyMaker) -> None:

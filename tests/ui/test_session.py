@@ -247,6 +247,21 @@ async def test_kill_needs_a_reason_and_a_confirmation(
     assert "campaign.kill" in page.text and "wrong audience" in page.text
 
 
+async def test_a_nul_character_in_a_form_is_refused_by_name(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    await add_devices(db, 10)
+    campaign_id = await _campaign(client, await make_key(Scope.campaigns_write))
+    token = await sign_in(client, await make_key(Scope.kill, Scope.campaigns_read))
+    answer = await client.post(
+        f"/ui/campaigns/{campaign_id}/kill",
+        data={"csrf": token, "confirm": "yes", "reason": "wrong\x00audience"},
+    )
+    assert answer.status_code == 422
+    assert "reason" in answer.text and "NUL" in answer.text
+    assert await campaign_status(db, uuid.UUID(campaign_id)) is CampaignStatus.draft
+
+
 async def test_releasing_the_switch_needs_admin(
     client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
 ) -> None:
