@@ -337,7 +337,8 @@ async def _run_all(settings: Settings, args: argparse.Namespace) -> None:
     from app.main import create_app
     from app.runtime import Runtime
     from app.serving import QuietServer
-    from workers.main import build_worker
+    from workers.main import DRAIN_SECONDS
+    from workers.main import serve as serve_worker
 
     runtime = await Runtime.start(settings)
     try:
@@ -367,24 +368,26 @@ async def _run_all(settings: Settings, args: argparse.Namespace) -> None:
                 access_log=False,
             )
         )
-        worker = build_worker(settings)
         log.info("wavecast is running", extra={"url": f"http://{args.host}:{args.port}/ui"})
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         api_task = asyncio.create_task(server.serve())
-        worker_task = asyncio.create_task(worker.async_run())
+        # The same worker lifecycle as `wavecast worker`: send jobs drain on stop, and a
+        # lost Redis is waited for rather than ending the process.
+        worker_task = asyncio.create_task(serve_worker(settings, stop=stop))
         stop_task = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait(
             {api_task, worker_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
         )
         log.info("wavecast is stopping")
+        stop.set()
         server.should_exit = True
         await asyncio.wait({api_task}, timeout=10)
+        await asyncio.wait({worker_task}, timeout=DRAIN_SECONDS + 5)
         worker_task.cancel()
         await asyncio.gather(worker_task, return_exceptions=True)
-        await worker.close()
         stop_task.cancel()
         for task in done - {stop_task}:
             task.result()

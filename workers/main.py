@@ -291,8 +291,11 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     asyncio.run(serve(settings, burst=burst))
 
 
-async def serve(settings: Settings, *, burst: bool = False) -> None:
-    """Run a worker until SIGTERM or SIGINT (in burst mode, until the queue is empty).
+async def serve(
+    settings: Settings, *, burst: bool = False, stop: asyncio.Event | None = None
+) -> None:
+    """Run a worker until SIGTERM or SIGINT, or until `stop` is set when the caller owns the
+    signals (in burst mode, until the queue is empty).
 
     On SIGTERM the worker takes no new job and lets the send jobs in progress finish (each
     runs at most PUMP_BUDGET_SECONDS), so a rolling restart neither re-sends nor strands a
@@ -301,10 +304,11 @@ async def serve(settings: Settings, *, burst: bool = False) -> None:
     worker is built again once Redis answers, and the reconciler (the tick) restores from
     PostgreSQL whatever Redis lost.
     """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     delay = RECONNECT_FIRST_SECONDS
     while not stop.is_set():
         # arq's Worker binds to the event loop current at construction: build it in this one.
