@@ -66,7 +66,6 @@ class Settings(BaseSettings):
     fcm_max_per_second: int = Field(default=10_000, gt=0)
     apns_max_per_second: int = Field(default=10_000, gt=0)
     failure_threshold_percent: Decimal = Field(default=Decimal("5"), ge=0, le=100)
-    tick_seconds: float = Field(default=1.0, gt=0)
 
     # Provider credentials (used when provider = real).
     fcm_credentials: Path | None = None

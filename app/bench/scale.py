@@ -53,6 +53,7 @@ from app.devices import importer
 from app.rollout import engine
 from app.runtime import Runtime
 from app.settings import Settings
+from workers.main import DRAIN_SECONDS
 
 DESCRIPTION = "1M-device audience: import, wave planning, release to first send, ledger, RSS"
 SCENARIO = "scale"
@@ -331,9 +332,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
         finally:
             process.terminate()
             try:
-                process.wait(timeout=5)
+                # SIGTERM lets send jobs drain (at most DRAIN_SECONDS) before the worker exits.
+                process.wait(timeout=DRAIN_SECONDS + 5)
             except subprocess.TimeoutExpired:
-                # `wavecast worker` does not always end on SIGTERM (see the report).
                 process.kill()
                 process.wait(timeout=10)
         rows = await _waves(runtime, campaign_id)
