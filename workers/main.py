@@ -52,8 +52,10 @@ DRAIN_SECONDS = PUMP_BUDGET_SECONDS + 5
 # A worker that lost Redis tries again after this long, doubling up to the maximum.
 RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 5.0
-# A slot is held by one send job at a time through a Redis key the job keeps alive while it
-# waits or runs. A job whose worker died stops refreshing it, so the slot frees itself
+# A slot is held by one send job at a time through a Redis key, set when the job is queued
+# and kept alive by the job while it runs (a job left waiting in the queue longer than the
+# TTL finds its slot taken over and steps aside). A job whose worker died stops refreshing
+# it, so the slot frees itself
 # within SLOT_TTL_SECONDS and the next tick asks for a replacement: how soon a dead
 # worker's rows are sent again is set by their lease, not by the queue.
 SLOT_TTL_SECONDS = 3
