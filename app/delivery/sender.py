@@ -10,8 +10,7 @@ One iteration, and why it is in this order:
 5. reserve provider-wide tokens;
 6. take a gate permit (fails when the campaign or everything was stopped), then re-read
    the campaign's state from PostgreSQL — a kill that was answered is visible there;
-7. send, release the permit, record every outcome under the lease (while the next batch
-   is claimed and sent: `_Recording`).
+7. send, release the permit, record every outcome under the lease.
 If any step says stop, the claimed rows are given back untouched (not an attempt).
 """
 
@@ -23,7 +22,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -272,44 +271,14 @@ async def pump(
         report.stopped_because = "guard"
         return report
     deadline = time.monotonic() + budget_seconds
-    recording = _Recording()
     try:
         while time.monotonic() < deadline:
-            if not await _one_batch(deps, campaign, kind, content, report, recording):
+            if not await _one_batch(deps, campaign, kind, content, report):
                 report.stopped_because = report.stopped_because or "drained"
                 break
     except _Stop as stop:
         report.stopped_because = stop.why
-    finally:
-        await recording.drain()
     return report
-
-
-class _Recording:
-    """Batch k's outcomes are recorded while batch k+1 is claimed and sent. The loop goes on
-    to batch k+2 only once batch k's record has landed (at most two records in flight, for
-    distinct rows), and never returns before its last record is written.
-
-    Safe because the rows stay leased to this loop until their record lands (no other loop
-    can claim them, and the lease outlives a record by far); a crash before it lands is the
-    crash of any in-flight batch (`reclaim_expired`). The gate permit was released before the
-    record started, as when recording was inline: a kill's answer never waited for it."""
-
-    def __init__(self) -> None:
-        self._pending: asyncio.Task[None] | None = None
-
-    async def drain(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            await pending
-
-    async def start(self, record: Coroutine[None, None, None]) -> None:
-        """Start this record, then wait for the one before it (started first, so a failure
-        of the earlier one never leaves this one unwritten: `drain` still awaits it)."""
-        previous = self._pending
-        self._pending = asyncio.get_running_loop().create_task(record)
-        if previous is not None:
-            await previous
 
 
 def _lint_blocks(settings: Settings, campaign: Campaign, content: Content) -> str | None:
@@ -370,10 +339,8 @@ async def _one_batch(
     kind: CampaignKind,
     content: Content,
     report: PumpReport,
-    recording: _Recording,
 ) -> bool:
-    """One reserve → claim → send → record round; False when there is nothing left. The
-    record of a sent batch is left running (`_Recording`); on a stop it is written inline."""
+    """One reserve → claim → send → record round; False when there is nothing left."""
     settings = deps.settings
     with report.timing("claim"):
         try:
@@ -404,15 +371,13 @@ async def _one_batch(
         outcomes += await _send(deps, campaign, content, to_send, report)
     except RedisError:
         outcomes += [Outcome(r.delivery_id, DeliveryStatus.queued, give_back=True) for r in to_send]
-        await recording.drain()
         await _record(deps, lease, outcomes, report)
         raise _Stop("redis unreachable") from None
     except _Stop:
         outcomes += [Outcome(r.delivery_id, DeliveryStatus.queued, give_back=True) for r in to_send]
-        await recording.drain()
         await _record(deps, lease, outcomes, report)
         raise
-    await recording.start(_record(deps, lease, outcomes, report))
+    await _record(deps, lease, outcomes, report)
     return True
 
 
