@@ -241,9 +241,13 @@ async def through_wavecast(
         # As a worker does: send loops run again while rows are open (a row whose request
         # timed out comes back after its backoff), so the rate counts retries too.
         while time.perf_counter() - started < 3600:
-            reports += await asyncio.gather(
+            round_ = await asyncio.gather(
                 *(pump(deps, campaign.id, budget_seconds=3600) for _ in range(PUMPS))
             )
+            reports += round_
+            # The engine releases a wave in chunks (its first 5,000 rows, then more each
+            # tick), as a worker's ticks do while the send loops run.
+            await engine.tick(runtime.sessionmaker, control, settings)
             async with runtime.engine.connect() as conn:
                 still_open = (
                     await conn.execute(
@@ -255,7 +259,8 @@ async def through_wavecast(
                 ).scalar_one()
             if not still_open:
                 break
-            await asyncio.sleep(0.2)
+            if not any(r.batches for r in round_):
+                await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - started
         if profiler and profile:
             profiler.disable()

@@ -274,6 +274,8 @@ class Outcome:
     error_detail: str | None = None
     next_attempt_at: datetime | None = None
     # Give the row back untouched (the gate closed before it was sent): it is not an attempt.
+    # With `next_attempt_at` (held back by a provider's Retry-After block) it comes back as
+    # retrying, due then; otherwise queued.
     give_back: bool = False
 
 
@@ -287,9 +289,15 @@ async def record(
     """Record outcomes under the lease that claimed the rows; returns rows updated."""
     if not outcomes:
         return 0
-    returned = [o.delivery_id for o in outcomes if o.give_back]
+    returned = [o.delivery_id for o in outcomes if o.give_back and o.next_attempt_at is None]
+    deferred: dict[datetime, list[int]] = {}
+    for o in outcomes:
+        if o.give_back and o.next_attempt_at is not None:
+            deferred.setdefault(o.next_attempt_at, []).append(o.delivery_id)
     outcomes = [o for o in outcomes if not o.give_back]
     updated = await _give_back(session, lease_token, returned, now) if returned else 0
+    for due, ids in deferred.items():
+        updated += await _give_back(session, lease_token, ids, now, due=due)
     if not outcomes:
         return updated
     if session.get_bind().dialect.name == "postgresql":
@@ -403,10 +411,24 @@ async def _record_postgresql(
 
 
 async def _give_back(
-    session: AsyncSession, lease_token: uuid.UUID, ids: list[int], now: datetime
+    session: AsyncSession,
+    lease_token: uuid.UUID,
+    ids: list[int],
+    now: datetime,
+    *,
+    due: datetime | None = None,
 ) -> int:
     """Rows claimed but never sent go back as they were (the claim is not an attempt), or
-    become cancelled when their campaign was killed or cancelled meanwhile."""
+    become cancelled when their campaign was killed or cancelled meanwhile. With `due` they
+    come back retrying, claimable from then on."""
+    status = _requeued_status()
+    values: dict[str, Any] = {}
+    if due is not None:
+        status = case(
+            (_campaign_stopped_for_good(), DeliveryStatus.cancelled.value),
+            else_=DeliveryStatus.retrying.value,
+        )
+        values["next_attempt_at"] = due
     result = await session.execute(
         update(_delivery)
         .where(
@@ -415,11 +437,12 @@ async def _give_back(
             _delivery.c.status == DeliveryStatus.sending.value,
         )
         .values(
-            status=_requeued_status(),
+            status=status,
             attempts=_delivery.c.attempts - 1,
             lease_token=None,
             lease_until=None,
             updated_at=now,
+            **values,
         )
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

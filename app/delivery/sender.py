@@ -158,6 +158,18 @@ def pre_send_outcomes(
 def outcome_of(
     result: SendResult, row: Claimed, provider: str, settings: Settings, now: datetime
 ) -> Outcome:
+    if result.unsent:
+        # Held back by a Retry-After block before it left: not an attempt; due when the
+        # block ends.
+        return Outcome(
+            row.delivery_id,
+            DeliveryStatus.retrying,
+            provider=provider,
+            error_code=result.error_code,
+            error_detail=result.detail,
+            next_attempt_at=now + timedelta(seconds=result.retry_after or 0.0),
+            give_back=True,
+        )
     if result.kind is ResultKind.sent:
         return Outcome(
             row.delivery_id, DeliveryStatus.sent, provider=provider, message_id=result.message_id
@@ -412,7 +424,7 @@ async def _send(
         started = time.perf_counter()
         results = await asyncio.gather(
             *(
-                _send_group(providers[name], campaign, content, group)
+                _send_group(providers[name], campaign, content, group, _SharedBlock(deps, name))
                 for name, group in by_provider.items()
             )
         )
@@ -430,7 +442,9 @@ async def _send(
     for (name, group), group_results in zip(by_provider.items(), results, strict=True):
         PROVIDER_LATENCY.labels(name).observe(elapsed)
         by_id = {r.delivery_id: r for r in group_results}
-        retry_after = max((r.retry_after or 0.0 for r in group_results), default=0.0)
+        retry_after = max(
+            (r.retry_after or 0.0 for r in group_results if not r.unsent), default=0.0
+        )
         if retry_after > 0:
             await deps.control.throttle.block_until(provider_scope(name), retry_after)
         for row, _message in group:
@@ -469,14 +483,33 @@ async def _wait_provider(deps: SenderDeps, name: str, n: int) -> None:
         remaining -= grant.n
 
 
+@dataclass(frozen=True)
+class _SharedBlock:
+    """The provider's Retry-After block in Redis, for a provider to read right before a call
+    leaves and to write the instant an answer asks everyone to wait (`ProviderBlock`)."""
+
+    deps: SenderDeps
+    provider: str
+
+    async def remaining(self) -> float:
+        return await self.deps.control.throttle.blocked_for(provider_scope(self.provider))
+
+    async def block(self, seconds: float) -> None:
+        await self.deps.control.throttle.block_until(provider_scope(self.provider), seconds)
+
+
 async def _send_group(
     provider: Provider,
     campaign: Campaign,
     content: Content,
     group: Sequence[tuple[Claimed, Message]],
+    block: _SharedBlock,
 ) -> list[SendResult]:
     batch = Batch(
-        campaign_id=str(campaign.id), content=content, messages=[message for _row, message in group]
+        campaign_id=str(campaign.id),
+        content=content,
+        messages=[message for _row, message in group],
+        block=block,
     )
     try:
         return await asyncio.wait_for(provider.send(batch), timeout=PROVIDER_TIMEOUT)

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from app.campaigns.schemas import Content
 
@@ -47,6 +48,23 @@ class SendResult:
     detail: str | None = None
     # Seconds the provider asked every sender to wait (429 Retry-After).
     retry_after: float | None = None
+    # True when the message never left the process (a Retry-After block was known before its
+    # request went out): not an attempt; retry once the block has passed (`retry_after`).
+    unsent: bool = False
+
+
+class ProviderBlock(Protocol):
+    """The provider-wide Retry-After block shared by every worker (the sender's throttle).
+
+    A provider that sees each answer as it arrives writes a block at once through ``block``,
+    and asks ``remaining`` right before a call leaves, so nothing goes out inside a window
+    another worker (or another call) already knows about."""
+
+    async def remaining(self) -> float:
+        """Seconds until the block ends; 0.0 when there is none."""
+
+    async def block(self, seconds: float) -> None:
+        """No request may leave within ``seconds`` from now (only ever lengthens)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,7 @@ class Batch:
     campaign_id: str
     content: Content
     messages: Sequence[Message]
+    block: ProviderBlock | None = None
 
 
 class Provider(ABC):

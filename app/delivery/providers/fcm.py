@@ -8,6 +8,11 @@ here rather than worked around in the sender:
 - its base URL is fixed to Google's; `WAVECAST_FCM_ENDPOINT` replaces it (emulators, the
   protocol fake), while the service-account JSON's own `token_uri` decides where the OAuth2
   exchange goes.
+Retry-After: every answer is seen by the lane's transport as it arrives; one carrying
+Retry-After blocks the provider at once (in this process, and through `Batch.block` for every
+worker), and from then on no request of any call leaves until the block has passed: those
+messages come back `unsent` (not an attempt). A call also asks the shared block right before
+it leaves, after it got its lane.
 Throughput: one lane per call in flight (up to `MAX_LANES`), each on a connection pool of
 its own (see `FcmProvider.__init__`), and payloads mapped once per locale.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import time
 import uuid
 import warnings
@@ -30,7 +36,16 @@ from firebase_admin._retry import HttpxRetry
 from google.auth.transport import requests as google_auth_requests
 
 from app.delivery.payloads import fcm_message
-from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
+from app.delivery.providers.base import (
+    Batch,
+    Message,
+    Provider,
+    ProviderBlock,
+    ResultKind,
+    SendResult,
+)
+
+log = logging.getLogger("wavecast.fcm")
 
 MAX_BATCH = 500
 REQUEST_TIMEOUT_SECONDS = 10
@@ -79,10 +94,108 @@ def classify(delivery_id: int, error: BaseException) -> SendResult:
 def retry_after(error: BaseException) -> float | None:
     response = getattr(error, "http_response", None)
     value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    return _seconds(value)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A Retry-After given in seconds; None when absent or not a finite, non-negative number
+    (the HTTP-date form is not used by FCM)."""
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    if seconds is None or not 0.0 <= seconds < float("inf"):
+        return None
+    return seconds
+
+
+class Held(httpx.TransportError):
+    """A request not sent: the provider asked everyone to wait (Retry-After) and the block
+    is still in force. firebase-admin reports it as an UnknownError caused by this."""
+
+    def __init__(self, seconds: float, request: httpx.Request) -> None:
+        super().__init__(f"held back: provider blocked for another {seconds:.3f}s", request=request)
+        self.seconds = seconds
+
+
+def held_for(error: BaseException) -> float | None:
+    """Seconds the block had left when this message was held back; None if it was sent."""
+    cause = getattr(error, "cause", None)
+    return cause.seconds if isinstance(cause, Held) else None
+
+
+class Blocks:
+    """One provider's Retry-After block as this process knows it, shared by all its lanes:
+    written the instant an answer carries Retry-After (then published to every worker through
+    the batch's `ProviderBlock`), read before every request leaves (no I/O)."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self.shared: ProviderBlock | None = None
+        self._publishing: set[asyncio.Task[None]] = set()
+
+    def remaining(self) -> float:
+        return max(0.0, self._until - time.monotonic())
+
+    def hold(self, seconds: float) -> None:
+        self._until = max(self._until, time.monotonic() + seconds)
+        shared = self.shared
+        if shared is not None:
+            # Published without holding up this answer; local requests are held already.
+            task = asyncio.get_running_loop().create_task(self._publish(shared, seconds))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, shared: ProviderBlock, seconds: float) -> None:
+        try:
+            await shared.block(seconds)
+        except Exception:
+            # The sender writes the block again when the call returns; a failure there stops
+            # the send loop.
+            log.warning("could not publish a Retry-After block", exc_info=True)
+
+    async def settled(self) -> None:
+        """Wait for blocks being published (so a call returns after its block is shared)."""
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
+
+
+class _BlockingTransport(httpx.AsyncBaseTransport):
+    """The lane's transport: holds requests back while a block is known, and records a block
+    from the first answer that carries Retry-After."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, blocks: Blocks) -> None:
+        self._inner = inner
+        self._blocks = blocks
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        remaining = self._blocks.remaining()
+        if remaining > 0:
+            raise Held(remaining, request)
+        # A request may still wait in the pool for a connection (HTTP/1.1) or a stream: the
+        # last look is taken by httpcore's trace hook, right before its headers are written.
+        outer = request.extensions.get("trace")
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            if event.endswith(".send_request_headers.started"):
+                left = self._blocks.remaining()
+                if left > 0:
+                    raise Held(left, request)
+            if outer is not None:
+                await outer(event, info)
+
+        request.extensions["trace"] = trace
+        response = await self._inner.handle_async_request(request)
+        # Retry-After means "wait" on a 429 or a 5xx; on another answer (a 401 retried with
+        # a fresh token, say) it asks nothing of other requests.
+        if response.status_code == 429 or response.status_code >= 500:
+            seconds = _seconds(response.headers.get("retry-after"))
+            if seconds:
+                self._blocks.hold(seconds)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def to_message(payload: Mapping[str, Any], token: str) -> messaging.Message:
@@ -150,7 +263,7 @@ class _CredentialAuth(httpx.Auth):
             self._credential.refresh(self._transport)
 
 
-def http_client(credential: Any) -> _http_client.HttpxAsyncClient:
+def http_client(credential: Any, blocks: Blocks | None = None) -> _http_client.HttpxAsyncClient:
     """firebase-admin's async client with its retries off and a pool sized for our load.
 
     The library mounts a retrying transport (500/503 up to four times, Retry-After ignored)
@@ -160,20 +273,22 @@ def http_client(credential: Any) -> _http_client.HttpxAsyncClient:
     every connection it opens; the wait for a connection bounded by its own timeout, so a
     request queued behind a busy pool is not cut short by the 10 s request timeout (a request
     that never left the process and times out is retried, never duplicated). Requests are
-    signed by `_CredentialAuth`.
+    signed by `_CredentialAuth`. With `blocks`, requests go through `_BlockingTransport`.
     """
     client = _http_client.HttpxAsyncClient(
         credential=credential,
         timeout=REQUEST_TIMEOUT_SECONDS,
         retry_config=HttpxRetry(max_retries=0),
     )
-    transport = httpx.AsyncHTTPTransport(
+    transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
         http2=True,
         retries=0,
         limits=httpx.Limits(
             max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
         ),
     )
+    if blocks is not None:
+        transport = _BlockingTransport(transport, blocks)
     client._async_client = httpx.AsyncClient(
         http2=True,
         timeout=httpx.Timeout(REQUEST_TIMEOUT_SECONDS, pool=POOL_TIMEOUT_SECONDS),
@@ -182,6 +297,29 @@ def http_client(credential: Any) -> _http_client.HttpxAsyncClient:
         transport=transport,
     )
     return client
+
+
+async def _shared_remaining(block: ProviderBlock | None) -> float:
+    if block is None:
+        return 0.0
+    try:
+        return await block.remaining()
+    except Exception:
+        # The sender asked the same block moments ago (and stops when it cannot): this last
+        # look is not worth failing a call for.
+        log.warning("could not read the provider's Retry-After block", exc_info=True)
+        return 0.0
+
+
+def _unsent(delivery_id: int, seconds: float) -> SendResult:
+    return SendResult(
+        delivery_id,
+        ResultKind.retry,
+        error_code="RETRY_AFTER_HELD",
+        detail=f"not sent: the provider asked to wait another {seconds:.3f}s",
+        retry_after=seconds,
+        unsent=True,
+    )
 
 
 class FcmProvider(Provider):
@@ -211,6 +349,7 @@ class FcmProvider(Provider):
         self._lanes: list[Any] = []
         self._lane_free = asyncio.Condition()
         self._closing: set[asyncio.Task[None]] = set()
+        self.blocks = Blocks()
 
     @property
     def project_id(self) -> str:
@@ -218,6 +357,8 @@ class FcmProvider(Provider):
         return project
 
     async def send(self, batch: Batch) -> list[SendResult]:
+        if batch.block is not None:
+            self.blocks.shared = batch.block
         chunks = [
             batch.messages[start : start + MAX_BATCH]
             for start in range(0, len(batch.messages), MAX_BATCH)
@@ -248,6 +389,12 @@ class FcmProvider(Provider):
         lane = await self._take_lane()
         healthy = False
         try:
+            # The last word before the call leaves: a block written while it waited for the
+            # sender's throttle or for this lane (by this worker or another) holds it back.
+            held = max(self.blocks.remaining(), await _shared_remaining(batch.block))
+            if held > 0:
+                healthy = True
+                return [_unsent(m.delivery_id, held) for m in chunk]
             # What messaging.send_each_async(built, app=...) runs, on this lane's client.
             answer = await lane.send_each_async(built, dry_run=False)
             healthy = True
@@ -256,12 +403,15 @@ class FcmProvider(Provider):
             return [classify(m.delivery_id, error) for m in chunk]
         finally:
             await self._give_back(lane, healthy)
+            await self.blocks.settled()
         results = []
         for message, response in zip(chunk, answer.responses, strict=True):
             if response.success:
                 results.append(
                     SendResult(message.delivery_id, ResultKind.sent, message_id=response.message_id)
                 )
+            elif (left := held_for(response.exception)) is not None:
+                results.append(_unsent(message.delivery_id, left))
             else:
                 results.append(classify(message.delivery_id, response.exception))
         return results
@@ -273,7 +423,7 @@ class FcmProvider(Provider):
             if self._idle:
                 return self._idle.pop()
             lane = copy.copy(self._template)
-            lane._async_client = http_client(self._template._credential)
+            lane._async_client = http_client(self._template._credential, self.blocks)
             self._lanes.append(lane)
             return lane
 

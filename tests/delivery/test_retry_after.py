@@ -1,0 +1,137 @@
+"""Retry-After from FCM holds back every request from the instant the answer is seen.
+
+Through the FCM protocol fake, the real firebase-admin client, the engine's tick and the
+sender, the suite's database and Redis. The evidence is the fake's own request records: no
+request may arrive inside a window (answer, answer + Retry-After) opened by an earlier 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import insert, select
+
+from app.auth.models import Scope
+from app.bench.timing import Request, inside_retry_after
+from app.campaigns.state import CampaignStatus
+from app.db.types import utcnow
+from app.delivery.sender import pump
+from app.devices import service as devices_service
+from app.devices.models import Device
+from app.devices.schemas import DeviceRegistration
+from app.fakes.faults import FaultRule
+from app.fakes.fcm import FcmFake
+from app.fakes.records import Record
+from app.rollout import engine
+from app.runtime import Runtime
+from app.settings import ProviderMode, Settings
+from tests.conftest import KeyMaker, bearer
+from tests.support import campaign_body, campaign_status, create_and_start, deliveries, sender_deps
+
+DEVICES = 600
+RATE = 1_000
+
+
+@pytest.fixture(scope="module")
+def fcm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FcmFake, Path]]:
+    root = tmp_path_factory.mktemp("retry-after")
+    fake = FcmFake(project_id="wavecast-retry-after")
+    with fake.running_in_thread():
+        account = root / "service-account.json"
+        fake.create_service_account(account)
+        yield fake, account
+
+
+def as_request(record: Record) -> Request:
+    headers = {name.lower(): value for name, value in record.response_headers}
+    retry_after = headers.get("retry-after")
+    return Request(
+        start=record.monotonic,
+        end=record.monotonic + record.delay,
+        status=record.status,
+        retry_after=float(retry_after) if retry_after is not None else None,
+    )
+
+
+async def test_no_request_leaves_inside_a_retry_after_window(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, fcm: tuple[FcmFake, Path]
+) -> None:
+    fake, account = fcm
+    fake.rulebook.clear()
+    fake.store.clear()
+    settings = db.settings.model_copy(
+        update={"provider": ProviderMode.real, "fcm_credentials": account, "fcm_endpoint": fake.url}
+    )
+    now = utcnow()
+    rows = [
+        devices_service.registration_row(
+            DeviceRegistration(token=f"ra-{i}", platform="android"),  # type: ignore[arg-type]
+            now,
+        )
+        for i in range(DEVICES)
+    ]
+    async with db.sessionmaker() as session:
+        await session.execute(insert(Device.__table__), rows)  # type: ignore[attr-defined]
+        await session.commit()
+    headers = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+    # Two send loops share the worker's FCM provider. The first request is refused after
+    # 50 ms, as a real provider takes to answer (a call is wholly on the wire before it): the
+    # other loop's next call, and the refused call's own later requests, must wait for the
+    # Retry-After from the instant the answer is seen, not from when the refused call returns.
+    refusal = fake.rulebook.add(
+        FaultRule(error="QUOTA_EXCEEDED", count=1, retry_after=1, latency=0.05)
+    )
+    campaign_id = await create_and_start(
+        client,
+        headers,
+        campaign_body(rollout={"waves": [{"percent": 100}]}, throttle={"per_second": RATE}),
+    )
+    await _run_two_pumps(db, campaign_id, settings)
+    assert await campaign_status(db, campaign_id) is CampaignStatus.completed
+
+    sends = sorted(fake.store.sends(), key=lambda r: r.monotonic)
+    requests = [as_request(r) for r in sends]
+    assert refusal.applied == 1
+    assert [r.retry_after for r in requests if r.status == 429] == [1.0]
+    inside = inside_retry_after(requests)
+    assert inside == [], f"{len(inside)} requests arrived inside a Retry-After window"
+
+    # Every device was accepted exactly once, and a row's attempts are the requests the
+    # provider saw for it: rows held back by the block did not spend an attempt.
+    accepted = Counter(r.token for r in sends if r.status == 200)
+    assert sorted(accepted) == sorted(f"ra-{i}" for i in range(DEVICES))
+    assert set(accepted.values()) == {1}
+    seen = Counter(r.token for r in sends)
+    ledger = await deliveries(db, campaign_id)
+    assert {r.status for r in ledger} == {"sent"}
+    tokens = {d.id: d.token for d in await _devices(db)}
+    assert {tokens[r.device_id]: r.attempts for r in ledger} == dict(seen)
+
+
+async def _devices(db: Runtime) -> list[Device]:
+    async with db.sessionmaker() as session:
+        return list((await session.execute(select(Device))).scalars().all())
+
+
+async def _run_two_pumps(db: Runtime, campaign_id: uuid.UUID, settings: Settings) -> None:
+    """Tick and send as one worker with two send loops on the campaign would."""
+    deps = await sender_deps(db, settings)
+    for _ in range(600):
+        report = await engine.tick(db.sessionmaker, deps.control, settings)
+        if campaign_id in report.sendable:
+            await asyncio.gather(
+                pump(deps, campaign_id, budget_seconds=10),
+                pump(deps, campaign_id, budget_seconds=10),
+            )
+        if await campaign_status(db, campaign_id) is CampaignStatus.completed:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"campaign {campaign_id} did not complete")
