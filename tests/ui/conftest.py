@@ -21,8 +21,9 @@ def ui_url(settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def chromium() -> AsyncIterator[Any]:
     path = chromium_or_skip()
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
 
+    expect.set_options(timeout=20_000)  # assertions wait for live pages on a loaded machine
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=path, headless=True, args=CHROMIUM_ARGS
@@ -52,7 +53,8 @@ async def browser_page(chromium: Any, ui_url: str) -> AsyncIterator[Any]:
         ),
     )
     page.on("pageerror", lambda error: violations.append(f"script error: {error}"))
-    page.set_default_timeout(20_000)
+    # Generous: a loaded CI machine can take seconds to answer; nothing here measures speed.
+    page.set_default_timeout(45_000)
     yield page
     await context.close()
     assert violations == [], violations

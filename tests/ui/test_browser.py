@@ -30,6 +30,10 @@ async def sign_in(page: Any, key: str) -> None:
     """With the keyboard only: the key field has focus, Enter submits."""
     await page.goto("/ui/campaigns")
     assert "/ui/sign-in" in page.url
+    from playwright.async_api import expect
+
+    # Typing before the autofocus lands would lose the key's first characters.
+    await expect(page.locator("#key")).to_be_focused()
     await page.keyboard.type(key)
     await page.keyboard.press("Enter")
     await page.wait_for_url(re.compile(r"/ui/campaigns$"))
