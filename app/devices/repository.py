@@ -136,20 +136,8 @@ _CREATE_STAGING = """
         apns_environment text
     ) ON COMMIT DELETE ROWS
 """
-_STAGED = (
-    "id",
-    "bucket",
-    "token",
-    "platform",
-    "user_id",
-    "locale",
-    "timezone",
-    "app_version",
-    "app_version_key",
-    "tags",
-    "attributes",
-    "apns_environment",
-)
+# The staging table's columns, in COPY order: identity, then what a registration sets.
+_STAGED = ("id", "bucket", "token", *_REGISTRATION_COLUMNS)
 # Timestamps and the fixed columns come from the database: now() is the transaction's
 # start, one value for the whole batch, as a registration's row proposes.
 _MERGE_STAGED = f"""
