@@ -40,9 +40,17 @@ class ProviderSet:
             return self.sandbox
         return self.by_platform[message.platform]
 
-    async def aclose(self) -> None:
+    @property
+    def all(self) -> list[Provider]:
         providers = [self.sandbox, *self.by_platform.values()]
-        for provider in {id(p): p for p in providers if p is not None}.values():
+        return list({id(p): p for p in providers if p is not None}.values())
+
+    @property
+    def payload_seconds(self) -> float:
+        return sum(p.payload_seconds for p in self.all)
+
+    async def aclose(self) -> None:
+        for provider in self.all:
             await provider.aclose()
 
 

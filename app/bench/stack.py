@@ -50,6 +50,7 @@ TOPIC = "com.example.wavecast"
 class Fake:
     kind: str
     url: str
+    pid: int
     env: dict[str, str]
     """What a worker needs to send to this fake through the real provider."""
     platform: str
@@ -76,6 +77,12 @@ class Fake:
             seq: int = answer.json()["last_seq"]
             return seq
 
+    def forget_records(self) -> None:
+        """Drop the records kept so far (a long run's records would grow the fake's heap,
+        and its garbage collector's work, from one measurement to the next)."""
+        with self.client() as client:
+            client.delete("/_fake/records").raise_for_status()
+
     def sends(self, since: int = 0) -> list[Request]:
         """Provider pushes recorded after ``since``, as the timing module reads them."""
         with self.client() as client:
@@ -99,13 +106,17 @@ def request_of(record: dict[str, Any]) -> Request:
 
 
 @contextmanager
-def fake(kind: str, work: Path) -> Iterator[Fake]:
-    """`wavecast fake fcm|apns` in its own process, recording every request (full records:
-    the Retry-After a 429 carried is read from them)."""
+def fake(kind: str, work: Path, *, recording: str = "full", tls: bool = False) -> Iterator[Fake]:
+    """`wavecast fake fcm|apns` in its own process, recording every request (full records
+    by default: the Retry-After a 429 carried is read from them; `light` keeps who, when and
+    which answer, for throughput runs). FCM with `tls`: HTTP/2 over TLS, as Google serves
+    it (the APNs fake always is); clients then trust the fake's CA through `env`."""
     ready = work / f"{kind}-ready.json"
     if kind == "fcm":
         account = work / "service-account.json"
         options = ["--service-account", str(account)]
+        if tls:
+            options += ["--tls", "--cert-dir", str(work / "tls"), "--plain-port", "0"]
     else:
         options = [
             "--environment",
@@ -129,7 +140,7 @@ def fake(kind: str, work: Path) -> Iterator[Fake]:
             "--port",
             "0",
             "--recording",
-            "full",
+            recording,
             "--ready-file",
             str(ready),
             *options,
@@ -141,13 +152,20 @@ def fake(kind: str, work: Path) -> Iterator[Fake]:
         _wait_for(lambda: ready.exists(), process, f"the {kind} fake", within=60)
         info = json.loads(ready.read_text())
         if kind == "fcm":
+            trust = (
+                {"SSL_CERT_FILE": info["ca_file"], "REQUESTS_CA_BUNDLE": info["ca_file"]}
+                if info.get("ca_file")
+                else {}
+            )
             yield Fake(
                 kind,
-                info["url"],
+                info.get("plain_url") or info["url"],
+                process.pid,
                 {
                     "WAVECAST_PROVIDER": "real",
                     "WAVECAST_FCM_CREDENTIALS": str(account),
                     "WAVECAST_FCM_ENDPOINT": info["url"],
+                    **trust,
                 },
                 "android",
             )
@@ -156,6 +174,7 @@ def fake(kind: str, work: Path) -> Iterator[Fake]:
                 kind,
                 # Introspection over the plaintext side listener: same records and rules.
                 info["plain_url"] or info["url"],
+                process.pid,
                 {
                     "WAVECAST_PROVIDER": "real",
                     "WAVECAST_APNS_KEY": info["key_file"],
@@ -186,8 +205,10 @@ def base_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def workers(settings: Settings, count: int, work: Path, **extra: str) -> Iterator[None]:
-    """`count` real `wavecast worker` processes; logs in `work`."""
+def workers(
+    settings: Settings, count: int, work: Path, **extra: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`count` real `wavecast worker` processes; logs in `work` (`worker-N.log`)."""
     with ExitStack() as files:
         logs = [files.enter_context((work / f"worker-{i}.log").open("wb")) for i in range(count)]
         procs = [
@@ -200,7 +221,7 @@ def workers(settings: Settings, count: int, work: Path, **extra: str) -> Iterato
             for log in logs
         ]
         try:
-            yield
+            yield procs
         finally:
             _stop(procs)
 

@@ -100,6 +100,10 @@ class PumpReport:
 STAGES = ("claim", "throttle", "checks", "provider", "record")
 
 
+# Why a send loop ended with rows possibly left to send: its time was up, not its work.
+OUT_OF_BUDGET = "budget"
+
+
 class _Stop(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(why)
@@ -276,6 +280,8 @@ async def pump(
             if not await _one_batch(deps, campaign, kind, content, report):
                 report.stopped_because = report.stopped_because or "drained"
                 break
+        else:
+            report.stopped_because = OUT_OF_BUDGET
     except _Stop as stop:
         report.stopped_because = stop.why
     return report

@@ -3,11 +3,8 @@
 Profiling the APNs fake under a bare aioapns loop (1000 concurrent streams per connection) showed
 three costs in ``h2``/``hpack`` that have nothing to do with the protocol semantics we fake:
 
-1. ``H2Connection.open_inbound_streams`` scans *every* stream on each new stream (it also purges
-   closed ones), so 1000 concurrent streams cost ~1000 iterations per request.
-   :class:`FastH2Connection` returns the size of the stream table while it is below the limit --
-   an upper bound of the open count, so the limit is still enforced exactly -- and only falls
-   back to the scan (which purges) when the table reaches the limit. Amortised O(1).
+1. ``H2Connection.open_inbound_streams`` scans *every* stream on each new stream:
+   :class:`~app.delivery.providers.h2_lean.FastH2Connection`, shared with the APNs client.
 2. h2 sends ``authorization`` as a never-indexed literal, so the same ~200-byte provider JWT
    arrives Huffman-coded on every request, and hpack's pure-Python Huffman decoder (two nibble
    steps per byte) spent ~200 us on it each time. :func:`install_huffman_cache` replaces it by a
@@ -15,37 +12,21 @@ three costs in ``h2``/``hpack`` that have nothing to do with the protocol semant
    output is a pure function of the input bytes, identical to hpack's, so this is safe
    process-wide; invalid input still raises ``HPACKDecodingError``.
 3. Huffman-*encoding* response headers (fresh UUIDs each time) buys a few bytes on loopback for
-   noticeable CPU; :class:`PlainEncoder` sends literals raw, which RFC 7541 allows.
+   noticeable CPU: :class:`~app.delivery.providers.h2_lean.PlainEncoder` sends literals raw.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
-import h2.connection
 import hpack
 import hpack.hpack
 import hpack.huffman_table
 from hpack.exceptions import HPACKDecodingError
 
+from app.delivery.providers.h2_lean import FastH2Connection, PlainEncoder
 
-class FastH2Connection(h2.connection.H2Connection):
-    """``H2Connection`` with an amortised O(1) inbound open-stream count (see module doc)."""
-
-    @property
-    def open_inbound_streams(self) -> int:
-        tracked = len(self.streams)
-        if tracked < self.local_settings.max_concurrent_streams:
-            return tracked
-        return self._open_streams(int(not self.config.client_side))
-
-
-class PlainEncoder(hpack.Encoder):
-    """An HPACK encoder that never Huffman-codes (cheaper on CPU, larger on the wire)."""
-
-    def encode(self, headers: Any, huffman: bool = True) -> bytes:
-        return super().encode(headers, huffman=False)
+__all__ = ["FastH2Connection", "PlainEncoder", "install_huffman_cache", "plain_headers"]
 
 
 def plain_headers(
