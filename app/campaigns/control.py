@@ -21,6 +21,7 @@ from app.killswitch.gate import Gate
 from app.killswitch.models import KillSwitch
 
 STOP_DRAIN_SECONDS = 5.0
+FULL_SYNC_KEY = "wavecast:grants:full-sync"
 
 
 def throttle_scope(campaign_id: uuid.UUID) -> str:
@@ -48,6 +49,7 @@ class StopNotConfirmed(Problem):
 
 class Control:
     def __init__(self, redis: Redis) -> None:
+        self._redis = redis
         self.gate = Gate(redis)
         self.throttle = Throttle(redis)
 
@@ -64,6 +66,11 @@ class Control:
             campaign.control_version,
             terminal=is_terminal(status),
         )
+
+    async def claim_full_sync(self, every_seconds: int) -> bool:
+        """True for one caller per `every_seconds` across all workers, and for the first
+        caller after Redis lost its data (the marker goes with it)."""
+        return bool(await self._redis.set(FULL_SYNC_KEY, "1", nx=True, ex=every_seconds))
 
     async def publish_switch(self, switch: KillSwitch) -> None:
         await self.gate.set_global(not switch.engaged, switch.version)

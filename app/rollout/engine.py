@@ -47,6 +47,15 @@ log = logging.getLogger("wavecast.engine")
 # Enough permanent failures to be a signal rather than noise before the guardrail trips.
 GUARDRAIL_MIN_FAILURES = 10
 RECENTLY_FINISHED = timedelta(days=1)
+# Grant re-derivation (sync_grants): a change this recent is published on every tick, as are
+# the campaigns that can still send; the rest once per FULL_SYNC_SECONDS.
+RECENTLY_CHANGED = timedelta(minutes=2)
+FULL_SYNC_SECONDS = 60
+_MAY_SEND = [
+    CampaignStatus.scheduled.value,
+    CampaignStatus.running.value,
+    CampaignStatus.paused.value,
+]
 # A wave's first rows are committed on their own, so workers start sending them within a
 # second or two even when the wave holds hundreds of thousands of devices; the rest follows
 # on the next ticks, RELEASE_MORE_ROWS per tick (each transaction reads the audience in
@@ -358,19 +367,26 @@ async def _release_chunk(
 async def sync_grants(
     sessionmaker: async_sessionmaker[AsyncSession], control: Control, now: datetime
 ) -> None:
-    """Re-derive every Redis grant from PostgreSQL (after a Redis restart, or a stop whose
+    """Re-derive the Redis grants from PostgreSQL (after a Redis restart, or a stop whose
     answer could not reach Redis). Grants are versioned, so this never re-opens a campaign
-    that was stopped after these rows were read."""
+    that was stopped after these rows were read.
+
+    Every tick: the switch, every campaign that can still send (scheduled, running, paused)
+    and every campaign changed in the last RECENTLY_CHANGED. Every campaign that finished in
+    the last RECENTLY_FINISHED as well, but only once per FULL_SYNC_SECONDS across all
+    workers, and at once when Redis has lost its data (the marker that spaces full syncs is
+    lost with it): a tick's cost follows the campaigns in flight, not a day's campaigns."""
+    full = await control.claim_full_sync(FULL_SYNC_SECONDS)
+    finished = col(Campaign.finished_at)
+    if full:
+        wanted = finished.is_(None) | (finished > now - RECENTLY_FINISHED)
+    else:
+        wanted = col(Campaign.status).in_(_MAY_SEND) | (
+            col(Campaign.updated_at) > now - RECENTLY_CHANGED
+        )
     async with unit_of_work(sessionmaker) as session:
         switch = await killswitch.get_switch(session)
-        rows = (
-            await session.exec(
-                select(Campaign).where(
-                    (col(Campaign.finished_at).is_(None))
-                    | (col(Campaign.finished_at) > now - RECENTLY_FINISHED)
-                )
-            )
-        ).all()
+        rows = (await session.exec(select(Campaign).where(wanted))).all()
     await control.publish_switch(switch)
     for campaign in rows:
         if campaign.status != CampaignStatus.draft:
