@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -25,6 +26,7 @@ from app.auth.principal import SYSTEM
 from app.db import migrate
 from app.db.registry import metadata
 from app.db.session import unit_of_work
+from app.delivery.throttle import Throttle
 from app.embedded_redis import EmbeddedRedis
 from app.main import create_app
 from app.runtime import Runtime
@@ -113,6 +115,14 @@ async def db(runtime: Runtime) -> Runtime:
     await truncate_all(runtime)
     await runtime.redis.flushdb()
     return runtime
+
+
+@pytest.fixture
+async def elsewhere(redis_url: str) -> AsyncIterator[Throttle]:
+    """The throttle as another worker process has it: a Redis client of its own."""
+    other = Redis.from_url(redis_url)
+    yield Throttle(other)
+    await other.aclose()
 
 
 @pytest.fixture

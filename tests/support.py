@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -22,8 +22,11 @@ from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus
 from app.db.session import unit_of_work
 from app.db.types import utcnow
+from app.delivery.block_feed import CLIENT_NAME, BlockFeed
 from app.delivery.models import Delivery, SandboxMessage
+from app.delivery.providers.local_block import LocalBlock
 from app.delivery.sender import PumpReport, SenderDeps, pump
+from app.delivery.throttle import Throttle
 from app.devices import service as devices_service
 from app.devices.schemas import DeviceRegistration
 from app.rollout import engine
@@ -228,3 +231,27 @@ async def wait_for(predicate: Any, *, within: float, interval: float = 0.05) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
+
+
+async def listening_feed(runtime: Runtime, blocks: Mapping[str, LocalBlock]) -> BlockFeed:
+    """A block feed into ``blocks``, started here once Redis counts its subscription."""
+    throttle = Throttle(runtime.redis)
+    feed = BlockFeed(runtime.redis, throttle, blocks)
+    feed.start()
+
+    async def subscribed() -> bool:
+        [(_channel, count)] = await runtime.redis.pubsub_numsub(throttle.blocks_channel)
+        return count >= 1
+
+    await wait_for(subscribed, within=5)
+    return feed
+
+
+async def feed_connections(runtime: Runtime) -> list[int]:
+    """Client ids of the block feeds subscribed on the suite's Redis database."""
+    database = runtime.redis.connection_pool.connection_kwargs.get("db", 0)
+    return [
+        int(c["id"])
+        for c in await runtime.redis.client_list()
+        if c.get("name") == CLIENT_NAME and int(c["db"]) == database
+    ]

@@ -242,6 +242,9 @@ def build_worker(
         worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         control = Control(runtime.redis)
         providers = await build_providers(settings, runtime, worker_id)
+        # Blocks any worker writes reach this process's requests already under way; the feed
+        # stops with the providers, also when Redis is gone and arq's shutdown cannot run.
+        providers.listen(runtime.redis, control.throttle)
         for name, cap in (
             ("fcm", settings.fcm_max_per_second),
             ("apns", settings.apns_max_per_second),

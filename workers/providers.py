@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from redis.asyncio import Redis
+
+from app.campaigns.control import provider_scope
+from app.delivery.block_feed import BlockFeed
 from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
 from app.delivery.providers.sandbox import SandboxProvider
+from app.delivery.throttle import Throttle
 from app.runtime import Runtime
 from app.settings import ProviderMode, Settings
 
@@ -34,6 +39,7 @@ class Unconfigured(Provider):
 class ProviderSet:
     sandbox: Provider | None = None
     by_platform: dict[str, Provider] = field(default_factory=dict)
+    feed: BlockFeed | None = None
 
     def route(self, message: Message) -> Provider:
         if self.sandbox is not None:
@@ -49,7 +55,16 @@ class ProviderSet:
     def payload_seconds(self) -> float:
         return sum(p.payload_seconds for p in self.all)
 
+    def listen(self, redis: Redis, throttle: Throttle) -> None:
+        """Start the block feed into these providers' local blocks. It stops in `aclose`, so
+        it ends with the providers it writes to, however the worker stops."""
+        blocks = {provider_scope(p.name): p.blocks for p in self.all if p.blocks is not None}
+        self.feed = BlockFeed(redis, throttle, blocks)
+        self.feed.start()
+
     async def aclose(self) -> None:
+        if self.feed is not None:
+            await self.feed.stop()
         for provider in self.all:
             await provider.aclose()
 

@@ -18,7 +18,9 @@
 --               -> {'ok', n, wait, now, start} | {'unknown', i...} | {'paused', i...}
 --                  | {'blocked', wait, now, block_end} (batched only)
 --               (i = 0-based scope positions; on refusal nothing is written)
---   block       KEYS: one blocked key; ARGV: seconds          -> {blocked_until}
+--   block       KEYS: one blocked key; ARGV: seconds, channel, scope -> {blocked_until}
+--               a block it writes (new or lengthened) is also published on `channel` as
+--               {"scope": scope, "seconds": seconds left on the server clock}
 --   blocked_for KEYS: one blocked key                         -> {seconds left, >= 0}
 
 local function fmt(x)
@@ -144,6 +146,10 @@ if op == 'block' then
     return {current}
   end
   redis.call('SET', KEYS[1], fmt(blocked_until), 'PX', ttl_ms(blocked_until, now))
+  -- In the same script as the write: every worker's block feed hears of a block exactly when
+  -- it is in force, and of no block that was not written. What is left, not the instant: a
+  -- worker's clock is not the server's.
+  redis.call('PUBLISH', ARGV[3], cjson.encode({scope = ARGV[4], seconds = blocked_until - now}))
   return {fmt(blocked_until)}
 end
 

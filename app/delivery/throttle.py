@@ -71,6 +71,11 @@ class Throttle:
         self._redis = redis
         self._prefix = prefix
         self._script = redis.register_script(_LUA)
+        # Where every block written is published (`block_until`). Pub/sub channels are
+        # server-wide, not per database: the database is in the name, so a deployment (or a
+        # test run) on another database of the same server is not blocked by this one.
+        database = redis.connection_pool.connection_kwargs.get("db", 0)
+        self.blocks_channel = f"{prefix}:blocks:db{database}"
 
     async def set_rate(self, scope: str, per_second: float | None) -> None:
         """None = unlimited, 0 = paused. Stored without expiry; every worker's next
@@ -125,11 +130,16 @@ class Throttle:
         """No reservation on ``scope`` starts within ``seconds_from_now`` (server clock), on
         any worker. Only ever lengthens a block. Reservations granted before it was written are
         not recalled: their senders may still hit the provider inside the block. Batched
-        reservations are never granted across a block, so a lengthened block holds them too."""
+        reservations are never granted across a block, so a lengthened block holds them too.
+
+        A block written (new or lengthened) is published on ``blocks_channel``, atomically
+        with the write, as JSON ``{"scope": ..., "seconds": ...}`` (seconds left on the server
+        clock): each worker's block feed holds the requests it has under way from then on."""
         if not seconds_from_now >= 0.0 or math.isinf(seconds_from_now):
             raise ValueError(f"block seconds must be finite and >= 0, got {seconds_from_now}")
         await self._script(
-            keys=[self._key(scope, "blocked")], args=["block", repr(float(seconds_from_now))]
+            keys=[self._key(scope, "blocked")],
+            args=["block", repr(float(seconds_from_now)), self.blocks_channel, scope],
         )
 
     async def blocked_for(self, scope: str) -> float:

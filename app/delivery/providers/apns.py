@@ -16,8 +16,14 @@ refuses provider tokens refreshed too often. An iOS token goes only to the host 
 - its results carry no headers, so a Retry-After from Apple is invisible. Instead: a refused
   row retries with the sender's exponential backoff (2 s doubling to 5 min, ±20 %, at most
   `max_attempts`), and 503 ServiceUnavailable/Shutdown — the service, not one device, is
-  down — also pauses every APNs send for `UNAVAILABLE_PAUSE_SECONDS` (reported as that
-  result's retry-after, which the sender applies provider-wide).
+  down — also pauses every APNs send for `UNAVAILABLE_PAUSE_SECONDS`: held in this process
+  the instant the answer is seen and written for every worker through `Batch.block`
+  (`LocalBlock.hold`), and reported as that result's retry-after, which the sender applies
+  provider-wide.
+Pauses are checked on the connection right before a request's headers are written, against
+the provider's `LocalBlock`, which the block feed also keeps up with blocks other workers
+write: a request not yet on the wire when a pause starts, here or elsewhere, comes back
+`unsent` (not an attempt).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from aioapns.exceptions import ConnectionError as ApnsConnectionError
 from app.delivery.payloads import apns_payload
 from app.delivery.providers.apns_protocol import ApnsProtocol, Payload
 from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
+from app.delivery.providers.local_block import LocalBlock, unsent
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 CONCURRENCY = 1000
@@ -107,6 +114,28 @@ def classify(delivery_id: int, result: NotificationResult) -> SendResult:
     )
 
 
+class Held(Exception):
+    """A request not sent: APNs is paused and the pause is still in force."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"held back: APNs paused for another {seconds:.3f}s")
+        self.seconds = seconds
+
+
+class _HoldingProtocol(ApnsProtocol):
+    """The connection of one provider: its last look at the provider's block is taken once
+    the request has a connection, right before its headers are written (a request may wait
+    in aioapns's pool for a connection, or for the connection itself to open)."""
+
+    block: LocalBlock
+
+    async def send_notification(self, request: NotificationRequest) -> NotificationResult:
+        left = self.block.remaining()
+        if left > 0:
+            raise Held(left)
+        return await super().send_notification(request)
+
+
 @dataclass(frozen=True)
 class ApnsCredentials:
     key_path: str
@@ -116,7 +145,12 @@ class ApnsCredentials:
 
 
 def _client(
-    credentials: ApnsCredentials, *, sandbox: bool, url: str | None, ca_file: str | None
+    credentials: ApnsCredentials,
+    *,
+    sandbox: bool,
+    url: str | None,
+    ca_file: str | None,
+    block: LocalBlock,
 ) -> APNs:
     context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     client = APNs(
@@ -131,15 +165,17 @@ def _client(
         # One attempt: the library's re-sends on a dropped connection would be invisible.
         max_connection_attempts=1,
     )
-    # aioapns fixes the host and port on its protocol class; a subclass of ours sets them.
+    # aioapns fixes the host and port on its protocol class; a subclass of ours sets them,
+    # and the block its connections check.
     default = APNsDevelopmentClientProtocol if sandbox else APNsProductionClientProtocol
     parts = urlsplit(url) if url else None
     client.pool.protocol_class = type(
         "ApnsSandbox" if sandbox else "ApnsProduction",
-        (ApnsProtocol,),
+        (_HoldingProtocol,),
         {
             "APNS_SERVER": parts.hostname if parts else default.APNS_SERVER,
             "APNS_PORT": (parts.port or 443) if parts else 443,
+            "block": block,
         },
     )
     return client
@@ -147,6 +183,7 @@ def _client(
 
 class ApnsProvider(Provider):
     name = "apns"
+    blocks: LocalBlock
 
     def __init__(
         self,
@@ -156,13 +193,23 @@ class ApnsProvider(Provider):
         production_url: str | None = None,
         ca_file: str | None = None,
     ) -> None:
+        # One block for both environments: a pause is provider-wide, as in Redis.
+        self.blocks = LocalBlock()
         self._clients = {
-            "sandbox": _client(credentials, sandbox=True, url=sandbox_url, ca_file=ca_file),
-            "production": _client(credentials, sandbox=False, url=production_url, ca_file=ca_file),
+            environment: _client(
+                credentials,
+                sandbox=environment == "sandbox",
+                url=url,
+                ca_file=ca_file,
+                block=self.blocks,
+            )
+            for environment, url in (("sandbox", sandbox_url), ("production", production_url))
         }
         self._limit = asyncio.Semaphore(CONCURRENCY)
 
     async def send(self, batch: Batch) -> list[SendResult]:
+        if batch.block is not None:
+            self.blocks.shared = batch.block
         priority = batch.content.ios.priority if batch.content.ios else 10
         started = time.perf_counter()
         # Mapped and encoded once per locale (see apns_protocol.Payload).
@@ -171,11 +218,11 @@ class ApnsProvider(Provider):
             for locale in {m.locale for m in batch.messages}
         }
         self.payload_seconds += time.perf_counter() - started
-        return list(
-            await asyncio.gather(
-                *(self._send_one(batch, m, priority, payloads[m.locale]) for m in batch.messages)
-            )
+        results = await asyncio.gather(
+            *(self._send_one(batch, m, priority, payloads[m.locale]) for m in batch.messages)
         )
+        await self.blocks.settled()
+        return list(results)
 
     async def _send_one(
         self, batch: Batch, message: Message, priority: int, payload: Payload
@@ -206,6 +253,8 @@ class ApnsProvider(Provider):
                 # ERROR level (classified and recorded below, refusals are not errors here).
                 async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
                     result = await client.pool.send_notification(request)
+            except Held as held:
+                return unsent(message.delivery_id, held.seconds)
             except TimeoutError:
                 return SendResult(
                     message.delivery_id,
@@ -226,7 +275,10 @@ class ApnsProvider(Provider):
                     error_code="connection",
                     detail=f"APNs connection failed or dropped: {type(exc).__name__} {exc}",
                 )
-        return classify(message.delivery_id, result)
+        classified = classify(message.delivery_id, result)
+        if classified.retry_after:
+            self.blocks.hold(classified.retry_after)
+        return classified
 
     async def aclose(self) -> None:
         for client in self._clients.values():

@@ -12,9 +12,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.campaigns.schemas import Content
+
+if TYPE_CHECKING:
+    from app.delivery.providers.local_block import LocalBlock
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,10 @@ class Provider(ABC):
     name: str
     # Seconds spent building payloads since start-up (the delivery benchmark reports it).
     payload_seconds: float = 0.0
+    # The provider-wide Retry-After block as this process knows it, read right before each
+    # request leaves; the block feed writes other workers' blocks into it. None for a
+    # provider that reaches no real service (sandbox, unconfigured).
+    blocks: LocalBlock | None = None
 
     @abstractmethod
     async def send(self, batch: Batch) -> list[SendResult]:

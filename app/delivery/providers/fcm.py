@@ -11,8 +11,9 @@ here rather than worked around in the sender:
 Retry-After: every answer is seen by the lane's transport as it arrives; one carrying
 Retry-After blocks the provider at once (in this process, and through `Batch.block` for every
 worker), and from then on no request of any call leaves until the block has passed: those
-messages come back `unsent` (not an attempt). A call also asks the shared block right before
-it leaves, after it got its lane.
+messages come back `unsent` (not an attempt). A block another worker writes reaches the same
+check through the block feed, so its requests already under way are held too. A call also
+asks the shared block right before it leaves, after it got its lane.
 Throughput: one lane per call in flight (up to `MAX_LANES`), each on a connection pool of
 its own (see `FcmProvider.__init__`), and payloads mapped once per locale.
 """
@@ -44,6 +45,7 @@ from app.delivery.providers.base import (
     ResultKind,
     SendResult,
 )
+from app.delivery.providers.local_block import LocalBlock, unsent
 
 log = logging.getLogger("wavecast.fcm")
 
@@ -124,47 +126,11 @@ def held_for(error: BaseException) -> float | None:
     return cause.seconds if isinstance(cause, Held) else None
 
 
-class Blocks:
-    """One provider's Retry-After block as this process knows it, shared by all its lanes:
-    written the instant an answer carries Retry-After (then published to every worker through
-    the batch's `ProviderBlock`), read before every request leaves (no I/O)."""
-
-    def __init__(self) -> None:
-        self._until = 0.0
-        self.shared: ProviderBlock | None = None
-        self._publishing: set[asyncio.Task[None]] = set()
-
-    def remaining(self) -> float:
-        return max(0.0, self._until - time.monotonic())
-
-    def hold(self, seconds: float) -> None:
-        self._until = max(self._until, time.monotonic() + seconds)
-        shared = self.shared
-        if shared is not None:
-            # Published without holding up this answer; local requests are held already.
-            task = asyncio.get_running_loop().create_task(self._publish(shared, seconds))
-            self._publishing.add(task)
-            task.add_done_callback(self._publishing.discard)
-
-    async def _publish(self, shared: ProviderBlock, seconds: float) -> None:
-        try:
-            await shared.block(seconds)
-        except Exception:
-            # The sender writes the block again when the call returns; a failure there stops
-            # the send loop.
-            log.warning("could not publish a Retry-After block", exc_info=True)
-
-    async def settled(self) -> None:
-        """Wait for blocks being published (so a call returns after its block is shared)."""
-        if self._publishing:
-            await asyncio.gather(*self._publishing, return_exceptions=True)
-
-
 class _BlockingTransport(httpx.AsyncBaseTransport):
     """The lane's transport: holds requests back while a block is known, and records a block
     from the first answer that carries Retry-After."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, blocks: Blocks) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, blocks: LocalBlock) -> None:
         self._inner = inner
         self._blocks = blocks
 
@@ -263,7 +229,7 @@ class _CredentialAuth(httpx.Auth):
             self._credential.refresh(self._transport)
 
 
-def http_client(credential: Any, blocks: Blocks | None = None) -> _http_client.HttpxAsyncClient:
+def http_client(credential: Any, blocks: LocalBlock | None = None) -> _http_client.HttpxAsyncClient:
     """firebase-admin's async client with its retries off and a pool sized for our load.
 
     The library mounts a retrying transport (500/503 up to four times, Retry-After ignored)
@@ -311,19 +277,9 @@ async def _shared_remaining(block: ProviderBlock | None) -> float:
         return 0.0
 
 
-def _unsent(delivery_id: int, seconds: float) -> SendResult:
-    return SendResult(
-        delivery_id,
-        ResultKind.retry,
-        error_code="RETRY_AFTER_HELD",
-        detail=f"not sent: the provider asked to wait another {seconds:.3f}s",
-        retry_after=seconds,
-        unsent=True,
-    )
-
-
 class FcmProvider(Provider):
     name = "fcm"
+    blocks: LocalBlock
 
     def __init__(
         self, credentials_path: str, *, endpoint: str | None = None, app_name: str | None = None
@@ -349,7 +305,7 @@ class FcmProvider(Provider):
         self._lanes: list[Any] = []
         self._lane_free = asyncio.Condition()
         self._closing: set[asyncio.Task[None]] = set()
-        self.blocks = Blocks()
+        self.blocks = LocalBlock()
 
     @property
     def project_id(self) -> str:
@@ -394,7 +350,7 @@ class FcmProvider(Provider):
             held = max(self.blocks.remaining(), await _shared_remaining(batch.block))
             if held > 0:
                 healthy = True
-                return [_unsent(m.delivery_id, held) for m in chunk]
+                return [unsent(m.delivery_id, held) for m in chunk]
             # What messaging.send_each_async(built, app=...) runs, on this lane's client.
             answer = await lane.send_each_async(built, dry_run=False)
             healthy = True
@@ -411,7 +367,7 @@ class FcmProvider(Provider):
                     SendResult(message.delivery_id, ResultKind.sent, message_id=response.message_id)
                 )
             elif (left := held_for(response.exception)) is not None:
-                results.append(_unsent(message.delivery_id, left))
+                results.append(unsent(message.delivery_id, left))
             else:
                 results.append(classify(message.delivery_id, response.exception))
         return results

@@ -8,12 +8,22 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from app.campaigns.control import provider_scope
 from app.campaigns.schemas import Content
-from app.delivery.providers.apns import ERRORS, ApnsCredentials, ApnsProvider
+from app.delivery.providers.apns import (
+    ERRORS,
+    UNAVAILABLE_PAUSE_SECONDS,
+    ApnsCredentials,
+    ApnsProvider,
+)
 from app.delivery.providers.base import Batch, Message, ResultKind
+from app.delivery.sender import _SharedBlock
+from app.delivery.throttle import Throttle
 from app.fakes.apns import ApnsFake, generate_apns_key, make_device_token
 from app.fakes.faults import FaultRule
 from app.fakes.tls import ensure_tls_files
+from app.runtime import Runtime
+from tests.support import listening_feed, sender_deps, wait_for
 
 TOPIC = "com.example.wavecast"
 CONTENT = Content.model_validate(
@@ -117,6 +127,53 @@ async def test_no_environment_is_never_guessed(provider: ApnsProvider) -> None:
     [result] = await provider.send(Batch("c", CONTENT, [orphan]))
     assert result.kind is ResultKind.failed
     assert result.error_code == "no_apns_environment"
+
+
+def _sends(fakes: dict[str, ApnsFake]) -> list[str]:
+    return [
+        r.token or ""
+        for env in ("sandbox", "production")
+        for r in fakes[env].records()
+        if r.endpoint == "send"
+    ]
+
+
+async def test_a_pause_another_worker_writes_holds_every_request_not_yet_sent(
+    provider: ApnsProvider, fakes: dict[str, ApnsFake], db: Runtime, elsewhere: Throttle
+) -> None:
+    feed = await listening_feed(db, {provider_scope("apns"): provider.blocks})
+    try:
+        await elsewhere.block_until(provider_scope("apns"), UNAVAILABLE_PAUSE_SECONDS)
+
+        async def heard() -> bool:
+            return provider.blocks.remaining() > 0
+
+        await wait_for(heard, within=1, interval=0.01)
+        results = await provider.send(
+            Batch("c", CONTENT, [message(1, "sandbox"), message(2, "production")])
+        )
+    finally:
+        await feed.stop()
+    assert all(r.unsent and r.error_code == "RETRY_AFTER_HELD" for r in results)
+    assert all(0 < (r.retry_after or 0) <= UNAVAILABLE_PAUSE_SECONDS for r in results)
+    assert _sends(fakes) == []
+
+
+async def test_service_unavailable_pauses_this_process_at_once_and_every_worker(
+    provider: ApnsProvider, fakes: dict[str, ApnsFake], db: Runtime
+) -> None:
+    down = message(1, "production", seed="down")
+    fakes["production"].rulebook.add(FaultRule(error="ServiceUnavailable", token=down.token))
+    shared = _SharedBlock(await sender_deps(db), "apns")
+    [refused] = await provider.send(Batch("c", CONTENT, [down], block=shared))
+    assert refused.retry_after == UNAVAILABLE_PAUSE_SECONDS
+    # Written to Redis by the time the call returns, not only when the sender records it.
+    assert 0 < await shared.remaining() <= UNAVAILABLE_PAUSE_SECONDS
+    later = await provider.send(
+        Batch("c", CONTENT, [message(2, "production"), message(3, "sandbox")])
+    )
+    assert all(r.unsent for r in later)
+    assert _sends(fakes) == [down.token]
 
 
 def test_every_apns_reason_in_the_spec_has_a_row() -> None:

@@ -3,17 +3,22 @@ including the real google-auth service-account token exchange."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from app.campaigns.control import provider_scope
 from app.campaigns.schemas import Content
 from app.delivery.providers.base import Batch, Message, ResultKind
-from app.delivery.providers.fcm import ERRORS, FcmProvider
+from app.delivery.providers.fcm import ERRORS, MAX_CONNECTIONS, FcmProvider
+from app.delivery.throttle import Throttle
 from app.fakes.faults import FaultRule
 from app.fakes.fcm import FcmFake
+from app.runtime import Runtime
+from tests.support import listening_feed, wait_for
 
 CONTENT = Content.model_validate(
     {
@@ -122,3 +127,39 @@ def test_every_fcm_error_has_a_row() -> None:
         "INTERNAL",
         "THIRD_PARTY_AUTH_ERROR",
     } <= codes
+
+
+async def test_a_call_under_way_is_held_back_once_a_block_arrives_through_the_feed(
+    provider: FcmProvider, fake: tuple[FcmFake, Path], db: Runtime, elsewhere: Throttle
+) -> None:
+    fcm, _ = fake
+    feed = await listening_feed(db, {provider_scope("fcm"): provider.blocks})
+    try:
+        # Every answer takes a second. The fake speaks HTTP/1.1 (plain http), one request a
+        # connection: the call's first MAX_CONNECTIONS requests are on the wire at once, the
+        # rest wait in the lane's pool for one of them to be answered.
+        fcm.rulebook.add(FaultRule(latency=1.0))
+        n = MAX_CONNECTIONS + 50
+        held_back = batch(*(f"held-{i}" for i in range(n)))
+        call = asyncio.create_task(provider.send(held_back))
+
+        async def on_the_wire() -> bool:
+            return len(fcm.store.sends()) >= MAX_CONNECTIONS
+
+        await wait_for(on_the_wire, within=5, interval=0.01)
+        # Another worker got a Retry-After; this call asked Redis before it left, too early.
+        await elsewhere.block_until(provider_scope("fcm"), 5)
+        results = await call
+    finally:
+        await feed.stop()
+
+    sends = fcm.store.sends()
+    token_of = {m.delivery_id: m.token for m in held_back.messages}
+    sent = sorted(token_of[r.delivery_id] for r in results if r.kind is ResultKind.sent)
+    held = [r for r in results if r.unsent]
+    assert len(sends) == len(sent) == MAX_CONNECTIONS, "requests left after the block was known"
+    assert sent == sorted(r.token or "" for r in sends)
+    assert len(held) == n - MAX_CONNECTIONS
+    assert {r.error_code for r in held} == {"RETRY_AFTER_HELD"}
+    # Each is due again when the block it met ends.
+    assert all(0 < (r.retry_after or 0) <= 5 for r in held)

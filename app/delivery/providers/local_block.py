@@ -1,0 +1,76 @@
+"""A provider's Retry-After block as one worker process knows it, read before every request.
+
+The block in Redis (`Throttle.block_until`) is the truth every worker shares; asking Redis
+before each request would cost a round trip a request. So each provider keeps this copy, read
+with no I/O right before a request leaves, and written from two sides:
+- `hold`: an answer seen here asks everyone to wait. Held at once, and written to Redis
+  through the batch's `ProviderBlock` for every other worker;
+- `learn`: a block some worker (this one included) wrote to Redis, heard through the block
+  feed (`app.delivery.block_feed`). Held only: it is in Redis already, and writing it back
+  would publish it again, to every feed, for ever.
+A request held back by it is `unsent`: not an attempt, due again when the block has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from app.delivery.providers.base import ProviderBlock, ResultKind, SendResult
+
+log = logging.getLogger("wavecast.providers")
+
+
+class LocalBlock:
+    """One provider's block in this process, shared by all its connections. Only ever
+    lengthens; the instants are this process's monotonic clock."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self.shared: ProviderBlock | None = None
+        self._publishing: set[asyncio.Task[None]] = set()
+
+    def remaining(self) -> float:
+        return max(0.0, self._until - time.monotonic())
+
+    def hold(self, seconds: float) -> None:
+        """An answer here asked for ``seconds``: hold from now, and tell every worker."""
+        self.learn(seconds)
+        shared = self.shared
+        if shared is not None:
+            # Published without holding up this answer; local requests are held already.
+            task = asyncio.get_running_loop().create_task(self._publish(shared, seconds))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    def learn(self, seconds: float) -> None:
+        """A block already in Redis: hold from now, publish nothing. ``seconds`` is what was
+        left on the Redis server's clock when it was written, so a copy heard late ends a
+        little after the shared block, never before it."""
+        self._until = max(self._until, time.monotonic() + seconds)
+
+    async def _publish(self, shared: ProviderBlock, seconds: float) -> None:
+        try:
+            await shared.block(seconds)
+        except Exception:
+            # The sender writes the block again when the call returns; a failure there stops
+            # the send loop.
+            log.warning("could not publish a Retry-After block", exc_info=True)
+
+    async def settled(self) -> None:
+        """Wait for blocks being published (so a call returns after its block is shared)."""
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
+
+
+def unsent(delivery_id: int, seconds: float) -> SendResult:
+    """A message held back while the block had ``seconds`` left."""
+    return SendResult(
+        delivery_id,
+        ResultKind.retry,
+        error_code="RETRY_AFTER_HELD",
+        detail=f"not sent: the provider asked to wait another {seconds:.3f}s",
+        retry_after=seconds,
+        unsent=True,
+    )
