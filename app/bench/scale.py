@@ -278,16 +278,17 @@ async def explain(runtime: Runtime, campaign_id: uuid.UUID) -> str:
             size = await ledger.count_audience(session, audience)
             count = engine.RELEASE_CHUNK_ROWS
             notices.clear()
-            await ledger.add_wave_members(
+            members = await ledger.next_members(
                 session,
                 campaign_id=campaign_id,
                 rotation=campaign.rotation,
-                wave=99,
                 audience=audience,
-                count=count,
-                now=utcnow(),
+                limit=count,
             )
-            release = [n for n in notices if "Insert on delivery" in n]
+            await ledger.add_members(
+                session, campaign_id=campaign_id, wave=99, device_ids=members, now=utcnow()
+            )
+            release = [n for n in notices if "Limit" in n or "Insert on delivery" in n]
             await session.execute(
                 text("UPDATE campaign SET status = 'running' WHERE id = :id"), {"id": campaign_id}
             )

@@ -31,13 +31,13 @@ from sqlalchemy import (
     case,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects import sqlite
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -72,6 +72,101 @@ async def count_in_ledger(session: AsyncSession, campaign_id: uuid.UUID) -> int:
     return int((await session.execute(query)).scalar_one())
 
 
+# Planner settings for the release's transaction (SET LOCAL, gone at its end). The audience
+# minus the ledger is a hash anti-join: the ledger's device ids hashed once in memory
+# (work_mem: in batches on disk, a 1,000,000-device release chunk took 1.5 s, in memory
+# 0.8 s), never a nested loop. The ledger grows by a wave between two ANALYZEs, so the
+# planner may believe the campaign holds one row and pick a nested loop that compares every
+# audience device with every ledger row: a 50,000-row chunk at 1,000,000 devices did not end
+# in ten minutes.
+_RELEASE_PLANNER = ("SET LOCAL work_mem = '128MB'", "SET LOCAL enable_nestloop = off")
+
+
+async def next_members(
+    session: AsyncSession,
+    *,
+    campaign_id: uuid.UUID,
+    rotation: int,
+    audience: ColumnElement[bool],
+    limit: int,
+) -> list[uuid.UUID]:
+    """The next `limit` audience devices of the campaign's order that the ledger does not
+    hold yet, in that order.
+
+    A plain read (PostgreSQL may scan the audience with parallel workers; an INSERT ...
+    SELECT never does), so the caller can size the chunk afterwards and put a prefix of it
+    in the ledger with `add_members`."""
+    if limit <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        for setting in _RELEASE_PLANNER:
+            await session.execute(text(setting))
+    already = exists().where(
+        and_(_delivery.c.campaign_id == campaign_id, _delivery.c.device_id == _device.c.id)
+    )
+    query = (
+        select(_device.c.id)
+        .where(audience, ~already)
+        .order_by(order_key(rotation), _device.c.id)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def add_members(
+    session: AsyncSession,
+    *,
+    campaign_id: uuid.UUID,
+    wave: int,
+    device_ids: Sequence[uuid.UUID],
+    now: datetime,
+) -> int:
+    """Put these devices in the ledger as members of `wave`; a device already there keeps
+    its row and its wave (earlier waves never change). Returns rows added."""
+    if not device_ids:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement whatever the count: the ids travel as one array.
+        result = await session.execute(
+            _ADD_MEMBERS,
+            {"campaign": campaign_id, "ids": list(device_ids), "wave": wave, "now": now},
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    before = await count_in_ledger(session, campaign_id)
+    await session.execute(
+        sqlite.insert(_delivery).on_conflict_do_nothing(),
+        [
+            {
+                "campaign_id": campaign_id,
+                "device_id": device_id,
+                "wave": wave,
+                "status": DeliveryStatus.queued.value,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for device_id in device_ids
+        ],
+    )
+    return await count_in_ledger(session, campaign_id) - before
+
+
+_ADD_MEMBERS = text(
+    """
+    INSERT INTO delivery (campaign_id, device_id, wave, status, attempts, created_at,
+                          updated_at)
+    SELECT :campaign, ids.id, :wave, 'queued', 0, :now, :now
+    FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS ids(id, position)
+    ORDER BY ids.position
+    ON CONFLICT (campaign_id, device_id) DO NOTHING
+    """
+).bindparams(
+    bindparam("campaign", type_=Uuid),
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("now", type_=DateTime(timezone=True)),
+)
+
+
 async def add_wave_members(
     session: AsyncSession,
     *,
@@ -86,31 +181,12 @@ async def add_wave_members(
 
     Devices already in the ledger keep their row and their wave: earlier waves never change.
     """
-    if count <= 0:
-        return 0
-    already = exists().where(
-        and_(_delivery.c.campaign_id == campaign_id, _delivery.c.device_id == _device.c.id)
+    members = await next_members(
+        session, campaign_id=campaign_id, rotation=rotation, audience=audience, limit=count
     )
-    members = (
-        select(
-            literal(campaign_id, type_=_delivery.c.campaign_id.type),
-            _device.c.id,
-            literal(wave),
-            literal(DeliveryStatus.queued.value),
-            literal(0),
-            literal(now, type_=_delivery.c.created_at.type),
-            literal(now, type_=_delivery.c.updated_at.type),
-        )
-        .where(audience, ~already)
-        .order_by(order_key(rotation), _device.c.id)
-        .limit(count)
+    return await add_members(
+        session, campaign_id=campaign_id, wave=wave, device_ids=members, now=now
     )
-    stmt = insert(_delivery).from_select(
-        ["campaign_id", "device_id", "wave", "status", "attempts", "created_at", "updated_at"],
-        members,
-    )
-    result = await session.execute(stmt)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

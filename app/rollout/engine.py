@@ -14,13 +14,14 @@ rest follow on the next ticks, and a wave does not finish before the ledger hold
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -158,7 +159,7 @@ async def advance(
         if campaign.status != CampaignStatus.running:
             return
         waves = await campaigns.waves(session, campaign.id)
-        outcome = await _step(session, settings, campaign, waves, now)
+        outcome = await _step(sessionmaker, session, settings, campaign, waves, now)
     if outcome is None:
         return
     kind, detail = outcome
@@ -174,6 +175,7 @@ async def advance(
 
 
 async def _step(
+    sessionmaker: async_sessionmaker[AsyncSession],
     session: AsyncSession,
     settings: Settings,
     campaign: Campaign,
@@ -233,7 +235,7 @@ async def _step(
         _pause(session, campaign, refusal, now)
         return "paused", refusal
     try:
-        added = await _release(session, campaign, waves[current + 1], now)
+        added = await _release(sessionmaker, session, campaign, waves[current + 1], now)
     except RuleErrors:
         reason = "the campaign's audience rules no longer parse; nothing was released"
         _pause(session, campaign, reason, now)
@@ -290,19 +292,28 @@ def _pause(session: AsyncSession, campaign: Campaign, reason: str, now: datetime
 
 
 async def _release(
-    session: AsyncSession, campaign: Campaign, wave: CampaignWave, now: datetime
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    campaign: Campaign,
+    wave: CampaignWave,
+    now: datetime,
 ) -> int:
     audience = audience_filter(campaign.audience_rules, now=now)
-    size = await ledger.count_audience(session, audience)
+    # The wave's size needs the audience's (N), the first chunk the next devices in the
+    # campaign's order: each a full read of the audience. They run side by side on two
+    # connections, and the chunk is cut to size once N is known (candidates come in order,
+    # so their prefix is exactly what one INSERT ... SELECT ... LIMIT would have added).
+    candidates, size = await _candidates_and_size(
+        sessionmaker, session, campaign, audience, RELEASE_CHUNK_ROWS
+    )
     in_ledger = await ledger.count_in_ledger(session, campaign.id)
     target = cumulative_target(Decimal(wave.percent), size)
-    added = await ledger.add_wave_members(
+    take = min(new_members_for_wave(target, in_ledger), RELEASE_CHUNK_ROWS)
+    added = await ledger.add_members(
         session,
         campaign_id=campaign.id,
-        rotation=campaign.rotation,
         wave=wave.index,
-        audience=audience,
-        count=min(new_members_for_wave(target, in_ledger), RELEASE_CHUNK_ROWS),
+        device_ids=candidates[:take],
         now=now,
     )
     wave.status = WaveStatus.sending
@@ -337,6 +348,33 @@ async def _release(
         },
     )
     return added
+
+
+async def _candidates_and_size(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    campaign: Campaign,
+    audience: ColumnElement[bool],
+    limit: int,
+) -> tuple[list[uuid.UUID], int]:
+    """The next `limit` devices for the ledger (read in the release's transaction, under
+    the campaign's lock) and the audience size (read beside it on a second connection, on
+    PostgreSQL; SQLite has one writer and gains nothing from a second reader)."""
+    candidates = ledger.next_members(
+        session,
+        campaign_id=campaign.id,
+        rotation=campaign.rotation,
+        audience=audience,
+        limit=limit,
+    )
+    if session.get_bind().dialect.name != "postgresql":
+        return await candidates, await ledger.count_audience(session, audience)
+
+    async def size() -> int:
+        async with sessionmaker() as reader:
+            return await ledger.count_audience(reader, audience)
+
+    return await asyncio.gather(candidates, size())
 
 
 async def _release_chunk(

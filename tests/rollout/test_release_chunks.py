@@ -8,9 +8,15 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from app.audiences.service import audience_filter
 from app.auth.models import Scope
+from app.campaigns import service as campaigns_service
 from app.campaigns.state import CampaignStatus
+from app.db.session import unit_of_work
+from app.db.types import utcnow
+from app.delivery import ledger
 from app.rollout import engine
 from app.rollout.planner import reference_waves
 from app.runtime import Runtime
@@ -73,3 +79,63 @@ async def test_the_rest_of_a_wave_follows_a_chunk_per_tick_before_it_can_finish(
     for wave, members in enumerate(expected):
         assert {r.device_id for r in rows if r.wave <= wave} == set(members)
     assert await campaign_status(db, campaign_id) is CampaignStatus.completed
+
+
+async def test_members_keep_their_first_wave_and_are_added_once(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    ids = await add_devices(db, 30)
+    campaign_id = await _start(client, make_key)
+    async with unit_of_work(db.sessionmaker) as session:
+        campaign = await campaigns_service.get(session, campaign_id)
+        audience = audience_filter(campaign.audience_rules, now=utcnow())
+        first = await ledger.next_members(
+            session,
+            campaign_id=campaign_id,
+            rotation=campaign.rotation,
+            audience=audience,
+            limit=10,
+        )
+        # The campaign's order, from the start: what the reference says comes first.
+        expected = reference_waves(ids, campaign_id, [Decimal(100)])[0]
+        assert first == expected[:10]
+        added = await ledger.add_members(
+            session, campaign_id=campaign_id, wave=0, device_ids=first, now=utcnow()
+        )
+        assert added == 10
+        # Offered again with new ones, in a later wave: only the new ones are added.
+        after = await ledger.next_members(
+            session,
+            campaign_id=campaign_id,
+            rotation=campaign.rotation,
+            audience=audience,
+            limit=5,
+        )
+        assert after == expected[10:15]
+        added = await ledger.add_members(
+            session, campaign_id=campaign_id, wave=1, device_ids=first[:3] + after, now=utcnow()
+        )
+        assert added == 5
+    rows = {r.device_id: r.wave for r in await deliveries(db, campaign_id)}
+    assert rows == {**dict.fromkeys(first, 0), **dict.fromkeys(after, 1)}
+
+
+async def test_the_release_plans_its_anti_join_in_memory_and_never_as_a_nested_loop(
+    db: Runtime, is_postgres: bool
+) -> None:
+    if not is_postgres:
+        pytest.skip("planner settings are PostgreSQL's")
+    await add_devices(db, 3)
+    async with unit_of_work(db.sessionmaker) as session:
+        await ledger.next_members(
+            session,
+            campaign_id=uuid.uuid4(),
+            rotation=0,
+            audience=audience_filter({"everyone": True}, now=utcnow()),
+            limit=1,
+        )
+        assert (await session.execute(text("SHOW enable_nestloop"))).scalar_one() == "off"
+        assert (await session.execute(text("SHOW work_mem"))).scalar_one() == "128MB"
+    # SET LOCAL: the pooled connection goes back to the server's defaults.
+    async with unit_of_work(db.sessionmaker) as session:
+        assert (await session.execute(text("SHOW enable_nestloop"))).scalar_one() == "on"
