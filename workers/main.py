@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from arq.connections import ArqRedis
 from arq.worker import Retry, Worker, func
 from redis.exceptions import RedisError
 
-from app.campaigns.control import Control, provider_scope
+from app.campaigns.control import Control, paced, provider_scope
 from app.db.types import utcnow
 from app.delivery.sender import OUT_OF_BUDGET, PumpReport, SenderDeps, pump
 from app.rollout import engine
@@ -249,7 +250,7 @@ def build_worker(
             ("fcm", settings.fcm_max_per_second),
             ("apns", settings.apns_max_per_second),
         ):
-            await control.throttle.set_rate(provider_scope(name), float(cap))
+            await control.throttle.set_rate(provider_scope(name), paced(float(cap)))
         ctx["wavecast"] = WorkerContext(
             runtime=runtime,
             worker_id=worker_id,
@@ -266,6 +267,11 @@ def build_worker(
         await runtime.redis.set(heartbeat_key(worker_id), "alive", ex=HEARTBEAT_TTL)
         ctx["wavecast_heartbeat"] = asyncio.create_task(_beat(runtime.redis, worker_id))
         log.info("worker started", extra={"worker": worker_id, "provider": settings.provider.value})
+        # What start-up built (modules, metadata, clients) lives as long as the process: out
+        # of the collector's sight, a full collection no longer walks it, and a send is not
+        # held up for tens of milliseconds while one runs (the throttle's windows saw that).
+        gc.collect()
+        gc.freeze()
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         beat: asyncio.Task[None] | None = ctx.get("wavecast_heartbeat")

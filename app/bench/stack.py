@@ -97,9 +97,12 @@ def request_of(record: dict[str, Any]) -> Request:
     start = float(record["monotonic"])
     headers = record.get("response_headers") or {}
     retry_after = headers.get("retry-after")
+    answered = record.get("answered")
     return Request(
         start=start,
-        end=start + float(record["delay"]),
+        # When the answer was written; a request never answered (a fault) ends when its
+        # delay says it would have.
+        end=float(answered) if answered is not None else start + float(record["delay"]),
         status=int(record["status"]),
         retry_after=float(retry_after) if retry_after is not None else None,
     )

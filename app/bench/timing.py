@@ -20,7 +20,8 @@ class Request:
     start: float
     """When its headers arrived at the fake."""
     end: float
-    """When the fake answered it (``start`` plus the delay a fault rule added)."""
+    """When the fake wrote its answer (the record's ``answered``; ``start`` plus the delay a fault
+    rule added for a request it never answered)."""
     status: int = 200
     retry_after: float | None = None
     """Seconds of the ``Retry-After`` the fake answered with, if any."""

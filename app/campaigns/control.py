@@ -24,6 +24,19 @@ STOP_DRAIN_SECONDS = 5.0
 FULL_SYNC_KEY = "wavecast:grants:full-sync"
 
 
+# Rates are paced this far below what they cap: a throttle of R sends at most R in any
+# second only if batches leave when their tokens are due, and a worker sharing two cores
+# with others sends a batch up to tens of milliseconds late now and then, where it bunches
+# with the punctual ones (two batches in one 1 s window: 108 % of R). 3 % of a second is
+# the budget for that lateness; the mean stays at 97 % of R.
+PACE = 0.97
+
+
+def paced(per_second: float) -> float:
+    """The rate the throttle enforces for a configured maximum of `per_second`."""
+    return per_second * PACE
+
+
 def throttle_scope(campaign_id: uuid.UUID) -> str:
     return f"campaign:{campaign_id}"
 
@@ -58,7 +71,7 @@ class Control:
         status = CampaignStatus(campaign.status)
         if not is_terminal(status):
             await self.throttle.set_rate(
-                throttle_scope(campaign.id), float(campaign.throttle_per_second)
+                throttle_scope(campaign.id), paced(float(campaign.throttle_per_second))
             )
         await self.gate.set_campaign(
             campaign.id,

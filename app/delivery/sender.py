@@ -34,7 +34,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.principal import SYSTEM
-from app.campaigns.control import Control, provider_scope, throttle_scope
+from app.campaigns.control import Control, paced, provider_scope, throttle_scope
 from app.campaigns.models import Campaign, CampaignKind
 from app.campaigns.schemas import Content
 from app.campaigns.state import CampaignAction, CampaignStatus
@@ -317,10 +317,19 @@ async def _batch_size(deps: SenderDeps, campaign: Campaign) -> int:
     return batch_size_for_rate(rate, max_batch=deps.settings.chunk_size)
 
 
-async def _wait_for_tokens(deps: SenderDeps, scope: str, n: int, campaign: Campaign) -> None:
-    """Reserve `n` sends on the campaign's rate and sleep until they are due. Reserved
-    after the claim, right before the gate, so the instant a batch leaves is the instant
-    its tokens were due: nothing slow sits between them to bunch batches together."""
+# The checks before a batch leaves (provider caps, the gate's permit, the database's last
+# word) run this long before its tokens are due, during the wait; between the due instant
+# and the send there is then only a sleep. Checks that sat after the wait made each batch
+# late by their own, varying, time: late batches bunched with punctual ones and a 1 s window
+# held 108 % of the rate. The permit is held this much longer, so a stop's answer waits at
+# most this much more for it.
+CHECKS_LEAD_SECONDS = 0.2
+
+
+async def _reserve_tokens(deps: SenderDeps, scope: str, n: int, campaign: Campaign) -> float:
+    """Reserve `n` sends on the campaign's rate; returns the `time.monotonic()` instant they
+    are due, and sleeps until CHECKS_LEAD_SECONDS before it. Reserved after the claim, so
+    the instant a batch leaves is the instant its tokens were due (`_until_due`)."""
     try:
         wait = await deps.control.throttle.reserve([scope], n)
     except RateUnknown:
@@ -328,15 +337,25 @@ async def _wait_for_tokens(deps: SenderDeps, scope: str, n: int, campaign: Campa
         wait = await deps.control.throttle.reserve([scope], n)
     except RatePaused as exc:
         raise _Stop("rate is zero") from exc
-    if wait > 0:
-        await asyncio.sleep(wait)
+    due = time.monotonic() + wait
+    if wait > CHECKS_LEAD_SECONDS:
+        await asyncio.sleep(wait - CHECKS_LEAD_SECONDS)
+    return due
+
+
+async def _until_due(due: float) -> None:
+    left = due - time.monotonic()
+    if left > 0:
+        await asyncio.sleep(left)
 
 
 def _provider_cap(settings: Settings, provider: str) -> float | None:
-    return {
-        "fcm": float(settings.fcm_max_per_second),
-        "apns": float(settings.apns_max_per_second),
+    """The provider-wide rate, paced as every rate is (`control.paced`)."""
+    cap = {
+        "fcm": settings.fcm_max_per_second,
+        "apns": settings.apns_max_per_second,
     }.get(provider)
+    return None if cap is None else paced(float(cap))
 
 
 async def _one_batch(
@@ -371,10 +390,13 @@ async def _one_batch(
     to_send, decided = pre_send_outcomes(kind, content, rows, now)
     outcomes = list(decided)
     try:
+        due = time.monotonic()
         if to_send:
             with report.timing("throttle"):
-                await _wait_for_tokens(deps, throttle_scope(campaign.id), len(to_send), campaign)
-        outcomes += await _send(deps, campaign, content, to_send, report)
+                due = await _reserve_tokens(
+                    deps, throttle_scope(campaign.id), len(to_send), campaign
+                )
+        outcomes += await _send(deps, campaign, content, to_send, report, due)
     except RedisError:
         outcomes += [Outcome(r.delivery_id, DeliveryStatus.queued, give_back=True) for r in to_send]
         await _record(deps, lease, outcomes, report)
@@ -393,7 +415,9 @@ async def _send(
     content: Content,
     rows: Sequence[Claimed],
     report: PumpReport,
+    due: float,
 ) -> list[Outcome]:
+    """Check, wait until `due` (monotonic), send under a gate permit, map the results."""
     if not rows:
         return []
     by_provider: dict[str, list[tuple[Claimed, Message]]] = defaultdict(list)
@@ -415,7 +439,7 @@ async def _send(
             if _provider_cap(deps.settings, name) is not None:
                 await _wait_provider(deps, name, len(group))
     gate = deps.control.gate
-    checks = time.perf_counter()
+    checks = waited = started = time.perf_counter()
     elapsed = 0.0
     try:
         permit = await gate.acquire(campaign.id, PROVIDER_TIMEOUT + 5)
@@ -427,7 +451,10 @@ async def _send(
         async with unit_of_work(deps.sessionmaker) as session:
             if not await _campaign_may_send(session, campaign.id):
                 raise _Stop("stopped in the database")
+        waited = time.perf_counter()
+        await _until_due(due)
         started = time.perf_counter()
+        report.add("throttle", started - waited)
         results = await asyncio.gather(
             *(
                 _send_group(providers[name], campaign, content, group, _SharedBlock(deps, name))
@@ -441,7 +468,7 @@ async def _send(
         except RedisError:
             log.warning("could not release a gate permit; it expires by itself")
         report.add("provider", elapsed)
-        report.add("checks", time.perf_counter() - checks - elapsed)
+        report.add("checks", time.perf_counter() - checks - elapsed - (started - waited))
     outcomes: list[Outcome] = []
     now = utcnow()
     halt: SendResult | None = None
@@ -518,7 +545,10 @@ async def _send_group(
         block=block,
     )
     try:
-        return await asyncio.wait_for(provider.send(batch), timeout=PROVIDER_TIMEOUT)
+        # A deadline on this task rather than a task of its own (wait_for): the requests
+        # start in this pass of the event loop, not the next.
+        async with asyncio.timeout(PROVIDER_TIMEOUT):
+            return await provider.send(batch)
     except TimeoutError:
         return [
             SendResult(

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
@@ -214,6 +216,8 @@ class ProtocolFake(ABC):
         record.status = reply.status if reply.action == "answer" else 0
         record.action = reply.action
         record.delay = reply.delay
+        if reply.action == "answer":
+            reply.sent = functools.partial(_answered, record)
         if self.store.mode == "full":
             record.response_headers = reply.headers
             record.response_body = reply.body
@@ -320,3 +324,7 @@ class ProtocolFake(ABC):
         except (ValueError, TypeError) as exc:
             return json_reply(400, {"error": str(exc)})
         return json_reply(404, {"error": f"no introspection route {method} {path}"})
+
+
+def _answered(record: Record) -> None:
+    record.answered = time.monotonic()

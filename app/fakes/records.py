@@ -59,6 +59,8 @@ class Record:
     """``answer``, or the connection fault applied: ``drop``, ``goaway`` or ``reset``."""
     rule_id: str | None = None
     delay: float = 0.0
+    answered: float | None = None
+    """``time.monotonic()`` when the answer was written (None: not answered yet, or a fault)."""
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     response_body: bytes = b""
     _payload: Any = _UNPARSED
@@ -101,6 +103,7 @@ class Record:
             "action": self.action,
             "rule_id": self.rule_id,
             "delay": self.delay,
+            "answered": self.answered,
             "response_headers": dict(self.response_headers),
             "response_body": self.response_body.decode(errors="replace"),
         }

@@ -81,6 +81,8 @@ class Reply:
     body: bytes = b""
     delay: float = 0.0
     action: ConnectionAction = "answer"
+    sent: Callable[[], None] | None = None
+    """Called the moment the answer is written (after any delay)."""
 
 
 Handler = Callable[[Request], Reply]
@@ -155,12 +157,13 @@ class HttpServer:
 class _Stream:
     __slots__ = ("body", "duplicate", "headers", "monotonic", "wall")
 
-    def __init__(self, headers: dict[str, str], duplicate: str | None) -> None:
+    def __init__(
+        self, headers: dict[str, str], duplicate: str | None, arrived: tuple[float, float]
+    ) -> None:
         self.headers = headers
         self.duplicate = duplicate
         self.body = bytearray()
-        self.monotonic = time.monotonic()
-        self.wall = time.time()
+        self.monotonic, self.wall = arrived
 
 
 class _Connection(asyncio.Protocol):
@@ -180,6 +183,7 @@ class _Connection(asyncio.Protocol):
         # HTTP/2 state.
         self.h2: h2.connection.H2Connection | None = None
         self.streams: dict[int, _Stream] = {}
+        self.arrived = (time.monotonic(), time.time())
         self.pending_bodies: dict[int, tuple[bytes, int]] = {}
         self.last_answered_stream = 0
 
@@ -295,6 +299,10 @@ class _Connection(asyncio.Protocol):
     def _h2_receive(self, data: bytes) -> None:
         conn = self.h2
         assert conn is not None
+        # Requests are stamped when their bytes were read, not when this loop reaches them:
+        # answering the earlier requests of the same read (validation, records, rules) would
+        # otherwise make later ones look later, and bunch, by the fake's own work.
+        self.arrived = (time.monotonic(), time.time())
         try:
             events = conn.receive_data(data)
         except h2.exceptions.ProtocolError:
@@ -344,7 +352,7 @@ class _Connection(asyncio.Protocol):
             headers[key] = text
         if len(shared) > _MAX_SHARED_STRINGS:
             shared.clear()
-        self.streams[event.stream_id or 0] = _Stream(headers, duplicate)
+        self.streams[event.stream_id or 0] = _Stream(headers, duplicate, self.arrived)
 
     def _h2_complete(self, stream_id: int) -> None:
         stream = self.streams.pop(stream_id, None)
@@ -396,6 +404,8 @@ class _Connection(asyncio.Protocol):
             if reply.body:
                 self._h2_send_body(stream_id, reply.body, 0)
             self.last_answered_stream = max(self.last_answered_stream, stream_id)
+            if reply.sent is not None:
+                reply.sent()
         except h2.exceptions.StreamClosedError:
             pass  # the client reset the stream while the reply was delayed
         except h2.exceptions.ProtocolError:
@@ -530,6 +540,8 @@ class _Connection(asyncio.Protocol):
         if not keep_alive:
             lines.append("connection: close")
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
+        if reply.sent is not None:
+            reply.sent()
         if not keep_alive:
             self.closed = True
             self.transport.close()
