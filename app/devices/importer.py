@@ -25,8 +25,10 @@ from app.ops.nul_guard import MESSAGE as NUL_MESSAGE
 from app.ops.nul_guard import has_nul_escape, nul_fields
 
 BATCH_ROWS = 10_000
-# Lines parsed between two chances for the write task to run.
-PARSE_ROWS = 1_000
+# Batches in flight at once on PostgreSQL, each on its own connection (see import_stream).
+WRITERS = 2
+# Lines parsed between two chances for the write task to run (a few milliseconds).
+PARSE_ROWS = 200
 # Stands in for a line that was too long to keep; never valid JSON, so never a device.
 OVERLONG = b"\x00overlong"
 MAX_LINE_BYTES = 64 * 1024
@@ -118,49 +120,57 @@ async def import_stream(
     sessionmaker: async_sessionmaker[AsyncSession], chunks: AsyncIterator[bytes]
 ) -> ImportResult:
     progress = _Progress()
-    batch: dict[str, lean.Values] = {}
-    repeats = 0
-    # One batch is written while the next is parsed: parsing is this process's work and the
-    # merge is the database's, so overlapping them uses both cores.
-    writing: asyncio.Task[None] | None = None
+    copy = sessionmaker.kw["bind"].dialect.name == "postgresql"
+    # Batches are written while the next lines are parsed: parsing is this process's work
+    # and the merge is the database's, so overlapping them uses both cores. On PostgreSQL
+    # the tokens are split between WRITERS lanes, each with one batch in flight on its own
+    # connection: a token always takes the same lane, so its registrations are stored in
+    # file order (the last one wins), and two lanes never wait on each other's rows.
+    lanes = WRITERS if copy else 1
+    batches = [devices_service.ImportBatch(copy=copy) for _ in range(lanes)]
+    writing: list[asyncio.Task[None] | None] = [None] * lanes
 
-    async def write(values: list[lean.Values], repeated: int) -> None:
+    async def write(full: devices_service.ImportBatch) -> None:
         async with unit_of_work(sessionmaker) as session:
-            outcome = await devices_service.register_values(session, values)
+            outcome = await full.write(session)
         progress.created += outcome.created
-        # A token repeated inside one batch is one row, registered and then updated.
-        progress.updated += outcome.updated + repeated
+        progress.updated += outcome.updated
 
-    async def flush() -> None:
-        nonlocal repeats, writing, batch
-        if writing is not None:
-            await writing
-            writing = None
-        if batch:
-            writing = asyncio.create_task(write(list(batch.values()), repeats))
-            batch = {}
-            repeats = 0
+    async def flush(lane: int) -> None:
+        previous = writing[lane]
+        if previous is not None:
+            writing[lane] = None
+            await previous
+        if len(batches[lane]):
+            writing[lane] = asyncio.create_task(write(batches[lane]))
+            batches[lane] = devices_service.ImportBatch(copy=copy)
 
-    parsed = 0
-    async for numbered in line_batches(chunks):
-        for number, raw in numbered:
-            values = check_line(raw, number, progress)
-            if values is None:
-                continue
-            if values[0] in batch:
-                repeats += 1
-            batch[values[0]] = values
-        if len(batch) >= BATCH_ROWS:
-            await flush()
-        parsed += len(numbered)
-        if parsed >= PARSE_ROWS:
-            parsed = 0
-            # Parsing never awaits; yield here so the write task can send its COPY and
-            # merge, which the database then runs while this loop parses the next lines.
-            await asyncio.sleep(0)
-    await flush()
-    if writing is not None:
-        await writing
+    try:
+        async for numbered in line_batches(chunks):
+            for start in range(0, len(numbered), PARSE_ROWS):
+                for number, raw in numbered[start : start + PARSE_ROWS]:
+                    values = check_line(raw, number, progress)
+                    if values is not None:
+                        batches[hash(values[0]) % lanes].add(values)
+                for lane in range(lanes):
+                    if len(batches[lane]) >= BATCH_ROWS:
+                        await flush(lane)
+                # Parsing never awaits; yield so the writes can take the database's answers
+                # and send their next messages (a batch is a handful of round trips, each
+                # waiting for this loop: a megabyte of lines parsed in one go made each wait
+                # 40 ms).
+                await asyncio.sleep(0)
+        for lane in range(lanes):
+            await flush(lane)
+        for task in writing:
+            if task is not None:
+                await task
+    finally:
+        # On a failure, the batches already sent finish (each commits or rolls back as a
+        # whole) before the error is answered, so what the answer reports is what is stored.
+        await asyncio.gather(
+            *(task for task in writing if task is not None), return_exceptions=True
+        )
     return ImportResult(
         created=progress.created,
         updated=progress.updated,

@@ -33,8 +33,6 @@ class DeviceStatus(StrEnum):
 class Device(SQLModel, table=True):
     __tablename__ = "device"
     __table_args__ = (
-        # Wave planning scans active devices of an audience in bucket order.
-        Index("ix_device_status_bucket", "status", "bucket"),
         # Audience rules on tags use ?| and ?& (app.audiences.rules), which jsonb_ops serves.
         Index("ix_device_tags", "tags", postgresql_using="gin"),
         # Version rules compare the sort key (eq, lt, gte, ...).

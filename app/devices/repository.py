@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -171,31 +171,35 @@ def _copy_json(value: list[str] | dict[str, Any]) -> str:
     return orjson.dumps(value).decode().replace("\\", "\\\\")
 
 
-def copy_rows(values: Sequence[lean.Values], ids: Sequence[bytes]) -> bytes:
-    lines = []
-    for (token, platform, user_id, locale, zone, version, tags, attributes, env), ident in zip(
-        values, ids, strict=True
-    ):
-        lines.append(
-            "\t".join(
-                (
-                    ident.hex(),
-                    str(device_bucket_of_bytes(ident)),
-                    token.replace("\\", "\\\\"),
-                    platform,
-                    _NULL if user_id is None else _copy_text(user_id),
-                    _NULL if locale is None else locale,
-                    _NULL if zone is None else zone,
-                    _NULL if version is None else version,
-                    (version_key(version) or _NULL) if version else _NULL,
-                    _copy_json(list(dict.fromkeys(tags)) if len(tags) > 1 else tags),
-                    _copy_json(attributes),
-                    _NULL if env is None else env,
-                )
-            )
+def copy_line(values: lean.Values, ident: bytes) -> str:
+    """One checked registration as a line of the staging table's COPY text (no newline);
+    `ident` is the 16 bytes of the id proposed for a new token."""
+    token, platform, user_id, locale, zone, version, tags, attributes, env = values
+    return "\t".join(
+        (
+            ident.hex(),
+            str(device_bucket_of_bytes(ident)),
+            token.replace("\\", "\\\\"),
+            platform,
+            _NULL if user_id is None else _copy_text(user_id),
+            _NULL if locale is None else locale,
+            _NULL if zone is None else zone,
+            _NULL if version is None else version,
+            (version_key(version) or _NULL) if version else _NULL,
+            _copy_json(list(dict.fromkeys(tags)) if len(tags) > 1 else tags),
+            _copy_json(attributes),
+            _NULL if env is None else env,
         )
-    lines.append("")
-    return "\n".join(lines).encode()
+    )
+
+
+def copy_text(lines: Iterable[str]) -> bytes:
+    """COPY text of lines made by `copy_line`."""
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+def copy_rows(values: Sequence[lean.Values], ids: Sequence[bytes]) -> bytes:
+    return copy_text(copy_line(v, ident) for v, ident in zip(values, ids, strict=True))
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
@@ -203,25 +207,14 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def merge_copied(
-    session: AsyncSession, values: Sequence[lean.Values], ids: Sequence[bytes]
-) -> int:
-    """Upsert checked registrations with distinct tokens on PostgreSQL; returns how many
-    were created. `ids` are the ids proposed for new tokens, one per registration.
-
-    The rows travel by COPY (text format, built here without a Python object per column)
-    into a per-connection staging table and are merged by one INSERT ... ON CONFLICT in the
-    session's transaction.
-    """
-    if not values:
-        return 0
-    # Through the session: that opens its transaction, so COPY and merge are one atomic
-    # unit with the rest of the session's work (the driver alone autocommits).
-    return await merge_copy_text(session, copy_rows(values, ids))
-
-
 async def merge_copy_text(session: AsyncSession, rows: bytes) -> int:
-    """`merge_copied` of rows already in COPY text form (see `copy_rows`)."""
+    """Upsert registrations with distinct tokens, given as the staging table's COPY text
+    (`copy_line`, `copy_text`), on PostgreSQL; returns how many were created.
+
+    The rows travel by COPY (text format, built without a Python object per column) into a
+    per-connection staging table and are merged by one INSERT ... ON CONFLICT in the
+    session's transaction: through the session, which opens that transaction, so COPY and
+    merge are one atomic unit with the rest of its work (the driver alone autocommits)."""
     await session.execute(text(_CREATE_STAGING))
     connection = await session.connection()
     raw = await connection.get_raw_connection()

@@ -88,13 +88,48 @@ async def register_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     return UpsertOutcome(created=created, updated=len(rows) - created)
 
 
-async def register_values(session: AsyncSession, values: Sequence[lean.Values]) -> UpsertOutcome:
-    """Upsert checked registrations whose tokens are distinct (the bulk import's path)."""
-    if session.get_bind().dialect.name == "postgresql":
-        created = await repo.merge_copied(session, values, new_device_ids(len(values)))
-        return UpsertOutcome(created=created, updated=len(values) - created)
-    now = utcnow()
-    return await register_many(session, [values_row(v, now) for v in values])
+# Ids drawn at a time by an import batch that encodes for COPY.
+_ID_DRAW = 1_000
+
+
+class ImportBatch:
+    """Checked registrations on their way to one write, one per token: a token seen again
+    replaces its earlier registration, as it would have updated it.
+
+    For COPY (PostgreSQL) each registration is encoded as it is added, so the write only
+    sends what is ready and the database never waits on this process to encode a batch."""
+
+    def __init__(self, *, copy: bool) -> None:
+        self._copy = copy
+        self._rows: dict[str, Any] = {}
+        self._ids: list[bytes] = []
+        self.repeats = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, values: lean.Values) -> None:
+        token = values[0]
+        if token in self._rows:
+            self.repeats += 1
+        if not self._copy:
+            self._rows[token] = values
+            return
+        if not self._ids:
+            self._ids = new_device_ids(_ID_DRAW)
+        self._rows[token] = repo.copy_line(values, self._ids.pop())
+
+    async def write(self, session: AsyncSession) -> UpsertOutcome:
+        """Upsert the batch; a repeated token counts as updated once per repeat."""
+        if self._copy:
+            created = await repo.merge_copy_text(session, repo.copy_text(self._rows.values()))
+            outcome = UpsertOutcome(created=created, updated=len(self._rows) - created)
+        else:
+            now = utcnow()
+            outcome = await register_many(
+                session, [values_row(v, now) for v in self._rows.values()]
+            )
+        return UpsertOutcome(created=outcome.created, updated=outcome.updated + self.repeats)
 
 
 async def register(session: AsyncSession, reg: DeviceRegistration) -> tuple[Device, bool]:

@@ -87,3 +87,26 @@ async def test_overlong_line_is_rejected_alone(db: Runtime) -> None:
     assert result.created == 2
     assert [r.line for r in result.rejected] == [2]
     assert "longer than" in result.rejected[0].error
+
+
+async def test_a_token_repeated_across_batches_keeps_its_last_line(db: Runtime) -> None:
+    # Three passes over the same tokens, each pass in batches of its own: whatever lane or
+    # connection a batch is written on, every token ends with its last line's values.
+    tokens = importer.BATCH_ROWS + 1  # odd: a token's lines alternate between odd and even
+    lines = [
+        {"token": f"tok-{i % tokens}", "platform": "android", "user_id": f"pass-{i // tokens}"}
+        for i in range(3 * tokens)
+    ]
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        buffer = ndjson(lines)
+        for start in range(0, len(buffer), 65536):
+            yield buffer[start : start + 65536]
+
+    result = await importer.import_stream(db.sessionmaker, chunks())
+    assert (result.created, result.updated, result.rejected_total) == (tokens, 2 * tokens, 0)
+    async with db.sessionmaker() as session:
+        stored = (
+            await session.exec(select(Device.user_id, func.count()).group_by(Device.user_id))
+        ).all()
+    assert stored == [("pass-2", tokens)]
