@@ -45,15 +45,7 @@ async def run_once(
         )
     route = request.url.path
     fingerprint = _fingerprint(body)
-    previous = (
-        await session.exec(
-            select(IdempotentRequest).where(
-                col(IdempotentRequest.principal) == principal.actor,
-                col(IdempotentRequest.route) == route,
-                col(IdempotentRequest.key) == key,
-            )
-        )
-    ).first()
+    previous = await answered(session, principal, route, key)
     if previous is not None:
         if previous.request_hash != fingerprint:
             raise Problem(
@@ -68,16 +60,7 @@ async def run_once(
             headers={"Idempotent-Replayed": "true"},
         )
     status, payload = await create()
-    session.add(
-        IdempotentRequest(
-            principal=principal.actor,
-            key=key,
-            route=route,
-            request_hash=fingerprint,
-            status_code=status,
-            response=payload,
-        )
-    )
+    remember(session, principal, route, key, body, status, payload)
     try:
         await session.flush()
     except IntegrityError:
@@ -85,3 +68,38 @@ async def run_once(
             409, "Conflict", f"a request with {HEADER} {key!r} is being processed; retry shortly"
         ) from None
     return JSONResponse(payload, status_code=status)
+
+
+async def answered(
+    session: AsyncSession, principal: Principal, route: str, key: str
+) -> IdempotentRequest | None:
+    """The remembered answer to `principal`'s request `key` on `route`, if there is one."""
+    query = select(IdempotentRequest).where(
+        col(IdempotentRequest.principal) == principal.actor,
+        col(IdempotentRequest.route) == route,
+        col(IdempotentRequest.key) == key,
+    )
+    return (await session.exec(query)).first()
+
+
+def remember(
+    session: AsyncSession,
+    principal: Principal,
+    route: str,
+    key: str,
+    body: Any,
+    status: int,
+    payload: dict[str, Any],
+) -> None:
+    """Remember an answer in the session's transaction: it exists only if what it answers
+    was committed with it. A second request with the same key fails at the unique index."""
+    session.add(
+        IdempotentRequest(
+            principal=principal.actor,
+            key=key,
+            route=route,
+            request_hash=_fingerprint(body),
+            status_code=status,
+            response=payload,
+        )
+    )

@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app import pagination
+from app import idempotency, pagination
 from app.audiences import service as audiences
 from app.audit import repository as audit_repo
 from app.auth.models import Scope
@@ -28,6 +29,7 @@ from app.db.session import unit_of_work
 from app.deps import RuntimeDep, SessionDep
 from app.errors import FieldError, Problem, validation_problem
 from app.ops.nul_guard import MESSAGE as NUL_MESSAGE
+from app.runtime import Runtime
 from app.ui import forms
 from app.ui.deps import Operator, Reader, Writer
 from app.ui.render import page, see_other
@@ -161,10 +163,24 @@ def problem_errors(problem: Problem, wave_rows: list[int]) -> dict[str, list[str
     return placed
 
 
+# The route a form's submission ids are remembered under (`app.idempotency`).
+_FORM_ROUTE = "/ui/campaigns/new"
+
+
+async def _created_by(runtime: Runtime, op: Operator, submission: str) -> uuid.UUID | None:
+    """The campaign an earlier submit of this form created, if one did."""
+    async with unit_of_work(runtime.sessionmaker) as session:
+        earlier = await idempotency.answered(session, op.principal, _FORM_ROUTE, submission)
+    return None if earlier is None else uuid.UUID(earlier.response["id"])
+
+
 @router.post("/campaigns/new", include_in_schema=False)
 async def create_campaign(request: Request, runtime: RuntimeDep, op: Writer) -> Response:
     single, lists = await read_form(request)
     form = forms.CampaignForm.from_form(single, lists)
+    submission = form.submission
+    if submission and (earlier := await _created_by(runtime, op, submission)) is not None:
+        return see_other(f"/ui/campaigns/{earlier}")
     body, errors = form.validate()
     status_code = 422
     if body is not None:
@@ -172,7 +188,24 @@ async def create_campaign(request: Request, runtime: RuntimeDep, op: Writer) -> 
             async with unit_of_work(runtime.sessionmaker) as session:
                 campaign = await service.create(session, runtime.settings, op.principal, body)
                 campaign_id = campaign.id
+                if submission:
+                    idempotency.remember(
+                        session,
+                        op.principal,
+                        _FORM_ROUTE,
+                        submission,
+                        body.model_dump(mode="json"),
+                        303,
+                        {"id": str(campaign_id)},
+                    )
             return see_other(f"/ui/campaigns/{campaign_id}")
+        except IntegrityError:
+            # The same form submitted twice at once: the other submit's campaign was
+            # committed with its id first, and this one's is rolled back with its own.
+            earlier = await _created_by(runtime, op, submission) if submission else None
+            if earlier is None:
+                raise
+            return see_other(f"/ui/campaigns/{earlier}")
         except Problem as problem:
             errors = problem_errors(problem, form.wave_rows())
             status_code = problem.status

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,9 @@ class Wave:
         return not (self.percent.strip() or self.hold.strip())
 
 
+_SUBMISSION = re.compile(r"[0-9a-f]{32}")
+
+
 @dataclass
 class CampaignForm:
     name: str = ""
@@ -100,6 +104,10 @@ class CampaignForm:
     )
     throttle: str = ""
     override_reason: str = ""
+    # Drawn when the form is first shown and sent back with every submit of it: a second
+    # submit of the same form (a double click, a reload of the answer) finds the campaign
+    # the first one created instead of creating another (`campaign_pages.create_campaign`).
+    submission: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
     def from_form(cls, form: Mapping[str, str], lists: Mapping[str, Sequence[str]]) -> CampaignForm:
@@ -130,6 +138,8 @@ class CampaignForm:
             waves=[Wave(p, h) for p, h in zip(percents, holds, strict=True)] or [Wave()],
             throttle=one("throttle"),
             override_reason=one("override_reason"),
+            # Anything but what the form draws is dropped: no key, no de-duplication.
+            submission=one("submission") if _SUBMISSION.fullmatch(one("submission")) else "",
         )
 
     def wave_rows(self) -> list[int]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
+import re
 import uuid
 
 import httpx
@@ -141,3 +143,31 @@ async def test_preview_reports_incomplete_forms_by_field(
     body = answer.json()
     assert body["ok"] is False
     assert body["errors"]["audience"] == ["add at least one rule, or choose everyone on purpose"]
+
+
+async def test_the_same_form_submitted_twice_creates_one_campaign(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    token = await sign_in(client, await make_key(*WRITER))
+    shown = await client.get("/ui/campaigns/new")
+    [submission] = re.findall(r'name="submission" value="([0-9a-f]{32})"', shown.text)
+    fields = form_fields(token, submission=submission)
+    # A double click: both submits in flight at once, then a third after both answered.
+    first, second = await asyncio.gather(
+        client.post("/ui/campaigns/new", data=fields),
+        client.post("/ui/campaigns/new", data=fields),
+    )
+    third = await client.post("/ui/campaigns/new", data=fields)
+    answers = (first, second, third)
+    assert [a.status_code for a in answers] == [303, 303, 303], [a.text for a in answers]
+    assert len({a.headers["location"] for a in answers}) == 1
+    async with db.sessionmaker() as session:
+        assert len((await session.exec(select(Campaign))).all()) == 1
+    # Each showing of the form is a new one: its submit creates another campaign.
+    again = await client.get("/ui/campaigns/new")
+    [fresh] = re.findall(r'name="submission" value="([0-9a-f]{32})"', again.text)
+    assert fresh != submission
+    answer = await client.post("/ui/campaigns/new", data=form_fields(token, submission=fresh))
+    assert answer.status_code == 303 and answer.headers["location"] != first.headers["location"]
+    async with db.sessionmaker() as session:
+        assert len((await session.exec(select(Campaign))).all()) == 2
