@@ -15,13 +15,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from redis.asyncio import Redis
 from sqlalchemy import text
 
@@ -83,15 +84,31 @@ class Fake:
         with self.client() as client:
             client.delete("/_fake/records").raise_for_status()
 
-    def sends(self, since: int = 0) -> list[Request]:
-        """Provider pushes recorded after ``since``, as the timing module reads them."""
+    def sends(self, since: int = 0, sources: Mapping[int, int] | None = None) -> list[Request]:
+        """Provider pushes recorded after ``since``, as the timing module reads them;
+        ``sources`` (client port → process number, `client_ports`) names their senders."""
         with self.client() as client:
             answer = client.get("/_fake/records", params={"since": since, "endpoint": "send"})
             answer.raise_for_status()
-            return [request_of(record) for record in answer.json()["records"]]
+            return [request_of(record, sources) for record in answer.json()["records"]]
 
 
-def request_of(record: dict[str, Any]) -> Request:
+def client_ports(procs: Sequence[subprocess.Popen[bytes]], server_port: int) -> dict[int, int]:
+    """Local port → index in ``procs`` of each TCP connection those processes hold to
+    ``server_port`` on this machine now (connections open and close: ask more than once)."""
+    ports: dict[int, int] = {}
+    for index, proc in enumerate(procs):
+        try:
+            connections = psutil.Process(proc.pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        for connection in connections:
+            if connection.raddr and connection.raddr.port == server_port:
+                ports[connection.laddr.port] = index
+    return ports
+
+
+def request_of(record: dict[str, Any], sources: Mapping[int, int] | None = None) -> Request:
     """One fake record (``GET /_fake/records``) as a timing Request. Light recording keeps no
     response headers, so Retry-After is read from the rule that answered, when one did."""
     start = float(record["monotonic"])
@@ -105,6 +122,7 @@ def request_of(record: dict[str, Any]) -> Request:
         end=float(answered) if answered is not None else start + float(record["delay"]),
         status=int(record["status"]),
         retry_after=float(retry_after) if retry_after is not None else None,
+        source=(sources or {}).get(record.get("peer_port") or -1),
     )
 
 

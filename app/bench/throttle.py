@@ -28,11 +28,19 @@ import argparse
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from app.bench import stack
 from app.bench.report import Figure, at_least, at_most, reported
-from app.bench.timing import Request, inside_retry_after, sliding_max, steady_counts
+from app.bench.timing import (
+    Request,
+    inside_by_source,
+    inside_retry_after,
+    sliding_max,
+    steady_counts,
+)
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -69,11 +77,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-after", type=int, default=2, help="Retry-After, seconds")
 
 
-async def _until_done(runtime: Runtime, campaign_id: uuid.UUID, within: float) -> None:
+async def _until_done(
+    runtime: Runtime,
+    campaign_id: uuid.UUID,
+    within: float,
+    every: Callable[[], object] | None = None,
+) -> None:
+    """Wait for the campaign to complete, calling ``every`` at each look."""
     deadline = time.monotonic() + within
     while (status := await stack.campaign_status(runtime, campaign_id)) != "completed":
         if status in {"paused", "killed", "cancelled"} or time.monotonic() > deadline:
             raise RuntimeError(f"campaign {campaign_id} is {status}, not completed")
+        if every is not None:
+            every()
         await asyncio.sleep(0.25)
 
 
@@ -123,20 +139,28 @@ async def run(settings: Settings, args: argparse.Namespace) -> Result:
         await stack.empty_stores(runtime, devices=False)
         with (
             stack.fake("fcm", work) as fake,
-            stack.workers(settings, WORKERS, work, **fake.env),
+            stack.workers(settings, WORKERS, work, **fake.env) as procs,
         ):
             await stack.workers_alive(runtime.redis, WORKERS)
             since = fake.last_seq()
             quota = await stack.start_campaign(runtime, tag="quota", per_second=quota_rate)
             await _wait_sends(fake, since, quota_rate, within=60)
+            # Which worker holds which connection, to tell whose requests were inside.
+            fake_port = urlsplit(fake.url).port or 0
+            ports = stack.client_ports(procs, fake_port)
             fake.add_rule(
                 error="QUOTA_EXCEEDED",
                 seconds=args.quota_seconds,
                 retry_after=args.retry_after,
                 latency=QUOTA_LATENCY,
             )
-            await _until_done(runtime, quota, within=120)
-            result.quota = fake.sends(since)
+            await _until_done(
+                runtime,
+                quota,
+                within=120,
+                every=lambda: ports.update(stack.client_ports(procs, fake_port)),
+            )
+            result.quota = fake.sends(since, ports)
     finally:
         await runtime.close()
     return result
@@ -220,4 +244,11 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
             "s",
         ),
     ]
+    split = inside_by_source(result.quota)
+    if split.own or split.other or split.unknown:
+        figures += [
+            reported("throttle", "inside: from a worker answered 429 itself", split.own, "req"),
+            reported("throttle", "inside: from a worker not answered 429 yet", split.other, "req"),
+            reported("throttle", "inside: from a worker not told apart", split.unknown, "req"),
+        ]
     return figures

@@ -25,6 +25,8 @@ class Request:
     status: int = 200
     retry_after: float | None = None
     """Seconds of the ``Retry-After`` the fake answered with, if any."""
+    source: int | None = None
+    """Which client process sent it (the benchmark's own numbering), when known."""
 
 
 def sliding_max(times: Sequence[float], width: float = 1.0) -> int:
@@ -96,6 +98,36 @@ def inside_retry_after(requests: Sequence[Request]) -> list[Request]:
         if index >= 0 and windows[index][0] < request.start < windows[index][1]:
             inside.append(request)
     return inside
+
+
+@dataclass(frozen=True, slots=True)
+class InsideBySource:
+    """Requests inside a Retry-After window, by whether their own process had been answered."""
+
+    own: int
+    """Sent inside a window opened by an answer to the same process: it had been told."""
+    other: int
+    """Inside only windows opened by answers to other processes: it could only have heard
+    through them."""
+    unknown: int
+    """Sent by a process the benchmark could not tell."""
+
+
+def inside_by_source(requests: Sequence[Request]) -> InsideBySource:
+    """`inside_retry_after`, split by who sent each request and who got the answers."""
+    answers: dict[int | None, list[tuple[float, float]]] = {}
+    for r in requests:
+        if r.retry_after and r.retry_after > 0:
+            answers.setdefault(r.source, []).append((r.end, r.end + r.retry_after))
+    own = other = unknown = 0
+    for request in inside_retry_after(requests):
+        if request.source is None:
+            unknown += 1
+        elif any(low < request.start < high for low, high in answers.get(request.source, [])):
+            own += 1
+        else:
+            other += 1
+    return InsideBySource(own=own, other=other, unknown=unknown)
 
 
 @dataclass(frozen=True, slots=True)

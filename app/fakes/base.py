@@ -207,6 +207,7 @@ class ProtocolFake(ABC):
             protocol=request.protocol,
             connection_id=request.connection_id,
             stream_id=request.stream_id,
+            peer_port=request.peer_port,
             headers=request.headers,
             body=request.body,
         )

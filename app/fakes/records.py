@@ -48,6 +48,8 @@ class Record:
     protocol: str
     connection_id: int
     stream_id: int
+    peer_port: int | None = None
+    """The client's TCP port (see ``server.Request.peer_port``)."""
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     status: int = 0
@@ -93,6 +95,7 @@ class Record:
             "protocol": self.protocol,
             "connection_id": self.connection_id,
             "stream_id": self.stream_id,
+            "peer_port": self.peer_port,
             "headers": self.headers,
             "payload": self.payload,
             "body": body_text,

@@ -70,6 +70,8 @@ class Request:
     wall: float
     duplicate_header: str | None = None
     """The first header name sent more than once, if any (APNs answers ``DuplicateHeaders``)."""
+    peer_port: int | None = None
+    """The client's TCP port: which client process sent it can be found from it."""
 
 
 @dataclass(slots=True)
@@ -184,6 +186,7 @@ class _Connection(asyncio.Protocol):
         self.h2: h2.connection.H2Connection | None = None
         self.streams: dict[int, _Stream] = {}
         self.arrived = (time.monotonic(), time.time())
+        self.peer_port: int | None = None
         self.pending_bodies: dict[int, tuple[bytes, int]] = {}
         self.last_answered_stream = 0
 
@@ -193,6 +196,8 @@ class _Connection(asyncio.Protocol):
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
         self.server._connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.peer_port = peer[1] if isinstance(peer, tuple) and len(peer) >= 2 else None
         ssl_object = transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if alpn == "h2":
@@ -366,6 +371,7 @@ class _Connection(asyncio.Protocol):
             body=bytes(stream.body),
             protocol="h2",
             connection_id=self.id,
+            peer_port=self.peer_port,
             stream_id=stream_id,
             monotonic=stream.monotonic,
             wall=stream.wall,
@@ -502,6 +508,7 @@ class _Connection(asyncio.Protocol):
                 body=body,
                 protocol="http/1.1",
                 connection_id=self.id,
+                peer_port=self.peer_port,
                 stream_id=0,
                 monotonic=monotonic,
                 wall=wall,

@@ -10,6 +10,7 @@ from app.bench.report import percentile
 from app.bench.timing import (
     Request,
     aligned_counts,
+    inside_by_source,
     inside_retry_after,
     kill_trial,
     retry_after_windows,
@@ -112,6 +113,23 @@ def test_inside_retry_after_matches_a_direct_check(
         if any(o.retry_after and o.end < r.start < o.end + o.retry_after for o in requests)
     ]
     assert inside_retry_after(requests) == expected
+
+
+def test_inside_requests_are_told_apart_by_who_had_been_answered() -> None:
+    requests = [
+        Request(1.0, 1.05, 429, 2, source=0),  # worker 0 is told to wait at 1.05
+        Request(1.5, 1.5, source=0),  # worker 0 sends anyway: it had been told
+        Request(1.06, 1.06, source=1),  # worker 1 was never answered 429: not told
+        # Worker 1 again, not told yet (inside worker 0's window); its own 429 comes at 1.2.
+        Request(1.07, 1.2, 429, 2, source=1),
+        Request(1.3, 1.3, source=1),  # now worker 1 had been told
+        Request(1.4, 1.4, source=None),  # a sender the benchmark could not name
+        Request(4.0, 4.0, source=1),  # after every window
+    ]
+    split = inside_by_source(requests)
+    assert (split.own, split.other, split.unknown) == (2, 2, 1)
+    # Every inside request is counted once, in one of the three.
+    assert split.own + split.other + split.unknown == len(inside_retry_after(requests))
 
 
 def test_kill_trial_counts_late_starts_and_measures_the_lag() -> None:

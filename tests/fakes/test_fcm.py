@@ -6,6 +6,7 @@ the event-loop thread, which a fake served by that same loop could never answer.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -13,6 +14,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
@@ -339,3 +341,22 @@ async def test_wire_level_validation_and_auth(fake: FcmFake, tmp_path: Path) -> 
         gone = await http.post(url, json={"message": {"token": "t"}}, headers=auth)
         assert (gone.status_code, gone.json()["error"]["status"]) == (404, "NOT_FOUND")
         assert gone.json()["error"]["details"][0]["errorCode"] == "UNREGISTERED"
+
+
+async def test_a_request_records_the_clients_port() -> None:
+    plain = FcmFake(project_id=PROJECT)
+    with plain.running_in_thread():
+        where = urlsplit(plain.url)
+        assert where.hostname is not None and where.port is not None
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        own_port = writer.get_extra_info("sockname")[1]
+        writer.write(
+            f"POST /v1/projects/{PROJECT}/messages:send HTTP/1.1\r\n"
+            "host: fcm\r\ncontent-length: 2\r\n\r\n{}".encode()
+        )
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+        await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.1 401")
+    assert [r.peer_port for r in plain.records()] == [own_port]
