@@ -44,10 +44,9 @@ async def run_once(
             errors=[FieldError(f"header.{HEADER}", "must be 1 to 200 characters")],
         )
     route = request.url.path
-    fingerprint = _fingerprint(body)
     previous = await answered(session, principal, route, key)
     if previous is not None:
-        if previous.request_hash != fingerprint:
+        if previous.request_hash != _fingerprint(body):
             raise Problem(
                 422,
                 "Idempotency-Key reused",

@@ -25,9 +25,9 @@ from arq.connections import ArqRedis
 from arq.worker import Retry, Worker, func
 from redis.exceptions import RedisError
 
-from app.campaigns.control import Control, paced, provider_scope
+from app.campaigns.control import Control, provider_scope
 from app.db.types import utcnow
-from app.delivery.sender import OUT_OF_BUDGET, PumpReport, SenderDeps, pump
+from app.delivery.sender import OUT_OF_BUDGET, PumpReport, SenderDeps, provider_cap, pump
 from app.rollout import engine
 from app.runtime import Runtime, redis_settings
 from app.settings import Settings
@@ -246,11 +246,8 @@ def build_worker(
         # Blocks any worker writes reach this process's requests already under way; the feed
         # stops with the providers, also when Redis is gone and arq's shutdown cannot run.
         providers.listen(runtime.redis, control.throttle)
-        for name, cap in (
-            ("fcm", settings.fcm_max_per_second),
-            ("apns", settings.apns_max_per_second),
-        ):
-            await control.throttle.set_rate(provider_scope(name), paced(float(cap)))
+        for name in ("fcm", "apns"):
+            await control.throttle.set_rate(provider_scope(name), provider_cap(settings, name))
         ctx["wavecast"] = WorkerContext(
             runtime=runtime,
             worker_id=worker_id,

@@ -115,6 +115,7 @@ def request_of(record: dict[str, Any], sources: Mapping[int, int] | None = None)
     headers = record.get("response_headers") or {}
     retry_after = headers.get("retry-after")
     answered = record.get("answered")
+    port = record.get("peer_port")
     return Request(
         start=start,
         # When the answer was written; a request never answered (a fault) ends when its
@@ -122,7 +123,7 @@ def request_of(record: dict[str, Any], sources: Mapping[int, int] | None = None)
         end=float(answered) if answered is not None else start + float(record["delay"]),
         status=int(record["status"]),
         retry_after=float(retry_after) if retry_after is not None else None,
-        source=(sources or {}).get(record.get("peer_port") or -1),
+        source=sources.get(port) if sources and port is not None else None,
     )
 
 

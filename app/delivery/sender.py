@@ -349,7 +349,7 @@ async def _until_due(due: float) -> None:
         await asyncio.sleep(left)
 
 
-def _provider_cap(settings: Settings, provider: str) -> float | None:
+def provider_cap(settings: Settings, provider: str) -> float | None:
     """The provider-wide rate, paced as every rate is (`control.paced`)."""
     cap = {
         "fcm": settings.fcm_max_per_second,
@@ -436,7 +436,7 @@ async def _send(
         by_provider[provider.name].append((row, message))
     with report.timing("throttle"):
         for name, group in by_provider.items():
-            if _provider_cap(deps.settings, name) is not None:
+            if provider_cap(deps.settings, name) is not None:
                 await _wait_provider(deps, name, len(group))
     gate = deps.control.gate
     checks = waited = started = time.perf_counter()
@@ -509,7 +509,7 @@ async def _wait_provider(deps: SenderDeps, name: str, n: int) -> None:
         try:
             grant = await deps.control.throttle.reserve_batch([scope], remaining)
         except RateUnknown:
-            await deps.control.throttle.set_rate(scope, _provider_cap(deps.settings, name))
+            await deps.control.throttle.set_rate(scope, provider_cap(deps.settings, name))
             continue
         if grant.wait > 0:
             await asyncio.sleep(grant.wait)
