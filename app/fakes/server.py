@@ -115,6 +115,10 @@ class HttpServer:
         self.requested_port = port
         self.ssl_context = ssl_context
         self.h2_max_concurrent_streams = h2_max_concurrent_streams
+        # The connection-level receive window opened to every client (HTTP/2 starts it at
+        # 65,535 bytes whatever the settings say). Wide by default, so 1000 concurrent request
+        # bodies never wait for a WINDOW_UPDATE; a test narrows it to make clients wait.
+        self.h2_connection_window = 1 << 30
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self.shared_strings: dict[str, str] = {}
@@ -295,9 +299,9 @@ class _Connection(asyncio.Protocol):
             },
         )
         conn.initiate_connection()
-        # The connection window is not covered by INITIAL_WINDOW_SIZE; open it wide so request
-        # bodies of 1000 concurrent streams never wait for a WINDOW_UPDATE round trip.
-        conn.increment_flow_control_window((1 << 30) - 65535)
+        # The connection window is not covered by INITIAL_WINDOW_SIZE (see h2_connection_window).
+        if self.server.h2_connection_window > 65535:
+            conn.increment_flow_control_window(self.server.h2_connection_window - 65535)
         self.h2 = conn
         self._flush()
 

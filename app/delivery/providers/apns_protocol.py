@@ -17,7 +17,12 @@ What the library's own protocol gets wrong, and what this one does instead:
 - a request we stop waiting for (our timeout cancels it) stays in its maps, keeps its
   channel, and when the late answer arrives `set_result` on the cancelled future raises in
   `data_received`, which closes the connection and fails every other request on it. Here a
-  cancelled request is forgotten and its stream reset (CANCEL), and a late answer is dropped.
+  cancelled request is forgotten and its stream reset (CANCEL), and a late answer is dropped;
+- it sends a body whether or not the server's flow-control window can take it. When it cannot
+  (a server that opens only HTTP/2's default 64 KiB connection window, or sends its
+  WINDOW_UPDATE late: ~60 concurrent 1 KiB bodies are enough), h2 raises FlowControlError after
+  the headers went out, the pool gives up (`MaxAttemptsExceeded`), and the half-open stream
+  keeps its channel. Here a request waits for the credit before it opens its stream.
 
 And what it costs per request, which the library spends on every push (measured on the
 delivery benchmark, where the client's CPU sets the send rate):
@@ -58,6 +63,7 @@ from h2.events import (
     ResponseReceived,
     StreamEnded,
     StreamReset,
+    WindowUpdated,
 )
 from h2.exceptions import StreamClosedError
 
@@ -109,6 +115,7 @@ class ApnsProtocol(APNsTLSClientProtocol):
         self._bodies: dict[int, bytes] = {}
         self._flush_pending = False
         self._last_active = 0.0
+        self._credit: asyncio.Future[None] | None = None
 
     async def send_notification(self, request: NotificationRequest) -> NotificationResult:
         """Send one push; `request.message` may be a `Payload` (encoded once per batch)."""
@@ -119,7 +126,6 @@ class ApnsProtocol(APNsTLSClientProtocol):
             raise
 
     async def _send(self, request: NotificationRequest) -> NotificationResult:
-        stream_id = await self.free_channels.acquire()
         headers: list[Any] = [
             (b":method", b"POST"),
             (b":scheme", b"https"),
@@ -145,6 +151,7 @@ class ApnsProtocol(APNsTLSClientProtocol):
             if isinstance(message, Payload)
             else json.dumps(message, ensure_ascii=False).encode()
         )
+        stream_id = await self._channel_for(len(body))
         self.conn.send_headers(stream_id=stream_id, headers=headers)
         self.conn.send_data(stream_id=stream_id, data=body, end_stream=True)
         self.flush()
@@ -152,6 +159,41 @@ class ApnsProtocol(APNsTLSClientProtocol):
         self.requests[request.notification_id] = future
         self.request_streams[stream_id] = request.notification_id
         return await future
+
+    async def _channel_for(self, size: int) -> int:
+        """A stream id whose stream the server's flow-control windows let carry `size` bytes.
+
+        Between taking the channel and opening its stream nothing may await: h2 refuses a
+        stream id lower than one already opened. So the credit is awaited holding no channel,
+        and a channel whose credit was spent by others while it was awaited goes back (its
+        stream id is skipped, which HTTP/2 allows).
+        """
+        while True:
+            while not self._fits(size):
+                if self.transport is None or self.transport.is_closing():
+                    raise ConnectionClosed("connection closed while waiting for flow control")
+                if self._credit is None or self._credit.done():
+                    self._credit = self.loop.create_future()
+                await asyncio.shield(self._credit)
+            stream_id = await self.free_channels.acquire()
+            if self._fits(size):
+                return stream_id
+            self.free_channels.release()
+
+    def _fits(self, size: int) -> bool:
+        window = min(
+            self.conn.outbound_flow_control_window,
+            self.conn.remote_settings.initial_window_size,
+        )
+        return size <= window
+
+    def _credit_given(self) -> None:
+        if self._credit is not None and not self._credit.done():
+            self._credit.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._credit_given()  # its waiters see the closed transport and fail
 
     def flush(self) -> None:
         """Write what h2 has queued at the end of this pass of the event loop, once."""
@@ -203,9 +245,12 @@ class ApnsProtocol(APNsTLSClientProtocol):
                 self._finish(
                     event.stream_id, ConnectionClosed(f"stream reset by APNs ({event.error_code})")
                 )
+            elif isinstance(event, WindowUpdated):
+                self._credit_given()
             elif isinstance(event, RemoteSettingsChanged):
                 # h2 keys the settings by int; aioapns annotates SettingCodes (an IntEnum).
                 self.on_remote_settings_changed(cast(Any, event.changed_settings))
+                self._credit_given()
             elif isinstance(event, ConnectionTerminated):
                 self.on_connection_terminated(event)
         self.flush()

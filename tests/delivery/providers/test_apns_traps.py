@@ -201,6 +201,33 @@ async def test_no_stream_state_outlives_its_stream(
     _assert_no_stream_state_left(providers)
 
 
+async def test_request_bodies_wait_for_flow_control_credit_instead_of_failing(
+    db: Runtime, fake: dict[str, object], providers: ProviderSet
+) -> None:
+    # A server that opens no more than HTTP/2's default 64 KiB connection window (or is slow to
+    # send its WINDOW_UPDATE): 1,000 concurrent ~1 KiB bodies are 15 times that window. h2
+    # raises FlowControlError for a body the window cannot take; aioapns's pool turned it into
+    # MaxAttemptsExceeded (a retry for the ledger) and left the stream half-open with its
+    # channel taken. Each body must wait for the credit the server gives back as it reads.
+    production = _fake(fake)
+    _settings(db, fake)
+    production.server.h2_connection_window = 65535
+    try:
+        tokens = _tokens(1500, "window")
+        provider = providers.by_platform["ios"]
+        batch = Batch(
+            "c",
+            Content.model_validate({"title": "Statement", "body": "Ready " * 160}),
+            [Message(i, uuid.uuid4(), t, "ios", None, "production") for i, t in enumerate(tokens)],
+        )
+        results = await provider.send(batch)
+    finally:
+        production.server.h2_connection_window = 1 << 30
+    assert Counter(r.kind for r in results) == {ResultKind.sent: 1500}
+    assert Counter(r.token for r in _sends(production)) == Counter(tokens)  # type: ignore[attr-defined]
+    _assert_no_stream_state_left(providers)
+
+
 async def test_a_reset_stream_is_a_retry_at_once_and_spares_the_connection(
     db: Runtime, fake: dict[str, object], providers: ProviderSet
 ) -> None:
