@@ -211,6 +211,7 @@ async def test_request_bodies_wait_for_flow_control_credit_instead_of_failing(
     # channel taken. Each body must wait for the credit the server gives back as it reads.
     production = _fake(fake)
     _settings(db, fake)
+    wide = production.server.h2_connection_window
     production.server.h2_connection_window = 65535
     try:
         tokens = _tokens(1500, "window")
@@ -222,7 +223,7 @@ async def test_request_bodies_wait_for_flow_control_credit_instead_of_failing(
         )
         results = await provider.send(batch)
     finally:
-        production.server.h2_connection_window = 1 << 30
+        production.server.h2_connection_window = wide
     assert Counter(r.kind for r in results) == {ResultKind.sent: 1500}
     assert Counter(r.token for r in _sends(production)) == Counter(tokens)  # type: ignore[attr-defined]
     _assert_no_stream_state_left(providers)
