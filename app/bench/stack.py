@@ -84,13 +84,26 @@ class Fake:
         with self.client() as client:
             client.delete("/_fake/records").raise_for_status()
 
-    def sends(self, since: int = 0, sources: Mapping[int, int] | None = None) -> list[Request]:
-        """Provider pushes recorded after ``since``, as the timing module reads them;
-        ``sources`` (client port → process number, `client_ports`) names their senders."""
+    def rules(self) -> list[dict[str, Any]]:
+        """The rules in force, each with how often it fired (``applied``)."""
+        with self.client() as client:
+            answer = client.get("/_fake/rules")
+            answer.raise_for_status()
+            rules: list[dict[str, Any]] = answer.json()["rules"]
+            return rules
+
+    def records(self, since: int = 0) -> list[dict[str, Any]]:
+        """Provider pushes recorded after ``since``, as the fake keeps them."""
         with self.client() as client:
             answer = client.get("/_fake/records", params={"since": since, "endpoint": "send"})
             answer.raise_for_status()
-            return [request_of(record, sources) for record in answer.json()["records"]]
+            records: list[dict[str, Any]] = answer.json()["records"]
+            return records
+
+    def sends(self, since: int = 0, sources: Mapping[int, int] | None = None) -> list[Request]:
+        """`records` as the timing module reads them; ``sources`` (client port → process
+        number, `client_ports`) names their senders."""
+        return [request_of(record, sources) for record in self.records(since)]
 
 
 def client_ports(procs: Sequence[subprocess.Popen[bytes]], server_port: int) -> dict[int, int]:

@@ -3,6 +3,9 @@
 Through the FCM protocol fake, the real firebase-admin client, the engine's tick and the
 sender, the suite's database and Redis. The evidence is the fake's own request records: no
 request may arrive inside a window (answer, answer + Retry-After) opened by an earlier 429.
+The fake runs in its own process, as the benchmark runs it: in a thread of this one it shares
+the interpreter lock with the client, and when it gets it late it stamps requests the client
+wrote before the 429 went out as arriving after it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from app.auth.models import Scope
+from app.bench import stack
 from app.bench.stack import request_of
 from app.bench.timing import inside_retry_after
 from app.campaigns.state import CampaignStatus
@@ -26,8 +30,6 @@ from app.delivery.sender import pump
 from app.devices import service as devices_service
 from app.devices.models import Device
 from app.devices.schemas import DeviceRegistration
-from app.fakes.faults import FaultRule
-from app.fakes.fcm import FcmFake
 from app.rollout import engine
 from app.runtime import Runtime
 from app.settings import ProviderMode, Settings
@@ -39,23 +41,22 @@ RATE = 1_000
 
 
 @pytest.fixture(scope="module")
-def fcm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FcmFake, Path]]:
-    root = tmp_path_factory.mktemp("retry-after")
-    fake = FcmFake(project_id="wavecast-retry-after")
-    with fake.running_in_thread():
-        account = root / "service-account.json"
-        fake.create_service_account(account)
-        yield fake, account
+def fcm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Fake]:
+    with stack.fake("fcm", tmp_path_factory.mktemp("retry-after")) as fake:
+        yield fake
 
 
 async def test_no_request_leaves_inside_a_retry_after_window(
-    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, fcm: tuple[FcmFake, Path]
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, fcm: stack.Fake
 ) -> None:
-    fake, account = fcm
-    fake.rulebook.clear()
-    fake.store.clear()
+    fcm.clear_rules()
+    fcm.forget_records()
     settings = db.settings.model_copy(
-        update={"provider": ProviderMode.real, "fcm_credentials": account, "fcm_endpoint": fake.url}
+        update={
+            "provider": ProviderMode.real,
+            "fcm_credentials": Path(fcm.env["WAVECAST_FCM_CREDENTIALS"]),
+            "fcm_endpoint": fcm.env["WAVECAST_FCM_ENDPOINT"],
+        }
     )
     now = utcnow()
     rows = [
@@ -75,9 +76,7 @@ async def test_no_request_leaves_inside_a_retry_after_window(
     # 50 ms, as a real provider takes to answer (a call is wholly on the wire before it): the
     # other loop's next call, and the refused call's own later requests, must wait for the
     # Retry-After from the instant the answer is seen, not from when the refused call returns.
-    refusal = fake.rulebook.add(
-        FaultRule(error="QUOTA_EXCEEDED", count=1, retry_after=1, latency=0.05)
-    )
+    refusal = fcm.add_rule(error="QUOTA_EXCEEDED", count=1, retry_after=1, latency=0.05)
     campaign_id = await create_and_start(
         client,
         headers,
@@ -86,22 +85,21 @@ async def test_no_request_leaves_inside_a_retry_after_window(
     await _run_two_pumps(db, campaign_id, settings)
     assert await campaign_status(db, campaign_id) is CampaignStatus.completed
 
-    sends = sorted(fake.store.sends(), key=lambda r: r.monotonic)
+    sends = sorted(fcm.records(), key=lambda r: float(r["monotonic"]))
     # Windows open when the fake wrote each 429 (the record's `answered`), as the benchmark
-    # reads them: the fake runs in a thread of this process and may write an answer tens of
-    # milliseconds after its latency is up, which no client can see any sooner.
-    requests = [request_of(r.to_json()) for r in sends]
-    assert refusal.applied == 1
+    # reads them: no client can see an answer before it was written.
+    requests = [request_of(r) for r in sends]
+    assert [r["applied"] for r in fcm.rules() if r["id"] == refusal] == [1]
     assert [r.retry_after for r in requests if r.status == 429] == [1.0]
     inside = inside_retry_after(requests)
     assert inside == [], f"{len(inside)} requests arrived inside a Retry-After window"
 
     # Every device was accepted exactly once, and a row's attempts are the requests the
     # provider saw for it: rows held back by the block did not spend an attempt.
-    accepted = Counter(r.token for r in sends if r.status == 200)
+    accepted = Counter(r["token"] for r in sends if r["status"] == 200)
     assert sorted(accepted) == sorted(f"ra-{i}" for i in range(DEVICES))
     assert set(accepted.values()) == {1}
-    seen = Counter(r.token for r in sends)
+    seen = Counter(r["token"] for r in sends)
     ledger = await deliveries(db, campaign_id)
     assert {r.status for r in ledger} == {"sent"}
     tokens = {d.id: d.token for d in await _devices(db)}
