@@ -22,6 +22,7 @@ from app.settings import Settings
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
 
+    from app.audit.chain import Head
     from app.auth.models import ApiKey
     from app.auth.service import CreatedKey
 
@@ -73,11 +74,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     from app.db.session import create_engine, create_sessionmaker
 
     settings = _settings()
+    expected: Head | None = args.expect_head
 
     async def run() -> None:
         engine = create_engine(settings.effective_database_url)
         try:
-            verdict = await verify_chain(create_sessionmaker(engine))
+            verdict = await verify_chain(create_sessionmaker(engine), expected_head=expected)
         finally:
             await engine.dispose()
         if verdict.broken is not None:
@@ -85,12 +87,29 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
                 f"audit log BROKEN at {verdict.broken.describe()} "
                 f"({verdict.checked} events before it are intact)"
             )
+        if verdict.cut_short is not None:
+            sys.exit(f"audit log CUT SHORT: {verdict.cut_short}")
+        reached = "" if expected is None else f"; reaches the expected head {expected}"
         print(
             f"audit log intact: {verdict.checked} events; head sequence "
-            f"{verdict.head_sequence}, hash {verdict.head_hash}"
+            f"{verdict.head_sequence}, hash {verdict.head_hash}{reached}"
         )
+        if verdict.head_sequence:
+            print(
+                "keep this head outside the database and check against it later: "
+                f"wavecast audit verify --expect-head {verdict.head_sequence}:{verdict.head_hash}"
+            )
 
     asyncio.run(run())
+
+
+def _expected_head(value: str) -> Head:
+    from app.audit.chain import Head
+
+    try:
+        return Head.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- keys
@@ -447,7 +466,21 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="audit", required=True
     )
-    av = audit.add_parser("verify", help="check the hash chain; exit 1 naming the first break")
+    av = audit.add_parser(
+        "verify",
+        help="check the hash chain; exit 1 naming the first break",
+        description="Walk the audit log's hash chain in sequence order; exit 1 naming the "
+        "first edited, deleted or reordered event. On success it prints the head (sequence "
+        "and hash): keep it outside the database and pass it back with --expect-head.",
+    )
+    av.add_argument(
+        "--expect-head",
+        metavar="SEQUENCE:HASH",
+        type=_expected_head,
+        help="a head printed by an earlier verify: also exit 1 if the log is empty, ends "
+        "before SEQUENCE, or carries another hash at SEQUENCE (a tail cut off or rewritten, "
+        "which the chain alone cannot show); a log that grew past it passes",
+    )
     av.set_defaults(func=cmd_audit_verify)
 
     dev = sub.add_parser("devices", help="devices").add_subparsers(dest="devices", required=True)

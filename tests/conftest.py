@@ -99,11 +99,22 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     await rt.close()
 
 
+# Migration 0007's trigger refuses TRUNCATE on the append-only audit log.
+AUDIT_NO_TRUNCATE = "audit_event_no_truncate"
+
+
 async def truncate_all(runtime: Runtime) -> None:
     tables = [t.name for t in reversed(metadata.sorted_tables)]
     async with runtime.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            # Lift only that one trigger, inside this transaction: DDL is transactional and
+            # ALTER TABLE holds the table's ACCESS EXCLUSIVE lock (TRUNCATE takes it anyway)
+            # until COMMIT, so no other session ever sees the log unguarded, a failed reset
+            # rolls the trigger back on, and it needs table ownership, not the superuser's
+            # session_replication_role (which would also silence every other trigger).
+            await conn.execute(text(f"ALTER TABLE audit_event DISABLE TRIGGER {AUDIT_NO_TRUNCATE}"))
             await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            await conn.execute(text(f"ALTER TABLE audit_event ENABLE TRIGGER {AUDIT_NO_TRUNCATE}"))
         else:
             for table in tables:
                 await conn.execute(text(f"DELETE FROM {table}"))

@@ -5,6 +5,10 @@ Each event stores `prev_hash` (the previous event's `hash`, or `GENESIS` for the
 of a strictly increasing `sequence`. Editing, deleting or reordering a stored row breaks the
 chain at that row (or the one after it), and `verify` names the first break.
 
+What the chain cannot show on its own is a missing tail: a log cut short, emptied, or rebuilt
+from some event on still links up. A `Head` kept outside the database closes that gap: given
+one, `verify` also requires the log to reach its sequence and to carry its hash there.
+
 The serialisation must give the same bytes for an event before it is written and after it
 is read back from PostgreSQL (JSONB) or SQLite (JSON text): JSONB keeps numbers as decimals,
 so a float such as 1e20 comes back as the integer 100000000000000000000. Numbers are
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,6 +87,31 @@ def digest(fields: ChainFields, prev_hash: str) -> str:
     return hashlib.sha256(canonical(fields, prev_hash)).hexdigest()
 
 
+_HEAD = re.compile(r"([1-9][0-9]*):([0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class Head:
+    """A chain head as `verify` reports it, kept elsewhere to check the log against later."""
+
+    sequence: int
+    hash: str
+
+    @classmethod
+    def parse(cls, value: str) -> Head:
+        """`SEQUENCE:HASH`, as `verify` prints it; ValueError naming that form otherwise."""
+        found = _HEAD.fullmatch(value.strip().lower())
+        if found is None:
+            raise ValueError(
+                f"{value!r} is not SEQUENCE:HASH (a sequence from 1 and a 64-digit hex hash, "
+                "as `wavecast audit verify` prints them)"
+            )
+        return cls(int(found[1]), found[2])
+
+    def __str__(self) -> str:
+        return f"{self.sequence}:{self.hash}"
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     id: int
@@ -108,16 +138,24 @@ class Verdict:
     head_sequence: int
     head_hash: str
     broken: Break | None
+    # Set when the chain holds but ends before the expected head (or is empty).
+    cut_short: str | None = None
+
+    @property
+    def problem(self) -> str | None:
+        return self.broken.describe() if self.broken is not None else self.cut_short
 
 
 class Walker:
-    """Checks events one at a time, in the order of their stored `sequence`."""
+    """Checks events one at a time, in the order of their stored `sequence`, and, given an
+    expected head, that the log reaches it and carries its hash there."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected_head: Head | None = None) -> None:
         self.checked = 0
         self.sequence = 0
         self.hash = GENESIS
         self.broken: Break | None = None
+        self.expected_head = expected_head
 
     def feed(self, event: StoredEvent) -> bool:
         """Check one event; False (and `broken` set) at the first break."""
@@ -150,14 +188,30 @@ class Walker:
             )
         if digest(event.fields, event.prev_hash) != event.hash:
             return "its hash does not match its contents: the event was edited"
+        head = self.expected_head
+        if head is not None and sequence == head.sequence and event.hash != head.hash:
+            return (
+                f"its hash {event.hash} is not the expected head's {head.hash}: the log was "
+                "rewritten at or before this event"
+            )
         return None
 
     def verdict(self) -> Verdict:
-        return Verdict(self.checked, self.sequence, self.hash, self.broken)
+        return Verdict(self.checked, self.sequence, self.hash, self.broken, self._cut_short())
+
+    def _cut_short(self) -> str | None:
+        head = self.expected_head
+        if self.broken is not None or head is None or self.sequence >= head.sequence:
+            return None
+        where = "the log is empty" if self.sequence == 0 else f"it ends at sequence {self.sequence}"
+        return (
+            f"{where}, but the expected head is sequence {head.sequence} (hash {head.hash}): "
+            "events were removed from its end"
+        )
 
 
-def verify(events: Iterable[StoredEvent]) -> Verdict:
-    walker = Walker()
+def verify(events: Iterable[StoredEvent], *, expected_head: Head | None = None) -> Verdict:
+    walker = Walker(expected_head)
     for event in events:
         if not walker.feed(event):
             break

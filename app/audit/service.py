@@ -41,11 +41,15 @@ def record(
 
 
 async def verify_chain(
-    sessionmaker: async_sessionmaker[AsyncSession], *, page_size: int = 5000
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    page_size: int = 5000,
+    expected_head: chain.Head | None = None,
 ) -> chain.Verdict:
-    """Walk the whole log in sequence order and return the first break, if any. Each page is
-    read in a short transaction of its own, so the walk never holds back writers."""
-    walker = chain.Walker()
+    """Walk the whole log in sequence order and return the first break, if any (and, given
+    `expected_head`, whether the log reaches it). Each page is read in a short transaction of
+    its own, so the walk never holds back writers."""
+    walker = chain.Walker(expected_head)
     after = 0
     while True:
         async with sessionmaker() as session:
