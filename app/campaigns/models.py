@@ -59,6 +59,12 @@ class Campaign(SQLModel, table=True):
     guard_override_by: str | None = Field(
         default=None, sa_column=Column(String(200), nullable=True)
     )
+    # What the override approved (app.guard.override): a SHA-256 of the content and the
+    # lint's findings on it. An override whose hash is not the current content's covers
+    # nothing, so an edit can never inherit an approval given for other words.
+    guard_override_hash: str | None = Field(
+        default=None, sa_column=Column(String(64), nullable=True)
+    )
     status_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_by: str = Field(sa_column=Column(String(200), nullable=False))
     created_at: datetime = Field(

@@ -40,6 +40,7 @@ from app.db.types import utcnow
 from app.delivery import ledger
 from app.delivery.payloads import PAYLOAD_LIMIT, largest_sizes
 from app.errors import FieldError, Problem, not_found, validation_problem
+from app.guard.override import ContentJudgement, judge_content, standing_reason
 from app.guard.policy import GuardInput, assess
 from app.killswitch import service as killswitch
 from app.rollout.bucketing import campaign_rotation
@@ -224,11 +225,12 @@ async def create(
     )
     refuse_unless_allowed(session, principal, verdict, subject_id=None, attempted="create")
     campaign_id = uuid.uuid4()
+    content = body.content.model_dump(mode="json")
     campaign = Campaign(
         id=campaign_id,
         name=body.name,
         kind=body.kind,
-        content=body.content.model_dump(mode="json"),
+        content=content,
         segment_id=segment_id,
         audience_rules=rules,
         start_at=body.rollout.start_at,
@@ -239,10 +241,10 @@ async def create(
             else settings.failure_threshold_percent
         ),
         rotation=campaign_rotation(campaign_id),
-        guard_override_reason=override if verdict.overridden else None,
-        guard_override_by=principal.actor if verdict.overridden else None,
         created_by=principal.actor,
     )
+    if override and verdict.overridden:
+        _bind_override(campaign, override, principal.actor, judge_content(content))
     session.add(campaign)
     _replace_waves(session, campaign.id, specs)
     audit.record(
@@ -275,6 +277,45 @@ def _audit_guard(
             reason=override,
             after={"findings": [f.model_dump(mode="json") for f in verdict.findings]},
         )
+
+
+def _bind_override(
+    campaign: Campaign, reason: str | None, by: str | None, judgement: ContentJudgement | None
+) -> None:
+    """Store an override with what it approved, or (all None) clear it."""
+    campaign.guard_override_reason = reason
+    campaign.guard_override_by = by
+    campaign.guard_override_hash = judgement.binding if judgement is not None else None
+
+
+def _standing_override(
+    session: AsyncSession, principal: Principal, campaign: Campaign, judgement: ContentJudgement
+) -> str | None:
+    """The campaign's override if it still covers its content as judged now, else None.
+
+    An override that no longer covers it (the content or the lint's findings changed since,
+    or it was stored without a binding) is voided here, cleared and audited, so no later
+    step, nor the worker, can lean on it: an override approves words, not a campaign.
+    """
+    standing = standing_reason(
+        campaign.guard_override_reason, campaign.guard_override_hash, judgement
+    )
+    if campaign.guard_override_reason is not None and standing is None:
+        audit.record(
+            session,
+            principal,
+            "guard.override_voided",
+            subject_type="campaign",
+            subject_id=campaign.id,
+            reason=(
+                "override voided: the content, or the guard's findings on it, changed since "
+                "the override was given"
+            ),
+            before={"reason": campaign.guard_override_reason, "by": campaign.guard_override_by},
+            after={"findings": [f.model_dump(mode="json") for f in judgement.findings]},
+        )
+        _bind_override(campaign, None, None, None)
+    return standing
 
 
 def _replace_waves(
@@ -489,7 +530,13 @@ async def patch(
         await session.flush()
         _replace_waves(session, campaign.id, specs)
     if changes.keys() & {"content", "audience", "rollout", "override"}:
-        override = body.override.reason if body.override else campaign.guard_override_reason
+        # An edit never inherits an override given for other words: the stored one counts
+        # only while it covers the content as edited (an audience or rollout edit leaves
+        # it standing, with its author); otherwise it needs a new one, from a key with the
+        # right to give it.
+        judgement = judge_content(campaign.content)
+        standing = _standing_override(session, principal, campaign, judgement)
+        new_override = body.override.reason if body.override else None
         verdict = await guard_verdict(
             session,
             settings,
@@ -497,14 +544,12 @@ async def patch(
             content=content,
             waves=specs,
             rules=campaign.audience_rules,
-            override_reason=override,
+            override_reason=new_override or standing,
         )
         refuse_unless_allowed(session, principal, verdict, subject_id=campaign.id, attempted="edit")
-        campaign.guard_override_reason = override if verdict.overridden else None
-        campaign.guard_override_by = principal.actor if verdict.overridden else None
-        _audit_guard(
-            session, principal, campaign, verdict, body.override.reason if body.override else None
-        )
+        if new_override and verdict.overridden:
+            _bind_override(campaign, new_override, principal.actor, judgement)
+            _audit_guard(session, principal, campaign, verdict, new_override)
     campaign.updated_at = utcnow()
     session.add(campaign)
     audit.record(
@@ -573,7 +618,8 @@ async def start(
         raise Problem(409, "Conflict", "the global kill switch is engaged; nothing can start")
     wave_rows = await waves(session, campaign.id)
     specs = [WaveSpec(w.percent, w.hold_seconds) for w in wave_rows]
-    override = override_reason or campaign.guard_override_reason
+    judgement = judge_content(campaign.content)
+    standing = _standing_override(session, principal, campaign, judgement)
     verdict = await guard_verdict(
         session,
         settings,
@@ -581,12 +627,11 @@ async def start(
         content=Content.model_validate(campaign.content),
         waves=specs,
         rules=campaign.audience_rules,
-        override_reason=override,
+        override_reason=override_reason or standing,
     )
     refuse_unless_allowed(session, principal, verdict, subject_id=campaign.id, attempted="start")
     if override_reason and verdict.overridden:
-        campaign.guard_override_reason = override_reason
-        campaign.guard_override_by = principal.actor
+        _bind_override(campaign, override_reason, principal.actor, judgement)
         _audit_guard(session, principal, campaign, verdict, override_reason)
     now = utcnow()
     later = campaign.start_at is not None and campaign.start_at > now
