@@ -613,9 +613,10 @@ async def start(
     reason: str | None,
 ) -> Campaign:
     _require_override_right(principal, override_reason)
+    await killswitch.hold_released(
+        session, refusal="the global kill switch is engaged; nothing can start"
+    )
     campaign = await get(session, campaign_id, lock=True)
-    if await killswitch.is_engaged(session):
-        raise Problem(409, "Conflict", "the global kill switch is engaged; nothing can start")
     wave_rows = await waves(session, campaign.id)
     specs = [WaveSpec(w.percent, w.hold_seconds) for w in wave_rows]
     judgement = judge_content(campaign.content)
@@ -650,10 +651,9 @@ async def pause(
 async def resume(
     session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, reason: str | None
 ) -> Campaign:
-    if await killswitch.is_engaged(session):
-        raise Problem(
-            409, "Conflict", "the global kill switch is engaged; release it before resuming"
-        )
+    await killswitch.hold_released(
+        session, refusal="the global kill switch is engaged; release it before resuming"
+    )
     return await _act(session, principal, campaign_id, CampaignAction.resume, reason)
 
 

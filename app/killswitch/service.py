@@ -37,7 +37,31 @@ async def get_switch(session: AsyncSession, *, lock: bool = False) -> KillSwitch
 
 
 async def is_engaged(session: AsyncSession) -> bool:
+    """A plain read, for callers that only report or skip work: it decides no transition,
+    since the switch may change the moment after (use ``hold_released`` for that)."""
     return (await get_switch(session)).engaged
+
+
+async def hold_released(session: AsyncSession, *, refusal: str) -> KillSwitch:
+    """Refuse with 409 (``refusal`` as the detail) unless the switch is released, and keep it
+    released until this transaction ends: for a transition that makes a campaign live.
+
+    The switch row is locked (FOR UPDATE), and ``engage`` locks it first too, so the two
+    serialise: either this transaction commits its running campaign before ``engage`` reads
+    the live campaigns (which then include it, and are paused), or ``engage`` commits first
+    and this reads it engaged. Without the lock a start could read "released", an engage
+    could commit its list of live campaigns without it, and the start commit after: a
+    running campaign under an engaged switch, sent the moment the switch is released.
+
+    Take it before locking the campaign: ``engage`` locks the switch, then campaigns, and
+    the same order everywhere is what keeps the two from deadlocking. On SQLite, FOR UPDATE
+    is not emitted; there the transaction's database-wide write lock, taken when it begins
+    (BEGIN IMMEDIATE), gives the same order.
+    """
+    switch = await get_switch(session, lock=True)
+    if switch.engaged:
+        raise Problem(409, "Conflict", refusal)
+    return switch
 
 
 async def engage(
@@ -65,6 +89,8 @@ async def engage(
             before={"engaged": False},
             after={"engaged": True},
         )
+    # This statement starts after the switch lock was granted, so (read committed) it sees
+    # every start or resume that held the lock before: none is left out of the pause.
     live = (
         await session.exec(
             select(Campaign)
