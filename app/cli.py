@@ -356,7 +356,7 @@ async def _run_all(settings: Settings, args: argparse.Namespace) -> None:
     from app.main import create_app
     from app.runtime import Runtime
     from app.serving import QuietServer
-    from workers.main import DRAIN_SECONDS
+    from workers.main import pump_timeout
     from workers.main import serve as serve_worker
 
     runtime = await Runtime.start(settings)
@@ -404,7 +404,7 @@ async def _run_all(settings: Settings, args: argparse.Namespace) -> None:
         stop.set()
         server.should_exit = True
         await asyncio.wait({api_task}, timeout=10)
-        await asyncio.wait({worker_task}, timeout=DRAIN_SECONDS + 5)
+        await asyncio.wait({worker_task}, timeout=pump_timeout(settings) + 5)
         worker_task.cancel()
         await asyncio.gather(worker_task, return_exceptions=True)
         stop_task.cancel()

@@ -61,7 +61,13 @@ class Settings(BaseSettings):
 
     # Delivery
     chunk_size: int = Field(default=500, ge=1, le=500)
+    # How long a worker owns a claimed batch; it must outlast the longest a batch can take
+    # (its provider call, plus LEASE_MARGIN_SECONDS to claim, wait and record), or a slow
+    # batch's rows are reclaimed and sent again while its answers are still coming.
     lease_seconds: int = Field(default=60, ge=5)
+    # The longest one batch's provider call may take; requests unanswered by then count as
+    # retries (they may have been delivered: the attempt is counted).
+    provider_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1)
     fcm_max_per_second: int = Field(default=10_000, gt=0)
     apns_max_per_second: int = Field(default=10_000, gt=0)
@@ -135,6 +141,14 @@ class Settings(BaseSettings):
             )
         if not self.is_production:
             problems += self._production_credentials()
+        if self.lease_seconds < self.provider_timeout_seconds + LEASE_MARGIN_SECONDS:
+            problems.append(
+                f"WAVECAST_LEASE_SECONDS={self.lease_seconds} is shorter than the longest a "
+                f"batch can take (WAVECAST_PROVIDER_TIMEOUT_SECONDS="
+                f"{self.provider_timeout_seconds:g} plus {LEASE_MARGIN_SECONDS}s to claim and "
+                "record): a slow batch's rows would be sent again by another worker; raise the "
+                "lease or lower the provider timeout"
+            )
         if not url.startswith(("sqlite", "postgresql")):
             scheme = url.split(":")[0]
             problems.append(
@@ -179,6 +193,11 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(plain):
             return driver + url[len(plain) :]
     return url
+
+
+# A batch's time outside its provider call: the claim, the throttle's wait for its tokens (at
+# most a slice of a second, see throttle_math) and the record.
+LEASE_MARGIN_SECONDS = 2
 
 
 @lru_cache

@@ -110,14 +110,17 @@ async def run_engine(
     }
     deps = await sender_deps(runtime, settings)
     reports = []
-    for _ in range(max_ticks):
-        report = await engine.tick(runtime.sessionmaker, deps.control, settings)
-        if campaign_id in report.sendable:
-            reports.append(await pump(deps, campaign_id, budget_seconds=10))
-        status = await campaign_status(runtime, campaign_id)
-        if status in until:
-            return reports
-        await asyncio.sleep(0.01)
+    try:
+        for _ in range(max_ticks):
+            report = await engine.tick(runtime.sessionmaker, deps.control, settings)
+            if campaign_id in report.sendable:
+                reports.append(await pump(deps, campaign_id, budget_seconds=10))
+            status = await campaign_status(runtime, campaign_id)
+            if status in until:
+                return reports
+            await asyncio.sleep(0.01)
+    finally:
+        await deps.control.watch.aclose()
     raise AssertionError(f"campaign {campaign_id} still {status} after {max_ticks} ticks")
 
 
@@ -171,7 +174,10 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "WAVECAST_KEY_PEPPER": settings.key_pepper.get_secret_value(),
         "WAVECAST_JSON_LOGS": "false",
         "WAVECAST_LOG_LEVEL": "WARNING",
+        # A short lease, so a killed worker's rows come back within seconds; the provider
+        # calls of these tests take well under the 3 s it leaves them.
         "WAVECAST_LEASE_SECONDS": "5",
+        "WAVECAST_PROVIDER_TIMEOUT_SECONDS": "3",
     }
     env.update(extra)
     return env

@@ -44,13 +44,21 @@ HEARTBEAT_TTL = 5
 # Concurrent send jobs per campaign across all workers: enough to overlap provider latency,
 # few enough that the throttle, not contention, sets the pace.
 PUMPS_PER_CAMPAIGN = 4
-# A send job runs at most this long, then the next tick asks for a fresh one.
+# A send job starts no batch after this long, then asks for its successor.
 PUMP_BUDGET_SECONDS = 10.0
-PUMP_TIMEOUT_SECONDS = 25
+# Headroom over a batch's provider call (settings.provider_timeout_seconds) for arq's timeout:
+# a batch started just before the budget ran out still ends, recorded, before it (and one
+# that does not is still recorded: the sender shields a batch from its job's cancellation).
+PUMP_HEADROOM_SECONDS = 15.0
 # Tries are mostly hand-backs to other workers (Retry below); this bounds them.
 SEND_MAX_TRIES = 200
-# How long a stopping worker waits for its send jobs to finish before cancelling them.
-DRAIN_SECONDS = PUMP_BUDGET_SECONDS + 5
+
+
+def pump_timeout(settings: Settings) -> float:
+    """arq's timeout for a send job: its budget, then the longest its last batch can take."""
+    return PUMP_BUDGET_SECONDS + settings.provider_timeout_seconds + PUMP_HEADROOM_SECONDS
+
+
 # A worker that lost Redis tries again after this long, doubling up to the maximum.
 RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 5.0
@@ -281,6 +289,7 @@ def build_worker(
             # Leave the fair-share count at once: the other workers take over this share.
             with contextlib.suppress(RedisError):
                 await wc.runtime.redis.delete(heartbeat_key(wc.worker_id))
+            await wc.control.watch.aclose()
             await wc.providers.aclose()
             await wc.runtime.close()
 
@@ -292,7 +301,7 @@ def build_worker(
                 name="send_campaign",
                 keep_result=0,
                 max_tries=SEND_MAX_TRIES,
-                timeout=PUMP_TIMEOUT_SECONDS,
+                timeout=pump_timeout(settings),
             )
         ],
         cron_jobs=[
@@ -329,8 +338,9 @@ async def serve(
     signals (in burst mode, until the queue is empty).
 
     On SIGTERM the worker takes no new job and lets the send jobs in progress finish (each
-    runs at most PUMP_BUDGET_SECONDS), so a rolling restart neither re-sends nor strands a
-    leased row; what is still running after DRAIN_SECONDS is cancelled, and its rows go
+    starts batches for PUMP_BUDGET_SECONDS, and its last one ends within the provider
+    timeout), so a rolling restart neither re-sends nor strands a
+    leased row; what is still running after `pump_timeout` is cancelled, and its rows go
     back to the queue when their lease ends. Losing Redis does not end the process: the
     worker is built again once Redis answers, and the reconciler (the tick) restores from
     PostgreSQL whatever Redis lost.
@@ -366,7 +376,7 @@ async def serve(
         # instead could leave sent rows on a lease, to be sent again when it ends.
         jobs = [t for t in worker.tasks.values() if not t.done()]
         if jobs:
-            await asyncio.wait(jobs, timeout=DRAIN_SECONDS)
+            await asyncio.wait(jobs, timeout=pump_timeout(settings))
         await _close(worker)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=delay)

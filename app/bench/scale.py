@@ -53,7 +53,7 @@ from app.devices import importer
 from app.rollout import engine
 from app.runtime import Runtime
 from app.settings import Settings
-from workers.main import DRAIN_SECONDS
+from workers.main import pump_timeout
 
 DESCRIPTION = "1M-device audience: import, wave planning, release to first send, ledger, RSS"
 SCENARIO = "scale"
@@ -333,8 +333,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
         finally:
             process.terminate()
             try:
-                # SIGTERM lets send jobs drain (at most DRAIN_SECONDS) before the worker exits.
-                process.wait(timeout=DRAIN_SECONDS + 5)
+                # SIGTERM lets send jobs drain (at most pump_timeout) before the worker exits.
+                process.wait(timeout=pump_timeout(settings) + 5)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)

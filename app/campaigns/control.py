@@ -17,6 +17,7 @@ from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus, is_terminal
 from app.delivery.throttle import Throttle
 from app.errors import Problem
+from app.killswitch.fence import FENCE_SECONDS, GateWatch
 from app.killswitch.gate import Gate
 from app.killswitch.models import KillSwitch
 
@@ -60,11 +61,31 @@ class StopNotConfirmed(Problem):
         )
 
 
+class StopNotDrained(Problem):
+    """The stop is committed and the gate closed, but sends under permits taken before it
+    had not finished when the answer was due."""
+
+    def __init__(self, what: str, held: int) -> None:
+        super().__init__(
+            503,
+            "Stop recorded, not yet confirmed",
+            f"{what} is recorded and the send gate is closed, but {held} batch(es) of provider "
+            f"requests taken before the stop had not finished within {STOP_DRAIN_SECONDS:.0f}s "
+            "(a slow provider's requests still on the wire, or a worker that has not yet seen "
+            "the stop; a worker that cannot reach Redis starts nothing after "
+            f"{FENCE_SECONDS:.0f}s). Retry this call to confirm: it answers 200 once nothing "
+            "is left in flight.",
+            headers={"Retry-After": "1"},
+        )
+
+
 class Control:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self.gate = Gate(redis)
         self.throttle = Throttle(redis)
+        # The worker's side of the gate: permits kept alive and fenced (idle in the API).
+        self.watch = GateWatch(self.gate)
 
     async def publish_campaign(self, campaign: Campaign) -> None:
         """Write the campaign's grant (and rate) as the database has them now."""
@@ -91,13 +112,17 @@ class Control:
     async def stop(
         self, campaigns: Iterable[Campaign], *, everything: bool = False, what: str = "the stop"
     ) -> int:
-        """Close the grants and wait for permits already taken; returns permits still held
-        when the wait ran out (0 in every normal case). Raises StopNotConfirmed when Redis
-        cannot be reached."""
+        """Close the grants and wait until the permits taken before have been released;
+        returns 0 then. Raises StopNotConfirmed when Redis cannot be reached, and
+        StopNotDrained when permits are still held after STOP_DRAIN_SECONDS: only an answer
+        that returns means that no provider request for these campaigns starts any more."""
         try:
-            return await self._stop(list(campaigns), everything=everything)
+            held = await self._stop(list(campaigns), everything=everything)
         except RedisError:
             raise StopNotConfirmed(what) from None
+        if held:
+            raise StopNotDrained(what, held)
+        return held
 
     async def _stop(self, targets: list[Campaign], *, everything: bool) -> int:
         for campaign in targets:

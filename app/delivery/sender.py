@@ -10,13 +10,20 @@ One iteration, and why it is in this order:
 5. reserve provider-wide tokens;
 6. take a gate permit (fails when the campaign or everything was stopped), then re-read
    the campaign's state from PostgreSQL — a kill that was answered is visible there;
-7. send, release the permit, record every outcome under the lease.
+7. send under the permit's fence (each request looks at it right before it starts, so a
+   stop closes a batch that a slow provider is still working through), release the
+   permit, record every outcome under the lease.
 If any step says stop, the claimed rows are given back untouched (not an attempt).
+
+Once rows are claimed, the rest of their batch runs to its record even when the job is
+cancelled (arq's timeout, a shutdown): a provider's answer is never dropped between the
+call and the record, where it would come back with the lease and be sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -35,7 +42,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.principal import SYSTEM
 from app.campaigns.control import Control, paced, provider_scope, throttle_scope
-from app.campaigns.models import Campaign, CampaignKind
+from app.campaigns.models import Campaign, CampaignKind, CampaignWave
 from app.campaigns.schemas import Content
 from app.campaigns.state import CampaignAction, CampaignStatus
 from app.db.session import unit_of_work
@@ -44,20 +51,28 @@ from app.delivery import ledger
 from app.delivery.ledger import Claimed, Outcome
 from app.delivery.models import DeliveryStatus
 from app.delivery.payloads import expired
-from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
+from app.delivery.providers.base import (
+    STOPPED,
+    Batch,
+    Message,
+    Provider,
+    ResultKind,
+    SendResult,
+    StartFence,
+)
 from app.delivery.throttle import RatePaused, RateUnknown
 from app.delivery.throttle_math import batch_size_for_rate
 from app.devices.models import DeviceStatus
-from app.guard.lint import lint_content
+from app.guard.send_check import send_refusal
 from app.killswitch.gate import GateClosed
 from app.killswitch.models import SWITCH_ID, KillSwitch
 from app.logging import campaign_var, wave_var
 from app.ops.metrics import DELIVERIES, PROVIDER_LATENCY
+from app.rollout.planner import WaveSpec
 from app.settings import Settings
 
 log = logging.getLogger("wavecast.sender")
 
-PROVIDER_TIMEOUT = 30.0
 RETRY_BASE_SECONDS = 2.0
 RETRY_MAX_SECONDS = 300.0
 
@@ -162,6 +177,10 @@ def pre_send_outcomes(
 def outcome_of(
     result: SendResult, row: Claimed, provider: str, settings: Settings, now: datetime
 ) -> Outcome:
+    if result.unsent and result.error_code == STOPPED:
+        # Kept off the wire by a stop: not an attempt; back to the queue (or cancelled, if
+        # the stop was a kill or a cancel).
+        return Outcome(row.delivery_id, DeliveryStatus.queued, give_back=True)
     if result.unsent:
         # Held back by a Retry-After block before it left: not an attempt; due when the
         # block ends.
@@ -264,16 +283,27 @@ async def pump(
     report = PumpReport()
     async with unit_of_work(deps.sessionmaker) as session:
         campaign = await session.get(Campaign, campaign_id)
+        wave_rows = (
+            await session.execute(
+                select(col(CampaignWave.percent), col(CampaignWave.hold_seconds))
+                .where(col(CampaignWave.campaign_id) == campaign_id)
+                .order_by(col(CampaignWave.index))
+            )
+        ).all()
     if campaign is None or campaign.status != CampaignStatus.running:
         report.stopped_because = "not running"
         return report
-    content = Content.model_validate(campaign.content)
-    kind = CampaignKind(campaign.kind)
-    blocked_by_lint = _lint_blocks(deps.settings, campaign, content)
-    if blocked_by_lint:
-        await auto_pause(deps.sessionmaker, deps.control, campaign_id, blocked_by_lint)
+    # The guard's last word (rules 2 and 4): the row may have reached the database by another
+    # road, and an override counts only for the content it was given for.
+    refusal = send_refusal(
+        deps.settings, campaign, [WaveSpec(p, hold) for p, hold in wave_rows]
+    )
+    if refusal:
+        await auto_pause(deps.sessionmaker, deps.control, campaign_id, refusal)
         report.stopped_because = "guard"
         return report
+    content = Content.model_validate(campaign.content)
+    kind = CampaignKind(campaign.kind)
     deadline = time.monotonic() + budget_seconds
     try:
         while time.monotonic() < deadline:
@@ -287,30 +317,25 @@ async def pump(
     return report
 
 
-def _lint_blocks(settings: Settings, campaign: Campaign, content: Content) -> str | None:
-    """The worker's copy of guard rule 2: in production, test-looking live content without
-    a written override is never sent, however the campaign reached the database."""
-    if not settings.is_production or campaign.kind != CampaignKind.live:
-        return None
-    if campaign.guard_override_reason:
-        return None
-    findings = lint_content(content.text_fields())
-    if not findings:
-        return None
-    return "environment guard: content looks like test content: " + "; ".join(
-        f.message for f in findings[:3]
-    )
+async def _republish(deps: SenderDeps, campaign_id: uuid.UUID) -> None:
+    """Redis lost the campaign's rate (a restart) or never had it: write the rate and grant
+    again from the database's current row, never from the copy this job loaded when it
+    started (the campaign may have been stopped since)."""
+    async with unit_of_work(deps.sessionmaker) as session:
+        current = await session.get(Campaign, campaign_id)
+    if current is None or current.status != CampaignStatus.running:
+        raise _Stop("not running")
+    await deps.control.publish_campaign(current)
 
 
-async def _batch_size(deps: SenderDeps, campaign: Campaign) -> int:
+async def _batch_size(deps: SenderDeps, campaign_id: uuid.UUID) -> int:
     """How many rows to claim now: a slice of the campaign's current rate (read from Redis
     each time, so a throttle change applies to the very next batch)."""
-    scope = throttle_scope(campaign.id)
+    scope = throttle_scope(campaign_id)
     try:
         rate = await deps.control.throttle.get_rate(scope)
     except RateUnknown:
-        # Redis lost the rate (restart) or never had it: restore it from the database.
-        await deps.control.publish_campaign(campaign)
+        await _republish(deps, campaign_id)
         rate = await deps.control.throttle.get_rate(scope)
     if rate == 0:
         raise _Stop("rate is zero")
@@ -326,21 +351,30 @@ async def _batch_size(deps: SenderDeps, campaign: Campaign) -> int:
 CHECKS_LEAD_SECONDS = 0.2
 
 
-async def _reserve_tokens(deps: SenderDeps, scope: str, n: int, campaign: Campaign) -> float:
-    """Reserve `n` sends on the campaign's rate; returns the `time.monotonic()` instant they
-    are due, and sleeps until CHECKS_LEAD_SECONDS before it. Reserved after the claim, so
-    the instant a batch leaves is the instant its tokens were due (`_until_due`)."""
-    try:
-        wait = await deps.control.throttle.reserve([scope], n)
-    except RateUnknown:
-        await deps.control.publish_campaign(campaign)
-        wait = await deps.control.throttle.reserve([scope], n)
-    except RatePaused as exc:
-        raise _Stop("rate is zero") from exc
-    due = time.monotonic() + wait
-    if wait > CHECKS_LEAD_SECONDS:
-        await asyncio.sleep(wait - CHECKS_LEAD_SECONDS)
-    return due
+async def _reserve_tokens(deps: SenderDeps, campaign_id: uuid.UUID, n: int) -> tuple[int, float]:
+    """Reserve up to `n` sends on the campaign's rate as it is in Redis now: `(granted,
+    due)`, the `time.monotonic()` instant they are due. Sleeps until CHECKS_LEAD_SECONDS
+    before it. Reserved after the claim, so the instant a batch leaves is the instant its
+    tokens were due (`_until_due`); sized at reservation time, so rows claimed at a rate
+    that was cut since leave at most one batch of the new rate (the rest go back)."""
+    scope = throttle_scope(campaign_id)
+    throttle = deps.control.throttle
+    max_batch = deps.settings.chunk_size
+    while True:
+        try:
+            grant = await throttle.reserve_batch([scope], n, max_batch=max_batch)
+        except RateUnknown:
+            await _republish(deps, campaign_id)
+            continue
+        except RatePaused as exc:
+            raise _Stop("rate is zero") from exc
+        if grant.n > 0:
+            break
+        await asyncio.sleep(grant.wait)
+    due = time.monotonic() + grant.wait
+    if grant.wait > CHECKS_LEAD_SECONDS:
+        await asyncio.sleep(grant.wait - CHECKS_LEAD_SECONDS)
+    return grant.n, due
 
 
 async def _until_due(due: float) -> None:
@@ -365,11 +399,11 @@ async def _one_batch(
     content: Content,
     report: PumpReport,
 ) -> bool:
-    """One reserve → claim → send → record round; False when there is nothing left."""
+    """One claim → reserve → send → record round; False when there is nothing left."""
     settings = deps.settings
     with report.timing("claim"):
         try:
-            n = await _batch_size(deps, campaign)
+            n = await _batch_size(deps, campaign.id)
         except RedisError as exc:
             raise _Stop("redis unreachable") from exc
         lease = uuid.uuid4()
@@ -387,26 +421,60 @@ async def _one_batch(
         return False
     wave_var.set(max(r.wave for r in rows))
     report.batches += 1
-    to_send, decided = pre_send_outcomes(kind, content, rows, now)
-    outcomes = list(decided)
+    # The rows are leased to this job now: the batch runs to its record whatever happens to
+    # the job meanwhile.
+    batch = asyncio.ensure_future(
+        _send_and_record(deps, campaign, kind, content, rows, lease, now, report)
+    )
     try:
-        due = time.monotonic()
+        stop = await asyncio.shield(batch)
+    except asyncio.CancelledError:
+        while not batch.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(batch)
+        raise
+    if stop is not None:
+        raise _Stop(stop)
+    return True
+
+
+async def _send_and_record(
+    deps: SenderDeps,
+    campaign: Campaign,
+    kind: CampaignKind,
+    content: Content,
+    rows: Sequence[Claimed],
+    lease: uuid.UUID,
+    claimed_at: datetime,
+    report: PumpReport,
+) -> str | None:
+    """Send what may be sent of a claimed batch and record every row's outcome under its
+    lease; returns why the send loop must stop, or None."""
+    to_send, decided = pre_send_outcomes(kind, content, rows, claimed_at)
+    outcomes = list(decided)
+    stop: str | None = None
+    try:
         if to_send:
             with report.timing("throttle"):
-                due = await _reserve_tokens(
-                    deps, throttle_scope(campaign.id), len(to_send), campaign
-                )
-        outcomes += await _send(deps, campaign, content, to_send, report, due)
+                granted, due = await _reserve_tokens(deps, campaign.id, len(to_send))
+            # Claimed at a rate that was cut since: the rest goes back untouched.
+            to_send, surplus = list(to_send[:granted]), to_send[granted:]
+            outcomes += [give_back(r) for r in surplus]
+            sent, stop = await _send(deps, campaign, content, to_send, report, due)
+            outcomes += sent
     except RedisError:
-        outcomes += [Outcome(r.delivery_id, DeliveryStatus.queued, give_back=True) for r in to_send]
-        await _record(deps, lease, outcomes, report)
-        raise _Stop("redis unreachable") from None
-    except _Stop:
-        outcomes += [Outcome(r.delivery_id, DeliveryStatus.queued, give_back=True) for r in to_send]
-        await _record(deps, lease, outcomes, report)
-        raise
+        outcomes += [give_back(r) for r in to_send]
+        stop = "redis unreachable"
+    except _Stop as exc:
+        outcomes += [give_back(r) for r in to_send]
+        stop = exc.why
     await _record(deps, lease, outcomes, report)
-    return True
+    return stop
+
+
+def give_back(row: Claimed) -> Outcome:
+    """A claimed row that was never sent goes back as it was (not an attempt)."""
+    return Outcome(row.delivery_id, DeliveryStatus.queued, give_back=True)
 
 
 async def _send(
@@ -416,10 +484,14 @@ async def _send(
     rows: Sequence[Claimed],
     report: PumpReport,
     due: float,
-) -> list[Outcome]:
-    """Check, wait until `due` (monotonic), send under a gate permit, map the results."""
+) -> tuple[list[Outcome], str | None]:
+    """Check, wait until `due` (monotonic), send under a gate permit, map the results.
+
+    Raises `_Stop` (or a Redis error) only before anything was sent; once providers have
+    answered, it returns every outcome, with why the loop must stop (a closed fence, a
+    provider halt, Redis gone), so no answer is ever given back as unsent."""
     if not rows:
-        return []
+        return [], None
     by_provider: dict[str, list[tuple[Claimed, Message]]] = defaultdict(list)
     providers: dict[str, Provider] = {}
     for row in rows:
@@ -438,40 +510,45 @@ async def _send(
         for name, group in by_provider.items():
             if provider_cap(deps.settings, name) is not None:
                 await _wait_provider(deps, name, len(group))
-    gate = deps.control.gate
     checks = waited = started = time.perf_counter()
     elapsed = 0.0
     try:
-        permit = await gate.acquire(campaign.id, PROVIDER_TIMEOUT + 5)
+        async with deps.control.watch.permit(campaign.id) as fence:
+            try:
+                async with unit_of_work(deps.sessionmaker) as session:
+                    if not await _campaign_may_send(session, campaign.id):
+                        raise _Stop("stopped in the database")
+                waited = time.perf_counter()
+                await _until_due(due)
+                started = time.perf_counter()
+                report.add("throttle", started - waited)
+                results = await asyncio.gather(
+                    *(
+                        _send_group(
+                            providers[name],
+                            campaign,
+                            content,
+                            group,
+                            _SharedBlock(deps, name),
+                            fence,
+                            deps.settings.provider_timeout_seconds,
+                        )
+                        for name, group in by_provider.items()
+                    )
+                )
+                elapsed = time.perf_counter() - started
+            finally:
+                report.add("provider", elapsed)
+                report.add("checks", time.perf_counter() - checks - elapsed - (started - waited))
     except GateClosed as exc:
         raise _Stop(f"gate closed ({exc.refusal.name})") from exc
     except RedisError as exc:
+        # Only taking the permit talks to Redis here: nothing was sent.
         raise _Stop("redis unreachable") from exc
-    try:
-        async with unit_of_work(deps.sessionmaker) as session:
-            if not await _campaign_may_send(session, campaign.id):
-                raise _Stop("stopped in the database")
-        waited = time.perf_counter()
-        await _until_due(due)
-        started = time.perf_counter()
-        report.add("throttle", started - waited)
-        results = await asyncio.gather(
-            *(
-                _send_group(providers[name], campaign, content, group, _SharedBlock(deps, name))
-                for name, group in by_provider.items()
-            )
-        )
-        elapsed = time.perf_counter() - started
-    finally:
-        try:
-            await gate.release(campaign.id, permit)
-        except RedisError:
-            log.warning("could not release a gate permit; it expires by itself")
-        report.add("provider", elapsed)
-        report.add("checks", time.perf_counter() - checks - elapsed - (started - waited))
     outcomes: list[Outcome] = []
     now = utcnow()
     halt: SendResult | None = None
+    stop: str | None = None
     for (name, group), group_results in zip(by_provider.items(), results, strict=True):
         PROVIDER_LATENCY.labels(name).observe(elapsed)
         by_id = {r.delivery_id: r for r in group_results}
@@ -479,7 +556,10 @@ async def _send(
             (r.retry_after or 0.0 for r in group_results if not r.unsent), default=0.0
         )
         if retry_after > 0:
-            await deps.control.throttle.block_until(provider_scope(name), retry_after)
+            try:
+                await deps.control.throttle.block_until(provider_scope(name), retry_after)
+            except RedisError:
+                stop = "redis unreachable"
         for row, _message in group:
             result = by_id.get(row.delivery_id) or SendResult(
                 row.delivery_id,
@@ -489,16 +569,24 @@ async def _send(
             )
             if result.kind is ResultKind.halt:
                 halt = result
+            elif result.error_code == STOPPED:
+                stop = f"gate closed: {fence.why_closed}"
             outcomes.append(outcome_of(result, row, name, deps.settings, now))
     if halt is not None:
-        await auto_pause(
-            deps.sessionmaker,
-            deps.control,
-            campaign.id,
-            f"provider refused our credentials or sender ({halt.error_code}): {halt.detail}; "
-            "the deployment's provider configuration needs fixing before resuming",
-        )
-    return outcomes
+        stop = "provider halt"
+        try:
+            await auto_pause(
+                deps.sessionmaker,
+                deps.control,
+                campaign.id,
+                f"provider refused our credentials or sender ({halt.error_code}): "
+                f"{halt.detail}; the deployment's provider configuration needs fixing before "
+                "resuming",
+            )
+        except RedisError:
+            # The pause is committed; the tick publishes its grant once Redis is back.
+            log.warning("could not publish an automatic pause", exc_info=True)
+    return outcomes, stop
 
 
 async def _wait_provider(deps: SenderDeps, name: str, n: int) -> None:
@@ -537,17 +625,20 @@ async def _send_group(
     content: Content,
     group: Sequence[tuple[Claimed, Message]],
     block: _SharedBlock,
+    fence: StartFence,
+    seconds: float,
 ) -> list[SendResult]:
     batch = Batch(
         campaign_id=str(campaign.id),
         content=content,
         messages=[message for _row, message in group],
         block=block,
+        fence=fence,
     )
     try:
         # A deadline on this task rather than a task of its own (wait_for): the requests
         # start in this pass of the event loop, not the next.
-        async with asyncio.timeout(PROVIDER_TIMEOUT):
+        async with asyncio.timeout(seconds):
             return await provider.send(batch)
     except TimeoutError:
         return [
@@ -555,7 +646,7 @@ async def _send_group(
                 m.delivery_id,
                 ResultKind.retry,
                 error_code="timeout",
-                detail=f"no answer from {provider.name} within {PROVIDER_TIMEOUT:.0f}s",
+                detail=f"no answer from {provider.name} within {seconds:g}s",
             )
             for m in batch.messages
         ]

@@ -5,6 +5,7 @@
 -- set:      KEYS[1] = the grant to write ("open:<version>" | "closed:<version>")
 -- acquire:  KEYS[1] = global grant, KEYS[2] = campaign grant, KEYS[3] = permits
 -- release, inflight: KEYS[1] = permits (sorted set: "<campaign>|<permit>" → expiry ms)
+-- renew:    KEYS[1] = global grant, KEYS[2] = permits, KEYS[3..] = the permits' campaign grants
 local op = ARGV[1]
 
 local function version_of(value)
@@ -42,6 +43,34 @@ elseif op == "acquire" then
   if not campaign or string.sub(campaign, 1, 5) ~= "open:" then return -2 end
   redis.call("ZADD", KEYS[3], now_ms() + tonumber(ARGV[4]), ARGV[2] .. "|" .. ARGV[3])
   return 1
+elseif op == "renew" then
+  -- ARGV: op, ttl_ms, then one "<campaign>|<permit>" per campaign grant in KEYS[3..].
+  -- Per permit: 1 while both grants are open, 0 once either is closed, -1 when the permit
+  -- is gone (it expired: a stop may already have stopped waiting for it). A held permit is
+  -- extended even behind a closed grant: its holder still has requests on the wire, and a
+  -- stop waits for those.
+  local global = redis.call("GET", KEYS[1])
+  local global_open = global and string.sub(global, 1, 5) == "open:"
+  local now = now_ms()
+  local expiry = now + tonumber(ARGV[2])
+  local out = {}
+  for i = 3, #ARGV do
+    local member = ARGV[i]
+    local score = redis.call("ZSCORE", KEYS[2], member)
+    if not score or tonumber(score) <= now then
+      redis.call("ZREM", KEYS[2], member)
+      out[#out + 1] = -1
+    else
+      redis.call("ZADD", KEYS[2], "XX", expiry, member)
+      local campaign = redis.call("GET", KEYS[i])
+      if global_open and campaign and string.sub(campaign, 1, 5) == "open:" then
+        out[#out + 1] = 1
+      else
+        out[#out + 1] = 0
+      end
+    end
+  end
+  return out
 elseif op == "release" then
   -- ARGV: op, campaign, permit
   return redis.call("ZREM", KEYS[1], ARGV[2] .. "|" .. ARGV[3])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from enum import IntEnum
 from pathlib import Path
 
@@ -38,6 +39,15 @@ def campaign_key(campaign_id: uuid.UUID | str) -> str:
 class Refusal(IntEnum):
     global_closed = -1
     campaign_closed = -2
+
+
+class Renewal(IntEnum):
+    """What renewing a permit found."""
+
+    open = 1
+    closed = 0
+    # The permit expired before it was renewed: a stop may have stopped waiting for it.
+    lost = -1
 
 
 class GateClosed(Exception):
@@ -86,6 +96,23 @@ class Gate:
         if result != 1:
             raise GateClosed(Refusal(result))
         return permit
+
+    async def renew(
+        self, permits: Sequence[tuple[uuid.UUID, str]], ttl_seconds: float
+    ) -> list[Renewal]:
+        """Extend held permits by `ttl_seconds` and say, for each, whether its grants are
+        still open (one round trip for all of a process's permits)."""
+        if not permits:
+            return []
+        result = await self._script(
+            keys=[GLOBAL_KEY, PERMITS_KEY, *(campaign_key(c) for c, _ in permits)],
+            args=[
+                "renew",
+                int(ttl_seconds * 1000),
+                *(f"{campaign}|{permit}" for campaign, permit in permits),
+            ],
+        )
+        return [Renewal(int(r)) for r in result]
 
     async def release(self, campaign_id: uuid.UUID, permit: str) -> None:
         await self._call([PERMITS_KEY], "release", str(campaign_id), permit)

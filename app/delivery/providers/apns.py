@@ -46,7 +46,16 @@ from aioapns.exceptions import ConnectionError as ApnsConnectionError
 
 from app.delivery.payloads import apns_payload
 from app.delivery.providers.apns_protocol import ApnsProtocol, Payload
-from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
+from app.delivery.providers.base import (
+    Batch,
+    Message,
+    Provider,
+    ResultKind,
+    SendResult,
+    current_fence,
+    may_start,
+    stopped,
+)
 from app.delivery.providers.local_block import LocalBlock, unsent
 
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -122,18 +131,27 @@ class Held(Exception):
         self.seconds = seconds
 
 
+class Fenced(Exception):
+    """A request not sent: its batch's fence closed before it started."""
+
+
 class _HoldingProtocol(ApnsProtocol):
-    """The connection of one provider: its last look at the provider's block is taken once
-    the request has a connection, right before its headers are written (a request may wait
-    in aioapns's pool for a connection, or for the connection itself to open)."""
+    """The connection of one provider: its last look at the provider's block and at the
+    batch's fence is taken once the request holds a stream, right before its headers are
+    written (a request may wait in aioapns's pool for a connection, for the connection to
+    open, or for a stream and flow-control credit)."""
 
     block: LocalBlock
 
-    async def send_notification(self, request: NotificationRequest) -> NotificationResult:
+    def before_start(self) -> None:
+        if not may_start():
+            raise Fenced()
         left = self.block.remaining()
         if left > 0:
             raise Held(left)
-        return await super().send_notification(request)
+        fence = current_fence.get()
+        if fence is not None:
+            fence.started(asyncio.current_task())
 
 
 @dataclass(frozen=True)
@@ -218,6 +236,8 @@ class ApnsProvider(Provider):
             for locale in {m.locale for m in batch.messages}
         }
         self.payload_seconds += time.perf_counter() - started
+        # For the connection's look before each request (the tasks below inherit it).
+        current_fence.set(batch.fence)
         results = await asyncio.gather(
             *(self._send_one(batch, m, priority, payloads[m.locale]) for m in batch.messages)
         )
@@ -246,39 +266,59 @@ class ApnsProvider(Provider):
             collapse_key=batch.content.collapse_key,
             push_type=PushType.ALERT,
         )
-        async with self._limit:
-            try:
-                # A deadline on this task, not a task of its own per request (wait_for); the
-                # pool itself, not `client.send_notification`, which logs every refusal at
-                # ERROR level (classified and recorded below, refusals are not errors here).
-                async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
-                    result = await client.pool.send_notification(request)
-            except Held as held:
-                return unsent(message.delivery_id, held.seconds)
-            except TimeoutError:
-                return SendResult(
-                    message.delivery_id,
-                    ResultKind.retry,
-                    error_code="timeout",
-                    detail=f"no answer from APNs within {REQUEST_TIMEOUT_SECONDS:.0f}s",
-                )
-            except (
-                MaxAttemptsExceeded,
-                ConnectionClosed,
-                ApnsConnectionError,
-                ConnectionError,
-                OSError,
-            ) as exc:
-                return SendResult(
-                    message.delivery_id,
-                    ResultKind.retry,
-                    error_code="connection",
-                    detail=f"APNs connection failed or dropped: {type(exc).__name__} {exc}",
-                )
+        fence = current_fence.get()
+        waiter = fence.waiting() if fence is not None else None
+        if fence is not None and waiter is None:
+            return stopped(message.delivery_id)
+        try:
+            result = await self._request(client, request)
+        except asyncio.CancelledError:
+            # A stop cancels a request still waiting to start (`StartFence.waiting`).
+            if fence is not None and fence.stopped(waiter):
+                return stopped(message.delivery_id)
+            raise
+        except Held as held:
+            return unsent(message.delivery_id, held.seconds)
+        except Fenced:
+            return stopped(message.delivery_id)
+        except TimeoutError:
+            return SendResult(
+                message.delivery_id,
+                ResultKind.retry,
+                error_code="timeout",
+                detail=f"no answer from APNs within {REQUEST_TIMEOUT_SECONDS:.0f}s",
+            )
+        except (
+            MaxAttemptsExceeded,
+            ConnectionClosed,
+            ApnsConnectionError,
+            ConnectionError,
+            OSError,
+        ) as exc:
+            return SendResult(
+                message.delivery_id,
+                ResultKind.retry,
+                error_code="connection",
+                detail=f"APNs connection failed or dropped: {type(exc).__name__} {exc}",
+            )
+        finally:
+            if fence is not None:
+                fence.started(waiter)
         classified = classify(message.delivery_id, result)
         if classified.retry_after:
             self.blocks.hold(classified.retry_after)
         return classified
+
+    async def _request(self, client: APNs, request: NotificationRequest) -> NotificationResult:
+        async with self._limit:
+            if not may_start():
+                raise Fenced()
+            # A deadline on this task, not a task of its own per request (wait_for); the
+            # pool itself, not `client.send_notification`, which logs every refusal at ERROR
+            # level (classified and recorded by the caller, refusals are not errors here).
+            async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
+                result: NotificationResult = await client.pool.send_notification(request)
+                return result
 
     async def aclose(self) -> None:
         for client in self._clients.values():

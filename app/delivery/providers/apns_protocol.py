@@ -152,6 +152,11 @@ class ApnsProtocol(APNsTLSClientProtocol):
             else json.dumps(message, ensure_ascii=False).encode()
         )
         stream_id = await self._channel_for(len(body))
+        try:
+            self.before_start()
+        except BaseException:
+            self.free_channels.release()
+            raise
         self.conn.send_headers(stream_id=stream_id, headers=headers)
         self.conn.send_data(stream_id=stream_id, data=body, end_stream=True)
         self.flush()
@@ -159,6 +164,11 @@ class ApnsProtocol(APNsTLSClientProtocol):
         self.requests[request.notification_id] = future
         self.request_streams[stream_id] = request.notification_id
         return await future
+
+    def before_start(self) -> None:
+        """The last look before a request's headers are written, once it holds its stream:
+        raise to keep it off the wire (its channel goes back). Nothing awaits between here
+        and the write."""
 
     async def _channel_for(self, size: int) -> int:
         """A stream id whose stream the server's flow-control windows let carry `size` bytes.

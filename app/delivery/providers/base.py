@@ -7,12 +7,14 @@ errors"), so the sender can decide retries, deactivation or a halt in one place.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.campaigns.schemas import Content
 
@@ -51,8 +53,8 @@ class SendResult:
     detail: str | None = None
     # Seconds the provider asked every sender to wait (429 Retry-After).
     retry_after: float | None = None
-    # True when the message never left the process (a Retry-After block was known before its
-    # request went out): not an attempt; retry once the block has passed (`retry_after`).
+    # True when the message never left the process: not an attempt. Held back by a Retry-After
+    # block (retry once it has passed, `retry_after`), or by a closed fence (`stopped`).
     unsent: bool = False
 
 
@@ -70,12 +72,58 @@ class ProviderBlock(Protocol):
         """No request may leave within ``seconds`` from now (only ever lengthens)."""
 
 
+class StartFence(Protocol):
+    """Whether a request of this batch may still start (`app.killswitch.fence.Fence`).
+
+    Asked with no I/O right before each request's headers are written; once it says no, no
+    request of the batch starts, and those not started come back `stopped` (not an attempt).
+    A request waiting to start (for a connection, a stream, credit) registers its task with
+    `waiting` and leaves with `started`; closing the fence cancels the waiting ones, and
+    `stopped` tells such a cancellation apart from any other. This is what lets a stop answer
+    while a slow provider is still working through a batch."""
+
+    def open(self) -> bool: ...
+
+    def waiting(self) -> asyncio.Task[Any] | None: ...
+
+    def started(self, task: asyncio.Task[Any] | None) -> None: ...
+
+    def stopped(self, task: asyncio.Task[Any] | None) -> bool: ...
+
+
+# The fence of the batch whose requests the current task starts. A provider's `send` sets it
+# from `Batch.fence` so that the request paths inside the client libraries (firebase-admin's
+# httpx transport, aioapns's connection) can ask it; tasks those libraries create inherit it.
+current_fence: ContextVar[StartFence | None] = ContextVar("wavecast_fence", default=None)
+
+
+def may_start() -> bool:
+    """The last look before a request starts: False once the batch's fence has closed."""
+    fence = current_fence.get()
+    return fence is None or fence.open()
+
+
+def stopped(delivery_id: int) -> SendResult:
+    """A message not sent because the send gate closed before its request started."""
+    return SendResult(
+        delivery_id,
+        ResultKind.retry,
+        error_code=STOPPED,
+        detail="not sent: the campaign was stopped before this request started",
+        unsent=True,
+    )
+
+
+STOPPED = "STOPPED"
+
+
 @dataclass(frozen=True)
 class Batch:
     campaign_id: str
     content: Content
     messages: Sequence[Message]
     block: ProviderBlock | None = None
+    fence: StartFence | None = None
 
 
 class Provider(ABC):

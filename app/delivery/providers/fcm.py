@@ -44,6 +44,9 @@ from app.delivery.providers.base import (
     ProviderBlock,
     ResultKind,
     SendResult,
+    current_fence,
+    may_start,
+    stopped,
 )
 from app.delivery.providers.local_block import LocalBlock, unsent
 
@@ -120,10 +123,22 @@ class Held(httpx.TransportError):
         self.seconds = seconds
 
 
+class Fenced(httpx.TransportError):
+    """A request not sent: its batch's fence closed (the campaign was stopped, or the gate
+    could not be confirmed open) before it started."""
+
+    def __init__(self, request: httpx.Request) -> None:
+        super().__init__("not sent: the send gate closed", request=request)
+
+
 def held_for(error: BaseException) -> float | None:
     """Seconds the block had left when this message was held back; None if it was sent."""
     cause = getattr(error, "cause", None)
     return cause.seconds if isinstance(cause, Held) else None
+
+
+def was_fenced(error: BaseException) -> bool:
+    return isinstance(getattr(error, "cause", None), Fenced)
 
 
 class _BlockingTransport(httpx.AsyncBaseTransport):
@@ -135,23 +150,32 @@ class _BlockingTransport(httpx.AsyncBaseTransport):
         self._blocks = blocks
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        remaining = self._blocks.remaining()
-        if remaining > 0:
-            raise Held(remaining, request)
+        self._check(request)
+        fence = current_fence.get()
+        waiter = fence.waiting() if fence is not None else None
         # A request may still wait in the pool for a connection (HTTP/1.1) or a stream: the
         # last look is taken by httpcore's trace hook, right before its headers are written.
+        # Until then a stop cancels the wait (`StartFence.waiting`).
         outer = request.extensions.get("trace")
 
         async def trace(event: str, info: dict[str, Any]) -> None:
             if event.endswith(".send_request_headers.started"):
-                left = self._blocks.remaining()
-                if left > 0:
-                    raise Held(left, request)
+                self._check(request)
+                if fence is not None:
+                    fence.started(waiter)
             if outer is not None:
                 await outer(event, info)
 
         request.extensions["trace"] = trace
-        response = await self._inner.handle_async_request(request)
+        try:
+            response = await self._inner.handle_async_request(request)
+        except asyncio.CancelledError:
+            if fence is not None and fence.stopped(waiter):
+                raise Fenced(request) from None
+            raise
+        finally:
+            if fence is not None:
+                fence.started(waiter)
         # Retry-After means "wait" on a 429 or a 5xx; on another answer (a 401 retried with
         # a fresh token, say) it asks nothing of other requests.
         if response.status_code == 429 or response.status_code >= 500:
@@ -159,6 +183,15 @@ class _BlockingTransport(httpx.AsyncBaseTransport):
             if seconds:
                 self._blocks.hold(seconds)
         return response
+
+    def _check(self, request: httpx.Request) -> None:
+        """Refuse to start a request while the provider is blocked or the batch's fence is
+        closed (the fence reaches here through `current_fence`, set by `FcmProvider.send`)."""
+        if not may_start():
+            raise Fenced(request)
+        left = self._blocks.remaining()
+        if left > 0:
+            raise Held(left, request)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -315,6 +348,8 @@ class FcmProvider(Provider):
     async def send(self, batch: Batch) -> list[SendResult]:
         if batch.block is not None:
             self.blocks.shared = batch.block
+        # For the transport's look before each request (tasks made below inherit it).
+        current_fence.set(batch.fence)
         chunks = [
             batch.messages[start : start + MAX_BATCH]
             for start in range(0, len(batch.messages), MAX_BATCH)
@@ -348,6 +383,9 @@ class FcmProvider(Provider):
             # The last word before the call leaves: a block written while it waited for the
             # sender's throttle or for this lane (by this worker or another) holds it back.
             held = max(self.blocks.remaining(), await _shared_remaining(batch.block))
+            if not may_start():
+                healthy = True
+                return [stopped(m.delivery_id) for m in chunk]
             if held > 0:
                 healthy = True
                 return [unsent(m.delivery_id, held) for m in chunk]
@@ -368,6 +406,8 @@ class FcmProvider(Provider):
                 )
             elif (left := held_for(response.exception)) is not None:
                 results.append(unsent(message.delivery_id, left))
+            elif was_fenced(response.exception):
+                results.append(stopped(message.delivery_id))
             else:
                 results.append(classify(message.delivery_id, response.exception))
         return results

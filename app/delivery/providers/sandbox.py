@@ -18,7 +18,14 @@ from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery.models import SandboxMessage
 from app.delivery.payloads import apns_payload, fcm_message
-from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
+from app.delivery.providers.base import (
+    Batch,
+    Message,
+    Provider,
+    ResultKind,
+    SendResult,
+    stopped,
+)
 
 INVALID_PREFIX = "sandbox-invalid"
 FAIL_PREFIX = "sandbox-fail"
@@ -33,6 +40,8 @@ class SandboxProvider(Provider):
 
     async def send(self, batch: Batch) -> list[SendResult]:
         now = utcnow()
+        if batch.fence is not None and not batch.fence.open():
+            return [stopped(m.delivery_id) for m in batch.messages]
         results = [_answer(m) for m in batch.messages]
         delivered = {r.delivery_id for r in results if r.kind is ResultKind.sent}
         rows = [
