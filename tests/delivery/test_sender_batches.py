@@ -1,0 +1,202 @@
+"""One claimed batch in the sender, on the real database and Redis: a rate cut between the
+claim and the send, Redis losing the campaign's rate after a stop, and the outcome mapping."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from app.auth.models import Scope
+from app.campaigns.control import Control, paced, throttle_scope
+from app.campaigns.models import Campaign, CampaignKind
+from app.campaigns.schemas import Content
+from app.db.session import unit_of_work
+from app.db.types import utcnow
+from app.delivery import ledger, sender
+from app.delivery.ledger import Claimed
+from app.delivery.models import DeliveryStatus
+from app.delivery.providers.base import STOPPED, ResultKind, SendResult, stopped
+from app.delivery.throttle_math import batch_size_for_rate
+from app.killswitch.gate import GateClosed
+from app.rollout import engine
+from app.runtime import Runtime
+from tests.conftest import KeyMaker, bearer
+from tests.support import (
+    add_devices,
+    campaign_body,
+    create_and_start,
+    deliveries,
+    sandbox_count,
+    sender_deps,
+)
+
+
+async def _operator(make_key: KeyMaker) -> dict[str, str]:
+    return bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+
+
+async def _released(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, devices: int, rate: int
+) -> tuple[uuid.UUID, dict[str, str]]:
+    await add_devices(db, devices)
+    headers = await _operator(make_key)
+    campaign_id = await create_and_start(
+        client,
+        headers,
+        campaign_body(rollout={"waves": [{"percent": 100}]}, throttle={"per_second": rate}),
+    )
+    deps = await sender_deps(db)
+    await engine.tick(db.sessionmaker, deps.control, db.settings)
+    return campaign_id, headers
+
+
+async def test_rows_claimed_before_a_rate_cut_leave_at_the_new_rate(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    campaign_id, headers = await _released(client, make_key, db, devices=600, rate=10_000)
+    deps = await sender_deps(db)
+    old_batch = batch_size_for_rate(paced(10_000), max_batch=db.settings.chunk_size)
+    lease, now = uuid.uuid4(), utcnow()
+    async with unit_of_work(db.sessionmaker) as session:
+        rows = await ledger.claim(
+            session,
+            campaign_id=campaign_id,
+            limit=old_batch,
+            lease_token=lease,
+            lease_until=now + timedelta(seconds=60),
+            now=now,
+        )
+    assert len(rows) == old_batch
+    cut = await client.patch(
+        f"/v1/campaigns/{campaign_id}", json={"throttle": {"per_second": 100}}, headers=headers
+    )
+    assert cut.status_code == 200, cut.text
+    async with unit_of_work(db.sessionmaker) as session:
+        campaign = await session.get(Campaign, campaign_id)
+    assert campaign is not None
+    report = sender.PumpReport()
+    try:
+        stop = await sender._send_and_record(
+            deps,
+            campaign,
+            CampaignKind.live,
+            Content.model_validate(campaign.content),
+            rows,
+            lease,
+            now,
+            report,
+        )
+    finally:
+        await deps.control.watch.aclose()
+    new_batch = batch_size_for_rate(paced(100), max_batch=db.settings.chunk_size)
+    assert stop is None
+    assert await sandbox_count(db, campaign_id) == new_batch
+    statuses = Counter(r.status for r in await deliveries(db, campaign_id))
+    assert statuses == {"sent": new_batch, "queued": 600 - new_batch}
+    # The rows that went back were not attempts.
+    assert {r.attempts for r in await deliveries(db, campaign_id) if r.status == "queued"} == {0}
+
+
+async def test_a_lost_rate_is_restored_from_the_database_not_from_a_stale_copy(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    """The send job loaded its campaign while it ran; the campaign was killed since, and Redis
+    lost its data before the kill reached it. Nothing may write an open grant back."""
+    campaign_id, _ = await _released(client, make_key, db, devices=20, rate=100)
+    deps = await sender_deps(db)
+    killer = bearer(await make_key(Scope.kill))
+    killed = await client.post(
+        f"/v1/campaigns/{campaign_id}/kill", json={"reason": "wrong copy"}, headers=killer
+    )
+    assert killed.status_code == 200
+    await db.redis.flushdb()
+    await Control(db.redis).gate.set_global(True, 1)
+    with pytest.raises(sender._Stop, match="not running"):
+        await sender._batch_size(deps, campaign_id)
+    with pytest.raises(sender._Stop, match="not running"):
+        await sender._reserve_tokens(deps, campaign_id, 5)
+    assert await db.redis.get(f"wavecast:throttle:{throttle_scope(campaign_id)}:rate") is None
+    with pytest.raises(GateClosed):
+        await Control(db.redis).gate.acquire(campaign_id, 1)
+
+
+def _row(attempts: int = 1) -> Claimed:
+    return Claimed(
+        delivery_id=7,
+        device_id=uuid.uuid4(),
+        wave=0,
+        attempts=attempts,
+        created_at=utcnow(),
+        token="t",
+        platform="android",
+        locale=None,
+        apns_environment=None,
+        is_test_device=False,
+        device_status="active",
+    )
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "give_back", "due"),
+    [
+        (SendResult(7, ResultKind.sent, message_id="m"), DeliveryStatus.sent, False, False),
+        (stopped(7), DeliveryStatus.queued, True, False),
+        (
+            SendResult(7, ResultKind.retry, error_code="HELD", retry_after=2.0, unsent=True),
+            DeliveryStatus.retrying,
+            True,
+            True,
+        ),
+        (
+            SendResult(7, ResultKind.retry, error_code="UNAVAILABLE"),
+            DeliveryStatus.retrying,
+            False,
+            True,
+        ),
+        (SendResult(7, ResultKind.invalid_token), DeliveryStatus.invalid_token, False, False),
+        (SendResult(7, ResultKind.failed), DeliveryStatus.failed, False, False),
+        (SendResult(7, ResultKind.halt), DeliveryStatus.queued, True, False),
+    ],
+)
+def test_each_provider_answer_maps_to_one_outcome(
+    result: SendResult, status: DeliveryStatus, give_back: bool, due: bool
+) -> None:
+    outcome = sender.outcome_of(result, _row(), "fcm", _settings(), utcnow())
+    assert outcome.status is status
+    assert outcome.give_back is give_back
+    assert (outcome.next_attempt_at is not None) is due
+
+
+def test_a_stopped_request_is_never_counted_as_an_attempt() -> None:
+    result = stopped(7)
+    assert result.unsent and result.error_code == STOPPED
+    outcome = sender.outcome_of(result, _row(attempts=5), "apns", _settings(), utcnow())
+    assert outcome.give_back and outcome.next_attempt_at is None
+
+
+def test_retries_end_after_the_last_attempt() -> None:
+    settings = _settings()
+    result = SendResult(7, ResultKind.retry, error_code="UNAVAILABLE")
+    row = _row(attempts=settings.max_attempts)
+    last = sender.outcome_of(result, row, "fcm", settings, utcnow())
+    assert last.status is DeliveryStatus.failed
+    assert last.error_code == "retries_exhausted:UNAVAILABLE"
+
+
+@pytest.mark.parametrize("attempts", range(1, 12))
+def test_retry_delays_double_within_jitter_and_honour_retry_after(attempts: int) -> None:
+    base = min(sender.RETRY_MAX_SECONDS, sender.RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+    for _ in range(50):
+        delay = sender.retry_delay(attempts, None)
+        assert base * 0.8 <= delay <= base * 1.2
+    assert sender.retry_delay(attempts, 1000.0) == 1000.0
+
+
+def _settings() -> sender.Settings:
+    return sender.Settings(_env_file=None)  # type: ignore[call-arg]
