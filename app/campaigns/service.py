@@ -645,7 +645,15 @@ async def start(
 async def pause(
     session: AsyncSession, principal: Principal, campaign_id: uuid.UUID, *, reason: str | None
 ) -> Campaign:
-    return await _act(session, principal, campaign_id, CampaignAction.pause, reason)
+    """Pause a running or scheduled campaign. Pausing one that is already paused changes
+    nothing, so a pause whose answer was "not yet confirmed" can be asked again to confirm
+    (the caller waits for the gate again)."""
+    campaign = await get(session, campaign_id, lock=True)
+    if campaign.status == CampaignStatus.paused:
+        return campaign
+    transition(session, principal, campaign, CampaignAction.pause, reason=reason, now=utcnow())
+    await session.flush()
+    return campaign
 
 
 async def resume(

@@ -229,3 +229,22 @@ async def test_a_stop_whose_permits_are_still_held_answers_503_then_200_when_dra
     )
     assert again.status_code == 200, again.text
     assert again.json()["in_flight_at_answer"] == 0
+
+
+async def test_a_pause_asked_again_confirms_without_a_second_transition(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    await add_devices(db, 5)
+    operator = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+    campaign_id = await create_and_start(client, operator, campaign_body())
+    path = f"/v1/campaigns/{campaign_id}/pause"
+    first = await client.post(path, json={"reason": "checking"}, headers=operator)
+    again = await client.post(path, json={"reason": "checking"}, headers=operator)
+    assert (first.status_code, again.status_code) == (200, 200), again.text
+    assert again.json()["campaign"]["status"] == "paused"
+    events = (
+        await client.get("/v1/audit", params={"action": "campaign.pause"}, headers=operator)
+    ).json()["items"]
+    assert len(events) == 1
