@@ -241,7 +241,6 @@ class ApnsProvider(Provider):
         results = await asyncio.gather(
             *(self._send_one(batch, m, priority, payloads[m.locale]) for m in batch.messages)
         )
-        await self.blocks.settled()
         return list(results)
 
     async def _send_one(
@@ -306,7 +305,7 @@ class ApnsProvider(Provider):
                 fence.started(waiter)
         classified = classify(message.delivery_id, result)
         if classified.retry_after:
-            self.blocks.hold(classified.retry_after)
+            await self.blocks.hold(classified.retry_after)
         return classified
 
     async def _request(self, client: APNs, request: NotificationRequest) -> NotificationResult:

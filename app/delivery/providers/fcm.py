@@ -181,7 +181,7 @@ class _BlockingTransport(httpx.AsyncBaseTransport):
         if response.status_code == 429 or response.status_code >= 500:
             seconds = _seconds(response.headers.get("retry-after"))
             if seconds:
-                self._blocks.hold(seconds)
+                await self._blocks.hold(seconds)
         return response
 
     def _check(self, request: httpx.Request) -> None:
@@ -397,7 +397,6 @@ class FcmProvider(Provider):
             return [classify(m.delivery_id, error) for m in chunk]
         finally:
             await self._give_back(lane, healthy)
-            await self.blocks.settled()
         results = []
         for message, response in zip(chunk, answer.responses, strict=True):
             if response.success:

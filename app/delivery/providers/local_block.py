@@ -13,7 +13,6 @@ A request held back by it is `unsent`: not an attempt, due again when the block 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -29,39 +28,31 @@ class LocalBlock:
     def __init__(self) -> None:
         self._until = 0.0
         self.shared: ProviderBlock | None = None
-        self._publishing: set[asyncio.Task[None]] = set()
 
     def remaining(self) -> float:
         return max(0.0, self._until - time.monotonic())
 
-    def hold(self, seconds: float) -> None:
-        """An answer here asked for ``seconds``: hold from now, and tell every worker."""
+    async def hold(self, seconds: float) -> None:
+        """An answer here asked for ``seconds``: hold from now, and tell every worker before
+        this answer is handed on. Written by the answer's own task, not a task of its own:
+        one scheduled behind the rest of a busy event loop reached the other workers tens
+        of milliseconds later, while their requests kept leaving."""
         self.learn(seconds)
         shared = self.shared
-        if shared is not None:
-            # Published without holding up this answer; local requests are held already.
-            task = asyncio.get_running_loop().create_task(self._publish(shared, seconds))
-            self._publishing.add(task)
-            task.add_done_callback(self._publishing.discard)
+        if shared is None:
+            return
+        try:
+            await shared.block(seconds)
+        except Exception:
+            # The sender writes the block again when the call returns; a failure there stops
+            # the send loop. Local requests are held already.
+            log.warning("could not publish a Retry-After block", exc_info=True)
 
     def learn(self, seconds: float) -> None:
         """A block already in Redis: hold from now, publish nothing. ``seconds`` is what was
         left on the Redis server's clock when it was written, so a copy heard late ends a
         little after the shared block, never before it."""
         self._until = max(self._until, time.monotonic() + seconds)
-
-    async def _publish(self, shared: ProviderBlock, seconds: float) -> None:
-        try:
-            await shared.block(seconds)
-        except Exception:
-            # The sender writes the block again when the call returns; a failure there stops
-            # the send loop.
-            log.warning("could not publish a Retry-After block", exc_info=True)
-
-    async def settled(self) -> None:
-        """Wait for blocks being published (so a call returns after its block is shared)."""
-        if self._publishing:
-            await asyncio.gather(*self._publishing, return_exceptions=True)
 
 
 def unsent(delivery_id: int, seconds: float) -> SendResult:
