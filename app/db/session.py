@@ -3,6 +3,17 @@
 A request or a job commits exactly once: the unit of work below commits or rolls back, and
 services only flush. Jobs to enqueue are collected on the session and sent only after the
 commit succeeds, so a worker never acts on a row that does not exist.
+
+A unit of work decides (a campaign's transition reads its status, then writes the next one),
+so its reads and writes must be one atomic step across processes. PostgreSQL gets that from
+`SELECT ... FOR UPDATE`. SQLite ignores FOR UPDATE, and its Python drivers begin a
+transaction only at the first write, leaving the reads outside it: two processes could both
+read `draft` and both act on it. So on SQLite transactions are begun here, not by the driver,
+and a unit of work begins with `BEGIN IMMEDIATE`: it takes the database's one write lock
+before its first read, and a second decider waits for the first to commit, then reads its
+result. Sessions and connections opened outside a unit of work (the readiness probe, the
+audit walk) only read, and begin a plain deferred `BEGIN`, so under WAL they still read
+beside a writer instead of queueing for its lock.
 """
 
 from __future__ import annotations
@@ -12,10 +23,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 AfterCommit = Callable[[], Awaitable[Any]]
+
+# Connection.info key: the BEGIN still to be sent before the transaction's first statement.
+_SQLITE_BEGIN = "sqlite_begin"
+# Session.info key: this session decides (a unit of work), so SQLite begins it IMMEDIATE.
+_DECIDES = "decides"
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -36,6 +54,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own transaction control (BEGIN before the first write only) is off:
+        # `_on_begin` below begins every transaction itself (SQLAlchemy's documented recipe).
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # WAL lets the API read while a worker writes; busy_timeout turns lock contention
         # between processes into waiting instead of "database is locked" errors.
@@ -44,6 +65,35 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Sent with the first statement, not now: a unit of work that never touches the
+        # database takes no lock, and the session's after_begin may still ask for IMMEDIATE.
+        conn.info[_SQLITE_BEGIN] = "BEGIN"
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _send_begin(
+        conn: Connection, cursor: Any, _statement: str, _params: Any, _context: Any, _many: bool
+    ) -> None:
+        # before_cursor_execute, not before_execute: a connection's autobegin (and so
+        # `_on_begin`) happens between the two.
+        begin = conn.info.pop(_SQLITE_BEGIN, None)
+        if begin is not None:
+            cursor.execute(begin)
+
+    @event.listens_for(engine.sync_engine, "commit")
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _forget_begin(conn: Connection) -> None:
+        conn.info.pop(_SQLITE_BEGIN, None)  # a transaction that ran no statement
+
+
+@event.listens_for(Session, "after_begin")
+def _decide_immediately(
+    session: Session, _transaction: SessionTransaction, connection: Connection
+) -> None:
+    if session.info.get(_DECIDES) and _SQLITE_BEGIN in connection.info:
+        connection.info[_SQLITE_BEGIN] = "BEGIN IMMEDIATE"
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -75,7 +125,11 @@ async def commit_now(session: AsyncSession) -> None:
 async def unit_of_work(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
+    """One transaction that commits or rolls back as a whole; on SQLite it holds the write
+    lock from its first statement (see the module's docstring), so keep it short and never
+    open another unit of work inside one that has already touched the database."""
     async with sessionmaker() as session:
+        session.info[_DECIDES] = True
         try:
             yield session
             await session.commit()
