@@ -356,7 +356,7 @@ async def _run_all(settings: Settings, args: argparse.Namespace) -> None:
     from app.main import create_app
     from app.runtime import Runtime
     from app.serving import QuietServer
-    from workers.main import pump_timeout
+    from workers.jobs import pump_timeout
     from workers.main import serve as serve_worker
 
     runtime = await Runtime.start(settings)

@@ -1,8 +1,8 @@
-"""The arq worker: its jobs, its once-a-second tick, and how it starts and stops.
+"""The arq worker process: how it starts, serves its jobs and stops.
 
 Clients (database engine, Redis, push providers) are built once at start-up and handed to
-jobs through `WorkerContext`; job bodies are thin wrappers around testable functions, and
-every job is safe to run twice (the ledger's leases and unique rows make it so).
+jobs (`workers.jobs`) through `WorkerContext`; how workers share the work is in
+`workers.coordination`.
 """
 
 from __future__ import annotations
@@ -11,236 +11,35 @@ import asyncio
 import contextlib
 import gc
 import logging
-import math
 import os
 import signal
 import socket
-import time
 import uuid
-from collections import Counter
 from typing import Any
 
 from arq import cron
-from arq.connections import ArqRedis
-from arq.worker import Retry, Worker, func
+from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
 from app.campaigns.control import Control, provider_scope
-from app.db.types import utcnow
-from app.delivery.sender import OUT_OF_BUDGET, PumpReport, SenderDeps, provider_cap, pump
-from app.rollout import engine
+from app.delivery.sender import SenderDeps, provider_cap
 from app.runtime import Runtime, redis_settings
 from app.settings import Settings
 from workers.context import WorkerContext
+from workers.coordination import (
+    HEARTBEAT_TTL,
+    PUMPS_PER_CAMPAIGN,
+    QUEUE,
+    beat,
+    heartbeat_key,
+)
+from workers.jobs import SEND_MAX_TRIES, pump_timeout, send_campaign, tick
 from workers.providers import build_providers
-
-QUEUE = "wavecast:queue"
-# A worker announces itself every HEARTBEAT_EVERY seconds; one that stops (a crash, a
-# SIGKILL) drops out of the fair-share count HEARTBEAT_TTL seconds later at most. Until
-# then the live workers each take a smaller share of a campaign's send jobs than they
-# could, so the TTL is short: a few missed beats, not half a minute.
-HEARTBEAT_EVERY = 1
-HEARTBEAT_TTL = 5
-# Concurrent send jobs per campaign across all workers: enough to overlap provider latency,
-# few enough that the throttle, not contention, sets the pace.
-PUMPS_PER_CAMPAIGN = 4
-# A send job starts no batch after this long, then asks for its successor.
-PUMP_BUDGET_SECONDS = 10.0
-# Headroom over a batch's provider call (settings.provider_timeout_seconds) for arq's timeout:
-# a batch started just before the budget ran out still ends, recorded, before it (and one
-# that does not is still recorded: the sender shields a batch from its job's cancellation).
-PUMP_HEADROOM_SECONDS = 15.0
-# Tries are mostly hand-backs to other workers (Retry below); this bounds them.
-SEND_MAX_TRIES = 200
-
-
-def pump_timeout(settings: Settings) -> float:
-    """arq's timeout for a send job: its budget, then the longest its last batch can take."""
-    return PUMP_BUDGET_SECONDS + settings.provider_timeout_seconds + PUMP_HEADROOM_SECONDS
-
 
 # A worker that lost Redis tries again after this long, doubling up to the maximum.
 RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 5.0
-# A slot is held by one send job at a time through a Redis key, set when the job is queued
-# and kept alive by the job while it runs (a job left waiting in the queue longer than the
-# TTL finds its slot taken over and steps aside). A job whose worker died stops refreshing
-# it, so the slot frees itself
-# within SLOT_TTL_SECONDS and the next tick asks for a replacement: how soon a dead
-# worker's rows are sent again is set by their lease, not by the queue.
-SLOT_TTL_SECONDS = 3
-SLOT_REFRESH_SECONDS = 1.0
-
 log = logging.getLogger("wavecast.worker")
-
-
-def slot_key(campaign_id: uuid.UUID | str, slot: int) -> str:
-    return f"wavecast:pump:{campaign_id}:{slot}"
-
-
-def heartbeat_key(worker_id: str) -> str:
-    return f"wavecast:worker:{worker_id}"
-
-
-async def live_workers(redis: ArqRedis) -> int:
-    count = 0
-    async for _key in redis.scan_iter(match="wavecast:worker:*", count=100):
-        count += 1
-    return max(1, count)
-
-
-# Send jobs this process is running, per campaign.
-_running: Counter[str] = Counter()
-
-
-async def enqueue_pumps(redis: ArqRedis, campaign_ids: list[uuid.UUID]) -> int:
-    """Ask for a send job for every free slot of every sendable campaign.
-
-    A slot is taken (SET NX) before its job is queued, so a slot never has two jobs asked
-    for at once; a job whose slot was taken over meanwhile steps aside when it starts.
-    Overlapping jobs would be harmless anyway: rows are leased."""
-    queued = 0
-    for campaign_id in campaign_ids:
-        for slot in range(PUMPS_PER_CAMPAIGN):
-            job_id = f"send:{campaign_id}:{slot}:{uuid.uuid4().hex[:12]}"
-            if not await redis.set(
-                slot_key(campaign_id, slot), job_id, nx=True, ex=SLOT_TTL_SECONDS
-            ):
-                continue
-            job = await redis.enqueue_job(
-                "send_campaign", str(campaign_id), slot, _job_id=job_id, _queue_name=QUEUE
-            )
-            queued += job is not None
-    return queued
-
-
-async def _holds_slot(redis: ArqRedis, key: str, job_id: str) -> bool:
-    """Refresh the slot's key if this job still holds it."""
-    held = await redis.get(key)
-    if held is None or held.decode() != job_id:
-        return False
-    await redis.expire(key, SLOT_TTL_SECONDS)
-    return True
-
-
-async def _keep_slot(redis: ArqRedis, key: str, job_id: str) -> None:
-    while True:
-        if not await _holds_slot(redis, key, job_id):
-            return
-        await asyncio.sleep(SLOT_REFRESH_SECONDS)
-
-
-async def send_campaign(ctx: dict[str, Any], campaign_id: str, slot: int) -> dict[str, Any]:
-    """Send a campaign's claimable rows for up to PUMP_BUDGET_SECONDS.
-
-    A worker runs at most its share of a campaign's send jobs (⌈slots / live workers⌉) and
-    hands the rest back to the queue, so every worker takes part in a large campaign.
-    """
-    wc = WorkerContext.of(ctx)
-    redis = wc.runtime.redis
-    job_id: str = ctx["job_id"]
-    key = slot_key(campaign_id, slot)
-    if not await _holds_slot(redis, key, job_id):
-        return {"skipped": "another job holds this slot"}
-    share = math.ceil(PUMPS_PER_CAMPAIGN / await live_workers(redis))
-    if _running[campaign_id] >= share:
-        raise Retry(defer=0.2)
-    _running[campaign_id] += 1
-    keeper = asyncio.create_task(_keep_slot(redis, key, job_id))
-    started = time.monotonic()
-    try:
-        report: PumpReport = await pump(
-            wc.sender, uuid.UUID(campaign_id), budget_seconds=PUMP_BUDGET_SECONDS
-        )
-    finally:
-        _running[campaign_id] -= 1
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError, RedisError):
-            await keeper
-        # Free the slot now, unless a newer job holds it.
-        with contextlib.suppress(RedisError):
-            if await _holds_slot(redis, key, job_id):
-                await redis.delete(key)
-    if report.stopped_because == OUT_OF_BUDGET:
-        # Rows are likely left: the successor is asked for now, not by the next tick, or
-        # every slot of the campaign (their budgets run out together) would stand idle for
-        # up to a second every PUMP_BUDGET_SECONDS.
-        with contextlib.suppress(RedisError):
-            await enqueue_pumps(redis, [uuid.UUID(campaign_id)])
-    log.info(
-        "send job finished",
-        extra={
-            "campaign_id": campaign_id,
-            "slot": slot,
-            "sent": report.sent,
-            "other": report.other,
-            "batches": report.batches,
-            "stopped": report.stopped_because,
-            "seconds": round(time.monotonic() - started, 4),
-            "stage_seconds": {k: round(v, 4) for k, v in report.seconds.items()},
-            # Since the process started, all jobs together (the delivery benchmark's figure).
-            "payload_seconds": round(wc.providers.payload_seconds, 4),
-        },
-    )
-    return {"sent": report.sent, "batches": report.batches, "stopped": report.stopped_because}
-
-
-# arq starts a cron tick every second, on whichever worker takes it, whether or not the
-# last one has ended. A tick that releases a large wave can take seconds; ticks running side
-# by side would queue behind each other's row locks and hold the job slots send jobs need.
-# One Redis lock across all workers lets one tick advance campaigns at a time; its short
-# TTL, kept alive while the tick runs, frees it within seconds of a worker dying mid-tick.
-TICK_LOCK_KEY = "wavecast:tick"
-TICK_LOCK_TTL_MS = 5_000
-TICK_LOCK_REFRESH_SECONDS = 1.0
-_RELEASE_IF_OURS = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
-
-async def _keep_tick_lock(redis: ArqRedis, token: str) -> None:
-    while True:
-        await asyncio.sleep(TICK_LOCK_REFRESH_SECONDS)
-        held = await redis.get(TICK_LOCK_KEY)
-        if held is None or held.decode() != token:
-            return
-        await redis.pexpire(TICK_LOCK_KEY, TICK_LOCK_TTL_MS)
-
-
-async def tick(ctx: dict[str, Any]) -> None:
-    """Advance every campaign one step, reclaim dead leases, re-sync Redis, ask for sends.
-
-    While another tick is still advancing campaigns, this one only asks for send jobs, so a
-    long release never stops the sending of rows already in the ledger.
-    """
-    wc = WorkerContext.of(ctx)
-    redis = wc.runtime.redis
-    token = uuid.uuid4().hex
-    if not await redis.set(TICK_LOCK_KEY, token, nx=True, px=TICK_LOCK_TTL_MS):
-        await enqueue_pumps(redis, await engine.sendable(wc.runtime.sessionmaker, utcnow()))
-        return
-    keeper = asyncio.create_task(_keep_tick_lock(redis, token))
-    try:
-        report = await engine.tick(wc.runtime.sessionmaker, wc.control, wc.runtime.settings)
-    finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError, RedisError):
-            await keeper
-        with contextlib.suppress(RedisError):
-            await redis.eval(_RELEASE_IF_OURS, 1, TICK_LOCK_KEY, token)  # type: ignore[misc]
-    await enqueue_pumps(redis, report.sendable)
-
-
-async def _beat(redis: ArqRedis, worker_id: str) -> None:
-    """Announce this process as alive every HEARTBEAT_EVERY seconds until cancelled.
-
-    A task of the process, not a cron job: arq runs each cron job once per instant across
-    all workers, so a cron heartbeat would keep only one worker's key alive."""
-    while True:
-        with contextlib.suppress(RedisError):
-            await redis.set(heartbeat_key(worker_id), "alive", ex=HEARTBEAT_TTL)
-        await asyncio.sleep(HEARTBEAT_EVERY)
 
 
 def build_worker(
@@ -270,7 +69,7 @@ def build_worker(
             ),
         )
         await runtime.redis.set(heartbeat_key(worker_id), "alive", ex=HEARTBEAT_TTL)
-        ctx["wavecast_heartbeat"] = asyncio.create_task(_beat(runtime.redis, worker_id))
+        ctx["wavecast_heartbeat"] = asyncio.create_task(beat(runtime.redis, worker_id))
         log.info("worker started", extra={"worker": worker_id, "provider": settings.provider.value})
         # What start-up built (modules, metadata, clients) lives as long as the process: out
         # of the collector's sight, a full collection no longer walks it, and a send is not

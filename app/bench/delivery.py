@@ -57,7 +57,7 @@ from app.delivery.providers.apns_protocol import ApnsProtocol, Payload
 from app.delivery.sender import STAGES
 from app.runtime import Runtime
 from app.settings import Settings
-from workers.main import PUMPS_PER_CAMPAIGN
+from workers.coordination import PUMPS_PER_CAMPAIGN
 
 TARGET_RATIO = 0.90
 DEFAULT_DEVICES = 50_000

@@ -53,7 +53,7 @@ from app.devices import importer
 from app.rollout import engine
 from app.runtime import Runtime
 from app.settings import Settings
-from workers.main import pump_timeout
+from workers.jobs import pump_timeout
 
 DESCRIPTION = "1M-device audience: import, wave planning, release to first send, ledger, RSS"
 SCENARIO = "scale"

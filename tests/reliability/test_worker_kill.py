@@ -38,7 +38,7 @@ from tests.support import (
     wait_for,
     workers_alive,
 )
-from workers.main import SEND_MAX_TRIES
+from workers.jobs import SEND_MAX_TRIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 

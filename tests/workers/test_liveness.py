@@ -22,7 +22,7 @@ from tests.support import (
     worker_processes,
     workers_alive,
 )
-from workers.main import HEARTBEAT_TTL, TICK_LOCK_KEY, live_workers
+from workers.coordination import HEARTBEAT_TTL, TICK_LOCK_KEY, live_workers
 
 pytestmark = pytest.mark.slow
 
