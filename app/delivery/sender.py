@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 import uuid
 from collections import defaultdict
@@ -50,7 +49,7 @@ from app.db.types import utcnow
 from app.delivery import ledger
 from app.delivery.ledger import Claimed, Outcome
 from app.delivery.models import DeliveryStatus
-from app.delivery.payloads import expired
+from app.delivery.outcomes import give_back, outcome_of, pre_send_outcomes
 from app.delivery.providers.base import (
     STOPPED,
     Batch,
@@ -62,7 +61,6 @@ from app.delivery.providers.base import (
 )
 from app.delivery.throttle import RatePaused, RateUnknown
 from app.delivery.throttle_math import batch_size_for_rate
-from app.devices.models import DeviceStatus
 from app.guard.send_check import send_refusal
 from app.killswitch.gate import GateClosed
 from app.killswitch.models import SWITCH_ID, KillSwitch
@@ -72,10 +70,6 @@ from app.rollout.planner import WaveSpec
 from app.settings import Settings
 
 log = logging.getLogger("wavecast.sender")
-
-RETRY_BASE_SECONDS = 2.0
-RETRY_MAX_SECONDS = 300.0
-
 
 @dataclass
 class SenderDeps:
@@ -123,122 +117,6 @@ class _Stop(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(why)
         self.why = why
-
-
-def retry_delay(attempts: int, retry_after: float | None) -> float:
-    """Exponential backoff with jitter, never sooner than the provider asked."""
-    backoff: float = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** max(0, attempts - 1))
-    backoff *= random.uniform(0.8, 1.2)
-    return max(backoff, retry_after or 0.0)
-
-
-def pre_send_outcomes(
-    campaign_kind: CampaignKind,
-    content: Content,
-    rows: Sequence[Claimed],
-    now: datetime,
-) -> tuple[list[Claimed], list[Outcome]]:
-    """Split claimed rows into those to send and those decided without a provider."""
-    to_send: list[Claimed] = []
-    decided: list[Outcome] = []
-    for row in rows:
-        if row.device_status != DeviceStatus.active:
-            decided.append(
-                Outcome(
-                    row.delivery_id,
-                    DeliveryStatus.cancelled,
-                    error_code="device_inactive",
-                    error_detail=f"the device is {row.device_status}",
-                )
-            )
-        elif campaign_kind is CampaignKind.test and not row.is_test_device:
-            decided.append(
-                Outcome(
-                    row.delivery_id,
-                    DeliveryStatus.blocked,
-                    error_code="not_a_test_device",
-                    error_detail="a test campaign reaches only test devices",
-                )
-            )
-        elif expired(row.created_at, content, now):
-            decided.append(
-                Outcome(
-                    row.delivery_id,
-                    DeliveryStatus.failed,
-                    error_code="expired",
-                    error_detail="the notification would arrive after its time to live",
-                )
-            )
-        else:
-            to_send.append(row)
-    return to_send, decided
-
-
-def outcome_of(
-    result: SendResult, row: Claimed, provider: str, settings: Settings, now: datetime
-) -> Outcome:
-    if result.unsent and result.error_code == STOPPED:
-        # Kept off the wire by a stop: not an attempt; back to the queue (or cancelled, if
-        # the stop was a kill or a cancel).
-        return Outcome(row.delivery_id, DeliveryStatus.queued, give_back=True)
-    if result.unsent:
-        # Held back by a Retry-After block before it left: not an attempt; due when the
-        # block ends.
-        return Outcome(
-            row.delivery_id,
-            DeliveryStatus.retrying,
-            provider=provider,
-            error_code=result.error_code,
-            error_detail=result.detail,
-            next_attempt_at=now + timedelta(seconds=result.retry_after or 0.0),
-            give_back=True,
-        )
-    if result.kind is ResultKind.sent:
-        return Outcome(
-            row.delivery_id, DeliveryStatus.sent, provider=provider, message_id=result.message_id
-        )
-    if result.kind is ResultKind.invalid_token:
-        return Outcome(
-            row.delivery_id,
-            DeliveryStatus.invalid_token,
-            provider=provider,
-            error_code=result.error_code,
-            error_detail=result.detail,
-        )
-    if result.kind is ResultKind.retry:
-        if row.attempts >= settings.max_attempts:
-            return Outcome(
-                row.delivery_id,
-                DeliveryStatus.failed,
-                provider=provider,
-                error_code=f"retries_exhausted:{result.error_code}",
-                error_detail=result.detail,
-            )
-        delay = retry_delay(row.attempts, result.retry_after)
-        return Outcome(
-            row.delivery_id,
-            DeliveryStatus.retrying,
-            provider=provider,
-            error_code=result.error_code,
-            error_detail=result.detail,
-            next_attempt_at=now + timedelta(seconds=delay),
-        )
-    if result.kind is ResultKind.halt:
-        return Outcome(
-            row.delivery_id,
-            DeliveryStatus.queued,
-            provider=provider,
-            error_code=result.error_code,
-            error_detail=result.detail,
-            give_back=True,
-        )
-    return Outcome(
-        row.delivery_id,
-        DeliveryStatus.failed,
-        provider=provider,
-        error_code=result.error_code,
-        error_detail=result.detail,
-    )
 
 
 async def _campaign_may_send(session: AsyncSession, campaign_id: uuid.UUID) -> bool:
@@ -470,11 +348,6 @@ async def _send_and_record(
         stop = exc.why
     await _record(deps, lease, outcomes, report)
     return stop
-
-
-def give_back(row: Claimed) -> Outcome:
-    """A claimed row that was never sent goes back as it was (not an attempt)."""
-    return Outcome(row.delivery_id, DeliveryStatus.queued, give_back=True)
 
 
 async def _send(

@@ -1,5 +1,5 @@
 """One claimed batch in the sender, on the real database and Redis: a rate cut between the
-claim and the send, Redis losing the campaign's rate after a stop, and the outcome mapping."""
+claim and the send, and Redis losing the campaign's rate after a stop."""
 
 from __future__ import annotations
 
@@ -17,9 +17,6 @@ from app.campaigns.schemas import Content
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger, sender
-from app.delivery.ledger import Claimed
-from app.delivery.models import DeliveryStatus
-from app.delivery.providers.base import STOPPED, ResultKind, SendResult, stopped
 from app.delivery.throttle_math import batch_size_for_rate
 from app.killswitch.gate import GateClosed
 from app.rollout import engine
@@ -124,79 +121,3 @@ async def test_a_lost_rate_is_restored_from_the_database_not_from_a_stale_copy(
     assert await db.redis.get(f"wavecast:throttle:{throttle_scope(campaign_id)}:rate") is None
     with pytest.raises(GateClosed):
         await Control(db.redis).gate.acquire(campaign_id, 1)
-
-
-def _row(attempts: int = 1) -> Claimed:
-    return Claimed(
-        delivery_id=7,
-        device_id=uuid.uuid4(),
-        wave=0,
-        attempts=attempts,
-        created_at=utcnow(),
-        token="t",
-        platform="android",
-        locale=None,
-        apns_environment=None,
-        is_test_device=False,
-        device_status="active",
-    )
-
-
-@pytest.mark.parametrize(
-    ("result", "status", "give_back", "due"),
-    [
-        (SendResult(7, ResultKind.sent, message_id="m"), DeliveryStatus.sent, False, False),
-        (stopped(7), DeliveryStatus.queued, True, False),
-        (
-            SendResult(7, ResultKind.retry, error_code="HELD", retry_after=2.0, unsent=True),
-            DeliveryStatus.retrying,
-            True,
-            True,
-        ),
-        (
-            SendResult(7, ResultKind.retry, error_code="UNAVAILABLE"),
-            DeliveryStatus.retrying,
-            False,
-            True,
-        ),
-        (SendResult(7, ResultKind.invalid_token), DeliveryStatus.invalid_token, False, False),
-        (SendResult(7, ResultKind.failed), DeliveryStatus.failed, False, False),
-        (SendResult(7, ResultKind.halt), DeliveryStatus.queued, True, False),
-    ],
-)
-def test_each_provider_answer_maps_to_one_outcome(
-    result: SendResult, status: DeliveryStatus, give_back: bool, due: bool
-) -> None:
-    outcome = sender.outcome_of(result, _row(), "fcm", _settings(), utcnow())
-    assert outcome.status is status
-    assert outcome.give_back is give_back
-    assert (outcome.next_attempt_at is not None) is due
-
-
-def test_a_stopped_request_is_never_counted_as_an_attempt() -> None:
-    result = stopped(7)
-    assert result.unsent and result.error_code == STOPPED
-    outcome = sender.outcome_of(result, _row(attempts=5), "apns", _settings(), utcnow())
-    assert outcome.give_back and outcome.next_attempt_at is None
-
-
-def test_retries_end_after_the_last_attempt() -> None:
-    settings = _settings()
-    result = SendResult(7, ResultKind.retry, error_code="UNAVAILABLE")
-    row = _row(attempts=settings.max_attempts)
-    last = sender.outcome_of(result, row, "fcm", settings, utcnow())
-    assert last.status is DeliveryStatus.failed
-    assert last.error_code == "retries_exhausted:UNAVAILABLE"
-
-
-@pytest.mark.parametrize("attempts", range(1, 12))
-def test_retry_delays_double_within_jitter_and_honour_retry_after(attempts: int) -> None:
-    base = min(sender.RETRY_MAX_SECONDS, sender.RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-    for _ in range(50):
-        delay = sender.retry_delay(attempts, None)
-        assert base * 0.8 <= delay <= base * 1.2
-    assert sender.retry_delay(attempts, 1000.0) == 1000.0
-
-
-def _settings() -> sender.Settings:
-    return sender.Settings(_env_file=None)  # type: ignore[call-arg]

@@ -1,0 +1,142 @@
+"""What becomes of each claimed row: decided before any provider sees it, or from the
+provider's answer. Pure functions (the clock and the settings are arguments), so every
+mapping is tested directly."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from app.campaigns.models import CampaignKind
+from app.campaigns.schemas import Content
+from app.delivery.ledger import Claimed, Outcome
+from app.delivery.models import DeliveryStatus
+from app.delivery.payloads import expired
+from app.delivery.providers.base import STOPPED, ResultKind, SendResult
+from app.devices.models import DeviceStatus
+from app.settings import Settings
+
+RETRY_BASE_SECONDS = 2.0
+RETRY_MAX_SECONDS = 300.0
+
+
+def retry_delay(attempts: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter, never sooner than the provider asked."""
+    backoff: float = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** max(0, attempts - 1))
+    backoff *= random.uniform(0.8, 1.2)
+    return max(backoff, retry_after or 0.0)
+
+
+def pre_send_outcomes(
+    campaign_kind: CampaignKind,
+    content: Content,
+    rows: Sequence[Claimed],
+    now: datetime,
+) -> tuple[list[Claimed], list[Outcome]]:
+    """Split claimed rows into those to send and those decided without a provider."""
+    to_send: list[Claimed] = []
+    decided: list[Outcome] = []
+    for row in rows:
+        if row.device_status != DeviceStatus.active:
+            decided.append(
+                Outcome(
+                    row.delivery_id,
+                    DeliveryStatus.cancelled,
+                    error_code="device_inactive",
+                    error_detail=f"the device is {row.device_status}",
+                )
+            )
+        elif campaign_kind is CampaignKind.test and not row.is_test_device:
+            decided.append(
+                Outcome(
+                    row.delivery_id,
+                    DeliveryStatus.blocked,
+                    error_code="not_a_test_device",
+                    error_detail="a test campaign reaches only test devices",
+                )
+            )
+        elif expired(row.created_at, content, now):
+            decided.append(
+                Outcome(
+                    row.delivery_id,
+                    DeliveryStatus.failed,
+                    error_code="expired",
+                    error_detail="the notification would arrive after its time to live",
+                )
+            )
+        else:
+            to_send.append(row)
+    return to_send, decided
+
+
+def outcome_of(
+    result: SendResult, row: Claimed, provider: str, settings: Settings, now: datetime
+) -> Outcome:
+    if result.unsent and result.error_code == STOPPED:
+        # Kept off the wire by a stop: not an attempt; back to the queue (or cancelled, if
+        # the stop was a kill or a cancel).
+        return Outcome(row.delivery_id, DeliveryStatus.queued, give_back=True)
+    if result.unsent:
+        # Held back by a Retry-After block before it left: not an attempt; due when the
+        # block ends.
+        return Outcome(
+            row.delivery_id,
+            DeliveryStatus.retrying,
+            provider=provider,
+            error_code=result.error_code,
+            error_detail=result.detail,
+            next_attempt_at=now + timedelta(seconds=result.retry_after or 0.0),
+            give_back=True,
+        )
+    if result.kind is ResultKind.sent:
+        return Outcome(
+            row.delivery_id, DeliveryStatus.sent, provider=provider, message_id=result.message_id
+        )
+    if result.kind is ResultKind.invalid_token:
+        return Outcome(
+            row.delivery_id,
+            DeliveryStatus.invalid_token,
+            provider=provider,
+            error_code=result.error_code,
+            error_detail=result.detail,
+        )
+    if result.kind is ResultKind.retry:
+        if row.attempts >= settings.max_attempts:
+            return Outcome(
+                row.delivery_id,
+                DeliveryStatus.failed,
+                provider=provider,
+                error_code=f"retries_exhausted:{result.error_code}",
+                error_detail=result.detail,
+            )
+        delay = retry_delay(row.attempts, result.retry_after)
+        return Outcome(
+            row.delivery_id,
+            DeliveryStatus.retrying,
+            provider=provider,
+            error_code=result.error_code,
+            error_detail=result.detail,
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+    if result.kind is ResultKind.halt:
+        return Outcome(
+            row.delivery_id,
+            DeliveryStatus.queued,
+            provider=provider,
+            error_code=result.error_code,
+            error_detail=result.detail,
+            give_back=True,
+        )
+    return Outcome(
+        row.delivery_id,
+        DeliveryStatus.failed,
+        provider=provider,
+        error_code=result.error_code,
+        error_detail=result.detail,
+    )
+
+
+def give_back(row: Claimed) -> Outcome:
+    """A claimed row that was never sent goes back as it was (not an attempt)."""
+    return Outcome(row.delivery_id, DeliveryStatus.queued, give_back=True)
