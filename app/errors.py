@@ -60,10 +60,6 @@ def not_found(what: str, ident: object) -> Problem:
     return Problem(404, f"{what} not found", f"no {what.lower()} with id {ident}")
 
 
-def conflict(detail: str, **extra: Any) -> Problem:
-    return Problem(409, "Conflict", detail, extra=extra)
-
-
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
     body: dict[str, Any] = {
         "type": problem.type,

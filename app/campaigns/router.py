@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, status
@@ -84,19 +83,12 @@ async def list_campaigns(
     status_: Annotated[CampaignStatus | None, Query(alias="status")] = None,
     kind: CampaignKind | None = None,
 ) -> CampaignPage:
-    limit = min(limit, settings.page_size_max)
-    before, before_id = None, None
-    if cursor is not None:
-        try:
-            stamp, _space, ident = pagination.decode_text(cursor).partition(" ")
-            before, before_id = datetime.fromisoformat(stamp), uuid.UUID(ident)
-        except ValueError:
-            raise pagination.bad_cursor() from None
-    items = await service.list_campaigns(
-        session, limit=limit + 1, before=before, before_id=before_id, status=status_, kind=kind
-    )
-    page, next_cursor = pagination.page(
-        items, limit, lambda c: f"{c.created_at.isoformat()} {c.id}"
+    page, next_cursor = await service.page_campaigns(
+        session,
+        limit=min(limit, settings.page_size_max),
+        cursor=cursor,
+        status=status_,
+        kind=kind,
     )
     return CampaignPage(items=page, next_cursor=next_cursor)
 

@@ -11,6 +11,7 @@ from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app import pagination
 from app.audiences import service as audiences
 from app.audit import service as audit
 from app.auth.models import Scope
@@ -431,6 +432,30 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
         started_at=campaign.started_at,
         finished_at=campaign.finished_at,
     )
+
+
+async def page_campaigns(
+    session: AsyncSession,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: CampaignStatus | None,
+    kind: CampaignKind | None,
+) -> tuple[list[CampaignSummary], str | None]:
+    """One page of campaigns, newest first, and the cursor of the next (None at the end).
+    The cursor carries `created_at` and the id, so equal stamps never repeat or skip an item;
+    the API and the form page through the same cursors."""
+    before, before_id = None, None
+    if cursor is not None:
+        try:
+            stamp, _space, ident = pagination.decode_text(cursor).partition(" ")
+            before, before_id = datetime.fromisoformat(stamp), uuid.UUID(ident)
+        except ValueError:
+            raise pagination.bad_cursor() from None
+    items = await list_campaigns(
+        session, limit=limit + 1, before=before, before_id=before_id, status=status, kind=kind
+    )
+    return pagination.page(items, limit, lambda c: f"{c.created_at.isoformat()} {c.id}")
 
 
 async def list_campaigns(

@@ -1,8 +1,8 @@
 """Engines and sessions.
 
 A request or a job commits exactly once: the unit of work below commits or rolls back, and
-services only flush. Jobs to enqueue are collected on the session and sent only after the
-commit succeeds, so a worker never acts on a row that does not exist.
+services only flush. Nothing is handed to a worker through the session: a worker finds its
+work in the database (the tick reads it), so it never acts on a row that does not exist.
 
 A unit of work decides (a campaign's transition reads its status, then writes the next one),
 so its reads and writes must be one atomic step across processes. PostgreSQL gets that from
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-AfterCommit = Callable[[], Awaitable[Any]]
+AfterRollback = Callable[[], Awaitable[Any]]
 
 # Connection.info key: the BEGIN still to be sent before the transaction's first statement.
 _SQLITE_BEGIN = "sqlite_begin"
@@ -100,12 +100,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
-def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
-    """Run `callback` once the session's transaction has committed; drop it on rollback."""
-    session.info.setdefault("after_commit", []).append(callback)
-
-
-def after_rollback(session: AsyncSession, callback: AfterCommit) -> None:
+def after_rollback(session: AsyncSession, callback: AfterRollback) -> None:
     """Run `callback` if the session's transaction is rolled back: for records that must
     outlive a refusal (the refusal itself is audited even though nothing else is kept)."""
     session.info.setdefault("after_rollback", []).append(callback)
@@ -116,9 +111,6 @@ async def commit_now(session: AsyncSession) -> None:
     then act on it (a stop waits for the gate only after the stop is committed). The unit
     of work's own commit at the end then has nothing left to do."""
     await session.commit()
-    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
-    for callback in callbacks:
-        await callback()
 
 
 @asynccontextmanager
@@ -135,10 +127,6 @@ async def unit_of_work(
             await session.commit()
         except BaseException:
             await session.rollback()
-            session.info.pop("after_commit", None)
             for callback in session.info.pop("after_rollback", []):
                 await callback()
             raise
-        callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
-        for callback in callbacks:
-            await callback()

@@ -7,7 +7,6 @@ from the form waits for the send gate exactly as the API does), one unit of work
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app import idempotency, pagination
+from app import idempotency
 from app.audiences import service as audiences
 from app.audit import repository as audit_repo
 from app.auth.models import Scope
@@ -97,20 +96,13 @@ async def campaigns_list(
     kind: str | None = None,
     cursor: str | None = None,
 ) -> HTMLResponse:
-    before = None
-    if cursor:
-        try:
-            before = datetime.fromisoformat(pagination.decode_text(cursor))
-        except ValueError:
-            raise pagination.bad_cursor() from None
-    summaries = await service.list_campaigns(
+    items, next_cursor = await service.page_campaigns(
         session,
-        limit=PAGE_SIZE + 1,
-        before=before,
+        limit=PAGE_SIZE,
+        cursor=cursor or None,
         status=_enum(CampaignStatus, status),
         kind=_enum(CampaignKind, kind),
     )
-    items, next_cursor = pagination.page(summaries, PAGE_SIZE, lambda c: c.created_at.isoformat())
     rows = []
     for item in items:
         view = await service.view(session, await service.get(session, item.id))

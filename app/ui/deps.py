@@ -109,6 +109,5 @@ def needs(scope: Scope) -> Callable[..., Coroutine[Any, Any, Operator]]:
 
 Reader = Annotated[Operator, Depends(needs(Scope.campaigns_read))]
 Writer = Annotated[Operator, Depends(needs(Scope.campaigns_write))]
-Operate = Annotated[Operator, Depends(needs(Scope.campaigns_operate))]
 Killer = Annotated[Operator, Depends(needs(Scope.kill))]
 AdminOperator = Annotated[Operator, Depends(needs(Scope.admin))]
