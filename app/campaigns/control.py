@@ -109,6 +109,13 @@ class Control:
     async def publish_switch(self, switch: KillSwitch) -> None:
         await self.gate.set_global(not switch.engaged, switch.version)
 
+    async def publish_switch_or_refuse(self, switch: KillSwitch, *, what: str) -> None:
+        """`publish_switch` for a stop: raises StopNotConfirmed when Redis is unreachable."""
+        try:
+            await self.publish_switch(switch)
+        except RedisError:
+            raise StopNotConfirmed(what) from None
+
     async def stop(
         self, campaigns: Iterable[Campaign], *, everything: bool = False, what: str = "the stop"
     ) -> int:

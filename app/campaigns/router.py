@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from app import idempotency, pagination
-from app.campaigns import service
+from app.campaigns import commands, service
 from app.campaigns.control import Control
 from app.campaigns.models import Campaign, CampaignKind
 from app.campaigns.schemas import (
@@ -23,8 +23,7 @@ from app.campaigns.schemas import (
     StartRequest,
     StopOutcome,
 )
-from app.campaigns.state import CampaignAction, CampaignStatus
-from app.db.session import commit_now
+from app.campaigns.state import CampaignStatus
 from app.delivery import ledger
 from app.delivery.models import DeliveryStatus
 from app.deps import (
@@ -111,8 +110,8 @@ async def patch_campaign(
 ) -> CampaignOut:
     """Edit a draft; while it runs, only `throttle` and `failure_threshold_percent` change
     (a new throttle reaches every worker within a second)."""
-    campaign = await service.patch(session, settings, principal, campaign_id, body)
-    return await _published(session, redis, campaign)
+    campaign = await commands.edit(session, Control(redis), settings, principal, campaign_id, body)
+    return await service.view(session, campaign)
 
 
 @router.post("/{campaign_id}/start", response_model=CampaignOut)
@@ -125,15 +124,16 @@ async def start_campaign(
     body: Annotated[StartRequest | None, Body()] = None,
 ) -> CampaignOut:
     """Start now, or schedule when `start_at` is later. The guard checks again."""
-    campaign = await service.start(
+    campaign = await commands.start(
         session,
+        Control(redis),
         settings,
         principal,
         campaign_id,
         override_reason=body.override.reason if body and body.override else None,
         reason=body.reason if body else None,
     )
-    return await _published(session, redis, campaign)
+    return await service.view(session, campaign)
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
@@ -144,27 +144,14 @@ async def resume_campaign(
     principal: CampaignsOperator,
     body: Annotated[OptionalReason | None, Body()] = None,
 ) -> CampaignOut:
-    campaign = await service.resume(
-        session, principal, campaign_id, reason=body.reason if body else None
+    campaign = await commands.resume(
+        session, Control(redis), principal, campaign_id, reason=body.reason if body else None
     )
-    return await _published(session, redis, campaign)
-
-
-async def _published(session: SessionDep, redis: RedisDep, campaign: Campaign) -> CampaignOut:
-    """Commit, then tell the workers (the grant and rate in Redis follow the database)."""
-    await commit_now(session)
-    await Control(redis).publish_campaign(campaign)
     return await service.view(session, campaign)
 
 
-async def _stopped(session: SessionDep, redis: RedisDep, campaign: Campaign) -> StopOutcome:
-    await commit_now(session)
-    in_flight = await Control(redis).stop(
-        [campaign], what=f"campaign {campaign.id} is {campaign.status}"
-    )
-    return StopOutcome(
-        campaign=await service.view(session, campaign), in_flight_at_answer=in_flight
-    )
+async def _stopped(session: SessionDep, campaign: Campaign) -> StopOutcome:
+    return StopOutcome(campaign=await service.view(session, campaign), in_flight_at_answer=0)
 
 
 @router.post("/{campaign_id}/pause", response_model=StopOutcome)
@@ -175,11 +162,12 @@ async def pause_campaign(
     principal: CampaignsOperator,
     body: Annotated[OptionalReason | None, Body()] = None,
 ) -> StopOutcome:
-    """Pause: no provider request starts after this answer; resume continues where it was."""
-    campaign = await service.pause(
-        session, principal, campaign_id, reason=body.reason if body else None
+    """Pause: no provider request starts after this answer; resume continues where it was.
+    503 when that cannot be confirmed yet (ask again)."""
+    campaign = await commands.pause(
+        session, Control(redis), principal, campaign_id, reason=body.reason if body else None
     )
-    return await _stopped(session, redis, campaign)
+    return await _stopped(session, campaign)
 
 
 @router.post("/{campaign_id}/cancel", response_model=StopOutcome)
@@ -191,14 +179,10 @@ async def cancel_campaign(
     body: Annotated[OptionalReason | None, Body()] = None,
 ) -> StopOutcome:
     """Cancel: terminal; queued deliveries become `cancelled`, in-flight ones finish."""
-    campaign = await service.stop(
-        session,
-        principal,
-        campaign_id,
-        CampaignAction.cancel,
-        reason=body.reason if body else None,
+    campaign = await commands.cancel(
+        session, Control(redis), principal, campaign_id, reason=body.reason if body else None
     )
-    return await _stopped(session, redis, campaign)
+    return await _stopped(session, campaign)
 
 
 @router.post("/{campaign_id}/kill", response_model=StopOutcome)
@@ -210,11 +194,12 @@ async def kill_campaign(
     principal: KillOperator,
 ) -> StopOutcome:
     """Kill: immediate and terminal. When this answers, no provider request for the campaign
-    starts on any worker; queued deliveries are `cancelled`."""
-    campaign = await service.stop(
-        session, principal, campaign_id, CampaignAction.kill, reason=body.reason
+    starts on any worker; queued deliveries are `cancelled`. 503 when that cannot be
+    confirmed yet (ask again)."""
+    campaign = await commands.kill(
+        session, Control(redis), principal, campaign_id, reason=body.reason
     )
-    return await _stopped(session, redis, campaign)
+    return await _stopped(session, campaign)
 
 
 @router.get("/{campaign_id}/deliveries", response_model=DeliveryPage)

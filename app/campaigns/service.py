@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import pagination
@@ -16,6 +14,7 @@ from app.audiences import service as audiences
 from app.audit import service as audit
 from app.auth.models import Scope
 from app.auth.principal import Principal
+from app.campaigns import repository
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave
 from app.campaigns.schemas import (
     CampaignCreate,
@@ -352,22 +351,13 @@ def _snapshot(campaign: Campaign, specs: Sequence[WaveSpec] | None = None) -> di
 
 # ---------------------------------------------------------------- reads
 async def get(session: AsyncSession, campaign_id: uuid.UUID, *, lock: bool = False) -> Campaign:
-    query = select(Campaign).where(col(Campaign.id) == campaign_id)
-    if lock:
-        query = query.with_for_update()
-    campaign = (await session.exec(query)).first()
+    campaign = await repository.get(session, campaign_id, lock=lock)
     if campaign is None:
         raise not_found("Campaign", campaign_id)
     return campaign
 
 
-async def waves(session: AsyncSession, campaign_id: uuid.UUID) -> list[CampaignWave]:
-    rows = await session.exec(
-        select(CampaignWave)
-        .where(col(CampaignWave.campaign_id) == campaign_id)
-        .order_by(col(CampaignWave.index))
-    )
-    return list(rows.all())
+waves = repository.waves
 
 
 def hold_until(wave: CampaignWave) -> datetime | None:
@@ -468,28 +458,10 @@ async def list_campaigns(
     before_id: uuid.UUID | None = None,
 ) -> list[CampaignSummary]:
     """Newest first. The id breaks ties, so equal `created_at`s never repeat or skip an item."""
-    query = (
-        select(Campaign)
-        .order_by(col(Campaign.created_at).desc(), col(Campaign.id).desc())
-        .limit(limit)
+    campaigns = await repository.newest(
+        session, limit=limit, before=before, before_id=before_id, status=status, kind=kind
     )
-    if before is not None and before_id is not None:
-        created_at, ident = col(Campaign.created_at), col(Campaign.id)
-        query = query.where(or_(created_at < before, and_(created_at == before, ident < before_id)))
-    elif before is not None:
-        query = query.where(col(Campaign.created_at) < before)
-    if status is not None:
-        query = query.where(col(Campaign.status) == status.value)
-    if kind is not None:
-        query = query.where(col(Campaign.kind) == kind.value)
-    campaigns = (await session.exec(query)).all()
-    wave_counts: dict[uuid.UUID, int] = {}
-    if campaigns:
-        rows = await session.exec(
-            select(CampaignWave).where(col(CampaignWave.campaign_id).in_([c.id for c in campaigns]))
-        )
-        for w in rows.all():
-            wave_counts[w.campaign_id] = wave_counts.get(w.campaign_id, 0) + 1
+    wave_counts = await repository.wave_counts(session, [c.id for c in campaigns])
     return [
         CampaignSummary(
             id=c.id,

@@ -39,11 +39,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.auth.principal import SYSTEM
+from app.campaigns import commands
 from app.campaigns.control import Control, paced, provider_scope, throttle_scope
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave
 from app.campaigns.schemas import Content
-from app.campaigns.state import CampaignAction, CampaignStatus
+from app.campaigns.state import CampaignStatus
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger
@@ -70,6 +70,7 @@ from app.rollout.planner import WaveSpec
 from app.settings import Settings
 
 log = logging.getLogger("wavecast.sender")
+
 
 @dataclass
 class SenderDeps:
@@ -131,28 +132,6 @@ async def _campaign_may_send(session: AsyncSession, campaign_id: uuid.UUID) -> b
     return row is not None and row[0] == CampaignStatus.running and not row[1]
 
 
-async def auto_pause(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    control: Control,
-    campaign_id: uuid.UUID,
-    reason: str,
-) -> None:
-    """Pause a running campaign on the system's own authority, audited, and close its gate."""
-    from app.campaigns import service as campaigns
-
-    async with unit_of_work(sessionmaker) as session:
-        campaign = await campaigns.get(session, campaign_id, lock=True)
-        if campaign.status != CampaignStatus.running:
-            return
-        campaigns.transition(
-            session, SYSTEM, campaign, CampaignAction.auto_pause, reason=reason, now=utcnow()
-        )
-    await control.publish_campaign(campaign)
-    log.warning(
-        "campaign paused automatically", extra={"campaign_id": str(campaign_id), "reason": reason}
-    )
-
-
 async def pump(
     deps: SenderDeps, campaign_id: uuid.UUID, *, budget_seconds: float = 30.0
 ) -> PumpReport:
@@ -173,11 +152,9 @@ async def pump(
         return report
     # The guard's last word (rules 2 and 4): the row may have reached the database by another
     # road, and an override counts only for the content it was given for.
-    refusal = send_refusal(
-        deps.settings, campaign, [WaveSpec(p, hold) for p, hold in wave_rows]
-    )
+    refusal = send_refusal(deps.settings, campaign, [WaveSpec(p, hold) for p, hold in wave_rows])
     if refusal:
-        await auto_pause(deps.sessionmaker, deps.control, campaign_id, refusal)
+        await commands.auto_pause(deps.sessionmaker, deps.control, campaign_id, refusal)
         report.stopped_because = "guard"
         return report
     content = Content.model_validate(campaign.content)
@@ -448,7 +425,7 @@ async def _send(
     if halt is not None:
         stop = "provider halt"
         try:
-            await auto_pause(
+            await commands.auto_pause(
                 deps.sessionmaker,
                 deps.control,
                 campaign.id,

@@ -4,11 +4,10 @@ from datetime import datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from redis.exceptions import RedisError
 
-from app.campaigns.control import Control, StopNotConfirmed
+from app.campaigns import commands
+from app.campaigns.control import Control
 from app.campaigns.schemas import Reason
-from app.db.session import commit_now
 from app.deps import Admin, CampaignsReader, KillOperator, RedisDep, SessionDep
 from app.killswitch import service
 from app.killswitch.models import KillSwitch
@@ -48,19 +47,11 @@ async def engage(
 ) -> EngageOut:
     """Stop every campaign at once. When this answers, no provider request starts on any
     worker; every running or scheduled campaign is paused and stays paused after release."""
-    switch, paused = await service.engage(session, principal, reason=body.reason)
-    await commit_now(session)
-    control = Control(redis)
-    what = "the global kill switch is engaged"
-    try:
-        await control.publish_switch(switch)
-    except RedisError:
-        raise StopNotConfirmed(what) from None
-    in_flight = await control.stop(paused, everything=True, what=what)
+    engaged = await commands.engage_switch(session, Control(redis), principal, reason=body.reason)
     return EngageOut(
-        **SwitchOut.of(switch).model_dump(),
-        paused_campaigns=len(paused),
-        in_flight_at_answer=in_flight,
+        **SwitchOut.of(engaged.switch).model_dump(),
+        paused_campaigns=len(engaged.paused),
+        in_flight_at_answer=0,
     )
 
 
@@ -69,7 +60,5 @@ async def release(
     body: Reason, session: SessionDep, redis: RedisDep, principal: Admin
 ) -> SwitchOut:
     """Release the switch (admin only). Campaigns stay paused until resumed one by one."""
-    switch = await service.release(session, principal, reason=body.reason)
-    await commit_now(session)
-    await Control(redis).publish_switch(switch)
+    switch = await commands.release_switch(session, Control(redis), principal, reason=body.reason)
     return SwitchOut.of(switch)

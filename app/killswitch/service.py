@@ -1,5 +1,6 @@
-"""The global kill switch: engaging pauses every live campaign at once; releasing needs
-an admin and a reason and leaves every campaign paused, to be resumed one by one."""
+"""The global kill switch's row: engaged or released, audited. Engaging it pauses every live
+campaign (`app.campaigns.commands.engage_switch`); releasing needs an admin and a reason and
+leaves every campaign paused, to be resumed one by one."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Principal
-from app.campaigns.models import Campaign
-from app.campaigns.state import CampaignStatus
 from app.db.types import utcnow
 from app.errors import Problem
 from app.killswitch.models import SWITCH_ID, KillSwitch
@@ -64,15 +63,12 @@ async def hold_released(session: AsyncSession, *, refusal: str) -> KillSwitch:
     return switch
 
 
-async def engage(
-    session: AsyncSession, principal: Principal, *, reason: str
-) -> tuple[KillSwitch, list[Campaign]]:
-    from app.campaigns import service as campaigns  # campaigns also calls into this module
-    from app.campaigns.state import CampaignAction
-
+async def engage(session: AsyncSession, principal: Principal, *, reason: str) -> KillSwitch:
+    """Engage the switch (audited), or keep it engaged. Pausing the live campaigns is the
+    caller's (`app.campaigns.commands.engage_switch`), under this lock."""
     switch = await get_switch(session, lock=True)
-    now = utcnow()
     if not switch.engaged:
+        now = utcnow()
         switch.engaged = True
         switch.version += 1
         switch.changed_by = principal.actor
@@ -89,26 +85,8 @@ async def engage(
             before={"engaged": False},
             after={"engaged": True},
         )
-    # This statement starts after the switch lock was granted, so (read committed) it sees
-    # every start or resume that held the lock before: none is left out of the pause.
-    live = (
-        await session.exec(
-            select(Campaign)
-            .where(col(Campaign.status).in_([CampaignStatus.running, CampaignStatus.scheduled]))
-            .with_for_update()
-        )
-    ).all()
-    for campaign in live:
-        campaigns.transition(
-            session,
-            principal,
-            campaign,
-            CampaignAction.pause,
-            reason=f"global kill switch engaged: {reason}",
-            now=now,
-        )
     await session.flush()
-    return switch, list(live)
+    return switch
 
 
 async def release(session: AsyncSession, principal: Principal, *, reason: str) -> KillSwitch:

@@ -19,10 +19,10 @@ from app import idempotency
 from app.audiences import service as audiences
 from app.audit import repository as audit_repo
 from app.auth.models import Scope
-from app.campaigns import router as campaigns_api
-from app.campaigns import service
+from app.campaigns import commands, service
+from app.campaigns.control import Control
 from app.campaigns.models import CampaignKind
-from app.campaigns.schemas import CampaignOut, OptionalReason, Reason, StartRequest
+from app.campaigns.schemas import CampaignOut, OptionalReason, Reason
 from app.campaigns.state import TRANSITIONS, CampaignAction, CampaignStatus, is_terminal
 from app.db.session import unit_of_work
 from app.deps import RuntimeDep, SessionDep
@@ -298,28 +298,33 @@ async def campaign_live(
 async def _act(
     runtime: RuntimeDep, op: Operator, campaign_id: uuid.UUID, action: str, reason: str | None
 ) -> None:
-    redis, principal = runtime.redis, op.principal
+    """The same commands the API runs, so a stop from the form carries the same guarantee."""
+    control, principal = Control(runtime.redis), op.principal
+    # The API's own checks on a reason (length, characters), raised as ValidationError.
+    if action == "kill":
+        reason = Reason(reason=reason or "").reason
+    else:
+        reason = OptionalReason(reason=reason).reason
     async with unit_of_work(runtime.sessionmaker) as session:
         if action == "kill":
-            await campaigns_api.kill_campaign(
-                campaign_id, Reason(reason=reason or ""), session, redis, principal
-            )
+            await commands.kill(session, control, principal, campaign_id, reason=reason or "")
         elif action == "start":
-            await campaigns_api.start_campaign(
-                campaign_id,
+            await commands.start(
                 session,
+                control,
                 runtime.settings,
-                redis,
                 principal,
-                StartRequest(reason=reason),
+                campaign_id,
+                override_reason=None,
+                reason=reason,
             )
         else:
-            handler = {
-                "pause": campaigns_api.pause_campaign,
-                "resume": campaigns_api.resume_campaign,
-                "cancel": campaigns_api.cancel_campaign,
+            command = {
+                "pause": commands.pause,
+                "resume": commands.resume,
+                "cancel": commands.cancel,
             }[action]
-            await handler(campaign_id, session, redis, principal, OptionalReason(reason=reason))
+            await command(session, control, principal, campaign_id, reason=reason)
 
 
 @router.post("/campaigns/{campaign_id}/{action}", include_in_schema=False)

@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from app import pagination
 from app.audiences import service as audiences
 from app.audit import repository as audit_repo
+from app.campaigns import commands
+from app.campaigns.control import Control
 from app.campaigns.schemas import Reason
 from app.db.session import unit_of_work
 from app.deps import RuntimeDep, SessionDep
@@ -18,7 +20,6 @@ from app.devices import repository as devices_repo
 from app.devices import service as devices_service
 from app.devices.models import Platform
 from app.errors import Problem
-from app.killswitch import router as killswitch_api
 from app.killswitch import service as killswitch
 from app.ui.campaign_pages import page_size_max, read_form
 from app.ui.deps import AdminOperator, Killer, Operator, Reader
@@ -64,11 +65,12 @@ async def _switch_change(
     except ValidationError:
         return await _switch_page(request, runtime, op, f"{verb}: a reason is required", 422)
     try:
+        control = Control(runtime.redis)
         async with unit_of_work(runtime.sessionmaker) as session:
             if engage:
-                await killswitch_api.engage(body, session, runtime.redis, op.principal)
+                await commands.engage_switch(session, control, op.principal, reason=body.reason)
             else:
-                await killswitch_api.release(body, session, runtime.redis, op.principal)
+                await commands.release_switch(session, control, op.principal, reason=body.reason)
     except Problem as problem:
         if problem.status in (401, 403):
             raise

@@ -1,0 +1,203 @@
+"""Every change of a campaign's state, and of the global kill switch, as one command.
+
+A command is the whole protocol of a decision: decide in the database (the service, under
+the rows' locks), commit, then tell every worker through Redis (the control plane), and,
+for a stop, wait until no provider request of the stopped campaigns can start any more.
+The API, the form, the CLI and (later) the team channel call these, so the stop guarantee
+holds whichever of them was used: once a stop command returns, nothing more is sent; a stop
+that could not be confirmed raises a 503 problem that says so.
+
+Commands take a session that nothing has committed yet and commit it themselves; the
+caller's unit of work then has nothing left to do. System-initiated transitions (the send
+loop's pause for a guard refusal or a provider halt) are here too, with a unit of work of
+their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.auth.principal import SYSTEM, Principal
+from app.campaigns import repository
+from app.campaigns import service as campaigns
+from app.campaigns.control import Control
+from app.campaigns.models import Campaign
+from app.campaigns.schemas import CampaignPatch
+from app.campaigns.state import CampaignAction, CampaignStatus
+from app.db.session import commit_now, unit_of_work
+from app.db.types import utcnow
+from app.killswitch import service as switches
+from app.killswitch.models import KillSwitch
+from app.settings import Settings
+
+log = logging.getLogger("wavecast.commands")
+
+
+@dataclass(frozen=True)
+class Engaged:
+    switch: KillSwitch
+    paused: list[Campaign]
+
+
+async def start(
+    session: AsyncSession,
+    control: Control,
+    settings: Settings,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    *,
+    override_reason: str | None,
+    reason: str | None,
+) -> Campaign:
+    """Start now, or schedule for `start_at`; the guard checks again."""
+    campaign = await campaigns.start(
+        session, settings, principal, campaign_id, override_reason=override_reason, reason=reason
+    )
+    return await _published(session, control, campaign)
+
+
+async def resume(
+    session: AsyncSession,
+    control: Control,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    *,
+    reason: str | None,
+) -> Campaign:
+    campaign = await campaigns.resume(session, principal, campaign_id, reason=reason)
+    return await _published(session, control, campaign)
+
+
+async def edit(
+    session: AsyncSession,
+    control: Control,
+    settings: Settings,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    body: CampaignPatch,
+) -> Campaign:
+    """An edit; a running campaign's new throttle reaches every worker within a second."""
+    campaign = await campaigns.patch(session, settings, principal, campaign_id, body)
+    return await _published(session, control, campaign)
+
+
+async def pause(
+    session: AsyncSession,
+    control: Control,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    *,
+    reason: str | None,
+) -> Campaign:
+    """Pause: once this returns, no provider request of the campaign starts."""
+    campaign = await campaigns.pause(session, principal, campaign_id, reason=reason)
+    return await _stopped(session, control, campaign)
+
+
+async def cancel(
+    session: AsyncSession,
+    control: Control,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    *,
+    reason: str | None,
+) -> Campaign:
+    """Cancel: terminal; queued deliveries become `cancelled`, those on the wire finish."""
+    campaign = await campaigns.stop(
+        session, principal, campaign_id, CampaignAction.cancel, reason=reason
+    )
+    return await _stopped(session, control, campaign)
+
+
+async def kill(
+    session: AsyncSession,
+    control: Control,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    *,
+    reason: str,
+) -> Campaign:
+    """Kill: immediate and terminal; once this returns, no provider request of the campaign
+    starts on any worker."""
+    campaign = await campaigns.stop(
+        session, principal, campaign_id, CampaignAction.kill, reason=reason
+    )
+    return await _stopped(session, control, campaign)
+
+
+async def engage_switch(
+    session: AsyncSession, control: Control, principal: Principal, *, reason: str
+) -> Engaged:
+    """Stop everything: the switch closes every grant, and every running or scheduled
+    campaign is paused (and stays paused after the release). Once this returns, no provider
+    request starts on any worker."""
+    switch = await switches.engage(session, principal, reason=reason)
+    # Read after the switch's lock was granted, so every start or resume that held the lock
+    # before is seen (read committed): none is left out of the pause.
+    live = await repository.live(session, lock=True)
+    now = utcnow()
+    for campaign in live:
+        campaigns.transition(
+            session,
+            principal,
+            campaign,
+            CampaignAction.pause,
+            reason=f"global kill switch engaged: {reason}",
+            now=now,
+        )
+    await session.flush()
+    what = "the global kill switch is engaged"
+    await commit_now(session)
+    await control.publish_switch_or_refuse(switch, what=what)
+    await control.stop(live, everything=True, what=what)
+    return Engaged(switch, live)
+
+
+async def release_switch(
+    session: AsyncSession, control: Control, principal: Principal, *, reason: str
+) -> KillSwitch:
+    """Release the switch; campaigns stay paused until resumed one by one."""
+    switch = await switches.release(session, principal, reason=reason)
+    await commit_now(session)
+    await control.publish_switch(switch)
+    return switch
+
+
+async def auto_pause(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: Control,
+    campaign_id: uuid.UUID,
+    reason: str,
+) -> None:
+    """Pause a running campaign on the system's own authority (the guard at send time, a
+    provider refusing our credentials), audited, and close its gate."""
+    async with unit_of_work(sessionmaker) as session:
+        campaign = await campaigns.get(session, campaign_id, lock=True)
+        if campaign.status != CampaignStatus.running:
+            return
+        campaigns.transition(
+            session, SYSTEM, campaign, CampaignAction.auto_pause, reason=reason, now=utcnow()
+        )
+    await control.publish_campaign(campaign)
+    log.warning(
+        "campaign paused automatically", extra={"campaign_id": str(campaign_id), "reason": reason}
+    )
+
+
+async def _published(session: AsyncSession, control: Control, campaign: Campaign) -> Campaign:
+    """Commit, then tell the workers (the grant and rate in Redis follow the database)."""
+    await commit_now(session)
+    await control.publish_campaign(campaign)
+    return campaign
+
+
+async def _stopped(session: AsyncSession, control: Control, campaign: Campaign) -> Campaign:
+    """Commit, close the campaign's gate and wait for the permits taken before."""
+    await commit_now(session)
+    await control.stop([campaign], what=f"campaign {campaign.id} is {campaign.status}")
+    return campaign
