@@ -40,6 +40,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.campaigns import commands
+from app.campaigns import repository as campaigns_repo
 from app.campaigns.control import Control, paced, provider_scope, throttle_scope
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave
 from app.campaigns.schemas import Content
@@ -63,7 +64,6 @@ from app.delivery.throttle import RatePaused, RateUnknown
 from app.delivery.throttle_math import batch_size_for_rate
 from app.guard.send_check import send_refusal
 from app.killswitch.gate import GateClosed
-from app.killswitch.models import SWITCH_ID, KillSwitch
 from app.logging import campaign_var, wave_var
 from app.ops.metrics import DELIVERIES, PROVIDER_LATENCY
 from app.rollout.planner import WaveSpec
@@ -118,18 +118,6 @@ class _Stop(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(why)
         self.why = why
-
-
-async def _campaign_may_send(session: AsyncSession, campaign_id: uuid.UUID) -> bool:
-    engaged = (
-        select(col(KillSwitch.engaged)).where(col(KillSwitch.id) == SWITCH_ID).scalar_subquery()
-    )
-    row = (
-        await session.execute(
-            select(col(Campaign.status), engaged).where(col(Campaign.id) == campaign_id)
-        )
-    ).first()
-    return row is not None and row[0] == CampaignStatus.running and not row[1]
 
 
 async def pump(
@@ -366,7 +354,7 @@ async def _send(
         async with deps.control.watch.permit(campaign.id) as fence:
             try:
                 async with unit_of_work(deps.sessionmaker) as session:
-                    if not await _campaign_may_send(session, campaign.id):
+                    if not await campaigns_repo.may_send(session, campaign.id):
                         raise _Stop("stopped in the database")
                 waited = time.perf_counter()
                 await _until_due(due)
