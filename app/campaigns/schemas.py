@@ -19,6 +19,7 @@ from pydantic import (
 
 from app.campaigns.models import CampaignKind
 from app.campaigns.state import CampaignStatus
+from app.guard.verdict import GuardVerdict
 
 Text256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Text2048 = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
@@ -170,21 +171,6 @@ class OptionalReason(_Strict):
 
 class StartRequest(OptionalReason):
     override: Override | None = None
-
-
-class GuardFinding(BaseModel):
-    rule: str
-    code: str
-    field: str
-    message: str
-    match: str | None = None
-
-
-class GuardVerdict(BaseModel):
-    allowed: bool
-    overridable: bool
-    overridden: bool = False
-    findings: list[GuardFinding]
 
 
 class WaveOut(BaseModel):

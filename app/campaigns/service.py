@@ -12,7 +12,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app import pagination
 from app.audiences import service as audiences
 from app.audit import service as audit
-from app.auth.models import Scope
 from app.auth.principal import Principal
 from app.campaigns import repository
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave
@@ -22,7 +21,6 @@ from app.campaigns.schemas import (
     CampaignPatch,
     CampaignSummary,
     Content,
-    GuardVerdict,
     PreviewOut,
     Rollout,
     WaveOut,
@@ -35,13 +33,13 @@ from app.campaigns.state import (
     is_terminal,
     next_status,
 )
-from app.db.session import after_rollback
 from app.db.types import utcnow
 from app.delivery import ledger
 from app.delivery.payloads import PAYLOAD_LIMIT, largest_sizes
 from app.errors import FieldError, Problem, not_found, validation_problem
+from app.guard import assessment as guard
 from app.guard.override import ContentJudgement, judge_content, standing_reason
-from app.guard.policy import GuardInput, assess
+from app.guard.verdict import GuardVerdict
 from app.killswitch import service as killswitch
 from app.rollout.bucketing import campaign_rotation
 from app.rollout.planner import WaveSpec, cumulative_target, validate_waves
@@ -89,80 +87,6 @@ def check_payload_size(content: Content) -> dict[str, int]:
     return sizes
 
 
-async def guard_verdict(
-    session: AsyncSession,
-    settings: Settings,
-    *,
-    kind: CampaignKind,
-    content: Content,
-    waves: Sequence[WaveSpec],
-    rules: dict[str, Any],
-    override_reason: str | None,
-) -> GuardVerdict:
-    non_test = await audiences.count_non_test(session, rules) if kind is CampaignKind.test else None
-    return assess(
-        settings,
-        GuardInput(
-            kind=kind,
-            text_fields=content.text_fields(),
-            waves=waves,
-            non_test_devices=non_test,
-            override_reason=override_reason,
-        ),
-    )
-
-
-def refuse_unless_allowed(
-    session: AsyncSession,
-    principal: Principal,
-    verdict: GuardVerdict,
-    *,
-    subject_id: uuid.UUID | None,
-    attempted: str,
-) -> None:
-    """Raise the guard's refusal. The refusal is audited in a transaction of its own: the
-    request's own changes are rolled back, the record that it was refused is not."""
-    if verdict.allowed:
-        return
-    engine = session.bind
-
-    async def audit_refusal() -> None:
-        async with AsyncSession(engine) as own:
-            audit.record(
-                own,
-                principal,
-                "guard.refused",
-                subject_type="campaign",
-                subject_id=subject_id,
-                reason=f"{attempted} refused by the environment guard",
-                after={"findings": [f.model_dump(mode="json") for f in verdict.findings]},
-            )
-            await own.commit()
-
-    after_rollback(session, audit_refusal)
-    hint = (
-        " An operator with the campaigns:operate scope may override the content findings "
-        'with {"override": {"reason": "..."}}.'
-        if verdict.overridable
-        else ""
-    )
-    raise Problem(
-        422,
-        "Refused by the environment guard",
-        "; ".join(f.message for f in verdict.findings) + "." + hint,
-        errors=[FieldError(f.field, f.message) for f in verdict.findings],
-        type_="https://wavecast.dev/problems/guard-refused",
-        extra={"guard": verdict.model_dump(mode="json")},
-    )
-
-
-def _require_override_right(principal: Principal, override: object | None) -> None:
-    if override is not None and not principal.has(Scope.campaigns_operate):
-        raise Problem(
-            403, "Forbidden", "overriding the environment guard needs the 'campaigns:operate' scope"
-        )
-
-
 # ---------------------------------------------------------------- create / preview
 async def preview(session: AsyncSession, settings: Settings, body: CampaignCreate) -> PreviewOut:
     rules, _ = await audiences.resolve(
@@ -171,7 +95,7 @@ async def preview(session: AsyncSession, settings: Settings, body: CampaignCreat
     specs = check_rollout(body.rollout)
     sizes = check_payload_size(body.content)
     size, by_platform = await audiences.estimate(session, rules)
-    verdict = await guard_verdict(
+    verdict = await guard.verdict(
         session,
         settings,
         kind=body.kind,
@@ -207,14 +131,14 @@ async def preview(session: AsyncSession, settings: Settings, body: CampaignCreat
 async def create(
     session: AsyncSession, settings: Settings, principal: Principal, body: CampaignCreate
 ) -> Campaign:
-    _require_override_right(principal, body.override)
+    guard.require_override_right(principal, body.override)
     rules, segment_id = await audiences.resolve(
         session, segment_id=body.audience.segment_id, rules=body.audience.rules
     )
     specs = check_rollout(body.rollout)
     check_payload_size(body.content)
     override = body.override.reason if body.override else None
-    verdict = await guard_verdict(
+    verdict = await guard.verdict(
         session,
         settings,
         kind=body.kind,
@@ -223,7 +147,7 @@ async def create(
         rules=rules,
         override_reason=override,
     )
-    refuse_unless_allowed(session, principal, verdict, subject_id=None, attempted="create")
+    guard.refuse_unless_allowed(session, principal, verdict, subject_id=None, attempted="create")
     campaign_id = uuid.uuid4()
     content = body.content.model_dump(mode="json")
     campaign = Campaign(
@@ -502,7 +426,7 @@ async def patch(
                     for name in sorted(frozen)
                 ],
             )
-    _require_override_right(principal, body.override)
+    guard.require_override_right(principal, body.override)
     before = _snapshot(campaign)
     if body.name is not None:
         campaign.name = body.name
@@ -534,7 +458,7 @@ async def patch(
         judgement = judge_content(campaign.content)
         standing = _standing_override(session, principal, campaign, judgement)
         new_override = body.override.reason if body.override else None
-        verdict = await guard_verdict(
+        verdict = await guard.verdict(
             session,
             settings,
             kind=CampaignKind(campaign.kind),
@@ -543,7 +467,9 @@ async def patch(
             rules=campaign.audience_rules,
             override_reason=new_override or standing,
         )
-        refuse_unless_allowed(session, principal, verdict, subject_id=campaign.id, attempted="edit")
+        guard.refuse_unless_allowed(
+            session, principal, verdict, subject_id=campaign.id, attempted="edit"
+        )
         if new_override and verdict.overridden:
             _bind_override(campaign, new_override, principal.actor, judgement)
             _audit_guard(session, principal, campaign, verdict, new_override)
@@ -609,7 +535,7 @@ async def start(
     override_reason: str | None,
     reason: str | None,
 ) -> Campaign:
-    _require_override_right(principal, override_reason)
+    guard.require_override_right(principal, override_reason)
     await killswitch.hold_released(
         session, refusal="the global kill switch is engaged; nothing can start"
     )
@@ -618,7 +544,7 @@ async def start(
     specs = [WaveSpec(w.percent, w.hold_seconds) for w in wave_rows]
     judgement = judge_content(campaign.content)
     standing = _standing_override(session, principal, campaign, judgement)
-    verdict = await guard_verdict(
+    verdict = await guard.verdict(
         session,
         settings,
         kind=CampaignKind(campaign.kind),
@@ -627,7 +553,9 @@ async def start(
         rules=campaign.audience_rules,
         override_reason=override_reason or standing,
     )
-    refuse_unless_allowed(session, principal, verdict, subject_id=campaign.id, attempted="start")
+    guard.refuse_unless_allowed(
+        session, principal, verdict, subject_id=campaign.id, attempted="start"
+    )
     if override_reason and verdict.overridden:
         _bind_override(campaign, override_reason, principal.actor, judgement)
         _audit_guard(session, principal, campaign, verdict, override_reason)

@@ -1,7 +1,9 @@
 """The environment guard's verdict on a campaign (SPEC §3), as one pure function.
 
-The API calls it on create, preview and start; the worker calls it again before sending,
-so a campaign that reached the database by any other road is still guarded.
+The API applies it on create, preview, edit and start (`assessment`). The worker does not call
+it: at send time it asks `send_check.send_refusal`, which applies the same content and staging
+rules to the row as the database has it (the per-device test-audience rule is the sender's,
+row by row).
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from app.campaigns.models import CampaignKind
-from app.campaigns.schemas import GuardFinding, GuardVerdict
 from app.guard.lint import lint_content
 from app.guard.staging import check_staging
+from app.guard.verdict import GuardFinding, GuardVerdict
 from app.rollout.planner import WaveSpec
 from app.settings import Settings
 

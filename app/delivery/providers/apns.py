@@ -55,8 +55,9 @@ from app.delivery.providers.base import (
     current_fence,
     may_start,
     stopped,
+    unsent,
 )
-from app.delivery.providers.local_block import LocalBlock, unsent
+from app.delivery.providers.local_block import LocalBlock
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 CONCURRENCY = 1000

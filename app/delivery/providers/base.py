@@ -14,12 +14,10 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from app.campaigns.schemas import Content
-
-if TYPE_CHECKING:
-    from app.delivery.providers.local_block import LocalBlock
+from app.delivery.providers.local_block import LocalBlock, ProviderBlock
 
 
 @dataclass(frozen=True)
@@ -56,20 +54,6 @@ class SendResult:
     # True when the message never left the process: not an attempt. Held back by a Retry-After
     # block (retry once it has passed, `retry_after`), or by a closed fence (`stopped`).
     unsent: bool = False
-
-
-class ProviderBlock(Protocol):
-    """The provider-wide Retry-After block shared by every worker (the sender's throttle).
-
-    A provider that sees each answer as it arrives writes a block at once through ``block``,
-    and asks ``remaining`` right before a call leaves, so nothing goes out inside a window
-    another worker (or another call) already knows about."""
-
-    async def remaining(self) -> float:
-        """Seconds until the block ends; 0.0 when there is none."""
-
-    async def block(self, seconds: float) -> None:
-        """No request may leave within ``seconds`` from now (only ever lengthens)."""
 
 
 class StartFence(Protocol):
@@ -115,6 +99,18 @@ def stopped(delivery_id: int) -> SendResult:
 
 
 STOPPED = "STOPPED"
+
+
+def unsent(delivery_id: int, seconds: float) -> SendResult:
+    """A message held back while the block had ``seconds`` left."""
+    return SendResult(
+        delivery_id,
+        ResultKind.retry,
+        error_code="RETRY_AFTER_HELD",
+        detail=f"not sent: the provider asked to wait another {seconds:.3f}s",
+        retry_after=seconds,
+        unsent=True,
+    )
 
 
 @dataclass(frozen=True)

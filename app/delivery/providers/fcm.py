@@ -41,14 +41,14 @@ from app.delivery.providers.base import (
     Batch,
     Message,
     Provider,
-    ProviderBlock,
     ResultKind,
     SendResult,
     current_fence,
     may_start,
     stopped,
+    unsent,
 )
-from app.delivery.providers.local_block import LocalBlock, unsent
+from app.delivery.providers.local_block import LocalBlock, ProviderBlock
 
 log = logging.getLogger("wavecast.fcm")
 

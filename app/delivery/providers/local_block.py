@@ -8,17 +8,31 @@ with no I/O right before a request leaves, and written from two sides:
 - `learn`: a block some worker (this one included) wrote to Redis, heard through the block
   feed (`app.delivery.block_feed`). Held only: it is in Redis already, and writing it back
   would publish it again, to every feed, for ever.
-A request held back by it is `unsent`: not an attempt, due again when the block has passed.
+A request held back by it is `unsent` (`providers.base`): not an attempt, due again when the
+block has passed.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-
-from app.delivery.providers.base import ProviderBlock, ResultKind, SendResult
+from typing import Protocol
 
 log = logging.getLogger("wavecast.providers")
+
+
+class ProviderBlock(Protocol):
+    """The provider-wide Retry-After block shared by every worker (the sender's throttle).
+
+    A provider that sees each answer as it arrives writes a block at once through ``block``,
+    and asks ``remaining`` right before a call leaves, so nothing goes out inside a window
+    another worker (or another call) already knows about."""
+
+    async def remaining(self) -> float:
+        """Seconds until the block ends; 0.0 when there is none."""
+
+    async def block(self, seconds: float) -> None:
+        """No request may leave within ``seconds`` from now (only ever lengthens)."""
 
 
 class LocalBlock:
@@ -53,15 +67,3 @@ class LocalBlock:
         left on the Redis server's clock when it was written, so a copy heard late ends a
         little after the shared block, never before it."""
         self._until = max(self._until, time.monotonic() + seconds)
-
-
-def unsent(delivery_id: int, seconds: float) -> SendResult:
-    """A message held back while the block had ``seconds`` left."""
-    return SendResult(
-        delivery_id,
-        ResultKind.retry,
-        error_code="RETRY_AFTER_HELD",
-        detail=f"not sent: the provider asked to wait another {seconds:.3f}s",
-        retry_after=seconds,
-        unsent=True,
-    )
