@@ -59,6 +59,7 @@ from app.delivery.providers.base import (
     ResultKind,
     SendResult,
     StartFence,
+    timed_out,
 )
 from app.delivery.throttle import RatePaused, RateUnknown
 from app.delivery.throttle_math import batch_size_for_rate
@@ -108,6 +109,10 @@ class PumpReport:
 # the provider's throttles; gate permit and the database's last word; the provider call
 # (payload building included); recording outcomes.
 STAGES = ("claim", "throttle", "checks", "provider", "record")
+
+
+# How long past a batch's deadline a provider may take to hand back its answers.
+PROVIDER_GRACE_SECONDS = 5.0
 
 
 # Why a send loop ended with rows possibly left to send: its time was up, not its work.
@@ -472,22 +477,17 @@ async def _send_group(
         messages=[message for _row, message in group],
         block=block,
         fence=fence,
+        deadline=time.monotonic() + seconds,
     )
     try:
-        # A deadline on this task rather than a task of its own (wait_for): the requests
-        # start in this pass of the event loop, not the next.
-        async with asyncio.timeout(seconds):
+        # The provider returns by the deadline with the answers it has; this bound is only a
+        # last resort against a provider that does not (its answers would be lost). A deadline
+        # on this task rather than a task of its own (wait_for): the requests start in this
+        # pass of the event loop, not the next.
+        async with asyncio.timeout(seconds + PROVIDER_GRACE_SECONDS):
             return await provider.send(batch)
     except TimeoutError:
-        return [
-            SendResult(
-                m.delivery_id,
-                ResultKind.retry,
-                error_code="timeout",
-                detail=f"no answer from {provider.name} within {seconds:g}s",
-            )
-            for m in batch.messages
-        ]
+        return [timed_out(m.delivery_id, provider.name, seconds) for m in batch.messages]
 
 
 async def _record(

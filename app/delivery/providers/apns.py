@@ -55,6 +55,7 @@ from app.delivery.providers.base import (
     current_fence,
     may_start,
     stopped,
+    timed_out,
     unsent,
 )
 from app.delivery.providers.local_block import LocalBlock
@@ -270,8 +271,11 @@ class ApnsProvider(Provider):
         waiter = fence.waiting() if fence is not None else None
         if fence is not None and waiter is None:
             return stopped(message.delivery_id)
+        seconds = REQUEST_TIMEOUT_SECONDS
+        if batch.deadline is not None:
+            seconds = max(0.0, min(seconds, batch.deadline - time.monotonic()))
         try:
-            result = await self._request(client, request)
+            result = await self._request(client, request, seconds)
         except asyncio.CancelledError:
             # A stop cancels a request still waiting to start (`StartFence.waiting`).
             if fence is not None and fence.stopped(waiter):
@@ -282,12 +286,7 @@ class ApnsProvider(Provider):
         except Fenced:
             return stopped(message.delivery_id)
         except TimeoutError:
-            return SendResult(
-                message.delivery_id,
-                ResultKind.retry,
-                error_code="timeout",
-                detail=f"no answer from APNs within {REQUEST_TIMEOUT_SECONDS:.0f}s",
-            )
+            return timed_out(message.delivery_id, self.name, seconds)
         except (
             MaxAttemptsExceeded,
             ConnectionClosed,
@@ -309,14 +308,16 @@ class ApnsProvider(Provider):
             await self.blocks.hold(classified.retry_after)
         return classified
 
-    async def _request(self, client: APNs, request: NotificationRequest) -> NotificationResult:
+    async def _request(
+        self, client: APNs, request: NotificationRequest, seconds: float
+    ) -> NotificationResult:
         async with self._limit:
             if not may_start():
                 raise Fenced()
             # A deadline on this task, not a task of its own per request (wait_for); the
             # pool itself, not `client.send_notification`, which logs every refusal at ERROR
             # level (classified and recorded by the caller, refusals are not errors here).
-            async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
+            async with asyncio.timeout(seconds):
                 result: NotificationResult = await client.pool.send_notification(request)
                 return result
 

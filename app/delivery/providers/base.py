@@ -99,6 +99,18 @@ def stopped(delivery_id: int) -> SendResult:
 
 
 STOPPED = "STOPPED"
+TIMEOUT = "timeout"
+
+
+def timed_out(delivery_id: int, provider: str, seconds: float) -> SendResult:
+    """A message whose request had no answer by the batch's deadline. It may have been
+    delivered: the retry counts as an attempt."""
+    return SendResult(
+        delivery_id,
+        ResultKind.retry,
+        error_code=TIMEOUT,
+        detail=f"no answer from {provider} within {seconds:g}s",
+    )
 
 
 def unsent(delivery_id: int, seconds: float) -> SendResult:
@@ -120,6 +132,9 @@ class Batch:
     messages: Sequence[Message]
     block: ProviderBlock | None = None
     fence: StartFence | None = None
+    # `time.monotonic()` by which the provider returns, with every answer it has by then:
+    # what is still unanswered comes back as a `timed_out` retry. None: no deadline.
+    deadline: float | None = None
 
 
 class Provider(ABC):

@@ -14,13 +14,17 @@ worker), and from then on no request of any call leaves until the block has pass
 messages come back `unsent` (not an attempt). A block another worker writes reaches the same
 check through the block feed, so its requests already under way are held too. A call also
 asks the shared block right before it leaves, after it got its lane.
-Throughput: one lane per call in flight (up to `MAX_LANES`), each on a connection pool of
-its own (see `FcmProvider.__init__`), and payloads mapped once per locale.
+Throughput: a batch is split into calls of at most `MAX_CALL` messages (what one HTTP/2
+connection carries at once), one lane per call in flight (up to `MAX_LANES`), each on a
+connection pool of its own (see `FcmProvider.__init__`), and payloads mapped once per locale.
+A batch's deadline (`Batch.deadline`) ends only the calls still unanswered: answers already
+in are kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
@@ -46,16 +50,21 @@ from app.delivery.providers.base import (
     current_fence,
     may_start,
     stopped,
+    timed_out,
     unsent,
 )
 from app.delivery.providers.local_block import LocalBlock, ProviderBlock
 
 log = logging.getLogger("wavecast.fcm")
 
-MAX_BATCH = 500
+# Messages one `send_each_async` call carries: as many as one HTTP/2 connection carries at
+# once (httpcore opens one connection per pool and caps it at 100 concurrent streams; Google
+# advertises 100 too). A larger call waits in rounds of 100 inside its lane, so a 500-message
+# batch took five provider latencies; split over lanes, it takes one.
+MAX_CALL = 100
 REQUEST_TIMEOUT_SECONDS = 10
 POOL_TIMEOUT_SECONDS = 20
-MAX_LANES = 8
+MAX_LANES = 32
 # HTTP/2 carries many requests a connection (FCM allows 100 streams, so 1,000 requests in
 # flight need ~10); over HTTP/1.1 (plain-http emulators) it is one request a connection.
 MAX_CONNECTIONS = 100
@@ -351,11 +360,30 @@ class FcmProvider(Provider):
         # For the transport's look before each request (tasks made below inherit it).
         current_fence.set(batch.fence)
         chunks = [
-            batch.messages[start : start + MAX_BATCH]
-            for start in range(0, len(batch.messages), MAX_BATCH)
+            batch.messages[start : start + MAX_CALL]
+            for start in range(0, len(batch.messages), MAX_CALL)
         ]
-        answers = await asyncio.gather(*(self._send_chunk(batch, chunk) for chunk in chunks))
-        return [result for answer in answers for result in answer]
+        calls = [asyncio.ensure_future(self._send_chunk(batch, chunk)) for chunk in chunks]
+        left = None if batch.deadline is None else max(0.0, batch.deadline - time.monotonic())
+        try:
+            await asyncio.wait(calls, timeout=left)
+        except asyncio.CancelledError:
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+            raise
+        results: list[SendResult] = []
+        for call, chunk in zip(calls, chunks, strict=True):
+            if call.done():
+                results += call.result()
+                continue
+            # Past the batch's deadline: the calls that have answered keep their answers
+            # (throwing them away would send those devices again); the rest are retries.
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await call
+            results += [timed_out(m.delivery_id, self.name, left or 0.0) for m in chunk]
+        return results
 
     def build(self, batch: Batch, chunk: Sequence[Message]) -> list[messaging.Message]:
         """One typed message per device; the content is mapped once per locale, then copied

@@ -12,6 +12,7 @@ import pytest
 
 from app.campaigns.control import provider_scope
 from app.campaigns.schemas import Content
+from app.delivery.providers import fcm as fcm_module
 from app.delivery.providers.base import Batch, Message, ResultKind
 from app.delivery.providers.fcm import ERRORS, MAX_CONNECTIONS, FcmProvider
 from app.delivery.throttle import Throttle
@@ -130,9 +131,15 @@ def test_every_fcm_error_has_a_row() -> None:
 
 
 async def test_a_call_under_way_is_held_back_once_a_block_arrives_through_the_feed(
-    provider: FcmProvider, fake: tuple[FcmFake, Path], db: Runtime, elsewhere: Throttle
+    provider: FcmProvider,
+    fake: tuple[FcmFake, Path],
+    db: Runtime,
+    elsewhere: Throttle,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fcm, _ = fake
+    # One call larger than its lane's connections, so some of its requests wait in the pool.
+    monkeypatch.setattr(fcm_module, "MAX_CALL", 500)
     feed = await listening_feed(db, {provider_scope("fcm"): provider.blocks})
     try:
         # Every answer takes a second. The fake speaks HTTP/1.1 (plain http), one request a
