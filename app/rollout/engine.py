@@ -10,6 +10,10 @@ ledger until it holds ⌈p_k·N⌉ rows (N = audience size now); rows already th
 wave, so a re-run, a crash or a resume never changes who was in an earlier wave.
 The first RELEASE_CHUNK_ROWS rows are committed at release, so sending starts at once; the
 rest follow on the next ticks, and a wave does not finish before the ledger holds its target.
+
+Guard rule 4 (staging) is checked again before the release and before every later chunk, in
+production: a campaign that reached the database by another road, its wave already
+`sending`, still pauses with the guard's reason instead of releasing devices.
 """
 
 from __future__ import annotations
@@ -199,6 +203,12 @@ async def _step(
             if tripped:
                 _pause(session, campaign, tripped, now)
                 return "paused", tripped
+            # Before every chunk, not only at release: a wave may have reached the database
+            # already `sending` without ever passing a release here.
+            refusal = _worker_guard(settings, campaign, waves)
+            if refusal:
+                _pause(session, campaign, refusal, now)
+                return "paused", refusal
             # The rest of a released wave, a chunk per tick; it finishes only once the
             # ledger holds its target.
             added = await _release_chunk(session, campaign, wave, now, RELEASE_MORE_ROWS)
@@ -269,7 +279,8 @@ def _guardrail(campaign: Campaign, counts: dict[str, int]) -> str | None:
 
 
 def _worker_guard(settings: Settings, campaign: Campaign, waves: list[CampaignWave]) -> str | None:
-    """Guard rule 4 again at release time: data may have reached the database by any road."""
+    """Guard rule 4 again before every release and every release chunk: data may have
+    reached the database by any road, a wave already `sending` included."""
     if not settings.is_production or campaign.kind != CampaignKind.live:
         return None
     problems = check_staging(
