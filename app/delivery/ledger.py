@@ -7,7 +7,9 @@ Invariants:
   recorded only under that same lease, so a worker whose lease expired and was reclaimed
   can never overwrite what the next holder recorded;
 - rows leave `sending` only by an outcome or by the reconciler reclaiming an expired lease:
-  a crash never loses a device.
+  a crash never loses a device;
+- a claim given the campaign's audience leases a row only if its device is still in that
+  audience when the row is claimed; the others end `cancelled` in the same statement.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    null,
     or_,
     select,
     text,
@@ -239,6 +242,31 @@ def _campaign_may_send(campaign_id: uuid.UUID) -> ColumnElement[bool]:
     return and_(running, ~switch_engaged)
 
 
+# Why a claimed row was not sent: its device left the campaign's audience after its wave was
+# released (`claim(audience=...)` re-applies the audience at the claim).
+LEFT_AUDIENCE = "left_audience"
+DEVICE_INACTIVE = "device_inactive"
+_IN_AUDIENCE = "in_audience"
+
+
+def _verdict(audience: ColumnElement[bool]) -> ColumnElement[str]:
+    """Per picked row, whether its device is still in the audience, or why not. A scalar
+    subquery of the picking query, so the audience's conditions (some of them over JSON,
+    or long lists) are evaluated once per row, not once per column the claim sets."""
+    verdict: ColumnElement[str] = (
+        select(
+            case(
+                (audience, literal(_IN_AUDIENCE)),
+                (_device.c.status != DeviceStatus.active.value, literal(DEVICE_INACTIVE)),
+                else_=literal(LEFT_AUDIENCE),
+            )
+        )
+        .where(_device.c.id == _delivery.c.device_id)
+        .scalar_subquery()
+    )
+    return verdict
+
+
 async def claim(
     session: AsyncSession,
     *,
@@ -247,60 +275,138 @@ async def claim(
     lease_token: uuid.UUID,
     lease_until: datetime,
     now: datetime,
+    audience: ColumnElement[bool] | None = None,
 ) -> list[Claimed]:
     """Lease up to `limit` sendable rows of a running campaign.
 
     On PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED); on
     SQLite the database-wide write lock serialises claims. Nothing is claimed while the
     campaign is not running or the global kill switch is engaged.
+
+    `audience` is the campaign's audience as a predicate over the device table
+    (`app.audiences.service.audience_filter(campaign.audience_rules, now=now)`). With it,
+    a picked row whose device no longer matches is not leased: it becomes `cancelled` in
+    the same statement, error_code `device_inactive` (the device is no longer active) or
+    `left_audience` (it no longer matches the rules), and it is not an attempt. The claim
+    then goes on to the next rows, so it returns nothing only when nothing claimable is
+    left. Without it (None) every picked row is leased, as before.
     """
-    picked = (
+    while True:
+        claimed, cancelled = await _claim_once(
+            session,
+            campaign_id=campaign_id,
+            limit=limit,
+            lease_token=lease_token,
+            lease_until=lease_until,
+            now=now,
+            audience=audience,
+        )
+        if claimed or not cancelled:
+            return claimed
+
+
+async def _claim_once(
+    session: AsyncSession,
+    *,
+    campaign_id: uuid.UUID,
+    limit: int,
+    lease_token: uuid.UUID,
+    lease_until: datetime,
+    now: datetime,
+    audience: ColumnElement[bool] | None,
+) -> tuple[list[Claimed], int]:
+    """One claim statement: the rows leased, and how many picked rows were cancelled."""
+    picking = (
         select(_delivery.c.id)
         .where(_claimable(campaign_id, now))
         .order_by(_delivery.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
-    stmt = (
-        update(_delivery)
-        .where(_delivery.c.id.in_(picked), _campaign_may_send(campaign_id))
-        .values(
-            status=DeliveryStatus.sending.value,
-            lease_token=lease_token,
-            lease_until=lease_until,
-            attempts=_delivery.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(
-            _delivery.c.id,
-            _delivery.c.device_id,
-            _delivery.c.wave,
-            _delivery.c.attempts,
-            _delivery.c.created_at,
-        )
+    returned = (
+        _delivery.c.id,
+        _delivery.c.device_id,
+        _delivery.c.wave,
+        _delivery.c.attempts,
+        _delivery.c.created_at,
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if audience is None:
+        stmt = (
+            update(_delivery)
+            .where(_delivery.c.id.in_(picking.scalar_subquery()), _campaign_may_send(campaign_id))
+            .values(
+                status=DeliveryStatus.sending.value,
+                lease_token=lease_token,
+                lease_until=lease_until,
+                attempts=_delivery.c.attempts + 1,
+                updated_at=now,
+            )
+            .returning(*returned)
+        )
+    else:
+        picked = picking.add_columns(_verdict(audience).label("verdict")).subquery("picked")
+        sendable = picked.c.verdict == _IN_AUDIENCE
+        stmt = (
+            update(_delivery)
+            .where(_delivery.c.id == picked.c.id, _campaign_may_send(campaign_id))
+            .values(
+                status=case(
+                    (sendable, DeliveryStatus.sending.value),
+                    else_=DeliveryStatus.cancelled.value,
+                ),
+                lease_token=case(
+                    (sendable, literal(lease_token, _delivery.c.lease_token.type)),
+                    else_=null(),
+                ),
+                lease_until=case(
+                    (sendable, literal(lease_until, _delivery.c.lease_until.type)),
+                    else_=null(),
+                ),
+                attempts=case((sendable, _delivery.c.attempts + 1), else_=_delivery.c.attempts),
+                error_code=case((sendable, _delivery.c.error_code), else_=picked.c.verdict),
+                error_detail=case(
+                    (sendable, _delivery.c.error_detail),
+                    (
+                        picked.c.verdict == DEVICE_INACTIVE,
+                        literal("the device is no longer active"),
+                    ),
+                    else_=literal("the device no longer matches the campaign's audience"),
+                ),
+                updated_at=now,
+            )
+            .returning(*returned)
+        )
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql:
         # One round trip: the device's columns come back with the claimed rows.
-        joined = stmt.where(_delivery.c.device_id == _device.c.id).returning(*_CLAIMED_DEVICE)
-        rows = (await session.execute(joined)).all()
+        stmt = stmt.where(_delivery.c.device_id == _device.c.id).returning(*_CLAIMED_DEVICE)
+    if audience is not None:
+        stmt = stmt.returning(_delivery.c.status)
+    rows = (await session.execute(stmt)).all()
+    cancelled = 0
+    if audience is not None:
+        leased = [r[:-1] for r in rows if r[-1] == DeliveryStatus.sending.value]
+        cancelled = len(rows) - len(leased)
+    else:
+        leased = [tuple(r) for r in rows]
+    leased.sort(key=lambda r: r[0])
+    if postgresql:
         # RETURNING lists the columns in Claimed's field order.
-        return [Claimed(*r) for r in sorted(rows, key=lambda r: r[0])]
+        return [Claimed(*r) for r in leased], cancelled
     # SQLite's RETURNING sees only the updated table: read the devices in a second query.
-    claimed = (await session.execute(stmt)).all()
-    if not claimed:
-        return []
+    if not leased:
+        return [], cancelled
     devices = {
         d[0]: d[1:]
         for d in (
             await session.execute(
                 select(_device.c.id, *_CLAIMED_DEVICE).where(
-                    _device.c.id.in_([r.device_id for r in claimed])
+                    _device.c.id.in_([r[1] for r in leased])
                 )
             )
         ).all()
     }
-    return [Claimed(*r, *devices[r.device_id]) for r in sorted(claimed, key=lambda r: r.id)]
+    return [Claimed(*r, *devices[r[1]]) for r in leased], cancelled
 
 
 async def failed_since(
