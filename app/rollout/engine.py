@@ -5,11 +5,31 @@ workers may tick at once: the second one finds the work done. Nothing sleeps: ho
 timestamps compared on the next tick.
 
 A wave is released only when the previous one has finished (no open rows) and its hold
-has passed. Releasing wave k puts the next devices of the campaign's order into the
-ledger until it holds ⌈p_k·N⌉ rows (N = audience size now); rows already there keep their
-wave, so a re-run, a crash or a resume never changes who was in an earlier wave.
-The first RELEASE_CHUNK_ROWS rows are committed at release, so sending starts at once; the
-rest follow on the next ticks, and a wave does not finish before the ledger holds its target.
+has passed.
+
+Wave membership. Wave k covers ⌈p_k·N⌉ devices of the campaign's audience (active devices
+matching its rules), N being the audience's size when the wave is released; devices that
+earlier waves reached and that are still in the audience count towards it, those that have
+left since (invalid token, unregistered, no longer matching the rules) do not. So the wave
+adds
+
+    max(0, ⌈p_k·N⌉ − H)   H = devices of earlier waves still in the audience
+
+devices, the first ones of the campaign's order of the audience that the ledger does not
+hold yet (app.rollout.planner.reference_release is the executable statement of this), and a
+last wave of 100 % reaches every device of the audience at its release. Waves are
+cumulative: ledger rows are never removed and keep their wave, so earlier waves never
+change, a device is sent at most once per campaign, and a re-run, a crash or a resume never
+changes who was in an earlier wave.
+
+How a release runs. Counting H joins the ledger with the audience, which at 1,000,000
+devices costs about as much as finding the next devices, so it stays off the path to the
+first send: the release counts N and the whole ledger (H is at most that), commits the
+first min(⌈p_k·N⌉ − |ledger|, RELEASE_CHUNK_ROWS) devices, which the wave adds whatever H
+is, and sending starts. The next tick counts H over the earlier waves' rows, records the
+wave's size (`campaign.wave_sized`: target, held, members) and adds the rest, a chunk per
+tick, from the audience as it is then. A wave does not finish before it holds its members
+or the audience has none left to give.
 
 Guard rule 4 (staging) is checked again before the release and before every later chunk, in
 production: a campaign that reached the database by another road, its wave already
@@ -209,8 +229,8 @@ async def _step(
             if refusal:
                 _pause(session, campaign, refusal, now)
                 return "paused", refusal
-            # The rest of a released wave, a chunk per tick; it finishes only once the
-            # ledger holds its target.
+            # The rest of a released wave, a chunk per tick; it finishes only once it holds
+            # its members (or the audience has no more devices to give).
             added = await _release_chunk(session, campaign, wave, now, RELEASE_MORE_ROWS)
             if added > 0:
                 return "released", str(added)
@@ -317,6 +337,8 @@ async def _release(
     candidates, size = await _candidates_and_size(
         sessionmaker, session, campaign, audience, RELEASE_CHUNK_ROWS
     )
+    # The whole ledger stands in for the devices it still covers (at least as many): what
+    # this leaves out, the next tick adds once it has counted them (_wave_members).
     in_ledger = await ledger.count_in_ledger(session, campaign.id)
     target = cumulative_target(Decimal(wave.percent), size)
     take = min(new_members_for_wave(target, in_ledger), RELEASE_CHUNK_ROWS)
@@ -391,16 +413,17 @@ async def _candidates_and_size(
 async def _release_chunk(
     session: AsyncSession, campaign: Campaign, wave: CampaignWave, now: datetime, rows: int
 ) -> int:
-    """Add the next chunk of a released wave's devices; 0 once the ledger holds its target
+    """Add the next chunk of a released wave's devices; 0 once the wave holds its members
     (or the audience has no more devices to give)."""
     if wave.target_count is None:
-        return 0
-    missing = wave.target_count - await ledger.count_in_ledger(session, campaign.id)
-    if missing <= 0:
         return 0
     try:
         audience = audience_filter(campaign.audience_rules, now=now)
     except RuleErrors:
+        return 0
+    members = await _wave_members(session, campaign.id, wave.index, wave.target_count, audience)
+    missing = members - await ledger.count_in_wave(session, campaign.id, wave.index)
+    if missing <= 0:
         return 0
     return await ledger.add_wave_members(
         session,
@@ -411,6 +434,56 @@ async def _release_chunk(
         count=min(missing, rows),
         now=now,
     )
+
+
+async def _wave_members(
+    session: AsyncSession,
+    campaign_id: uuid.UUID,
+    wave: int,
+    target: int,
+    audience: ColumnElement[bool],
+) -> int:
+    """How many devices a released wave adds: its target, ⌈p·N⌉, minus the devices of
+    earlier waves still in the audience. Counted by the first tick after the release (or
+    the first to see a wave that reached the database by another road) and recorded with
+    the decision; later ticks read the record. Both run under the campaign's lock, so a
+    wave is sized once."""
+    recorded = await _recorded_members(session, campaign_id, wave)
+    if recorded is not None:
+        # However the record reads, a wave never adds more than its share.
+        return max(0, min(recorded, target))
+    held = await ledger.count_held(
+        session, campaign_id=campaign_id, audience=audience, before_wave=wave
+    )
+    members = new_members_for_wave(target, held)
+    audit.record(
+        session,
+        SYSTEM,
+        "campaign.wave_sized",
+        subject_type="campaign",
+        subject_id=campaign_id,
+        after={"wave": wave, "target": target, "held": held, "members": members},
+    )
+    return members
+
+
+async def _recorded_members(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> int | None:
+    """The members `_wave_members` recorded for this wave, if it has."""
+    query = (
+        select(AuditEvent.after)
+        .where(
+            col(AuditEvent.subject_type) == "campaign",
+            col(AuditEvent.subject_id) == str(campaign_id),
+            col(AuditEvent.action) == "campaign.wave_sized",
+        )
+        .order_by(col(AuditEvent.id).desc())
+        .limit(1)
+    )
+    after = (await session.exec(query)).first()
+    if not after or after.get("wave") != wave:
+        return None
+    members = after.get("members")
+    return members if isinstance(members, int) else None
 
 
 async def sync_grants(

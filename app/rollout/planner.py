@@ -2,19 +2,28 @@
 
 Invariants the rest of the system relies on (SPEC section 2):
 
-* Wave *k* holds exactly the first ``ceil(p_k / 100 * N)`` devices of the campaign's order,
-  N being the audience size when the wave is released. The arithmetic is exact (``Fraction``),
-  never float: at N = 10**7 a float product can land one device off.
-* Waves are cumulative: the ledger only ever grows, so a device released in wave *k* is part of
-  every later wave and is sent at most once per campaign.
-* ``reference_order`` and ``reference_waves`` are the executable specification of the SQL that
-  releases waves: the database must produce the same devices in the same order.
+* Wave *k* covers ``T_k = ceil(p_k / 100 * N)`` devices of the audience, N being the
+  audience size when the wave is released (active devices matching the rules). It adds
+  ``T_k - H`` devices, never fewer than 0, where H counts the devices of earlier waves that
+  are *still in the audience*: a device that left since (invalid token, unregistered, no
+  longer matching) frees its place and never counts as covering anyone. The added devices
+  are the first ones of the campaign's order of the audience that the ledger does not hold
+  yet. So a wave of 100 % reaches every device of the audience at its release, and with an
+  unchanged audience wave *k* holds exactly the first ``T_k`` devices of the order. The
+  arithmetic is exact (``Fraction``), never float: at N = 10**7 a float product can land
+  one device off.
+* Waves are cumulative: the ledger only ever grows and a row keeps its wave, so a device
+  released in wave *k* is part of every later wave, earlier waves never change, and a device is
+  sent at most once per campaign.
+* ``reference_order``, ``reference_release`` and ``reference_waves`` are the executable
+  specification of the SQL that releases waves: the database must produce the same devices in
+  the same order.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -193,9 +202,10 @@ def wave_targets(percents: Sequence[Decimal], audience_size: int) -> list[int]:
 def new_members_for_wave(cumulative_target: int, already_in_ledger: int) -> int:
     """Return how many devices to add to the ledger when releasing a wave.
 
-    Never negative: if the audience shrank since an earlier wave was released, the target can
-    fall below what the ledger already holds, and earlier waves are never shrunk; devices
-    already released stay released and the wave simply adds nobody.
+    ``already_in_ledger`` counts the ledger's devices that are still in the audience (see the
+    module docstring). Never negative: if the audience shrank since an earlier wave was
+    released, the target can fall below what the ledger already holds, and earlier waves are
+    never shrunk; devices already released stay released and the wave simply adds nobody.
 
     Raises ``ValueError`` if either count is negative.
     """
@@ -215,6 +225,29 @@ def reference_order(device_ids: Iterable[UUID], rotation: int) -> list[UUID]:
     SQLite orders the lowercase hex text SQLAlchemy stores.
     """
     return sorted(set(device_ids), key=lambda d: (order_key(device_bucket(d), rotation), d))
+
+
+def reference_release(
+    audience: Iterable[UUID],
+    ledger: Mapping[UUID, int],
+    *,
+    rotation: int,
+    wave: int,
+    percent: Decimal,
+) -> dict[UUID, int]:
+    """Return the ledger (device -> wave) after releasing ``wave`` of ``percent``.
+
+    ``audience`` is the campaign's audience at the release, ``ledger`` what earlier waves
+    released (it may hold devices that have left the audience since). The wave covers
+    ``cumulative_target(percent, len(audience))`` devices of the audience, counting those the
+    ledger already holds, and adds the first devices of the campaign's order of the audience
+    that the ledger does not hold; every row already there keeps its wave.
+    """
+    order = reference_order(audience, rotation)
+    held = sum(1 for device in order if device in ledger)
+    members = new_members_for_wave(cumulative_target(percent, len(order)), held)
+    fresh = [device for device in order if device not in ledger][:members]
+    return {**ledger, **dict.fromkeys(fresh, wave)}
 
 
 def reference_waves(
