@@ -523,7 +523,24 @@ async def record(
     invalid = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.invalid_token]
     if invalid:
         await deactivate_devices(session, invalid, now)
+    retrying = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.retrying]
+    if retrying:
+        await _cancel_if_stopped(session, retrying, now)
     return updated
+
+
+async def _cancel_if_stopped(session: AsyncSession, ids: list[int], now: datetime) -> None:
+    """Rows that were on the wire when their campaign was killed or cancelled, and came back
+    as retries, are cancelled: nothing would ever claim them again."""
+    await session.execute(
+        update(_delivery)
+        .where(
+            _delivery.c.id.in_(ids),
+            _delivery.c.status == DeliveryStatus.retrying.value,
+            _campaign_stopped_for_good(),
+        )
+        .values(status=DeliveryStatus.cancelled.value, updated_at=now)
+    )
 
 
 async def _record_each(

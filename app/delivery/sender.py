@@ -39,6 +39,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audiences.rules import RuleErrors
+from app.audiences.service import audience_filter
 from app.campaigns import commands
 from app.campaigns import repository as campaigns_repo
 from app.campaigns.control import Control, paced, provider_scope, throttle_scope
@@ -256,6 +258,15 @@ async def _one_batch(
             raise _Stop("redis unreachable") from exc
         lease = uuid.uuid4()
         now = utcnow()
+        # The audience as it is now: a device that left it since its wave was released (a
+        # consent tag removed, an edit) is not sent; the claim cancels its row. Parsed again
+        # per batch, so `last_seen` rules move with the clock.
+        try:
+            audience = audience_filter(campaign.audience_rules, now=now)
+        except RuleErrors:
+            reason = "the campaign's audience rules no longer parse; nothing was sent"
+            await commands.auto_pause(deps.sessionmaker, deps.control, campaign.id, reason)
+            raise _Stop("audience rules") from None
         async with unit_of_work(deps.sessionmaker) as session:
             rows = await ledger.claim(
                 session,
@@ -264,6 +275,7 @@ async def _one_batch(
                 lease_token=lease,
                 lease_until=now + timedelta(seconds=settings.lease_seconds),
                 now=now,
+                audience=audience,
             )
     if not rows:
         return False

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlmodel import col
 
 from app.auth.models import Scope
 from app.campaigns.control import Control, paced, throttle_scope
@@ -17,7 +19,9 @@ from app.campaigns.schemas import Content
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger, sender
+from app.delivery.models import DeliveryStatus
 from app.delivery.throttle_math import batch_size_for_rate
+from app.devices.models import Device
 from app.killswitch.gate import GateClosed
 from app.rollout import engine
 from app.runtime import Runtime
@@ -121,3 +125,77 @@ async def test_a_lost_rate_is_restored_from_the_database_not_from_a_stale_copy(
     assert await db.redis.get(f"wavecast:throttle:{throttle_scope(campaign_id)}:rate") is None
     with pytest.raises(GateClosed):
         await Control(db.redis).gate.acquire(campaign_id, 1)
+
+
+async def test_devices_that_left_the_audience_after_the_release_are_not_sent(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    """A consent tag removed after the wave was released: the send loop re-applies the
+    campaign's rules in its claim, and those devices are cancelled, never sent."""
+    ids = await add_devices(db, 600)
+    async with unit_of_work(db.sessionmaker) as session:
+        await session.execute(
+            update(Device).where(col(Device.id).in_(ids)).values(tags=["consent"])
+        )
+    headers = await _operator(make_key)
+    campaign_id = await create_and_start(
+        client,
+        headers,
+        campaign_body(
+            audience={"rules": {"field": "tags", "op": "contains", "value": "consent"}},
+            rollout={"waves": [{"percent": 100}]},
+            throttle={"per_second": 10_000},
+        ),
+    )
+    deps = await sender_deps(db)
+    await engine.tick(db.sessionmaker, deps.control, db.settings)
+    assert len(await deliveries(db, campaign_id)) == 600
+    withdrawn = set(ids[:300])
+    async with unit_of_work(db.sessionmaker) as session:
+        await session.execute(
+            update(Device).where(col(Device.id).in_(list(withdrawn))).values(tags=[])
+        )
+    try:
+        await sender.pump(deps, campaign_id, budget_seconds=10)
+    finally:
+        await deps.control.watch.aclose()
+    rows = await deliveries(db, campaign_id)
+    sent = {r.device_id for r in rows if r.status == "sent"}
+    assert not sent & withdrawn, "a device that withdrew its consent was sent"
+    assert len(sent) == 300
+    left = [r for r in rows if r.device_id in withdrawn]
+    assert {(r.status, r.error_code) for r in left} == {("cancelled", "left_audience")}
+    assert await sandbox_count(db, campaign_id) == 300
+
+
+async def test_a_retry_recorded_after_a_kill_is_cancelled_not_left_waiting(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    campaign_id, _ = await _released(client, make_key, db, devices=5, rate=100)
+    lease, now = uuid.uuid4(), utcnow()
+    async with unit_of_work(db.sessionmaker) as session:
+        rows = await ledger.claim(
+            session,
+            campaign_id=campaign_id,
+            limit=5,
+            lease_token=lease,
+            lease_until=now + timedelta(seconds=60),
+            now=now,
+        )
+    killer = bearer(await make_key(Scope.kill))
+    killed = await client.post(
+        f"/v1/campaigns/{campaign_id}/kill", json={"reason": "wrong copy"}, headers=killer
+    )
+    assert killed.status_code == 200
+    # The requests were on the wire at the kill; the provider answered "try again".
+    async with unit_of_work(db.sessionmaker) as session:
+        await ledger.record(
+            session,
+            lease_token=lease,
+            outcomes=[
+                ledger.Outcome(r.delivery_id, DeliveryStatus.retrying, next_attempt_at=now)
+                for r in rows
+            ],
+            now=now,
+        )
+    assert {r.status for r in await deliveries(db, campaign_id)} == {"cancelled"}
