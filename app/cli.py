@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import ValidationError
 
-from app.bench import SCENARIOS
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -240,21 +240,36 @@ def cmd_demo_seed(args: argparse.Namespace) -> None:
     print(f"seeded {created} demo devices")
 
 
-# ---------------------------------------------------------------- protocol fakes
+# ---------------------------------------------------------------- development tools
+TOOLS_MISSING = (
+    "wavecast {command}: the protocol fakes and the benchmarks are Wavecast's development "
+    "tools, not part of this installation; install them with `pip install -e tools/` from "
+    "the repository (`make install` does)"
+)
+
+
+def _tools(command: str) -> None:
+    """Exit with a one-line answer when the development tools are not installed."""
+    try:
+        importlib.import_module("wavecast_tools")
+    except ModuleNotFoundError:
+        sys.exit(TOOLS_MISSING.format(command=command))
+
+
 def cmd_fake(args: argparse.Namespace) -> None:
     """Local servers that speak FCM's and APNs' protocols, for tests, benchmarks and demos."""
+    _tools("fake")
     if args.kind == "fcm":
-        from app.fakes.fcm import main as fake_main
+        from wavecast_tools.fakes.fcm import main as fake_main
     else:
-        from app.fakes.apns import main as fake_main
+        from wavecast_tools.fakes.apns import main as fake_main
     sys.exit(fake_main(args.options))
 
 
 # ---------------------------------------------------------------- benchmarks
 def cmd_bench(args: argparse.Namespace) -> None:
-    import importlib
-
-    from app.bench import environment, report
+    _tools("bench")
+    from wavecast_tools.bench import SCENARIOS, environment, report
 
     if args.scenario != "all" and args.scenario not in SCENARIOS:
         sys.exit(
@@ -503,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     fake.set_defaults(func=cmd_fake)
 
     bench = sub.add_parser("bench", help="benchmarks: one table of figures, exit 1 on a miss")
-    bench.add_argument("scenario", help="one of: all, " + ", ".join(SCENARIOS))
+    bench.add_argument(
+        "scenario", help="all, or one of: delivery, import, throttle, kill, api, scale"
+    )
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the scenario's own options")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app import pagination
-from app.audit import repository as repo
+from app.audit import service
 from app.audit.schemas import AuditEventOut, AuditPage
 from app.deps import CampaignsReader, SessionDep, SettingsDep
 
@@ -28,7 +28,7 @@ async def list_audit(
     until: datetime | None = None,
 ) -> AuditPage:
     limit = min(limit, settings.page_size_max)
-    rows = await repo.list_events(
+    rows = await service.list_events(
         session,
         limit=limit + 1,
         before_id=pagination.decode_int(cursor),

@@ -70,3 +70,7 @@ def _stored(row: AuditEvent) -> chain.StoredEvent:
         prev_hash=row.prev_hash or "",
         hash=row.hash or "",
     )
+
+
+# A page of the log, newest first (the router's listing; the query is the repository's).
+list_events = repo.list_events

@@ -24,7 +24,6 @@ from app.campaigns.schemas import (
     StopOutcome,
 )
 from app.campaigns.state import CampaignStatus
-from app.delivery import ledger
 from app.delivery.models import DeliveryStatus
 from app.deps import (
     CampaignsOperator,
@@ -215,7 +214,7 @@ async def list_deliveries(
 ) -> DeliveryPage:
     await service.get(session, campaign_id)
     limit = min(limit, settings.page_size_max)
-    rows = await ledger.page(
+    rows = await service.deliveries_page(
         session,
         campaign_id,
         limit=limit + 1,

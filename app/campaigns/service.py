@@ -625,3 +625,7 @@ async def stop(
     await ledger.cancel_open(session, campaign.id, now=now, reason=f"campaign_{target.value}")
     await session.flush()
     return campaign
+
+
+# A page of a campaign's ledger rows (the router's listing; the query is the ledger's).
+deliveries_page = ledger.page

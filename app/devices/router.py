@@ -11,7 +11,6 @@ from app import pagination
 from app.auth.principal import Principal
 from app.deps import Admin, CampaignsReader, DevicesWriter, RuntimeDep, SessionDep
 from app.devices import importer, service
-from app.devices import repository as repo
 from app.devices.models import DeviceStatus, Platform
 from app.devices.schemas import DeviceOut, DevicePage, DevicePatch, DeviceRegistration, ImportResult
 
@@ -69,7 +68,7 @@ async def list_devices(
     seen_since: datetime | None = None,
 ) -> DevicePage:
     limit = min(limit, runtime.settings.page_size_max)
-    rows = await repo.list_devices(
+    rows = await service.list_devices(
         session,
         limit=limit + 1,
         after=pagination.decode_uuid(cursor),

@@ -213,3 +213,7 @@ async def set_test_device(
         )
         await session.flush()
     return device
+
+
+# A page of devices (the router's listing; the query is the repository's).
+list_devices = repo.list_devices

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from app.bench.report import percentile
-from app.bench.timing import (
+from wavecast_tools.bench.report import percentile
+from wavecast_tools.bench.timing import (
     Request,
     aligned_counts,
     inside_by_source,

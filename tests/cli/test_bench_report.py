@@ -1,6 +1,13 @@
 import pytest
-
-from app.bench.report import Figure, at_least, at_most, exit_code, percentile, reported, table
+from wavecast_tools.bench.report import (
+    Figure,
+    at_least,
+    at_most,
+    exit_code,
+    percentile,
+    reported,
+    table,
+)
 
 
 def test_targets_decide_the_exit_code() -> None:

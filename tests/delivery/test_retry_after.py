@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import insert, select
+from wavecast_tools.bench import stack
+from wavecast_tools.bench.stack import request_of
+from wavecast_tools.bench.timing import inside_retry_after
 
 from app.auth.models import Scope
-from app.bench import stack
-from app.bench.stack import request_of
-from app.bench.timing import inside_retry_after
 from app.campaigns.state import CampaignStatus
 from app.db.types import utcnow
 from app.delivery.sender import pump

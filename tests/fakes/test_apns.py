@@ -15,11 +15,10 @@ import aioapns
 import pytest
 from aioapns import NotificationRequest, PushType
 from aioapns.exceptions import MaxAttemptsExceeded
-
-from app.fakes.apns import ApnsFake, ApnsKey, generate_apns_key
-from app.fakes.apns_validation import Environment, make_device_token
-from app.fakes.clients import apns_client_for
-from app.fakes.tls import TlsFiles, ensure_tls_files
+from wavecast_tools.fakes.apns import ApnsFake, ApnsKey, generate_apns_key
+from wavecast_tools.fakes.apns_validation import Environment, make_device_token
+from wavecast_tools.fakes.clients import apns_client_for
+from wavecast_tools.fakes.tls import TlsFiles, ensure_tls_files
 
 from .support import raw_client, wait_until
 

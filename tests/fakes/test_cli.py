@@ -9,8 +9,7 @@ import httpx
 import pytest
 from aioapns import NotificationRequest, PushType
 from firebase_admin import messaging
-
-from app.fakes.clients import apns_client_for, close_firebase_app, firebase_app_for
+from wavecast_tools.fakes.clients import apns_client_for, close_firebase_app, firebase_app_for
 
 from .support import FakeProcess
 
@@ -22,7 +21,7 @@ def read_text(path: str) -> str:
 async def test_fcm_command_serves_firebase_admin_and_introspection(tmp_path: Path) -> None:
     args = ["--port", "0", "--tls", "--cert-dir", str(tmp_path / "tls")]
     args += ["--service-account", str(tmp_path / "sa.json"), "--project-id", "cli-project"]
-    fake = FakeProcess("app.fakes.fcm", *args)
+    fake = FakeProcess("wavecast_tools.fakes.fcm", *args)
     try:
         info = fake.info
         assert info["written_service_accounts"] == [str(tmp_path / "sa.json")]
@@ -62,7 +61,7 @@ async def test_apns_command_serves_aioapns_and_introspection(tmp_path: Path) -> 
     args = ["--port", "0", "--plain-port", "0", "--cert-dir", str(tmp_path / "tls")]
     args += ["--key-file", str(tmp_path / "AuthKey.p8"), "--environment", "production"]
     args += ["--topic", "com.example.cli"]
-    fake = FakeProcess("app.fakes.apns", *args)
+    fake = FakeProcess("wavecast_tools.fakes.apns", *args)
     try:
         info = fake.info
         assert info["environment"] == "production"
@@ -104,7 +103,7 @@ async def test_apns_command_serves_aioapns_and_introspection(tmp_path: Path) -> 
     finally:
         assert fake.stop() == 0
 
-    again = FakeProcess("app.fakes.apns", *args)
+    again = FakeProcess("wavecast_tools.fakes.apns", *args)
     try:
         assert (again.info["key_id"], again.info["team_id"]) == (info["key_id"], info["team_id"])
     finally:

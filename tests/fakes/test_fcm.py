@@ -20,10 +20,14 @@ import jwt
 import pytest
 from firebase_admin import exceptions, messaging
 from google.auth.exceptions import RefreshError
-
-from app.fakes.clients import close_firebase_app, firebase_app_for
-from app.fakes.fcm import GOOGLE_TOKEN_URI, JWT_BEARER_GRANT, FcmFake, write_service_account
-from app.fakes.tls import TlsFiles, ensure_tls_files
+from wavecast_tools.fakes.clients import close_firebase_app, firebase_app_for
+from wavecast_tools.fakes.fcm import (
+    GOOGLE_TOKEN_URI,
+    JWT_BEARER_GRANT,
+    FcmFake,
+    write_service_account,
+)
+from wavecast_tools.fakes.tls import TlsFiles, ensure_tls_files
 
 from .support import raw_client
 

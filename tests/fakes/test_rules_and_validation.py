@@ -7,15 +7,14 @@ import random
 import time
 
 import pytest
-
-from app.fakes.apns_validation import (
+from wavecast_tools.fakes.apns_validation import (
     make_device_token,
     token_environment,
     validate_notification,
 )
-from app.fakes.faults import FaultRule, RuleBook
-from app.fakes.fcm_validation import MAX_PAYLOAD_BYTES, check_size, validate_send_request
-from app.fakes.records import Record, RecordStore
+from wavecast_tools.fakes.faults import FaultRule, RuleBook
+from wavecast_tools.fakes.fcm_validation import MAX_PAYLOAD_BYTES, check_size, validate_send_request
+from wavecast_tools.fakes.records import Record, RecordStore
 
 
 def test_rule_count_is_consumed_then_rule_stops_matching() -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import insert
+from wavecast_tools.fakes.faults import FaultRule
+from wavecast_tools.fakes.fcm import FcmFake
 
 from app.auth.models import Scope
 from app.campaigns.state import CampaignStatus
@@ -19,8 +21,6 @@ from app.db.types import utcnow
 from app.devices import service as devices_service
 from app.devices.models import Device
 from app.devices.schemas import DeviceRegistration
-from app.fakes.faults import FaultRule
-from app.fakes.fcm import FcmFake
 from app.runtime import Runtime
 from app.settings import ProviderMode, Settings
 from tests.conftest import KeyMaker, bearer

@@ -41,10 +41,10 @@ from typing import NamedTuple
 import httpx
 import pytest
 from sqlalchemy import select
+from wavecast_tools.bench import stack
+from wavecast_tools.bench.timing import KillTrial, Request, kill_trial
 
 from app.auth.models import Scope
-from app.bench import stack
-from app.bench.timing import KillTrial, Request, kill_trial
 from app.campaigns.state import CampaignStatus
 from app.delivery.models import Delivery
 from app.devices.models import Device

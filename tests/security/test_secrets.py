@@ -20,10 +20,10 @@ import httpx
 import pytest
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy import text
+from wavecast_tools.fakes.apns import generate_apns_key
+from wavecast_tools.fakes.fcm import write_service_account
 
 from app.auth.models import Scope
-from app.fakes.apns import generate_apns_key
-from app.fakes.fcm import write_service_account
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.support import worker_env

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wavecast_tools.fakes.fcm import write_service_account
+
 from app.delivery.sender import _SharedBlock
-from app.fakes.fcm import write_service_account
 from app.runtime import Runtime
 from app.settings import ProviderMode
 from tests.support import feed_connections, sender_deps, wait_for

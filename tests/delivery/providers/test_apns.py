@@ -7,6 +7,9 @@ import json
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from wavecast_tools.fakes.apns import ApnsFake, generate_apns_key, make_device_token
+from wavecast_tools.fakes.faults import FaultRule
+from wavecast_tools.fakes.tls import ensure_tls_files
 
 from app.campaigns.control import provider_scope
 from app.campaigns.schemas import Content
@@ -19,9 +22,6 @@ from app.delivery.providers.apns import (
 from app.delivery.providers.base import Batch, Message, ResultKind
 from app.delivery.sender import _SharedBlock
 from app.delivery.throttle import Throttle
-from app.fakes.apns import ApnsFake, generate_apns_key, make_device_token
-from app.fakes.faults import FaultRule
-from app.fakes.tls import ensure_tls_files
 from app.runtime import Runtime
 from tests.support import listening_feed, sender_deps, wait_for
 

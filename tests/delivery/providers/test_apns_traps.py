@@ -13,6 +13,9 @@ from datetime import timedelta
 import httpx
 import pytest
 from sqlalchemy import insert, select
+from wavecast_tools.fakes.apns import ApnsFake, generate_apns_key, make_device_token
+from wavecast_tools.fakes.faults import FaultRule
+from wavecast_tools.fakes.tls import ensure_tls_files
 
 from app.auth.models import Scope
 from app.campaigns.control import Control, provider_scope
@@ -27,9 +30,6 @@ from app.delivery.sender import SenderDeps, pump
 from app.devices import service as devices_service
 from app.devices.models import Device
 from app.devices.schemas import DeviceRegistration
-from app.fakes.apns import ApnsFake, generate_apns_key, make_device_token
-from app.fakes.faults import FaultRule
-from app.fakes.tls import ensure_tls_files
 from app.rollout import engine
 from app.runtime import Runtime
 from app.settings import ProviderMode, Settings

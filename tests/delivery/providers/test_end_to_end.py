@@ -9,6 +9,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from sqlalchemy import insert, select
+from wavecast_tools.fakes.apns import ApnsFake, generate_apns_key, make_device_token
+from wavecast_tools.fakes.faults import FaultRule
+from wavecast_tools.fakes.fcm import FcmFake
+from wavecast_tools.fakes.tls import ensure_tls_files
 
 from app.auth.models import Scope
 from app.campaigns.state import CampaignStatus
@@ -16,10 +20,6 @@ from app.db.types import utcnow
 from app.devices import service as devices_service
 from app.devices.models import Device
 from app.devices.schemas import DeviceRegistration
-from app.fakes.apns import ApnsFake, generate_apns_key, make_device_token
-from app.fakes.faults import FaultRule
-from app.fakes.fcm import FcmFake
-from app.fakes.tls import ensure_tls_files
 from app.runtime import Runtime
 from app.settings import ProviderMode, Settings
 from tests.conftest import KeyMaker, bearer

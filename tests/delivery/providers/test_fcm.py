@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wavecast_tools.fakes.faults import FaultRule
+from wavecast_tools.fakes.fcm import FcmFake
 
 from app.campaigns.control import provider_scope
 from app.campaigns.schemas import Content
@@ -16,8 +18,6 @@ from app.delivery.providers import fcm as fcm_module
 from app.delivery.providers.base import Batch, Message, ResultKind
 from app.delivery.providers.fcm import ERRORS, MAX_CONNECTIONS, FcmProvider
 from app.delivery.throttle import Throttle
-from app.fakes.faults import FaultRule
-from app.fakes.fcm import FcmFake
 from app.runtime import Runtime
 from tests.support import listening_feed, wait_for
 

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from wavecast_tools.fakes.faults import FaultRule
+from wavecast_tools.fakes.fcm import FcmFake
 
 from app.campaigns.schemas import Content
 from app.delivery.providers import fcm as fcm_module
 from app.delivery.providers.base import Batch, Message, ResultKind
 from app.delivery.providers.fcm import FcmProvider
-from app.fakes.faults import FaultRule
-from app.fakes.fcm import FcmFake
 
 CONTENT = Content.model_validate({"title": "Statement", "body": "Ready"})
 

@@ -29,7 +29,6 @@ from sqlalchemy import text
 from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.auth.principal import SYSTEM
-from app.bench.timing import Request
 from app.campaigns import service as campaigns
 from app.campaigns.control import Control
 from app.campaigns.models import Campaign
@@ -40,6 +39,7 @@ from app.devices import service as devices_service
 from app.devices.schemas import DeviceRegistration
 from app.runtime import Runtime
 from app.settings import Settings
+from wavecast_tools.bench.timing import Request
 
 LIVE_CONTENT = {"title": "Your statement is ready", "body": "Log in to see it."}
 

@@ -1,6 +1,7 @@
 """Bare client-library send loops against a fake: the baseline Wavecast's benchmark divides by.
 
-``python -m app.fakes.bareloop fcm --messages 20000`` starts the FCM fake as a separate process
+``python -m wavecast_tools.fakes.bareloop fcm --messages 20000`` starts the FCM fake as a
+separate process
 (as a benchmark must: in-process it would share the client's core and GIL), then drives
 ``messaging.send_each_async`` in batches of 500, back to back. ``apns`` drives
 ``aioapns.APNs.send_notification`` with ``--concurrency`` requests in flight. Both print one JSON
@@ -26,8 +27,8 @@ from typing import Any
 
 import psutil
 
-from app.fakes.apns_validation import make_device_token
-from app.fakes.clients import (
+from wavecast_tools.fakes.apns_validation import make_device_token
+from wavecast_tools.fakes.clients import (
     apns_client_for,
     close_firebase_app,
     firebase_app_for,
@@ -92,7 +93,7 @@ async def fcm_loop(messages: int, *, tls: bool, recording: str, workdir: Path) -
 
     args = ["--port", "0", "--recording", recording, "--cert-dir", str(workdir / "tls")]
     args += ["--service-account", str(workdir / "sa.json")]
-    fake = FakeProcess("app.fakes.fcm", [*args, "--tls" if tls else "--no-tls"])
+    fake = FakeProcess("wavecast_tools.fakes.fcm", [*args, "--tls" if tls else "--no-tls"])
     try:
         if tls:  # read once, when firebase-admin builds its httpx transport
             os.environ["SSL_CERT_FILE"] = fake.info["ca_file"]
@@ -142,7 +143,7 @@ async def apns_loop(
 
     args = ["--port", "0", "--recording", recording, "--cert-dir", str(workdir / "tls")]
     args += ["--key-file", str(workdir / "AuthKey.p8"), "--topic", "com.example.bareloop"]
-    fake = FakeProcess("app.fakes.apns", args)
+    fake = FakeProcess("wavecast_tools.fakes.apns", args)
     try:
         info = fake.info
         client = apns_client_for(
@@ -187,7 +188,9 @@ async def apns_loop(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.fakes.bareloop", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m wavecast_tools.fakes.bareloop", description=__doc__
+    )
     parser.add_argument("provider", choices=("fcm", "apns"))
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=2000, help="APNs requests in flight")

@@ -50,13 +50,13 @@ from aioapns.connection import APNsProductionClientProtocol
 from firebase_admin import credentials, messaging
 from sqlalchemy import text
 
-from app.bench import stack
-from app.bench.report import Figure, at_least, median, reported
 from app.delivery.providers import apns as apns_provider
 from app.delivery.providers.apns_protocol import ApnsProtocol, Payload
 from app.delivery.sender import STAGES
 from app.runtime import Runtime
 from app.settings import Settings
+from wavecast_tools.bench import stack
+from wavecast_tools.bench.report import Figure, at_least, median, reported
 from workers.coordination import PUMPS_PER_CAMPAIGN
 
 TARGET_RATIO = 0.90

@@ -2,7 +2,7 @@
 
 No I/O: the scenarios fetch the records (``GET /_fake/records``) and hand plain numbers here.
 Every instant is ``time.monotonic()`` seconds; on Linux that clock is system-wide, so the
-fake's instants and the benchmark's own are on one time line (``app.fakes.records``).
+fake's instants and the benchmark's own are on one time line (``wavecast_tools.fakes.records``).
 """
 
 from __future__ import annotations

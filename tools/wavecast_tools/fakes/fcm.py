@@ -7,7 +7,8 @@ Speaks what ``firebase-admin`` 7.7 really sends:
   verified against the public key of a service account registered with the fake; the answer is
   ``{"access_token", "expires_in", "token_type"}`` or Google's ``{"error": "invalid_grant", ...}``.
 - ``POST /v1/projects/{project}/messages:send`` -- needs ``Authorization: Bearer <token>`` issued
-  above (else 401 UNAUTHENTICATED), validates the message (:mod:`app.fakes.fcm_validation`), and
+  above (else 401 UNAUTHENTICATED), validates the message
+  (:mod:`wavecast_tools.fakes.fcm_validation`), and
   answers ``{"name": "projects/{p}/messages/{id}"}`` or Google's error body
   ``{"error": {"code", "message", "status", "details": [FcmError...]}}``.
 
@@ -39,12 +40,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.fakes.base import ProtocolFake, json_reply
-from app.fakes.faults import FaultRule
-from app.fakes.fcm_validation import Violation, check_size, validate_send_request
-from app.fakes.records import Record, RecordingMode
-from app.fakes.server import Reply, Request
-from app.fakes.tls import TlsFiles
+from wavecast_tools.fakes.base import ProtocolFake, json_reply
+from wavecast_tools.fakes.faults import FaultRule
+from wavecast_tools.fakes.fcm_validation import Violation, check_size, validate_send_request
+from wavecast_tools.fakes.records import Record, RecordingMode
+from wavecast_tools.fakes.server import Reply, Request
+from wavecast_tools.fakes.tls import TlsFiles
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -522,10 +523,10 @@ class FcmFake(ProtocolFake):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.fakes.cli import add_common_arguments
+    from wavecast_tools.fakes.cli import add_common_arguments
 
     parser = argparse.ArgumentParser(
-        prog="python -m app.fakes.fcm",
+        prog="python -m wavecast_tools.fakes.fcm",
         description="Fake FCM HTTP v1 endpoint with a Google OAuth2 token endpoint.",
     )
     add_common_arguments(parser, default_tls=False)
@@ -544,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from app.fakes.cli import run_fake, tls_from_args
+    from wavecast_tools.fakes.cli import run_fake, tls_from_args
 
     args = build_parser().parse_args(argv)
     existing = [load_service_account(p) for p in args.service_account if p.exists()]

@@ -41,7 +41,6 @@ from sqlalchemy import text
 from app.audiences.service import audience_filter
 from app.audiences.versions import version_key
 from app.auth.principal import SYSTEM
-from app.bench.report import Figure, at_least, at_most, reported
 from app.campaigns import service as campaigns
 from app.campaigns.control import Control
 from app.campaigns.schemas import CampaignCreate
@@ -53,6 +52,7 @@ from app.devices import importer
 from app.rollout import engine
 from app.runtime import Runtime
 from app.settings import Settings
+from wavecast_tools.bench.report import Figure, at_least, at_most, reported
 from workers.jobs import pump_timeout
 
 DESCRIPTION = "1M-device audience: import, wave planning, release to first send, ledger, RSS"

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 import httpx
 
 from app.auth.models import Scope
-from app.bench import stack
-from app.bench.report import Figure, at_most, median, percentile, reported
-from app.bench.timing import KillTrial, kill_trial
 from app.runtime import Runtime
 from app.settings import Settings
+from wavecast_tools.bench import stack
+from wavecast_tools.bench.report import Figure, at_most, median, percentile, reported
+from wavecast_tools.bench.timing import KillTrial, kill_trial
 
 DESCRIPTION = "kill latency: random-moment stops through the API, slow providers, fake's records"
 WORKERS = 2

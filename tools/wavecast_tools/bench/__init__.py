@@ -9,10 +9,10 @@ from __future__ import annotations
 
 # name -> module; `wavecast bench all` runs them in this order.
 SCENARIOS: dict[str, str] = {
-    "delivery": "app.bench.delivery",
-    "import": "app.bench.device_import",
-    "throttle": "app.bench.throttle",
-    "kill": "app.bench.kill",
-    "api": "app.bench.api",
-    "scale": "app.bench.scale",
+    "delivery": "wavecast_tools.bench.delivery",
+    "import": "wavecast_tools.bench.device_import",
+    "throttle": "wavecast_tools.bench.throttle",
+    "kill": "wavecast_tools.bench.kill",
+    "api": "wavecast_tools.bench.api",
+    "scale": "wavecast_tools.bench.scale",
 }

@@ -32,10 +32,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from app.fakes.faults import FaultRule, RuleBook
-from app.fakes.records import Record, RecordingMode, RecordStore
-from app.fakes.server import HttpServer, Reply, Request
-from app.fakes.tls import TlsFiles
+from wavecast_tools.fakes.faults import FaultRule, RuleBook
+from wavecast_tools.fakes.records import Record, RecordingMode, RecordStore
+from wavecast_tools.fakes.server import HttpServer, Reply, Request
+from wavecast_tools.fakes.tls import TlsFiles
 
 JSON_HEADERS = [("content-type", "application/json; charset=UTF-8")]
 
@@ -56,7 +56,7 @@ class ProtocolFake(ABC):
     ``async with fake:``) or on a private loop in a background thread
     (``with fake.running_in_thread():``). The thread form is needed whenever the client under
     test makes *blocking* calls to the fake from the event-loop thread, which google-auth does
-    for its OAuth2 token exchange (see :mod:`app.fakes.fcm`).
+    for its OAuth2 token exchange (see :mod:`wavecast_tools.fakes.fcm`).
     """
 
     kind: str = "fake"

@@ -3,13 +3,14 @@
 ``POST /3/device/{token}`` is checked as APNs checks it: method, then the provider token
 (``authorization: bearer <ES256 JWT>`` whose ``kid`` names a key registered with the fake and
 whose ``iss`` is that key's team; older than ``token_max_age`` -> 403 ExpiredProviderToken), then
-fault rules, then headers and payload (:mod:`app.fakes.apns_validation`). Success is 200 with an
+fault rules, then headers and payload (:mod:`wavecast_tools.fakes.apns_validation`). Success
+is 200 with an
 empty body and ``apns-id`` (echoed, or minted); errors carry ``{"reason": ...}`` (plus
 ``timestamp`` in ms for 410).
 
 One instance is one APNs environment: run a ``sandbox`` and a ``production`` fake side by side to
 check that a device token only ever reaches its own. Tokens minted by
-:func:`~app.fakes.apns_validation.make_device_token` for the other environment get 400
+:func:`~wavecast_tools.fakes.apns_validation.make_device_token` for the other environment get 400
 BadDeviceToken, as on Apple's servers.
 
 aioapns facts this fake was built against (aioapns 4.0, read from its source):
@@ -44,19 +45,19 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.fakes.apns_validation import (
+from wavecast_tools.fakes.apns_validation import (
     Environment,
     Refusal,
     make_device_token,
     token_environment,
     validate_notification,
 )
-from app.fakes.base import ProtocolFake
-from app.fakes.faults import FaultRule
-from app.fakes.filelock import exclusive
-from app.fakes.records import Record, RecordingMode
-from app.fakes.server import Reply, Request
-from app.fakes.tls import TlsFiles
+from wavecast_tools.fakes.base import ProtocolFake
+from wavecast_tools.fakes.faults import FaultRule
+from wavecast_tools.fakes.filelock import exclusive
+from wavecast_tools.fakes.records import Record, RecordingMode
+from wavecast_tools.fakes.server import Reply, Request
+from wavecast_tools.fakes.tls import TlsFiles
 
 __all__ = [
     "APNS_ERRORS",
@@ -391,10 +392,10 @@ class ApnsFake(ProtocolFake):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.fakes.cli import add_common_arguments
+    from wavecast_tools.fakes.cli import add_common_arguments
 
     parser = argparse.ArgumentParser(
-        prog="python -m app.fakes.apns",
+        prog="python -m wavecast_tools.fakes.apns",
         description="Fake APNs endpoint (HTTP/2 over TLS, token authentication).",
     )
     add_common_arguments(parser, default_tls=True)
@@ -424,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from app.fakes.cli import run_fake, tls_from_args
+    from wavecast_tools.fakes.cli import run_fake, tls_from_args
 
     args = build_parser().parse_args(argv)
     key_file: Path = args.key_file or args.cert_dir.parent / "keys" / "AuthKey.p8"

@@ -19,13 +19,13 @@ from collections.abc import AsyncIterator
 import orjson
 from sqlalchemy import text
 
-from app.bench.report import Figure, at_least, reported
 from app.db.session import create_engine, create_sessionmaker
 from app.demo import fake_registrations
 from app.devices import importer, lean
 from app.devices import repository as repo
 from app.devices import service as devices_service
 from app.settings import Settings
+from wavecast_tools.bench.report import Figure, at_least, reported
 
 TARGET_PER_SECOND = 50_000
 BATCH = importer.BATCH_ROWS

@@ -1,4 +1,5 @@
-"""Load driver for the API benchmark, run as its own process: `python -m app.bench.api_driver`.
+"""Load driver for the API benchmark, run as its own process:
+`python -m wavecast_tools.bench.api_driver`.
 
 N concurrent connections (one httpx client, N tasks, each sending its next request as soon as
 the previous one is answered) for a warm-up, then for `--seconds` while every answer's latency
@@ -21,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from app.bench.report import percentile
+from wavecast_tools.bench.report import percentile
 
 
 def device_body(number: int) -> dict[str, Any]:
@@ -80,7 +81,7 @@ async def drive(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m app.bench.api_driver")
+    parser = argparse.ArgumentParser(prog="python -m wavecast_tools.bench.api_driver")
     parser.add_argument("--url", required=True)
     parser.add_argument("--key", required=True, help="API key (or - to read it from stdin)")
     parser.add_argument("--target", choices=("devices", "campaign"), required=True)

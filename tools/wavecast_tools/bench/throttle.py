@@ -32,17 +32,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from app.bench import stack
-from app.bench.report import Figure, at_least, at_most, reported
-from app.bench.timing import (
+from app.runtime import Runtime
+from app.settings import Settings
+from wavecast_tools.bench import stack
+from wavecast_tools.bench.report import Figure, at_least, at_most, reported
+from wavecast_tools.bench.timing import (
     Request,
     inside_by_source,
     inside_retry_after,
     sliding_max,
     steady_counts,
 )
-from app.runtime import Runtime
-from app.settings import Settings
 
 DESCRIPTION = "throttle fidelity (1 s windows) and Retry-After, two workers, FCM fake"
 WORKERS = 2

@@ -1,4 +1,5 @@
-"""Command-line plumbing shared by ``python -m app.fakes.fcm`` and ``python -m app.fakes.apns``.
+"""Command-line plumbing shared by ``python -m wavecast_tools.fakes.fcm`` and
+``python -m wavecast_tools.fakes.apns``.
 
 Once listening, a fake prints exactly one JSON line on stdout describing itself (``url``, ``port``,
 key and CA paths...) and, with ``--ready-file``, writes the same JSON to that file atomically. A
@@ -18,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.fakes.base import ProtocolFake
-from app.fakes.tls import TlsFiles, ensure_tls_files
+from wavecast_tools.fakes.base import ProtocolFake
+from wavecast_tools.fakes.tls import TlsFiles, ensure_tls_files
 
 DEFAULT_CERT_DIR = Path(tempfile.gettempdir()) / "wavecast-fakes" / "tls"
 

@@ -2,7 +2,7 @@
 
 A real `wavecast api` process (uvicorn; `--api-processes`, default 1, so the driver, the
 database and Redis keep the machine's other core) on PostgreSQL and Redis, and
-`python -m app.bench.api_driver` in its own process holding `--concurrency` connections,
+`python -m wavecast_tools.bench.api_driver` in its own process holding `--concurrency` connections,
 each sending its next request as soon as the last one is answered. After a 2 s warm-up,
 requests answered within the measured `--seconds` are counted: requests/s, and p50/p99 of
 their latency (nearest rank, as the driver timed them). Every device registration is a new
@@ -22,10 +22,10 @@ import uuid
 from typing import Any
 
 from app.auth.models import Scope
-from app.bench import stack
-from app.bench.report import Figure, at_most, reported
 from app.runtime import Runtime
 from app.settings import Settings
+from wavecast_tools.bench import stack
+from wavecast_tools.bench.report import Figure, at_most, reported
 
 DESCRIPTION = "API requests/s and p99 under concurrent load from a second process"
 
@@ -53,7 +53,7 @@ def _drive(url: str, key: str, target: str, campaign: uuid.UUID, args: Any) -> d
         [
             sys.executable,
             "-m",
-            "app.bench.api_driver",
+            "wavecast_tools.bench.api_driver",
             "--url",
             url,
             "--key",

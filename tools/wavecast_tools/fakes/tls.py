@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from app.fakes.filelock import exclusive
+from wavecast_tools.fakes.filelock import exclusive
 
 #: Names every fake certificate is valid for. The real provider host names are included so a
 #: client that keeps the production host name for SNI/verification (and reaches the fake through

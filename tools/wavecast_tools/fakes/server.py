@@ -38,7 +38,7 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
-from app.fakes.h2_speedups import (
+from wavecast_tools.fakes.h2_speedups import (
     FastH2Connection,
     PlainEncoder,
     install_huffman_cache,

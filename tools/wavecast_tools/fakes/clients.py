@@ -67,7 +67,7 @@ def firebase_app_for(
     """A firebase-admin ``App`` using ``service_account_file`` and sending to ``fcm_base_url``.
 
     The token exchange goes wherever the file's ``token_uri`` says (the fake's, for files
-    written by :func:`app.fakes.fcm.write_service_account`).
+    written by :func:`wavecast_tools.fakes.fcm.write_service_account`).
     """
     cred = credentials.Certificate(str(service_account_file))
     app = firebase_admin.initialize_app(cred, {"httpTimeout": http_timeout}, name=name)
