@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.auth.principal import SYSTEM
+from app.control.throttle import Throttle
 from app.db import migrate
 from app.db.registry import metadata
 from app.db.session import unit_of_work
-from app.delivery.throttle import Throttle
 from app.embedded_redis import EmbeddedRedis
 from app.main import create_app
 from app.runtime import Runtime

@@ -17,16 +17,16 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from app.campaigns.control import Control
 from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus
+from app.control.block_feed import CLIENT_NAME, BlockFeed
+from app.control.plane import Control
+from app.control.throttle import Throttle
 from app.db.session import unit_of_work
 from app.db.types import utcnow
-from app.delivery.block_feed import CLIENT_NAME, BlockFeed
 from app.delivery.models import Delivery, SandboxMessage
 from app.delivery.providers.local_block import LocalBlock
 from app.delivery.sender import PumpReport, SenderDeps, pump
-from app.delivery.throttle import Throttle
 from app.devices import service as devices_service
 from app.devices.schemas import DeviceRegistration
 from app.rollout import engine

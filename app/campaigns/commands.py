@@ -25,10 +25,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.auth.principal import SYSTEM, Principal
 from app.campaigns import repository
 from app.campaigns import service as campaigns
-from app.campaigns.control import Control
 from app.campaigns.models import Campaign
 from app.campaigns.schemas import CampaignPatch
 from app.campaigns.state import CampaignAction, CampaignStatus
+from app.control.plane import Control
 from app.db.session import commit_now, unit_of_work
 from app.db.types import utcnow
 from app.killswitch import service as switches

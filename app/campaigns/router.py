@@ -8,7 +8,6 @@ from fastapi.responses import JSONResponse
 
 from app import idempotency, pagination
 from app.campaigns import commands, service
-from app.campaigns.control import Control
 from app.campaigns.models import Campaign, CampaignKind
 from app.campaigns.schemas import (
     CampaignCreate,
@@ -24,6 +23,7 @@ from app.campaigns.schemas import (
     StopOutcome,
 )
 from app.campaigns.state import CampaignStatus
+from app.control.plane import Control
 from app.delivery.models import DeliveryStatus
 from app.deps import (
     CampaignsOperator,

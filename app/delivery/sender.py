@@ -43,10 +43,13 @@ from app.audiences.rules import RuleErrors
 from app.audiences.service import audience_filter
 from app.campaigns import commands
 from app.campaigns import repository as campaigns_repo
-from app.campaigns.control import Control, paced, provider_scope, throttle_scope
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave
 from app.campaigns.schemas import Content
 from app.campaigns.state import CampaignStatus
+from app.control.gate import GateClosed
+from app.control.plane import Control, paced, provider_scope, throttle_scope
+from app.control.throttle import RatePaused, RateUnknown
+from app.control.throttle_math import batch_size_for_rate
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger
@@ -63,10 +66,7 @@ from app.delivery.providers.base import (
     StartFence,
     timed_out,
 )
-from app.delivery.throttle import RatePaused, RateUnknown
-from app.delivery.throttle_math import batch_size_for_rate
 from app.guard.send_check import send_refusal
-from app.killswitch.gate import GateClosed
 from app.logging import campaign_var, wave_var
 from app.ops.metrics import DELIVERIES, PROVIDER_LATENCY
 from app.rollout.planner import WaveSpec

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from app.campaigns import commands
-from app.campaigns.control import Control
 from app.campaigns.schemas import Reason
+from app.control.plane import Control
 from app.deps import Admin, CampaignsReader, KillOperator, RedisDep, SessionDep
 from app.killswitch import service
 from app.killswitch.models import KillSwitch

@@ -56,9 +56,9 @@ from app.audit import service as audit
 from app.audit.models import AuditEvent
 from app.auth.principal import SYSTEM
 from app.campaigns import service as campaigns
-from app.campaigns.control import Control, throttle_scope
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave, WaveStatus
 from app.campaigns.state import CampaignAction, CampaignStatus
+from app.control.plane import Control, throttle_scope
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger

@@ -20,10 +20,10 @@ from app.audiences import service as audiences
 from app.audit import repository as audit_repo
 from app.auth.models import Scope
 from app.campaigns import commands, service
-from app.campaigns.control import Control
 from app.campaigns.models import CampaignKind
 from app.campaigns.schemas import CampaignOut, OptionalReason, Reason
 from app.campaigns.state import TRANSITIONS, CampaignAction, CampaignStatus, is_terminal
+from app.control.plane import Control
 from app.db.session import unit_of_work
 from app.deps import RuntimeDep, SessionDep
 from app.errors import FieldError, Problem, validation_problem

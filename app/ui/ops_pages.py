@@ -12,8 +12,8 @@ from app import pagination
 from app.audiences import service as audiences
 from app.audit import repository as audit_repo
 from app.campaigns import commands
-from app.campaigns.control import Control
 from app.campaigns.schemas import Reason
+from app.control.plane import Control
 from app.db.session import unit_of_work
 from app.deps import RuntimeDep, SessionDep
 from app.devices import repository as devices_repo

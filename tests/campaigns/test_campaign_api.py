@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import update
 
 from app.auth.models import Scope
-from app.campaigns.control import paced
 from app.campaigns.models import Campaign
+from app.control.plane import paced
 from app.db.types import utcnow
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer

@@ -13,16 +13,16 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from app.auth.models import Scope
-from app.campaigns.control import Control, paced, throttle_scope
 from app.campaigns.models import Campaign, CampaignKind
 from app.campaigns.schemas import Content
+from app.control.gate import GateClosed
+from app.control.plane import Control, paced, throttle_scope
+from app.control.throttle_math import batch_size_for_rate
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger, sender
 from app.delivery.models import DeliveryStatus
-from app.delivery.throttle_math import batch_size_for_rate
 from app.devices.models import Device
-from app.killswitch.gate import GateClosed
 from app.rollout import engine
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer

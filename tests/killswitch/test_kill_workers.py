@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from app.auth.models import Scope
 from app.campaigns.state import CampaignStatus
+from app.control.throttle_math import batch_size_for_rate
 from app.delivery.models import SandboxMessage
-from app.delivery.throttle_math import batch_size_for_rate
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.support import (

@@ -46,9 +46,9 @@ from wavecast_tools.bench.timing import KillTrial, Request, kill_trial
 
 from app.auth.models import Scope
 from app.campaigns.state import CampaignStatus
+from app.control.fence import FENCE_SECONDS
 from app.delivery.models import Delivery
 from app.devices.models import Device
-from app.killswitch.fence import FENCE_SECONDS
 from app.main import create_app
 from app.runtime import Runtime, connect_redis
 from tests.conftest import KeyMaker, bearer

@@ -12,13 +12,13 @@ from sqlalchemy import update
 
 from app.auth.principal import SYSTEM
 from app.campaigns import service as campaigns
-from app.campaigns.control import FULL_SYNC_KEY, Control
 from app.campaigns.models import Campaign
 from app.campaigns.schemas import CampaignCreate
 from app.campaigns.state import CampaignAction
+from app.control.gate import GateClosed
+from app.control.plane import FULL_SYNC_KEY, Control
 from app.db.session import unit_of_work
 from app.db.types import utcnow
-from app.killswitch.gate import GateClosed
 from app.rollout import engine
 from app.runtime import Runtime
 from tests.support import add_devices, campaign_body

@@ -12,9 +12,9 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 
-from app.campaigns.control import Control
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave, WaveStatus
 from app.campaigns.state import CampaignStatus
+from app.control.plane import Control
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.rollout import engine

@@ -57,7 +57,7 @@ class SendResult:
 
 
 class StartFence(Protocol):
-    """Whether a request of this batch may still start (`app.killswitch.fence.Fence`).
+    """Whether a request of this batch may still start (`app.control.fence.Fence`).
 
     Asked with no I/O right before each request's headers are written; once it says no, no
     request of the batch starts, and those not started come back `stopped` (not an attempt).

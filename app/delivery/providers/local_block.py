@@ -6,7 +6,7 @@ with no I/O right before a request leaves, and written from two sides:
 - `hold`: an answer seen here asks everyone to wait. Held at once, and written to Redis
   through the batch's `ProviderBlock` for every other worker;
 - `learn`: a block some worker (this one included) wrote to Redis, heard through the block
-  feed (`app.delivery.block_feed`). Held only: it is in Redis already, and writing it back
+  feed (`app.control.block_feed`). Held only: it is in Redis already, and writing it back
   would publish it again, to every feed, for ever.
 A request held back by it is `unsent` (`providers.base`): not an attempt, due again when the
 block has passed.

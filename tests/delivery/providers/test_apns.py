@@ -11,8 +11,9 @@ from wavecast_tools.fakes.apns import ApnsFake, generate_apns_key, make_device_t
 from wavecast_tools.fakes.faults import FaultRule
 from wavecast_tools.fakes.tls import ensure_tls_files
 
-from app.campaigns.control import provider_scope
 from app.campaigns.schemas import Content
+from app.control.plane import provider_scope
+from app.control.throttle import Throttle
 from app.delivery.providers.apns import (
     ERRORS,
     UNAVAILABLE_PAUSE_SECONDS,
@@ -21,7 +22,6 @@ from app.delivery.providers.apns import (
 )
 from app.delivery.providers.base import Batch, Message, ResultKind
 from app.delivery.sender import _SharedBlock
-from app.delivery.throttle import Throttle
 from app.runtime import Runtime
 from tests.support import listening_feed, sender_deps, wait_for
 

@@ -18,9 +18,9 @@ from wavecast_tools.fakes.faults import FaultRule
 from wavecast_tools.fakes.tls import ensure_tls_files
 
 from app.auth.models import Scope
-from app.campaigns.control import Control, provider_scope
 from app.campaigns.schemas import Content
 from app.campaigns.state import CampaignStatus
+from app.control.plane import Control, provider_scope
 from app.db.types import utcnow
 from app.delivery.providers import apns
 from app.delivery.providers.apns import ApnsProvider

@@ -12,12 +12,12 @@ import pytest
 from wavecast_tools.fakes.faults import FaultRule
 from wavecast_tools.fakes.fcm import FcmFake
 
-from app.campaigns.control import provider_scope
 from app.campaigns.schemas import Content
+from app.control.plane import provider_scope
+from app.control.throttle import Throttle
 from app.delivery.providers import fcm as fcm_module
 from app.delivery.providers.base import Batch, Message, ResultKind
 from app.delivery.providers.fcm import ERRORS, MAX_CONNECTIONS, FcmProvider
-from app.delivery.throttle import Throttle
 from app.runtime import Runtime
 from tests.support import listening_feed, wait_for
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from app.killswitch.gate import Gate, Renewal
+from app.control.gate import Gate, Renewal
 
 log = logging.getLogger("wavecast.gate")
 

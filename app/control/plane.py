@@ -15,10 +15,10 @@ from redis.exceptions import RedisError
 
 from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus, is_terminal
-from app.delivery.throttle import Throttle
+from app.control.fence import FENCE_SECONDS, GateWatch
+from app.control.gate import Gate
+from app.control.throttle import Throttle
 from app.errors import Problem
-from app.killswitch.fence import FENCE_SECONDS, GateWatch
-from app.killswitch.gate import Gate
 from app.killswitch.models import KillSwitch
 
 STOP_DRAIN_SECONDS = 5.0

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from app.delivery.throttle_math import (
+from app.control.throttle_math import (
     DEFAULT_MAX_BATCH,
     DEFAULT_WINDOW_FRACTION,
     RatePaused,

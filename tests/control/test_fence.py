@@ -14,11 +14,11 @@ import pytest
 from redis.asyncio import Redis
 
 from app.auth.models import Scope
-from app.campaigns import control as control_module
-from app.campaigns.control import Control
+from app.control import plane as control_module
+from app.control.fence import FENCE_SECONDS, Fence, GateWatch
+from app.control.gate import GLOBAL_KEY, PERMITS_KEY, Gate, GateClosed, Renewal
+from app.control.plane import Control
 from app.delivery.providers.base import current_fence, may_start
-from app.killswitch.fence import FENCE_SECONDS, Fence, GateWatch
-from app.killswitch.gate import GLOBAL_KEY, PERMITS_KEY, Gate, GateClosed, Renewal
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.reliability.support import free_port

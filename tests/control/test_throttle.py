@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from redis.asyncio import Redis
 
-from app.delivery.throttle import RatePaused, RateUnknown, Throttle
-from app.delivery.throttle_math import (
+from app.control.throttle import RatePaused, RateUnknown, Throttle
+from app.control.throttle_math import (
     GcraState,
     ScopeSnapshot,
     batch_size_for_rate,
@@ -312,7 +312,7 @@ async def test_two_workers_hold_the_rate_together(redis: Redis, prefix: str) -> 
 _CHILD = """
 import asyncio, json, sys, time
 from redis.asyncio import Redis
-from app.delivery.throttle import Throttle
+from app.control.throttle import Throttle
 
 async def main(url, prefix, scope, seconds):
     client = Redis.from_url(url)

@@ -17,10 +17,10 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from app.campaigns.control import provider_scope
-from app.delivery.block_feed import BlockFeed
+from app.control.block_feed import BlockFeed
+from app.control.plane import provider_scope
+from app.control.throttle import Throttle
 from app.delivery.providers.local_block import LocalBlock
-from app.delivery.throttle import Throttle
 from app.runtime import Runtime
 from tests.support import feed_connections, listening_feed, wait_for
 

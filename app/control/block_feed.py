@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 
+from app.control.throttle import Throttle
 from app.delivery.providers.local_block import LocalBlock
-from app.delivery.throttle import Throttle
 
 log = logging.getLogger("wavecast.block_feed")
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.delivery.throttle_math import (
+from app.control.throttle_math import (
     GcraState,
     RatePaused,
     ScopeSnapshot,
