@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func
-from sqlmodel import col, select
+from sqlalchemy import ColumnElement, and_
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audiences import repository
 from app.audiences.models import Segment
 from app.audiences.rules import RuleErrors, compile_rules, parse_rules
 from app.audit import service as audit
@@ -43,31 +44,20 @@ def audience_filter(rules: dict[str, Any], *, now: datetime) -> ColumnElement[bo
 
 
 async def estimate(session: AsyncSession, rules: dict[str, Any]) -> tuple[int, dict[str, int]]:
-    rows = (
-        await session.execute(
-            select(col(Device.platform), func.count())
-            .where(audience_filter(rules, now=utcnow()))
-            .group_by(col(Device.platform))
-        )
-    ).all()
-    by_platform = {"android": 0, "ios": 0} | {p: int(n) for p, n in rows}
+    counted = await repository.count_by_platform(session, audience_filter(rules, now=utcnow()))
+    by_platform = {"android": 0, "ios": 0} | counted
     return sum(by_platform.values()), by_platform
 
 
 async def count_non_test(session: AsyncSession, rules: dict[str, Any]) -> int:
-    query = (
-        select(func.count())
-        .select_from(Device)
-        .where(audience_filter(rules, now=utcnow()), col(Device.is_test_device).is_(False))
-    )
-    return int((await session.execute(query)).scalar_one())
+    return await repository.count_non_test(session, audience_filter(rules, now=utcnow()))
 
 
 async def resolve(
     session: AsyncSession, *, segment_id: uuid.UUID | None, rules: Any, field: str = "audience"
 ) -> tuple[dict[str, Any], uuid.UUID | None]:
     if segment_id is not None:
-        segment = await session.get(Segment, segment_id)
+        segment = await repository.get(session, segment_id)
         if segment is None:
             raise validation_problem(
                 [FieldError(f"{field}.segment_id", f"no segment with id {segment_id}")]
@@ -97,7 +87,7 @@ async def create_segment(
 
 
 async def _name_free(session: AsyncSession, name: str, own_id: uuid.UUID | None) -> None:
-    clash = (await session.exec(select(Segment).where(col(Segment.name) == name))).first()
+    clash = await repository.by_name(session, name)
     if clash is not None and clash.id != own_id:
         raise Problem(
             409,
@@ -108,7 +98,7 @@ async def _name_free(session: AsyncSession, name: str, own_id: uuid.UUID | None)
 
 
 async def get_segment(session: AsyncSession, segment_id: uuid.UUID) -> Segment:
-    segment = await session.get(Segment, segment_id)
+    segment = await repository.get(session, segment_id)
     if segment is None:
         raise not_found("Segment", segment_id)
     return segment
@@ -117,10 +107,7 @@ async def get_segment(session: AsyncSession, segment_id: uuid.UUID) -> Segment:
 async def list_segments(
     session: AsyncSession, *, limit: int | None = None, after: str | None = None
 ) -> Sequence[Segment]:
-    query = select(Segment).order_by(col(Segment.name)).limit(limit)
-    if after is not None:
-        query = query.where(col(Segment.name) > after)
-    return (await session.exec(query)).all()
+    return await repository.page(session, limit=limit, after=after)
 
 
 async def update_segment(

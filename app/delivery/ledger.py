@@ -45,10 +45,10 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.campaigns.models import Campaign
+from app.campaigns.repository import may_send_clause
 from app.campaigns.state import CampaignStatus
 from app.delivery.models import CLAIMABLE_PREDICATE, OPEN_STATUSES, Delivery, DeliveryStatus
 from app.devices.models import Device, DeviceStatus
-from app.killswitch.models import KillSwitch
 from app.rollout.bucketing import BUCKET_SPACE
 
 _delivery = Delivery.__table__  # type: ignore[attr-defined]
@@ -268,14 +268,6 @@ def _claimable(campaign_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
     )
 
 
-def _campaign_may_send(campaign_id: uuid.UUID) -> ColumnElement[bool]:
-    running = exists().where(
-        and_(col(Campaign.id) == campaign_id, col(Campaign.status) == CampaignStatus.running.value)
-    )
-    switch_engaged = exists().where(col(KillSwitch.engaged).is_(True))
-    return and_(running, ~switch_engaged)
-
-
 # Why a claimed row was not sent: its device left the campaign's audience after its wave was
 # released (`claim(audience=...)` re-applies the audience at the claim).
 LEFT_AUDIENCE = "left_audience"
@@ -367,7 +359,7 @@ async def _claim_once(
     if audience is None:
         stmt = (
             update(_delivery)
-            .where(_delivery.c.id.in_(picking.scalar_subquery()), _campaign_may_send(campaign_id))
+            .where(_delivery.c.id.in_(picking.scalar_subquery()), may_send_clause(campaign_id))
             .values(
                 status=DeliveryStatus.sending.value,
                 lease_token=lease_token,
@@ -382,7 +374,7 @@ async def _claim_once(
         sendable = picked.c.verdict == _IN_AUDIENCE
         stmt = (
             update(_delivery)
-            .where(_delivery.c.id == picked.c.id, _campaign_may_send(campaign_id))
+            .where(_delivery.c.id == picked.c.id, may_send_clause(campaign_id))
             .values(
                 status=case(
                     (sendable, DeliveryStatus.sending.value),

@@ -4,33 +4,23 @@ leaves every campaign paused, to be resumed one by one."""
 
 from __future__ import annotations
 
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Principal
 from app.db.types import utcnow
 from app.errors import Problem
+from app.killswitch import repository
 from app.killswitch.models import SWITCH_ID, KillSwitch
 
 
 async def get_switch(session: AsyncSession, *, lock: bool = False) -> KillSwitch:
     """The switch row, created released if it is missing (a fresh or truncated database)."""
-    query = select(KillSwitch).where(col(KillSwitch.id) == SWITCH_ID)
-    if lock:
-        query = query.with_for_update()
-    switch = (await session.exec(query)).first()
+    switch = await repository.get(session, lock=lock)
     if switch is not None:
         return switch
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(KillSwitch.__table__)  # type: ignore[attr-defined]
-        .values(id=SWITCH_ID, engaged=False, version=1)
-        .on_conflict_do_nothing()
-    )
-    switch = (await session.exec(query)).first()
+    await repository.create_released(session)
+    switch = await repository.get(session, lock=lock)
     assert switch is not None
     return switch
 
