@@ -1,0 +1,89 @@
+"""The guard's verdict as the API applies it (app.guard.policy.assess): every combination of
+environment, kind, audience, staging, content and override, checked against the rules as the
+SPEC states them."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+
+import pytest
+
+from app.campaigns.models import CampaignKind
+from app.guard.policy import GuardInput, assess
+from app.rollout.planner import WaveSpec
+from app.settings import Environment, Settings
+
+STAGED = [WaveSpec(Decimal(1), 900), WaveSpec(Decimal(100), 0)]
+UNSTAGED = [WaveSpec(Decimal(100), 0)]
+CLEAN = {"title": "Your statement is ready", "body": "Log in to see it."}
+TESTY = {"title": "ęśąćż", "body": "test wiadomości push"}
+
+
+def _settings(production: bool) -> Settings:
+    if not production:
+        return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings.model_construct(env=Environment.production)
+
+
+@pytest.mark.parametrize(
+    ("production", "kind", "non_test", "staged", "testy", "override"),
+    list(
+        itertools.product(
+            [False, True],
+            list(CampaignKind),
+            [0, 3],
+            [True, False],
+            [False, True],
+            [None, "checked with the product owner"],
+        )
+    ),
+)
+def test_every_combination_follows_the_rules(
+    production: bool,
+    kind: CampaignKind,
+    non_test: int,
+    staged: bool,
+    testy: bool,
+    override: str | None,
+) -> None:
+    settings = _settings(production)
+    verdict = assess(
+        settings,
+        GuardInput(
+            kind=kind,
+            text_fields=TESTY if testy else CLEAN,
+            waves=STAGED if staged else UNSTAGED,
+            non_test_devices=non_test if kind is CampaignKind.test else None,
+            override_reason=override,
+        ),
+    )
+    rules = {f.rule for f in verdict.findings}
+    # What the guard sees, in every environment.
+    assert ("test_audience" in rules) == (kind is CampaignKind.test and non_test > 0)
+    assert ("staging" in rules) == (kind is CampaignKind.live and not staged)
+    assert ("content" in rules) == (kind is CampaignKind.live and testy)
+    hard = rules & {"test_audience", "staging"}
+    soft = "content" in rules
+    if not production:
+        # Advisory only: nothing blocks outside production.
+        assert verdict.allowed and not verdict.overridable and not verdict.overridden
+        return
+    assert verdict.overridable == (soft and not hard)
+    assert verdict.overridden == (soft and not hard and override is not None)
+    assert verdict.allowed == (not hard and (not soft or override is not None))
+
+
+def test_an_override_never_lifts_a_hard_finding() -> None:
+    verdict = assess(
+        _settings(True),
+        GuardInput(
+            kind=CampaignKind.live,
+            text_fields=TESTY,
+            waves=UNSTAGED,
+            non_test_devices=None,
+            override_reason="ship it",
+        ),
+    )
+    assert not verdict.allowed and not verdict.overridden
+    assert {f.field for f in verdict.findings if f.rule == "staging"}
