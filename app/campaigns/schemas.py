@@ -252,7 +252,8 @@ class PreviewOut(BaseModel):
 class StopOutcome(BaseModel):
     campaign: CampaignOut
     in_flight_at_answer: int = Field(
-        description="provider requests still running when the answer was sent (normally 0)"
+        description="batches of provider requests still in flight at the answer: always 0, "
+        "since a stop answers only once nothing is (otherwise 503, not yet confirmed)"
     )
 
 
