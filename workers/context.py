@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.campaigns.control import Control
+from app.control.plane import Control
 from app.delivery.sender import SenderDeps
 from app.runtime import Runtime
 from workers.providers import ProviderSet

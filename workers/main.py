@@ -21,7 +21,7 @@ from arq import cron
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
-from app.campaigns.control import Control, provider_scope
+from app.control.plane import Control, provider_scope
 from app.delivery.sender import SenderDeps, provider_cap
 from app.runtime import Runtime, redis_settings
 from app.settings import Settings

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from app.campaigns.control import provider_scope
-from app.delivery.block_feed import BlockFeed
+from app.control.block_feed import BlockFeed
+from app.control.plane import provider_scope
+from app.control.throttle import Throttle
 from app.delivery.providers.base import Batch, Message, Provider, ResultKind, SendResult
 from app.delivery.providers.sandbox import SandboxProvider
-from app.delivery.throttle import Throttle
 from app.runtime import Runtime
 from app.settings import ProviderMode, Settings
 

@@ -42,8 +42,8 @@ from app.audiences.service import audience_filter
 from app.audiences.versions import version_key
 from app.auth.principal import SYSTEM
 from app.campaigns import service as campaigns
-from app.campaigns.control import Control
 from app.campaigns.schemas import CampaignCreate
+from app.control.plane import Control
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger

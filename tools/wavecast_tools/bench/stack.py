@@ -30,9 +30,9 @@ from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.auth.principal import SYSTEM
 from app.campaigns import service as campaigns
-from app.campaigns.control import Control
 from app.campaigns.models import Campaign
 from app.campaigns.schemas import CampaignCreate
+from app.control.plane import Control
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.devices import service as devices_service
