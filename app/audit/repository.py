@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -52,3 +54,34 @@ async def chain_page(
         .limit(limit)
     )
     return (await session.exec(query)).all()
+
+
+async def last_at(
+    session: AsyncSession, *, subject_type: str, subject_id: str, action: str
+) -> datetime | None:
+    """When `action` was last recorded for the subject, or None."""
+    query = select(func.max(col(AuditEvent.occurred_at))).where(
+        col(AuditEvent.subject_type) == subject_type,
+        col(AuditEvent.subject_id) == subject_id,
+        col(AuditEvent.action) == action,
+    )
+    last: datetime | None = (await session.exec(query)).first()
+    return last
+
+
+async def last_after(
+    session: AsyncSession, *, subject_type: str, subject_id: str, action: str
+) -> Mapping[str, Any] | None:
+    """The `after` of the newest `action` recorded for the subject, or None."""
+    query = (
+        select(AuditEvent.after)
+        .where(
+            col(AuditEvent.subject_type) == subject_type,
+            col(AuditEvent.subject_id) == subject_id,
+            col(AuditEvent.action) == action,
+        )
+        .order_by(col(AuditEvent.id).desc())
+        .limit(1)
+    )
+    after: Mapping[str, Any] | None = (await session.exec(query)).first()
+    return after

@@ -105,3 +105,24 @@ def may_send_clause(campaign_id: uuid.UUID | ColumnElement[uuid.UUID]) -> Column
 async def may_send(session: AsyncSession, campaign_id: uuid.UUID) -> bool:
     """The database's last word before a batch's requests start."""
     return bool((await session.execute(select(may_send_clause(campaign_id)))).scalar_one())
+
+
+async def ids_with_status(session: AsyncSession, status: CampaignStatus) -> list[uuid.UUID]:
+    rows = await session.exec(select(Campaign.id).where(col(Campaign.status) == status.value))
+    return list(rows.all())
+
+
+async def due_scheduled(session: AsyncSession, now: datetime) -> list[uuid.UUID]:
+    """Scheduled campaigns whose start time has come."""
+    rows = await session.exec(
+        select(Campaign.id).where(
+            col(Campaign.status) == CampaignStatus.scheduled.value,
+            col(Campaign.start_at) <= now,
+        )
+    )
+    return list(rows.all())
+
+
+async def changed(session: AsyncSession, wanted: ColumnElement[bool]) -> Sequence[Campaign]:
+    """The campaigns the grant sync re-publishes (`engine.sync_grants` says which)."""
+    return (await session.exec(select(Campaign).where(wanted))).all()

@@ -45,16 +45,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audiences.rules import RuleErrors
 from app.audiences.service import audience_filter
+from app.audit import repository as audit_repo
 from app.audit import service as audit
-from app.audit.models import AuditEvent
 from app.auth.principal import SYSTEM
+from app.campaigns import repository as campaigns_repo
 from app.campaigns import service as campaigns
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave, WaveStatus
 from app.campaigns.state import CampaignAction, CampaignStatus
@@ -112,8 +113,8 @@ async def tick(
             session, now=now, max_attempts=settings.max_attempts
         )
         engaged = await killswitch.is_engaged(session)
-        due = [] if engaged else await _due_scheduled(session, now)
-        running = await _ids(session, CampaignStatus.running)
+        due = [] if engaged else await campaigns_repo.due_scheduled(session, now)
+        running = await campaigns_repo.ids_with_status(session, CampaignStatus.running)
     for campaign_id in due:
         if await _start_scheduled(sessionmaker, control, campaign_id, now):
             report.started.append(campaign_id)
@@ -132,24 +133,9 @@ async def sendable(
     async with unit_of_work(sessionmaker) as session:
         return [
             campaign_id
-            for campaign_id in await _ids(session, CampaignStatus.running)
+            for campaign_id in await campaigns_repo.ids_with_status(session, CampaignStatus.running)
             if await ledger.has_claimable(session, campaign_id, now)
         ]
-
-
-async def _ids(session: AsyncSession, status: CampaignStatus) -> list[uuid.UUID]:
-    rows = await session.exec(select(Campaign.id).where(col(Campaign.status) == status.value))
-    return list(rows.all())
-
-
-async def _due_scheduled(session: AsyncSession, now: datetime) -> list[uuid.UUID]:
-    rows = await session.exec(
-        select(Campaign.id).where(
-            col(Campaign.status) == CampaignStatus.scheduled.value,
-            col(Campaign.start_at) <= now,
-        )
-    )
-    return list(rows.all())
 
 
 async def _start_scheduled(
@@ -274,13 +260,12 @@ async def _step(
 
 
 async def _last_resume(session: AsyncSession, campaign_id: uuid.UUID) -> datetime | None:
-    query = select(func.max(col(AuditEvent.occurred_at))).where(
-        col(AuditEvent.subject_type) == "campaign",
-        col(AuditEvent.subject_id) == str(campaign_id),
-        col(AuditEvent.action) == f"campaign.{CampaignAction.resume.value}",
+    return await audit_repo.last_at(
+        session,
+        subject_type="campaign",
+        subject_id=str(campaign_id),
+        action=f"campaign.{CampaignAction.resume.value}",
     )
-    last: datetime | None = (await session.exec(query)).first()
-    return last
 
 
 def _guardrail(campaign: Campaign, counts: dict[str, int]) -> str | None:
@@ -469,17 +454,9 @@ async def _wave_members(
 
 async def _recorded_members(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> int | None:
     """The members `_wave_members` recorded for this wave, if it has."""
-    query = (
-        select(AuditEvent.after)
-        .where(
-            col(AuditEvent.subject_type) == "campaign",
-            col(AuditEvent.subject_id) == str(campaign_id),
-            col(AuditEvent.action) == "campaign.wave_sized",
-        )
-        .order_by(col(AuditEvent.id).desc())
-        .limit(1)
+    after = await audit_repo.last_after(
+        session, subject_type="campaign", subject_id=str(campaign_id), action="campaign.wave_sized"
     )
-    after = (await session.exec(query)).first()
     if not after or after.get("wave") != wave:
         return None
     members = after.get("members")
@@ -508,7 +485,7 @@ async def sync_grants(
         )
     async with unit_of_work(sessionmaker) as session:
         switch = await killswitch.get_switch(session)
-        rows = (await session.exec(select(Campaign).where(wanted))).all()
+        rows = await campaigns_repo.changed(session, wanted)
     await control.publish_switch(switch)
     for campaign in rows:
         if campaign.status != CampaignStatus.draft:
