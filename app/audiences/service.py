@@ -35,8 +35,9 @@ def checked_rules(raw: Any, *, field: str) -> dict[str, Any]:
 
 
 def audience_filter(rules: dict[str, Any], *, now: datetime) -> ColumnElement[bool]:
-    """Active devices matching the rules. Rules stored in the database are parsed again:
-    a tree that does not parse targets nobody (fail closed), it never widens."""
+    """Active devices matching the rules. Rules stored in the database are parsed again, and
+    a tree that no longer parses raises `RuleErrors` (the engine and the send loop pause the
+    campaign then): it never widens to anyone."""
     return and_(
         col(Device.status) == DeviceStatus.active.value,
         compile_rules(parse_rules(rules), now=now),

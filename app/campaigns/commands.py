@@ -1,16 +1,19 @@
-"""Every change of a campaign's state, and of the global kill switch, as one command.
+"""Every change of a campaign's state that a person asks for, and of the global kill switch,
+as one command.
 
 A command is the whole protocol of a decision: decide in the database (the service, under
 the rows' locks), commit, then tell every worker through Redis (the control plane), and,
 for a stop, wait until no provider request of the stopped campaigns can start any more.
-The API, the form, the CLI and (later) the team channel call these, so the stop guarantee
-holds whichever of them was used: once a stop command returns, nothing more is sent; a stop
-that could not be confirmed raises a 503 problem that says so.
+The API and the form call these (a CLI or a team channel must too), so the stop guarantee
+holds whichever was used: once a stop command returns, nothing more is sent; a stop that
+could not be confirmed raises a 503 problem that says so.
 
 Commands take a session that nothing has committed yet and commit it themselves; the
-caller's unit of work then has nothing left to do. System-initiated transitions (the send
-loop's pause for a guard refusal or a provider halt) are here too, with a unit of work of
-their own.
+caller's unit of work then has nothing left to do. The send loop's own pauses (a guard
+refusal, a provider halt, audience rules that no longer parse) are here too, with a unit of
+work of their own. The rollout engine's transitions (a scheduled start, the guardrail's and
+the staging guard's pauses, completion) are made inside its tick's transaction, under the
+campaign's lock, and reach Redis through its grant sync.
 """
 
 from __future__ import annotations

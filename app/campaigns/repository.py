@@ -89,6 +89,17 @@ async def wave_counts(
     return {campaign_id: int(n) for campaign_id, n in rows.all()}
 
 
+def stopped_for_good_clause(campaign_id: ColumnElement[uuid.UUID]) -> ColumnElement[bool]:
+    """True when the campaign was killed or cancelled: for a statement over delivery rows,
+    whose rows coming back from a worker or an expired lease must not become sendable."""
+    return exists().where(
+        and_(
+            col(Campaign.id) == campaign_id,
+            col(Campaign.status).in_([CampaignStatus.killed.value, CampaignStatus.cancelled.value]),
+        )
+    )
+
+
 def may_send_clause(campaign_id: uuid.UUID | ColumnElement[uuid.UUID]) -> ColumnElement[bool]:
     """True while the campaign may start provider requests: it is sending and the global
     kill switch is released. For a statement's WHERE (the ledger's claim)."""

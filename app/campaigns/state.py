@@ -10,7 +10,8 @@ Notes on the less obvious transitions:
   Resuming it goes to ``running`` like any paused campaign; the state machine knows nothing about
   time, so whoever releases waves must still wait for ``start_at`` — a running campaign whose
   start is in the future sends nothing until it is due.
-* ``auto_pause`` is the guard's or the failure monitor's pause and only applies to a campaign
+* ``auto_pause`` is the system's own pause (the guard, the failure guardrail, a provider that
+  refuses our credentials, audience rules that no longer parse) and only applies to a campaign
   that is sending; a campaign that is not running has nothing to pause automatically.
 * ``cancel`` stops further sends but lets in-flight requests finish; ``kill`` is immediate.
   Both are terminal, as is ``completed``.

@@ -1,6 +1,6 @@
 -- Wavecast cross-process throttle. One script, three operations, each one atomic EVALSHA.
 --
--- The arithmetic is app/delivery/throttle_math.py, operation for operation: the tests compare
+-- The arithmetic is app/control/throttle_math.py, operation for operation: the tests compare
 -- the two bit for bit, so change both or neither. Instants are Redis server time (TIME), never
 -- a worker's clock, so workers with skewed clocks share one timeline. Numbers are stored with
 -- %.17g, which round-trips an IEEE double exactly (Lua's default tostring keeps 14 digits, too

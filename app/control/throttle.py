@@ -6,8 +6,9 @@ by every worker's next reservation. The arithmetic, its fidelity bound and its t
 ``throttle_math``; the script repeats it operation for operation.
 
 How the sender uses it (app.delivery.sender): it sizes a batch from the campaign's current
-rate (`get_rate` + `batch_size_for_rate`), claims that many rows, then calls `reserve` for
-exactly the rows it will send and sleeps until they are due, right before taking the send
+rate (`get_rate` + `batch_size_for_rate`), claims that many rows, then calls `reserve_batch`
+for the rows it will send (sized in Redis at that moment, so a rate cut since the claim
+applies), sleeps until they are due, reserves on the provider-wide caps, and takes the send
 gate's permit. `RateUnknown` means Redis lost the rate: the sender republishes it from the
 database before sending anything; `RatePaused` (rate 0) stops the send loop.
 """

@@ -1,8 +1,8 @@
 """Throttle arithmetic shared by every worker: a multi-scope GCRA with batches.
 
 Pure, no I/O. ``throttle.lua`` performs exactly these operations, in the same order and in
-IEEE doubles, inside one Redis EVALSHA; ``tests/delivery/test_throttle.py`` checks that the
-two agree bit for bit, and ``tests/delivery/test_throttle_math.py`` property-tests the
+IEEE doubles, inside one Redis EVALSHA; ``tests/control/test_throttle.py`` checks that the
+two agree bit for bit, and ``tests/control/test_throttle_math.py`` property-tests the
 guarantees below on this module.
 
 Model. Every limited scope (a campaign's rate, a provider's global cap) keeps a *theoretical

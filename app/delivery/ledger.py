@@ -44,9 +44,7 @@ from sqlalchemy.dialects import sqlite
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.campaigns.models import Campaign
-from app.campaigns.repository import may_send_clause
-from app.campaigns.state import CampaignStatus
+from app.campaigns.repository import may_send_clause, stopped_for_good_clause
 from app.delivery.models import CLAIMABLE_PREDICATE, OPEN_STATUSES, Delivery, DeliveryStatus
 from app.devices.models import Device, DeviceStatus
 from app.rollout.bucketing import BUCKET_SPACE
@@ -453,14 +451,7 @@ async def failed_since(
 
 
 def _campaign_stopped_for_good() -> ColumnElement[bool]:
-    """The row's campaign was killed or cancelled: a row coming back from a worker or an
-    expired lease must not become sendable again."""
-    return exists().where(
-        and_(
-            col(Campaign.id) == _delivery.c.campaign_id,
-            col(Campaign.status).in_([CampaignStatus.killed.value, CampaignStatus.cancelled.value]),
-        )
-    )
+    return stopped_for_good_clause(_delivery.c.campaign_id)
 
 
 def _requeued_status() -> ColumnElement[str]:

@@ -1,16 +1,20 @@
 """Sending one campaign's queued rows: the loop every `send_campaign` job runs.
 
-One iteration, and why it is in this order:
-1. reserve throttle tokens (the campaign's rate, shared by all workers through Redis);
-2. claim that many rows under a lease (only rows of a running campaign are claimable);
-3. decide each row's fate before any provider sees it: inactive devices are cancelled,
-   non-test devices of a test campaign are blocked, stale notifications expire;
-4. re-check the guard on the content (production) — data may have reached the database by
-   another road;
-5. reserve provider-wide tokens;
-6. take a gate permit (fails when the campaign or everything was stopped), then re-read
-   the campaign's state from PostgreSQL — a kill that was answered is visible there;
-7. send under the permit's fence (each request looks at it right before it starts, so a
+Once per job, before the loop, the guard's send-time check (`guard.send_check`): data may
+have reached the database by another road, and an override counts only for the content it
+was given for. Then one iteration per batch, and why it is in this order:
+1. size the batch from the campaign's current rate, and claim that many rows under a lease
+   (only rows of a running campaign are claimable; the claim re-applies the audience, so a
+   device that left it is cancelled there);
+2. decide each row's fate before any provider sees it (`outcomes.pre_send_outcomes`):
+   inactive devices are cancelled, non-test devices of a test campaign are blocked, stale
+   notifications expire;
+3. reserve throttle tokens for the rest, sized at the rate in force now (rows claimed at a
+   rate cut since go back untouched), and wait until they are due;
+4. reserve provider-wide tokens;
+5. take a gate permit (fails when the campaign or everything was stopped), then ask the
+   database whether the campaign may send — a stop that was answered is visible there;
+6. send under the permit's fence (each request looks at it right before it starts, so a
    stop closes a batch that a slow provider is still working through), release the
    permit, record every outcome under the lease.
 If any step says stop, the claimed rows are given back untouched (not an attempt).
@@ -34,16 +38,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audiences.rules import RuleErrors
 from app.audiences.service import audience_filter
 from app.campaigns import commands
 from app.campaigns import repository as campaigns_repo
-from app.campaigns.models import Campaign, CampaignKind, CampaignWave
+from app.campaigns.models import Campaign, CampaignKind
 from app.campaigns.schemas import Content
 from app.campaigns.state import CampaignStatus
 from app.control.gate import GateClosed
@@ -134,20 +136,16 @@ async def pump(
     campaign_var.set(str(campaign_id))
     report = PumpReport()
     async with unit_of_work(deps.sessionmaker) as session:
-        campaign = await session.get(Campaign, campaign_id)
-        wave_rows = (
-            await session.execute(
-                select(col(CampaignWave.percent), col(CampaignWave.hold_seconds))
-                .where(col(CampaignWave.campaign_id) == campaign_id)
-                .order_by(col(CampaignWave.index))
-            )
-        ).all()
+        campaign = await campaigns_repo.get(session, campaign_id)
+        wave_rows = await campaigns_repo.waves(session, campaign_id)
     if campaign is None or campaign.status != CampaignStatus.running:
         report.stopped_because = "not running"
         return report
     # The guard's last word (rules 2 and 4): the row may have reached the database by another
     # road, and an override counts only for the content it was given for.
-    refusal = send_refusal(deps.settings, campaign, [WaveSpec(p, hold) for p, hold in wave_rows])
+    refusal = send_refusal(
+        deps.settings, campaign, [WaveSpec(w.percent, w.hold_seconds) for w in wave_rows]
+    )
     if refusal:
         await commands.auto_pause(deps.sessionmaker, deps.control, campaign_id, refusal)
         report.stopped_because = "guard"
@@ -172,7 +170,7 @@ async def _republish(deps: SenderDeps, campaign_id: uuid.UUID) -> None:
     again from the database's current row, never from the copy this job loaded when it
     started (the campaign may have been stopped since)."""
     async with unit_of_work(deps.sessionmaker) as session:
-        current = await session.get(Campaign, campaign_id)
+        current = await campaigns_repo.get(session, campaign_id)
     if current is None or current.status != CampaignStatus.running:
         raise _Stop("not running")
     await deps.control.publish_campaign(current)

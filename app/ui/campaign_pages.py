@@ -1,7 +1,8 @@
 """Campaigns: the list, the new-campaign form with its live checks, and the campaign page.
 
-Every handler calls the domain services (or the API's own endpoint functions, so that a stop
-from the form waits for the send gate exactly as the API does), one unit of work per request.
+Every handler calls the domain services, and every change of state the commands
+(`app.campaigns.commands`), so that a stop from the form waits for the send gate exactly as
+the API's does; one unit of work per request.
 """
 
 from __future__ import annotations
