@@ -70,6 +70,9 @@ async def revoke_key(
     key = await repo.get(session, key_id)
     if key is None:
         raise not_found("API key", key_id)
+    if key.revoked_at is None and _is_admin(key):
+        await _keep_an_admin(session, key)
+    # Read again under the lock: a revocation that committed meanwhile is not repeated.
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.add(key)
@@ -83,6 +86,39 @@ async def revoke_key(
             before={"prefix": key.prefix, "scopes": key.scopes},
         )
     return key
+
+
+async def _keep_an_admin(session: AsyncSession, key: ApiKey) -> None:
+    """Refuse to revoke the last active admin key: without one, no key could be created or
+    revoked again, nor the kill switch released, short of editing the database.
+
+    Every active admin key is locked (in id order, so two revocations cannot deadlock)
+    and read again, so two admins revoking each other at once cannot both succeed.
+    """
+    admins = [k for k in await repo.list_keys(session, include_revoked=False) if _is_admin(k)]
+    remaining = 0
+    for candidate in sorted(admins, key=lambda k: k.id):
+        locked = await session.get(
+            ApiKey, candidate.id, with_for_update=True, populate_existing=True
+        )
+        if locked is not None and locked.id != key.id and _is_active_admin(locked):
+            remaining += 1
+    if remaining == 0:
+        raise Problem(
+            409,
+            "Last admin key",
+            f"{describe(key)} ({key.name}) is the last active admin key; create another "
+            "admin key before revoking this one, or no one could manage keys or release "
+            "the kill switch",
+        )
+
+
+def _is_admin(key: ApiKey) -> bool:
+    return Scope.admin.value in key.scopes
+
+
+def _is_active_admin(key: ApiKey) -> bool:
+    return key.revoked_at is None and _is_admin(key)
 
 
 async def list_keys(session: AsyncSession, *, include_revoked: bool) -> Sequence[ApiKey]:
