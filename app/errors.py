@@ -7,7 +7,7 @@ show the `errors[].field` beside the input the user has to fix.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("wavecast.errors")
+
+
+RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "errors"})
 
 
 class FieldError(dict[str, str]):
@@ -46,6 +49,11 @@ class Problem(Exception):
         self.type = type_
         self.headers = headers
         self.extra = extra or {}
+        reserved = RESERVED_MEMBERS.intersection(self.extra)
+        if reserved:
+            # RFC 9457: `status` is the HTTP status code; a domain value under one of these
+            # names would contradict the answer (and the OpenAPI schema), so it needs its own.
+            raise ValueError(f"problem extension members may not be named {sorted(reserved)}")
 
 
 def validation_problem(errors: Sequence[FieldError], title: str = "Invalid request") -> Problem:
@@ -124,7 +132,12 @@ def _from_validation(exc: RequestValidationError) -> Problem:
     return validation_problem(errors)
 
 
-def install(app: FastAPI) -> None:
+def install(
+    app: FastAPI, answer_headers: Callable[[str], Iterable[tuple[str, str]]] = lambda _: ()
+) -> None:
+    """Answer every error as problem+json. `answer_headers(path)` are added to the answer
+    to an unhandled error, which Starlette sends from outside every middleware."""
+
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
         return problem_response(exc, request)
@@ -148,10 +161,13 @@ def install(app: FastAPI) -> None:
 
     async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
-        return problem_response(
+        answer = problem_response(
             Problem(500, "Internal server error", "the server failed; the error was logged"),
             request,
         )
+        for name, value in answer_headers(request.url.path):
+            answer.headers.setdefault(name, value)
+        return answer
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -503,7 +503,7 @@ def transition(
     try:
         new = next_status(current, action)
     except InvalidTransition as exc:
-        raise Problem(409, "Conflict", str(exc), extra={"status": current.value}) from None
+        raise Problem(409, "Conflict", str(exc), extra={"campaign_status": current.value}) from None
     campaign.status = new
     campaign.control_version += 1
     campaign.status_reason = reason
