@@ -20,7 +20,7 @@ from app.ops.middleware import BodyLimit, RequestMetrics
 from app.ops.nul_guard import refuse_nul_characters
 from app.ops.ratelimit import Limiter, RateLimit
 from app.ops.router import router as ops_router
-from app.ops.security_headers import SecurityHeaders
+from app.ops.security_headers import SecurityHeaders, headers_for
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.ui import install as install_ui
@@ -51,7 +51,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     if runtime is not None:
         app.state.runtime = runtime
         app.state.rate_limiter = Limiter(runtime.redis, settings.api_rate_limit)
-    errors.install(app)
+    environment = settings.env.value
+    errors.install(app, answer_headers=lambda path: headers_for(path, environment))
     openapi.install(app)
 
     def body_limit(path: str) -> int:
@@ -62,7 +63,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(RateLimit)
     app.add_middleware(RequestMetrics)
-    app.add_middleware(SecurityHeaders)  # outermost: every answer carries the headers
+    app.add_middleware(
+        SecurityHeaders, environment=environment
+    )  # outermost: every answer carries the headers
     for router in (
         ops_router,
         keys_router,

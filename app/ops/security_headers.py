@@ -7,6 +7,8 @@
   from jsDelivr and start them with an inline script. They get a policy of their own that
   allows exactly that (and nothing on other hosts), rather than no policy.
 - API answers to authenticated requests must not be kept by any cache (`no-store`).
+- Every answer names the deployment's environment (`Wavecast-Environment`), so an operator
+  or a client can see which one it reached before acting on what it says.
 """
 
 from __future__ import annotations
@@ -45,24 +47,37 @@ def policy_for(path: str) -> str:
     return API_CSP
 
 
+ENVIRONMENT_HEADER = "Wavecast-Environment"
+
+
+def headers_for(path: str, environment: str) -> list[tuple[str, str]]:
+    """The headers every answer to `path` carries, including those sent without passing
+    through the middleware (the unhandled-error answer)."""
+    return [
+        *COMMON,
+        ("Content-Security-Policy", policy_for(path)),
+        (ENVIRONMENT_HEADER, environment),
+    ]
+
+
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, environment: str) -> None:
         self.app = app
+        self.environment = environment
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        policy = policy_for(path)
+        fixed = headers_for(path, self.environment)
         authenticated = path.startswith("/v1/") or path == "/v1"
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in COMMON:
+                for name, value in fixed:
                     headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", policy)
                 if authenticated:
                     headers["Cache-Control"] = "no-store"
             await send(message)
