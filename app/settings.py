@@ -11,10 +11,18 @@ from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Environment(StrEnum):
@@ -35,7 +43,13 @@ DEFAULT_DATA_DIR = Path("var")
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="WAVECAST_", env_file=None, extra="ignore", frozen=True
+        env_prefix="WAVECAST_",
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        # Errors name the variable and the value themselves (`explain`); the raw input would
+        # also echo every other setting, secrets included, into logs.
+        hide_input_in_errors=True,
     )
 
     env: Environment = Environment.development
@@ -85,8 +99,9 @@ class Settings(BaseSettings):
     apns_ca_file: Path | None = None
     # Credentials that belong to production; a non-production deployment refuses to start
     # with them (SPEC §3 rule 3), so a staging box can never reach real customers.
-    production_fcm_projects: list[str] = Field(default_factory=list)
-    production_apns_key_ids: list[str] = Field(default_factory=list)
+    # Either a comma-separated list (`proj-a,proj-b`) or a JSON array.
+    production_fcm_projects: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    production_apns_key_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Pepper mixed into API-key hashes; keys are high-entropy, so this is defence in depth.
     key_pepper: SecretStr = SecretStr("")
@@ -110,6 +125,22 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.production
+
+    @field_validator("production_fcm_projects", "production_apns_key_ids", mode="before")
+    @classmethod
+    def _list_from_text(cls, value: Any) -> Any:
+        return split_list(value) if isinstance(value, str) else value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _name_the_variables(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Self:
+        """Say which variable is wrong and what it accepts: the operator fixing a deployment
+        reads `WAVECAST_ENV`, not pydantic's field name."""
+        try:
+            settings: Self = handler(data)
+        except ValidationError as exc:
+            raise ValueError("; ".join(explain(e) for e in exc.errors())) from None
+        return settings
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Self:
@@ -172,6 +203,44 @@ class Settings(BaseSettings):
                 f"{self.apns_key_id!r} (WAVECAST_APNS_KEY_ID); use a non-production key"
             )
         return found
+
+
+def split_list(text: str) -> list[str]:
+    """A list setting as written in the environment: a JSON array, or names separated by
+    commas (blanks around them and empty entries ignored)."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            parsed = json.loads(stripped)
+        except ValueError:
+            raise ValueError(
+                "starts with '[' but is not a JSON array of strings; write names separated "
+                'by commas (proj-a,proj-b) or a JSON array (["proj-a", "proj-b"])'
+            ) from None
+        if not isinstance(parsed, list):
+            raise ValueError("is not a JSON array")
+        return [str(item).strip() for item in parsed if str(item).strip()]
+    return [item.strip() for item in stripped.split(",") if item.strip()]
+
+
+def explain(error: ErrorDetails) -> str:
+    """One settings error as the operator needs it: the variable, what it accepts, and the
+    value it got (never for a secret)."""
+    loc = error.get("loc", ())
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not loc:
+        return message  # a whole-configuration refusal already names its variables
+    field = str(loc[0])
+    variable = f"WAVECAST_{field.upper()}"
+    ctx = error.get("ctx") or {}
+    got = "" if field in SECRET_FIELDS else f" (got {error.get('input')!r})"
+    if error.get("type") == "enum" and "expected" in ctx:
+        accepted = str(ctx["expected"]).replace("'", "")
+        return f"{variable} must be one of: {accepted}{got}"
+    return f"{variable}: {message}{got}"
+
+
+SECRET_FIELDS = frozenset({"key_pepper"})
 
 
 def fcm_project_of(path: Path) -> str | None:
