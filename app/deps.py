@@ -89,6 +89,7 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
     return dependency
 
 
+DevicesReader = Annotated[Principal, Depends(require(Scope.devices_read))]
 DevicesWriter = Annotated[Principal, Depends(require(Scope.devices_write))]
 CampaignsReader = Annotated[Principal, Depends(require(Scope.campaigns_read))]
 CampaignsWriter = Annotated[Principal, Depends(require(Scope.campaigns_write))]

@@ -14,6 +14,8 @@ from app.db.types import JSONType, UTCDateTime, utcnow
 
 class Scope(StrEnum):
     devices_write = "devices:write"
+    # Raw push tokens, user ids and attributes: personal data, not part of watching campaigns.
+    devices_read = "devices:read"
     campaigns_read = "campaigns:read"
     campaigns_write = "campaigns:write"
     campaigns_operate = "campaigns:operate"

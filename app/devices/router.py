@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app import pagination
 from app.auth.principal import Principal
-from app.deps import Admin, CampaignsReader, DevicesWriter, RuntimeDep, SessionDep
+from app.deps import Admin, DevicesReader, DevicesWriter, RuntimeDep, SessionDep
 from app.devices import importer, service
 from app.devices.models import DeviceStatus, Platform
 from app.devices.schemas import DeviceOut, DevicePage, DevicePatch, DeviceRegistration, ImportResult
@@ -55,7 +55,7 @@ async def import_devices(request: Request, runtime: RuntimeDep, _: DevicesWriter
 @router.get("", response_model=DevicePage)
 async def list_devices(
     session: SessionDep,
-    _: CampaignsReader,
+    _: DevicesReader,
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1)] = 100,
     cursor: str | None = None,
@@ -85,7 +85,7 @@ async def list_devices(
 
 
 @router.get("/{device_id}", response_model=DeviceOut)
-async def get_device(device_id: uuid.UUID, session: SessionDep, _: CampaignsReader) -> DeviceOut:
+async def get_device(device_id: uuid.UUID, session: SessionDep, _: DevicesReader) -> DeviceOut:
     return DeviceOut.model_validate(await service.get(session, device_id))
 
 
