@@ -14,7 +14,7 @@ from app.auth.models import Scope
 from app.auth.principal import Principal
 from app.db.session import unit_of_work
 from app.errors import Problem
-from app.ops.ratelimit import charge_failed_auth
+from app.ops.ratelimit import charge_failed_auth, charge_key
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -71,6 +71,8 @@ async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
             "the API key is unknown or revoked",
             headers={"WWW-Authenticate": 'Bearer realm="wavecast", error="invalid_token"'},
         )
+    if principal.key_id is not None:
+        await charge_key(request.scope, principal.key_id, may_stop=principal.has(Scope.kill))
     request.state.principal = principal
     return principal
 

@@ -1,18 +1,26 @@
 """API rate limits, shared by every API process through Redis.
 
-One GCRA bucket per API key (found by the key's prefix, before the key is checked, so a
-flood costs no database work) and one per client address for requests without a well-formed
-key. A request whose key then fails authentication is also charged to its address
-(`charge_failed_auth`), so spraying made-up keys is limited per address too. `/healthz`,
-`/readyz` and `/metrics` are never limited. Over the limit: 429 problem+json with Retry-After.
+A request is charged to exactly one bucket. A request carrying a well-formed API key is
+charged to its key only once the key has authenticated (`charge_key`): key prefixes are not
+secret (the audit log shows them), so choosing the bucket from the prefix alone let a flood of
+made-up keys with a victim's prefix lock the victim out. A key that fails authentication is
+charged to its address (`charge_failed_auth`), so spraying made-up keys is limited per
+address, and a keyed request that never reaches authentication (an unknown path) is charged to
+its address afterwards. Form requests carrying a session cookie have a bucket per session;
+everything else is charged to its address before it is handled. `/healthz`, `/readyz` and
+`/metrics` are never limited. Over the limit: 429 problem+json with Retry-After.
+
+The stops (POST kill, pause and cancel of a campaign, and engaging the kill switch) of a key
+holding the `kill` scope are charged to a bucket of their own (`stop:<key>`): no other
+traffic, not even the same key's, can use up the capacity an on-call engineer needs during
+an incident.
 
 When Redis cannot be reached, the limit is kept by each API process on its own, with the
 same arithmetic (`ratelimit_math`): requests are neither refused nor failed because the
 shared counter is missing, and one client still cannot exhaust a process. The shared limit
 is then at most the limit times the number of API processes; it is restored as soon as
-Redis answers again. Reads and writes are treated alike here: the stops (kill, pause, kill
-switch) must get through during an incident, and every other write that needs Redis fails
-closed on its own.
+Redis answers again. Reads and writes are treated alike here: the stops must get through
+during an incident, and every other write that needs Redis fails closed on its own.
 """
 
 from __future__ import annotations
@@ -21,7 +29,10 @@ import contextlib
 import hashlib
 import logging
 import math
+import re
 import time
+import uuid
+from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
@@ -45,6 +56,10 @@ BURST_SECONDS = 2.0
 # timeout to every request.
 REDIS_RETRY_SECONDS = 1.0
 _LOCAL_MAX_BUCKETS = 50_000
+# Where the middleware leaves a keyed request's pending charge for `charge_key`.
+_PENDING = "wavecast.ratelimit.pending"
+# The stop endpoints whose capacity is reserved for keys holding the `kill` scope.
+_STOP_PATH = re.compile(r"/v1/campaigns/[^/]+/(?:kill|pause|cancel)|/v1/kill-switch")
 
 
 class Limiter:
@@ -90,9 +105,9 @@ class Limiter:
         return None
 
 
-def bucket_for(scope: Scope) -> str:
-    """`key:<prefix>` for a request carrying a well-formed API key, `ui:<hash>` for a form
-    request carrying a session cookie, else `addr:<client>`.
+def bucket_for(scope: Scope) -> str | None:
+    """`ui:<hash>` for a form request carrying a session cookie, None for an API request
+    carrying a well-formed key (charged once the key authenticates), else `addr:<client>`.
 
     Operators behind one proxy share an address; their sessions must not share a bucket with
     each other or with anonymous traffic, or a flood could refuse an operator's stop. A made-up
@@ -101,14 +116,24 @@ def bucket_for(scope: Scope) -> str:
         session = _cookie(scope, FORM_SESSION_COOKIE)
         if session:
             return "ui:" + hashlib.sha256(session.encode()).hexdigest()[:32]
+        return address_bucket(scope)
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, raw = value.decode("latin-1").partition(" ")
-            prefix = keys.split(raw.strip()) if scheme.lower() == "bearer" else None
-            if prefix is not None:
-                return f"key:{prefix}"
+            well_formed = scheme.lower() == "bearer" and keys.split(raw.strip()) is not None
+            if well_formed and scope["path"].startswith("/v1/"):
+                return None
             break
     return address_bucket(scope)
+
+
+def is_stop(scope: Scope) -> bool:
+    return scope["method"] == "POST" and _STOP_PATH.fullmatch(scope["path"]) is not None
+
+
+@dataclass
+class _Pending:
+    charged: bool = False
 
 
 def _cookie(scope: Scope, wanted: str) -> str | None:
@@ -129,7 +154,7 @@ def address_bucket(scope: Scope) -> str:
 
 def too_many(retry_after: float, bucket: str) -> Problem:
     seconds = max(1, math.ceil(retry_after))
-    by_key = bucket.startswith("key:")
+    by_key = bucket.startswith(("key:", "stop:"))
     return Problem(
         429,
         "Too many requests",
@@ -140,15 +165,35 @@ def too_many(retry_after: float, bucket: str) -> Problem:
     )
 
 
+async def charge_key(scope: Scope, key_id: uuid.UUID, *, may_stop: bool) -> None:
+    """Charge an authenticated key's request to its key, or to its stop bucket when it is a
+    stop and `may_stop` (the key holds `kill`); raise the 429 when over the limit."""
+    pending = scope.get(_PENDING)
+    limiter = limiter_of(scope)
+    if not isinstance(pending, _Pending) or pending.charged or limiter is None:
+        return
+    pending.charged = True
+    bucket = f"{'stop' if may_stop and is_stop(scope) else 'key'}:{key_id}"
+    await _charge(limiter, bucket)
+
+
 async def charge_failed_auth(scope: Scope) -> None:
-    """Count a request whose key failed authentication against its address as well."""
+    """Count a request whose key (or form session) failed authentication against its address."""
     limiter = limiter_of(scope)
     if limiter is None or not limiter.enabled:
         return
-    bucket = address_bucket(scope)
+    pending = scope.get(_PENDING)
+    if isinstance(pending, _Pending):
+        if pending.charged:
+            return
+        pending.charged = True
+    await _charge(limiter, address_bucket(scope))
+
+
+async def _charge(limiter: Limiter, bucket: str) -> None:
     retry_after = await limiter.check(bucket)
     if retry_after is not None:
-        RATE_LIMITED.labels("addr").inc()
+        RATE_LIMITED.labels(bucket.split(":", 1)[0]).inc()
         raise too_many(retry_after, bucket)
 
 
@@ -164,7 +209,9 @@ def exempt(path: str) -> bool:
 
 
 class RateLimit:
-    """ASGI middleware: one `Limiter.check` per request, before anything else is done."""
+    """ASGI middleware: charges every request but a keyed API request before it is handled;
+    a keyed one is charged by authentication (`charge_key`, `charge_failed_auth`), or to its
+    address afterwards when it never got that far."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -176,6 +223,14 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         bucket = bucket_for(scope)
+        if bucket is None:
+            pending = _Pending()
+            scope[_PENDING] = pending
+            await self.app(scope, receive, send)
+            if not pending.charged:
+                # Too late to refuse this one; the address pays for it from the next request on.
+                await limiter.check(address_bucket(scope))
+            return
         retry_after = await limiter.check(bucket)
         if retry_after is None:
             await self.app(scope, receive, send)
