@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from app.db import migrate
 from app.deps import RuntimeDep
 
 router = APIRouter(tags=["ops"])
@@ -17,21 +18,35 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class _NotMigrated(Exception):
+    pass
+
+
 @router.get(
     "/readyz",
     responses={
         503: {
-            "description": "A store is unreachable; `checks` says which",
+            "description": "A store is unreachable, or the database is not migrated; "
+            "`checks` says which",
             "content": {"application/problem+json": {"schema": {"type": "object"}}},
         }
     },
 )
-async def readyz(runtime: RuntimeDep) -> JSONResponse:
+async def readyz(request: Request, runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, str] = {}
+    state = request.app.state
 
     async def database() -> None:
         async with runtime.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+            # A schema at the head stays there while this process runs, so a positive answer
+            # is kept; a negative one is asked again, so `wavecast migrate` is noticed at once.
+            if getattr(state, "schema_at_head", False):
+                return
+            behind = await conn.run_sync(migrate.schema_behind)
+        if behind is not None:
+            raise _NotMigrated(str(behind))
+        state.schema_at_head = True
 
     async def redis() -> None:
         await runtime.redis.ping()
@@ -40,6 +55,8 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         try:
             await asyncio.wait_for(probe(), timeout=2)
             checks[name] = "ok"
+        except _NotMigrated as exc:
+            checks[name] = f"not migrated: {exc}"
         except Exception as exc:  # any failure means "not ready"; the reason is reported
             checks[name] = f"unreachable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
