@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_import_bytes: int = Field(default=2_147_483_648, gt=0)
     page_size_max: int = Field(default=500, gt=0)
+    # A request body must arrive within this many seconds, plus one second for every
+    # `body_min_bytes_per_second` received: a trickling client is cut off (408), a large
+    # import at any reasonable speed is not.
+    body_timeout_seconds: float = Field(default=15.0, gt=0)
+    body_min_bytes_per_second: int = Field(default=65_536, gt=0)
     # Requests per second per API key (and per client address without a key); bursts of
     # twice that are allowed; 0 turns the limit off. Far above what any integration needs.
     api_rate_limit: float = Field(default=500, ge=0)
@@ -265,7 +270,8 @@ def normalise_database_url(url: str) -> str:
 
 
 # A batch's time outside its provider call: the claim, the throttle's wait for its tokens (at
-# most a slice of a second, see throttle_math) and the record.
+# most a slice of a second, see throttle_math), the provider's grace past its deadline
+# (`sender.PROVIDER_GRACE_SECONDS`, 1 s) and the record.
 LEASE_MARGIN_SECONDS = 2
 
 

@@ -115,8 +115,9 @@ class PumpReport:
 STAGES = ("claim", "throttle", "checks", "provider", "record")
 
 
-# How long past a batch's deadline a provider may take to hand back its answers.
-PROVIDER_GRACE_SECONDS = 5.0
+# How long past a batch's deadline a provider may take to hand back its answers (the
+# settings' lease margin covers it).
+PROVIDER_GRACE_SECONDS = 1.0
 
 
 # Why a send loop ended with rows possibly left to send: its time was up, not its work.
