@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.ops.middleware import allowed_methods
+
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("wavecast.errors")
 
@@ -153,10 +155,16 @@ def install(
             403: "Forbidden",
             404: "Not found",
             405: "Method not allowed",
+            408: "Request timeout",
             413: "Request body too large",
+            415: "Unsupported media type",
         }.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else title
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            # Starlette names only the first route at the path; `Allow` must list them all.
+            allow = allowed_methods(request.app.router.routes, request.url.path)
+            headers = {**(headers or {}), "Allow": ", ".join(allow)}
         return problem_response(Problem(exc.status_code, title, detail, headers=headers), request)
 
     async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:

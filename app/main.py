@@ -16,7 +16,7 @@ from app.devices.router import router as devices_router
 from app.killswitch.router import router as killswitch_router
 from app.logging import configure as configure_logging
 from app.ops import openapi
-from app.ops.middleware import BodyLimit, RequestMetrics
+from app.ops.middleware import BodyLimit, RequestMetrics, RouteMethods
 from app.ops.nul_guard import refuse_nul_characters
 from app.ops.ratelimit import Limiter, RateLimit
 from app.ops.router import router as ops_router
@@ -60,7 +60,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             return settings.max_import_bytes
         return settings.max_body_bytes
 
-    app.add_middleware(BodyLimit, limit_for=body_limit)
+    app.add_middleware(RouteMethods)
+    app.add_middleware(
+        BodyLimit,
+        limit_for=body_limit,
+        timeout=settings.body_timeout_seconds,
+        min_rate=settings.body_min_bytes_per_second,
+    )
     app.add_middleware(RateLimit)
     app.add_middleware(RequestMetrics)
     app.add_middleware(

@@ -3,8 +3,8 @@
 Every error is `application/problem+json` (RFC 9457, `app.errors`), not FastAPI's default
 `HTTPValidationError` JSON, so each operation's error answers are declared here from what
 it can meet: authentication and scopes (401, 403), the rate limit (429), bad input (422),
-malformed or oversized bodies (400, 413), unknown ids (404), state conflicts (409), and a
-stop that could not reach Redis (503).
+malformed, oversized, too slow or wrongly typed bodies (400, 413, 408, 415), unknown ids
+(404), state conflicts (409), and a stop that could not reach Redis (503).
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ DESCRIPTIONS = {
     "401": "No API key, or an unknown or revoked one",
     "403": "The API key lacks the scope this operation needs",
     "404": "No such resource",
+    "408": "The request body did not arrive in time",
     "409": "The resource's state does not allow this",
     "413": "Request body too large",
+    "415": "The body's media type is not one this operation takes; `accepted` lists them",
     "422": "Invalid input; `errors[]` names each offending field",
     "429": "Rate limit exceeded; retry after `Retry-After` seconds",
     "503": "Recorded, but Redis could not be reached to act on it yet",
@@ -55,7 +57,7 @@ _STOPS = ("/pause", "/cancel", "/kill", "/kill-switch", "/kill-switch/release", 
 def _errors_for(path: str, method: str, operation: dict[str, Any]) -> list[str]:
     codes = ["401", "403", "422", "429"]
     if "requestBody" in operation:
-        codes += ["400", "413"]
+        codes += ["400", "408", "413", "415"]
     if "{" in path or method in _MUTATING:
         codes += ["404", "409"]
     if method == "post" and path.endswith(_STOPS):
