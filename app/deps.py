@@ -7,11 +7,13 @@ from typing import Annotated, Any
 
 from arq.connections import ArqRedis
 from fastapi import Depends, Request
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.auth.principal import Principal
+from app.db import migrate
 from app.db.session import unit_of_work
 from app.errors import Problem
 from app.ops.ratelimit import charge_failed_auth, charge_key
@@ -41,7 +43,34 @@ def get_redis(runtime: RuntimeDep) -> ArqRedis:
 RedisDep = Annotated[ArqRedis, Depends(get_redis)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+async def schema_behind(request: Request, runtime: Runtime) -> migrate.SchemaBehind | None:
+    """None once the database's schema is at the migrations' head.
+
+    A schema at the head stays there while the process runs, so the positive answer is kept
+    (`app.state.schema_at_head`); a negative one is asked again, so `wavecast migrate` is
+    noticed at once, without a restart."""
+    state = request.app.state
+    if getattr(state, "schema_at_head", False):
+        return None
+    async with runtime.engine.connect() as conn:
+        behind = await conn.run_sync(migrate.schema_behind)
+    if behind is None:
+        state.schema_at_head = True
+    return behind
+
+
+async def require_schema(request: Request, runtime: Runtime) -> None:
+    """An unmigrated database answers 503 naming `wavecast migrate`, never a 500."""
+    try:
+        behind = await schema_behind(request, runtime)
+    except (SQLAlchemyError, OSError):
+        return  # an unreachable database is reported by the request's own statements
+    if behind is not None:
+        raise Problem(503, "Service unavailable", str(behind), headers={"Retry-After": "10"})
+
+
+async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    await require_schema(request, runtime)
     async with unit_of_work(runtime.sessionmaker) as session:
         yield session
 
@@ -61,6 +90,7 @@ async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
             "an API key is required: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": 'Bearer realm="wavecast"'},
         )
+    await require_schema(request, runtime)
     async with unit_of_work(runtime.sessionmaker) as session:
         principal = await auth_service.authenticate(session, runtime.settings, raw.strip())
     if principal is None:

@@ -7,8 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from app.db import migrate
-from app.deps import RuntimeDep
+from app.deps import RuntimeDep, schema_behind
 
 router = APIRouter(tags=["ops"])
 
@@ -34,19 +33,13 @@ class _NotMigrated(Exception):
 )
 async def readyz(request: Request, runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, str] = {}
-    state = request.app.state
 
     async def database() -> None:
         async with runtime.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-            # A schema at the head stays there while this process runs, so a positive answer
-            # is kept; a negative one is asked again, so `wavecast migrate` is noticed at once.
-            if getattr(state, "schema_at_head", False):
-                return
-            behind = await conn.run_sync(migrate.schema_behind)
+        behind = await schema_behind(request, runtime)
         if behind is not None:
             raise _NotMigrated(str(behind))
-        state.schema_at_head = True
 
     async def redis() -> None:
         await runtime.redis.ping()

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db import migrate
 from app.main import create_app
 from app.runtime import Runtime
-from app.settings import Settings
 
 
 @pytest.fixture
@@ -42,8 +41,10 @@ async def empty_database(database_url: str, test_dir: Path) -> AsyncIterator[str
 
 
 @pytest.fixture
-async def against(settings: Settings, empty_database: str) -> AsyncIterator[Runtime]:
-    runtime = await Runtime.start(settings.model_copy(update={"database_url": empty_database}))
+async def against(db: Runtime, empty_database: str) -> AsyncIterator[Runtime]:
+    # `db` empties Redis: rate-limit buckets left by earlier tests must not answer here.
+    settings = db.settings.model_copy(update={"database_url": empty_database})
+    runtime = await Runtime.start(settings)
     yield runtime
     await runtime.close()
 
@@ -87,6 +88,27 @@ async def test_readyz_is_503_until_the_schema_is_at_head(
     transport = httpx.ASGITransport(app=fresh)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         assert (await _ready(client)).status_code == 503
+
+
+async def test_api_requests_on_an_unmigrated_database_are_503_not_500(
+    against: Runtime, empty_database: str
+) -> None:
+    app = create_app(against.settings, runtime=against)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    forged = {"Authorization": f"Bearer wck_{'a' * 12}_{'x' * 43}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answers = [
+            await client.get("/v1/campaigns", headers=forged),
+            await client.post("/v1/devices", json={"token": "t"}, headers=forged),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert "wavecast migrate" in answer.json()["detail"]
+            assert answer.headers["retry-after"]
+        await asyncio.to_thread(migrate.upgrade, empty_database)
+        # Migrated while running: the next request reaches authentication.
+        assert (await client.get("/v1/campaigns", headers=forged)).status_code == 401
 
 
 def test_the_head_is_read_from_the_migration_scripts() -> None:
