@@ -9,6 +9,7 @@ from app.auth.models import Scope
 from app.main import create_app
 from app.ops.routes import api_routes, required_scopes
 from tests.conftest import KeyMaker, bearer
+from tests.ui.support import sign_in
 
 DEVICE = {
     "token": "fcm-secret-token",
@@ -56,3 +57,23 @@ def test_the_route_table_declares_devices_read_for_device_reads() -> None:
         "/v1/devices": {Scope.devices_read},
         "/v1/devices/{device_id}": {Scope.devices_read},
     }
+
+
+async def test_the_forms_device_list_shows_tokens_only_to_devices_read(
+    client: httpx.AsyncClient, make_key: KeyMaker
+) -> None:
+    writer = bearer(await make_key(Scope.devices_write))
+    assert (await client.post("/v1/devices", json=DEVICE, headers=writer)).status_code == 201
+    pages = {}
+    for scopes in ((Scope.campaigns_read,), (Scope.campaigns_read, Scope.devices_read)):
+        client.cookies.clear()
+        await sign_in(client, await make_key(*scopes))
+        page = await client.get("/ui/devices")
+        assert page.status_code == 200
+        pages[scopes[-1]] = page.text
+    watcher = pages[Scope.campaigns_read]
+    assert "fcm-secret-token" not in watcher
+    assert 'name="token"' not in watcher and 'name="user_id"' not in watcher
+    assert 'id="tokens-hidden"' in watcher
+    assert "fcm-secret-token" in pages[Scope.devices_read]
+    assert 'id="tokens-hidden"' not in pages[Scope.devices_read]
