@@ -23,6 +23,39 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# arq logs every job's start, end and retry at INFO: the tick's twice a second, and each send
+# job's. They say nothing happened; what did happen (a wave released, a campaign stopped) has
+# a line of its own, so these are DEBUG here.
+_ARQ_JOB_LINES = frozenset(
+    {
+        "%6.2fs → %s(%s)%s",
+        "%6.2fs ← %s ● %s",
+        "%6.2fs ↻ %s retrying job in %0.2fs",
+    }
+)
+
+
+class _JobLinesAtDebug(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.INFO
+            and isinstance(record.msg, str)
+            and record.msg in _ARQ_JOB_LINES
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            # The logger let the record through at INFO; at DEBUG it passes only where
+            # DEBUG is wanted.
+            return logging.getLogger("arq.worker").isEnabledFor(logging.DEBUG)
+        return True
+
+
+# On the logger, not a handler: every handler (the JSON one, a test's) sees the same level,
+# in every process that imports this module (the worker does, through the send loop).
+_arq_worker_log = logging.getLogger("arq.worker")
+if not any(isinstance(f, _JobLinesAtDebug) for f in _arq_worker_log.filters):
+    _arq_worker_log.addFilter(_JobLinesAtDebug())
+
+
 def configure(level: str = "INFO", *, json_logs: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ContextFilter())

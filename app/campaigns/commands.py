@@ -58,10 +58,11 @@ async def start(
     reason: str | None,
 ) -> Campaign:
     """Start now, or schedule for `start_at`; the guard checks again."""
+    before = await _status_before(session, campaign_id, switch_first=True)
     campaign = await campaigns.start(
         session, settings, principal, campaign_id, override_reason=override_reason, reason=reason
     )
-    return await _published(session, control, campaign)
+    return await _published(session, control, campaign, principal, before, reason)
 
 
 async def resume(
@@ -72,8 +73,9 @@ async def resume(
     *,
     reason: str | None,
 ) -> Campaign:
+    before = await _status_before(session, campaign_id, switch_first=True)
     campaign = await campaigns.resume(session, principal, campaign_id, reason=reason)
-    return await _published(session, control, campaign)
+    return await _published(session, control, campaign, principal, before, reason)
 
 
 async def edit(
@@ -98,8 +100,9 @@ async def pause(
     reason: str | None,
 ) -> Campaign:
     """Pause: once this returns, no provider request of the campaign starts."""
+    before = await _status_before(session, campaign_id)
     campaign = await campaigns.pause(session, principal, campaign_id, reason=reason)
-    return await _stopped(session, control, campaign)
+    return await _stopped(session, control, campaign, principal, before, reason)
 
 
 async def cancel(
@@ -111,10 +114,11 @@ async def cancel(
     reason: str | None,
 ) -> Campaign:
     """Cancel: terminal; queued deliveries become `cancelled`, those on the wire finish."""
+    before = await _status_before(session, campaign_id)
     campaign = await campaigns.stop(
         session, principal, campaign_id, CampaignAction.cancel, reason=reason
     )
-    return await _stopped(session, control, campaign)
+    return await _stopped(session, control, campaign, principal, before, reason)
 
 
 async def kill(
@@ -127,10 +131,11 @@ async def kill(
 ) -> Campaign:
     """Kill: immediate and terminal; once this returns, no provider request of the campaign
     starts on any worker."""
+    before = await _status_before(session, campaign_id)
     campaign = await campaigns.stop(
         session, principal, campaign_id, CampaignAction.kill, reason=reason
     )
-    return await _stopped(session, control, campaign)
+    return await _stopped(session, control, campaign, principal, before, reason)
 
 
 async def engage_switch(
@@ -139,23 +144,33 @@ async def engage_switch(
     """Stop everything: the switch closes every grant, and every running or scheduled
     campaign is paused (and stays paused after the release). Once this returns, no provider
     request starts on any worker."""
+    before_switch = not (await switches.get_switch(session, lock=True)).engaged
     switch = await switches.engage(session, principal, reason=reason)
     # Read after the switch's lock was granted, so every start or resume that held the lock
     # before is seen (read committed): none is left out of the pause.
     live = await repository.live(session, lock=True)
     now = utcnow()
+    paused_reason = f"global kill switch engaged: {reason}"
+    before = {campaign.id: CampaignStatus(campaign.status) for campaign in live}
     for campaign in live:
         campaigns.transition(
-            session,
-            principal,
-            campaign,
-            CampaignAction.pause,
-            reason=f"global kill switch engaged: {reason}",
-            now=now,
+            session, principal, campaign, CampaignAction.pause, reason=paused_reason, now=now
         )
     await session.flush()
     what = "the global kill switch is engaged"
     await commit_now(session)
+    log.warning(
+        "global kill switch engaged",
+        extra={
+            "actor": principal.actor,
+            "reason": reason,
+            "from_status": "released" if before_switch else "engaged",
+            "to_status": "engaged",
+            "paused_campaigns": len(live),
+        },
+    )
+    for campaign in live:
+        _log_transition(campaign, principal, before[campaign.id], paused_reason)
     await control.publish_switch_or_refuse(switch, what=what)
     await control.stop(live, everything=True, what=what)
     return Engaged(switch, live)
@@ -167,6 +182,15 @@ async def release_switch(
     """Release the switch; campaigns stay paused until resumed one by one."""
     switch = await switches.release(session, principal, reason=reason)
     await commit_now(session)
+    log.warning(
+        "global kill switch released",
+        extra={
+            "actor": principal.actor,
+            "reason": reason,
+            "from_status": "engaged",
+            "to_status": "released",
+        },
+    )
     await control.publish_switch(switch)
     return switch
 
@@ -186,21 +210,73 @@ async def auto_pause(
         campaigns.transition(
             session, SYSTEM, campaign, CampaignAction.auto_pause, reason=reason, now=utcnow()
         )
+    _log_transition(campaign, SYSTEM, CampaignStatus.running, reason, level=logging.WARNING)
     await control.publish_campaign(campaign)
-    log.warning(
-        "campaign paused automatically", extra={"campaign_id": str(campaign_id), "reason": reason}
+
+
+async def _status_before(
+    session: AsyncSession, campaign_id: uuid.UUID, *, switch_first: bool = False
+) -> CampaignStatus | None:
+    """The campaign's status before the command, read under the lock the service takes next
+    (so nothing changes it in between). A command that makes a campaign live locks the
+    switch first, in the order every such transition and ``engage_switch`` take them."""
+    if switch_first:
+        await switches.get_switch(session, lock=True)
+    campaign = await repository.get(session, campaign_id, lock=True)
+    return None if campaign is None else CampaignStatus(campaign.status)
+
+
+def _log_transition(
+    campaign: Campaign,
+    principal: Principal,
+    before: CampaignStatus | None,
+    reason: str | None,
+    *,
+    level: int = logging.INFO,
+) -> None:
+    """One line per decision, once it is committed: who moved which campaign from what to
+    what, and why. A stop asked again (to confirm it) logs its status unchanged."""
+    after = CampaignStatus(campaign.status)
+    log.log(
+        level,
+        f"campaign {before or 'unknown'} → {after}",
+        extra={
+            "campaign_id": str(campaign.id),
+            "actor": principal.actor,
+            "reason": reason,
+            "from_status": before.value if before else None,
+            "to_status": after.value,
+        },
     )
 
 
-async def _published(session: AsyncSession, control: Control, campaign: Campaign) -> Campaign:
+async def _published(
+    session: AsyncSession,
+    control: Control,
+    campaign: Campaign,
+    principal: Principal | None = None,
+    before: CampaignStatus | None = None,
+    reason: str | None = None,
+) -> Campaign:
     """Commit, then tell the workers (the grant and rate in Redis follow the database)."""
     await commit_now(session)
+    if principal is not None:
+        _log_transition(campaign, principal, before, reason)
     await control.publish_campaign(campaign)
     return campaign
 
 
-async def _stopped(session: AsyncSession, control: Control, campaign: Campaign) -> Campaign:
-    """Commit, close the campaign's gate and wait for the permits taken before."""
+async def _stopped(
+    session: AsyncSession,
+    control: Control,
+    campaign: Campaign,
+    principal: Principal,
+    before: CampaignStatus | None,
+    reason: str | None,
+) -> Campaign:
+    """Commit, close the campaign's gate and wait for the permits taken before. The stop
+    is logged once committed, so it is on record even when the drain cannot be confirmed."""
     await commit_now(session)
+    _log_transition(campaign, principal, before, reason, level=logging.WARNING)
     await control.stop([campaign], what=f"campaign {campaign.id} is {campaign.status}")
     return campaign
