@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from app.campaigns import commands
 from app.campaigns.schemas import Reason
 from app.control.plane import Control
-from app.deps import Admin, CampaignsReader, KillOperator, RedisDep, SessionDep
+from app.deps import Admin, KillOperator, RedisDep, SessionDep
 from app.killswitch import service
 from app.killswitch.models import KillSwitch
 
@@ -37,7 +37,8 @@ class EngageOut(SwitchOut):
 
 
 @router.get("", response_model=SwitchOut)
-async def get_switch(session: SessionDep, _: CampaignsReader) -> SwitchOut:
+async def get_switch(session: SessionDep, _: KillOperator) -> SwitchOut:
+    """The switch as it stands: for whoever holds the right to press it (on-call)."""
     return SwitchOut.of(await service.get_switch(session))
 
 
@@ -46,7 +47,9 @@ async def engage(
     body: Reason, session: SessionDep, redis: RedisDep, principal: KillOperator
 ) -> EngageOut:
     """Stop every campaign at once. When this answers, no provider request starts on any
-    worker; every running or scheduled campaign is paused and stays paused after release."""
+    worker; every running or scheduled campaign is paused and stays paused after release.
+    While engaged, asking again with the reason in force confirms the stop; another reason
+    is refused with 409 naming who engaged it, when and why."""
     engaged = await commands.engage_switch(session, Control(redis), principal, reason=body.reason)
     return EngageOut(
         **SwitchOut.of(engaged.switch).model_dump(),

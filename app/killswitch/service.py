@@ -54,9 +54,17 @@ async def hold_released(session: AsyncSession, *, refusal: str) -> KillSwitch:
 
 
 async def engage(session: AsyncSession, principal: Principal, *, reason: str) -> KillSwitch:
-    """Engage the switch (audited), or keep it engaged. Pausing the live campaigns is the
-    caller's (`app.campaigns.commands.engage_switch`), under this lock."""
+    """Engage the switch (audited). Pausing the live campaigns is the caller's
+    (`app.campaigns.commands.engage_switch`), under this lock.
+
+    Asked again with the reason in force, it answers the engagement in force: that is how a
+    stop answered "recorded, not yet confirmed" is confirmed. Asked with another reason while
+    engaged, it refuses with 409 naming who engaged it, when and why, so a second reason is
+    never dropped without its author knowing.
+    """
     switch = await get_switch(session, lock=True)
+    if switch.engaged and switch.reason != reason:
+        raise already_engaged(switch)
     if not switch.engaged:
         now = utcnow()
         switch.engaged = True
@@ -77,6 +85,21 @@ async def engage(session: AsyncSession, principal: Principal, *, reason: str) ->
         )
     await session.flush()
     return switch
+
+
+def already_engaged(switch: KillSwitch) -> Problem:
+    when = switch.changed_at.isoformat() if switch.changed_at else "an unknown time"
+    return Problem(
+        409,
+        "Conflict",
+        f"the global kill switch is already engaged, by {switch.changed_by or 'unknown'} "
+        f"at {when}: {switch.reason or 'no reason given'}",
+        extra={
+            "engaged_by": switch.changed_by,
+            "engaged_at": switch.changed_at.isoformat() if switch.changed_at else None,
+            "engaged_reason": switch.reason,
+        },
+    )
 
 
 async def release(session: AsyncSession, principal: Principal, *, reason: str) -> KillSwitch:
