@@ -31,7 +31,7 @@ from app.errors import FieldError, Problem, validation_problem
 from app.ops.nul_guard import MESSAGE as NUL_MESSAGE
 from app.runtime import Runtime
 from app.ui import forms
-from app.ui.deps import Operator, Reader, Writer
+from app.ui.deps import Operator, Reader, Watcher, Writer
 from app.ui.render import page, see_other
 
 router = APIRouter(prefix="/ui")
@@ -92,11 +92,15 @@ def totals(view: CampaignOut) -> dict[str, int]:
 async def campaigns_list(
     request: Request,
     session: SessionDep,
-    op: Reader,
+    op: Watcher,
     status: str | None = None,
     kind: str | None = None,
     cursor: str | None = None,
 ) -> HTMLResponse:
+    running_only = not op.can(Scope.campaigns_read)
+    if running_only:
+        # A key that may only stop campaigns sees those there is something to stop in.
+        status = CampaignStatus.running.value
     items, next_cursor = await service.page_campaigns(
         session,
         limit=PAGE_SIZE,
@@ -117,6 +121,7 @@ async def campaigns_list(
         status=status or "",
         kind=kind or "",
         statuses=[s.value for s in CampaignStatus],
+        running_only=running_only,
     )
 
 
@@ -281,7 +286,7 @@ def available_actions(status: CampaignStatus) -> list[str]:
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse, include_in_schema=False)
 async def campaign_page(
-    request: Request, campaign_id: uuid.UUID, session: SessionDep, op: Reader
+    request: Request, campaign_id: uuid.UUID, session: SessionDep, op: Watcher
 ) -> HTMLResponse:
     context = await _campaign_context(session, campaign_id)
     return page(request, "campaign.html", op=op, action_error=None, **context)
@@ -289,7 +294,7 @@ async def campaign_page(
 
 @router.get("/campaigns/{campaign_id}/live", response_class=HTMLResponse, include_in_schema=False)
 async def campaign_live(
-    request: Request, campaign_id: uuid.UUID, session: SessionDep, op: Reader
+    request: Request, campaign_id: uuid.UUID, session: SessionDep, op: Watcher
 ) -> HTMLResponse:
     """The part of the campaign page that changes while it sends (fetched by ui.js)."""
     context = await _campaign_context(session, campaign_id)
@@ -330,7 +335,7 @@ async def _act(
 
 @router.post("/campaigns/{campaign_id}/{action}", include_in_schema=False)
 async def campaign_action(
-    request: Request, campaign_id: uuid.UUID, action: str, runtime: RuntimeDep, op: Reader
+    request: Request, campaign_id: uuid.UUID, action: str, runtime: RuntimeDep, op: Watcher
 ) -> Response:
     """Start, pause, resume, cancel or kill; each needs its confirmation box ticked, and kill
     a reason. The scope each needs is the API's."""

@@ -95,19 +95,23 @@ async def get_operator(request: Request, runtime: RuntimeDep) -> Operator:
     return Operator(principal=principal, session=session, switch=state)
 
 
-def needs(scope: Scope) -> Callable[..., Coroutine[Any, Any, Operator]]:
+def needs(*scopes: Scope) -> Callable[..., Coroutine[Any, Any, Operator]]:
+    """A page for keys holding any one of `scopes`."""
+
     async def dependency(operator: Annotated[Operator, Depends(get_operator)]) -> Operator:
-        if not operator.can(scope):
-            raise Problem(
-                403, "Forbidden", f"your API key lacks the '{scope.value}' scope needed here"
-            )
+        if not any(operator.can(scope) for scope in scopes):
+            named = "' or '".join(scope.value for scope in scopes)
+            raise Problem(403, "Forbidden", f"your API key lacks the '{named}' scope needed here")
         return operator
 
-    dependency.__name__ = f"ui_needs_{scope.name}"
+    dependency.__name__ = "ui_needs_" + "_or_".join(scope.name for scope in scopes)
     return dependency
 
 
 Reader = Annotated[Operator, Depends(needs(Scope.campaigns_read))]
+# On call with only the kill scope: the switch, the running campaigns read-only, and the
+# stops; each action still checks its own scope.
+Watcher = Annotated[Operator, Depends(needs(Scope.campaigns_read, Scope.kill))]
 Writer = Annotated[Operator, Depends(needs(Scope.campaigns_write))]
 Killer = Annotated[Operator, Depends(needs(Scope.kill))]
 AdminOperator = Annotated[Operator, Depends(needs(Scope.admin))]

@@ -22,7 +22,7 @@ from app.devices.models import Platform
 from app.errors import Problem
 from app.killswitch import service as killswitch
 from app.ui.campaign_pages import page_size_max, read_form
-from app.ui.deps import AdminOperator, Killer, Operator, Reader
+from app.ui.deps import AdminOperator, Killer, Operator, Reader, Watcher
 from app.ui.render import page, see_other
 
 router = APIRouter(prefix="/ui")
@@ -49,7 +49,7 @@ async def _switch_page(
 
 
 @router.get("/kill-switch", response_class=HTMLResponse, include_in_schema=False)
-async def kill_switch_page(request: Request, runtime: RuntimeDep, op: Reader) -> HTMLResponse:
+async def kill_switch_page(request: Request, runtime: RuntimeDep, op: Watcher) -> HTMLResponse:
     return await _switch_page(request, runtime, op, None, 200)
 
 
