@@ -38,7 +38,7 @@ async def test_no_key_bad_key_and_revoked_key_are_401(
 
     admin = bearer(await make_key(Scope.admin))
     created = await client.post(
-        "/v1/keys", json={"name": "marketing tool", "scopes": ["campaigns:read"]}, headers=admin
+        "/v1/keys", json={"name": "device reader", "scopes": ["devices:read"]}, headers=admin
     )
     assert created.status_code == 201, created.text
     raw = created.json()["key"]

@@ -20,7 +20,7 @@ def ios(token: str = "a" * 64, env: str = "production") -> dict[str, object]:
 
 
 async def writer(make_key: KeyMaker) -> dict[str, str]:
-    return bearer(await make_key(Scope.devices_write, Scope.campaigns_read))
+    return bearer(await make_key(Scope.devices_write, Scope.devices_read))
 
 
 async def test_register_creates_then_updates_the_same_row(
