@@ -194,19 +194,23 @@ def cmd_devices_import(args: argparse.Namespace) -> None:
     from app.db.session import create_engine, create_sessionmaker
     from app.devices import importer
 
+    path = Path(args.file)
+    if not path.is_file():
+        sys.exit(f"wavecast devices import: no such file: {path}")
     settings = _settings()
 
     async def run() -> None:
         engine = create_engine(settings.effective_database_url)
         try:
-            result = await importer.import_stream(
-                create_sessionmaker(engine), _file_chunks(Path(args.file))
-            )
+            result = await importer.import_stream(create_sessionmaker(engine), _file_chunks(path))
         finally:
             await engine.dispose()
         print(result.model_dump_json(indent=2))
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        sys.exit(f"wavecast devices import: cannot read {path}: {exc.strerror or exc}")
 
 
 # ---------------------------------------------------------------- demo
@@ -236,6 +240,11 @@ async def seed_devices(settings: Settings, count: int, *, seed: int | None = Non
 
 def cmd_demo_seed(args: argparse.Namespace) -> None:
     settings = _settings()
+    if settings.is_production:
+        sys.exit(
+            "wavecast demo seed: refusing to add fake devices to a production deployment "
+            f"(WAVECAST_ENV={settings.env.value})"
+        )
     created = asyncio.run(seed_devices(settings, args.devices, seed=args.seed))
     print(f"seeded {created} demo devices")
 
@@ -511,10 +520,14 @@ def build_parser() -> argparse.ArgumentParser:
     fake = sub.add_parser(
         "fake",
         help="a local FCM or APNs protocol fake (`wavecast fake fcm --help`)",
+        description="A local server that speaks FCM's or APNs' protocol; "
+        "`wavecast fake fcm --help` lists its options.",
+        # `--help` after the kind is the fake's own (passed on with its options).
         add_help=False,
     )
+    fake.add_argument("-h", "--help", action="help", help="show this help and exit")
     fake.add_argument("kind", choices=["fcm", "apns"])
-    fake.add_argument("options", nargs=argparse.REMAINDER)
+    fake.add_argument("options", nargs=argparse.REMAINDER, help="the fake's own options")
     fake.set_defaults(func=cmd_fake)
 
     bench = sub.add_parser("bench", help="benchmarks: one table of figures, exit 1 on a miss")
