@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from app.audit.chain import Head
     from app.auth.models import ApiKey
     from app.auth.service import CreatedKey
+    from app.control.plane import Control
+    from app.errors import Problem
 
 T = TypeVar("T")
 log = logging.getLogger("wavecast.cli")
@@ -247,6 +249,196 @@ def cmd_demo_seed(args: argparse.Namespace) -> None:
         )
     created = asyncio.run(seed_devices(settings, args.devices, seed=args.seed))
     print(f"seeded {created} demo devices")
+
+
+# ---------------------------------------------------------------- operating campaigns
+# The same commands the API and the form run (`app.campaigns.commands`), so a stop from here
+# carries the same guarantee: once it answers, no provider request of what it stopped starts.
+NOT_CONFIRMED_EXIT = 3
+
+
+def _refusal(command: str, problem: Problem) -> SystemExit:
+    """One line on stderr. A stop the database recorded but could not confirm (Redis
+    unreachable, sends still draining) exits 3 and says so; any other refusal exits 1."""
+    if problem.status == 503:
+        print(
+            f"wavecast {command}: NOT CONFIRMED ({problem.title}): {problem.detail}",
+            file=sys.stderr,
+        )
+        return SystemExit(NOT_CONFIRMED_EXIT)
+    return SystemExit(f"wavecast {command}: {problem.title}: {problem.detail}")
+
+
+def _reason(command: str, text: str | None, *, required: bool) -> str | None:
+    from app.campaigns.schemas import OptionalReason, Reason
+
+    try:
+        if required:
+            return Reason(reason=text or "").reason
+        return OptionalReason(reason=text).reason
+    except ValidationError as exc:
+        raise SystemExit(f"wavecast {command}: --reason: {exc.errors()[0]['msg']}") from None
+
+
+def _campaign_id(command: str, text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise SystemExit(f"wavecast {command}: not a campaign id: {text!r}") from None
+
+
+def _operate(command: str, fn: Callable[[AsyncSession, Control], Awaitable[T]]) -> T:
+    """Run a command in one unit of work (the command commits it itself) with the control
+    plane; a refusal becomes one line and a non-zero exit."""
+    from app.control.plane import Control
+    from app.runtime import connect_redis
+
+    async def run(settings: Settings, session: AsyncSession) -> T:
+        redis = connect_redis(settings)
+        try:
+            return await fn(session, Control(redis))
+        finally:
+            await redis.aclose()
+
+    return _in_session(command, run)
+
+
+def _read(command: str, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """A read: the database only, so it works while Redis is away."""
+
+    async def run(_settings: Settings, session: AsyncSession) -> T:
+        return await fn(session)
+
+    return _in_session(command, run)
+
+
+def _in_session(command: str, fn: Callable[[Settings, AsyncSession], Awaitable[T]]) -> T:
+    from app.errors import Problem
+
+    settings = _settings()
+    _configure_logging(settings)  # every stop is one structured line, from here too
+
+    async def session_run(session: AsyncSession) -> T:
+        return await fn(settings, session)
+
+    try:
+        return asyncio.run(_with_session(settings, session_run))
+    except Problem as problem:
+        raise _refusal(command, problem) from None
+    except RuntimeError as exc:  # no Redis configured: a stop cannot reach the workers
+        raise SystemExit(f"wavecast {command}: {exc}") from None
+
+
+def _when(stamp: object) -> str:
+    return "-" if stamp is None else f"{stamp:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def cmd_switch_status(args: argparse.Namespace) -> None:
+    from app.killswitch import service as switches
+    from app.killswitch.models import KillSwitch
+
+    async def read(session: AsyncSession) -> KillSwitch:
+        return await switches.get_switch(session)
+
+    switch = _read("kill-switch status", read)
+    print(
+        f"{'ENGAGED' if switch.engaged else 'released'}; by {switch.changed_by or '-'} "
+        f"at {_when(switch.changed_at)}; reason: {switch.reason or '-'}"
+    )
+
+
+def cmd_switch_engage(args: argparse.Namespace) -> None:
+    from app.auth.principal import cli_principal
+    from app.campaigns import commands
+
+    reason = _reason("kill-switch engage", args.reason, required=True) or ""
+
+    async def engage(session: AsyncSession, control: Control) -> commands.Engaged:
+        return await commands.engage_switch(session, control, cli_principal(), reason=reason)
+
+    engaged = _operate("kill-switch engage", engage)
+    print(
+        f"kill switch ENGAGED by {engaged.switch.changed_by}: {engaged.switch.reason}; "
+        f"{len(engaged.paused)} campaign(s) paused; no provider request starts any more"
+    )
+
+
+def cmd_switch_release(args: argparse.Namespace) -> None:
+    from app.auth.principal import cli_principal
+    from app.campaigns import commands
+    from app.killswitch.models import KillSwitch
+
+    reason = _reason("kill-switch release", args.reason, required=True) or ""
+
+    async def release(session: AsyncSession, control: Control) -> KillSwitch:
+        return await commands.release_switch(session, control, cli_principal(), reason=reason)
+
+    switch = _operate("kill-switch release", release)
+    print(
+        f"kill switch released by {switch.changed_by}: {switch.reason}; "
+        "campaigns stay paused until resumed one by one"
+    )
+
+
+def cmd_campaigns_list(args: argparse.Namespace) -> None:
+    from app.campaigns import service
+    from app.campaigns.schemas import CampaignSummary
+    from app.campaigns.state import CampaignStatus
+
+    try:
+        status = CampaignStatus(args.status) if args.status else None
+    except ValueError:
+        sys.exit(
+            f"wavecast campaigns list: no status {args.status!r}; one of: "
+            + ", ".join(s.value for s in CampaignStatus)
+        )
+
+    async def listing(session: AsyncSession) -> list[CampaignSummary]:
+        items, _cursor = await service.page_campaigns(
+            session, limit=args.limit, cursor=None, status=status, kind=None
+        )
+        return items
+
+    for item in _read("campaigns list", listing):
+        wave = "-" if item.current_wave is None else f"{item.current_wave + 1}/{item.waves}"
+        print(f"{item.id}  {item.status.value:<10} {item.kind.value:<5} wave {wave:<6} {item.name}")
+
+
+def cmd_campaigns_show(args: argparse.Namespace) -> None:
+    from app.campaigns import service
+    from app.campaigns.schemas import CampaignOut
+
+    campaign_id = _campaign_id("campaigns show", args.campaign_id)
+
+    async def show(session: AsyncSession) -> CampaignOut:
+        return await service.view(session, await service.get(session, campaign_id))
+
+    print(_read("campaigns show", show).model_dump_json(indent=2))
+
+
+def cmd_campaigns_act(args: argparse.Namespace) -> None:
+    from app.auth.principal import cli_principal
+    from app.campaigns import commands
+    from app.campaigns.models import Campaign
+
+    action: str = args.action
+    command = f"campaigns {action}"
+    campaign_id = _campaign_id(command, args.campaign_id)
+    reason = _reason(command, args.reason, required=action == "kill")
+
+    async def act(session: AsyncSession, control: Control) -> Campaign:
+        principal = cli_principal()
+        if action == "kill":
+            return await commands.kill(
+                session, control, principal, campaign_id, reason=reason or ""
+            )
+        if action == "pause":
+            return await commands.pause(session, control, principal, campaign_id, reason=reason)
+        return await commands.resume(session, control, principal, campaign_id, reason=reason)
+
+    campaign = _operate(command, act)
+    stopped = "; no provider request of it starts any more" if action != "resume" else ""
+    print(f"campaign {campaign.id} is {campaign.status}{stopped}")
 
 
 # ---------------------------------------------------------------- development tools
@@ -506,6 +698,48 @@ def build_parser() -> argparse.ArgumentParser:
         "which the chain alone cannot show); a log that grew past it passes",
     )
     av.set_defaults(func=cmd_audit_verify)
+
+    ks = sub.add_parser(
+        "kill-switch",
+        help="the global kill switch",
+        description="The global kill switch, through the same commands as the API: once "
+        "engage answers, no provider request starts on any worker. Exit 3: the change is "
+        "recorded but not yet confirmed (Redis unreachable, or sends still draining); ask "
+        "again to confirm.",
+    ).add_subparsers(dest="kill_switch", required=True)
+    ks.add_parser("status", help="engaged or released, by whom, when and why").set_defaults(
+        func=cmd_switch_status
+    )
+    kse = ks.add_parser("engage", help="stop every campaign at once")
+    kse.add_argument("--reason", required=True)
+    kse.set_defaults(func=cmd_switch_engage)
+    ksr = ks.add_parser("release", help="release the switch; campaigns stay paused")
+    ksr.add_argument("--reason", required=True)
+    ksr.set_defaults(func=cmd_switch_release)
+
+    camp = sub.add_parser(
+        "campaigns",
+        help="list, show, pause, resume and kill campaigns",
+        description="Campaigns, through the same commands as the API: once pause or kill "
+        "answers, no provider request of the campaign starts. Exit 3: the stop is recorded "
+        "but not yet confirmed; ask again to confirm.",
+    ).add_subparsers(dest="campaigns", required=True)
+    cl = camp.add_parser("list", help="newest first")
+    cl.add_argument("--status", help="only campaigns in this status (e.g. running)")
+    cl.add_argument("--limit", type=int, default=50)
+    cl.set_defaults(func=cmd_campaigns_list)
+    cs = camp.add_parser("show", help="a campaign and its waves, as JSON")
+    cs.add_argument("campaign_id")
+    cs.set_defaults(func=cmd_campaigns_show)
+    for action, help_text in (
+        ("pause", "pause; resumable"),
+        ("resume", "resume a paused campaign"),
+        ("kill", "stop at once; terminal"),
+    ):
+        ca = camp.add_parser(action, help=help_text)
+        ca.add_argument("campaign_id")
+        ca.add_argument("--reason", required=action == "kill")
+        ca.set_defaults(func=cmd_campaigns_act, action=action)
 
     dev = sub.add_parser("devices", help="devices").add_subparsers(dest="devices", required=True)
     di = dev.add_parser("import", help="import devices from an NDJSON file")
