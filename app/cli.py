@@ -173,6 +173,7 @@ def cmd_keys_list(args: argparse.Namespace) -> None:
 def cmd_keys_revoke(args: argparse.Namespace) -> None:
     from app.auth import service
     from app.auth.principal import cli_principal
+    from app.errors import Problem
 
     settings = _settings()
 
@@ -181,7 +182,10 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
             session, cli_principal(), uuid.UUID(args.key_id), reason=args.reason
         )
 
-    key = asyncio.run(_with_session(settings, revoke))
+    try:
+        key = asyncio.run(_with_session(settings, revoke))
+    except Problem as refused:
+        sys.exit(f"wavecast keys revoke: {refused.detail}")
     print(f"revoked {key.id} (wck_{key.prefix}_…)")
 
 

@@ -17,7 +17,7 @@ from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.auth.principal import Principal
 from app.db.session import unit_of_work
-from app.deps import RuntimeDep
+from app.deps import RuntimeDep, require_schema
 from app.errors import Problem
 from app.killswitch import service as killswitch
 from app.ops.ratelimit import charge_failed_auth
@@ -82,6 +82,7 @@ async def get_operator(request: Request, runtime: RuntimeDep) -> Operator:
             # counts against its address, so inventing cookies is no way around the limit.
             await charge_failed_auth(request.scope)
         raise SignInRequired()
+    await require_schema(request, runtime)
     async with unit_of_work(runtime.sessionmaker) as db:
         principal = await auth_service.authenticate_id(db, session.key_id)
         switch = await killswitch.get_switch(db)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from app import pagination
 from app.audiences import service as audiences
 from app.audit import repository as audit_repo
+from app.auth.models import Scope
 from app.campaigns import commands
 from app.campaigns.schemas import Reason
 from app.control.plane import Control
@@ -134,6 +135,12 @@ async def devices_page(
     test: str | None = None,
     cursor: str | None = None,
 ) -> HTMLResponse:
+    # Tokens and user ids are personal data (`devices:read`): without that scope a key may
+    # not even ask whether one is registered.
+    if (token or user_id) and not op.can(Scope.devices_read):
+        raise Problem(
+            403, "Forbidden", "searching by token or user id needs the 'devices:read' scope"
+        )
     rows = await devices_repo.list_devices(
         session,
         limit=PAGE_SIZE + 1,
