@@ -95,7 +95,7 @@ async def send_campaign(ctx: dict[str, Any], campaign_id: str, slot: int) -> dic
         # up to a second every PUMP_BUDGET_SECONDS.
         with contextlib.suppress(RedisError):
             await enqueue_pumps(redis, [uuid.UUID(campaign_id)])
-    log.debug(
+    log.info(
         "send job finished",
         extra={
             "campaign_id": campaign_id,
