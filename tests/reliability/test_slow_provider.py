@@ -33,7 +33,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -50,7 +50,7 @@ from app.control.fence import FENCE_SECONDS
 from app.delivery.models import Delivery
 from app.devices.models import Device
 from app.main import create_app
-from app.runtime import Runtime, connect_redis
+from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.reliability.support import PrivateRedis, WorkerPool, worker_pool
 from tests.support import campaign_body, campaign_status, create_and_start, wait_for, workers_alive
@@ -423,25 +423,11 @@ def finished_jobs(pool: WorkerPool) -> list[Job]:
 
 
 REDIS_LOSS_DEVICES = 4_000
-# 485-message batches: a lane carries 100 requests at a time (HTTP/2 streams), so each batch
-# starts requests for ~4 s; without its fence closing, a worker cut off from Redis would go
-# on starting them for seconds.
+# 485-message batches, each started afresh every few hundred milliseconds at this rate:
+# without its fences closing, a worker cut off from Redis would go on starting them for
+# seconds.
 REDIS_LOSS_RATE = 12_500
 REDIS_LOSS_ENV = {"WAVECAST_PROVIDER_TIMEOUT_SECONDS": "10", "WAVECAST_LEASE_SECONDS": "12"}
-
-
-@pytest.fixture
-async def private_redis(db: Runtime) -> AsyncIterator[tuple[PrivateRedis, Runtime]]:
-    """A redis-server of this test's own and a runtime (the suite's database) on it."""
-    server = PrivateRedis()
-    server.start()
-    settings = db.settings.model_copy(update={"redis_url": server.url})
-    runtime = Runtime(settings, db.engine, db.sessionmaker, connect_redis(settings))
-    try:
-        yield server, runtime
-    finally:
-        await runtime.redis.aclose()
-        server.close()
 
 
 async def test_a_worker_that_loses_redis_stops_starting_requests_within_the_bound(

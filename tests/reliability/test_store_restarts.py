@@ -18,7 +18,7 @@ from app.auth.models import Scope
 from app.campaigns.state import CampaignStatus
 from app.db import migrate
 from app.main import create_app
-from app.runtime import Runtime, connect_redis
+from app.runtime import Runtime
 from app.settings import Settings, normalise_database_url
 from tests.conftest import KeyMaker, bearer
 from tests.reliability.support import (
@@ -73,20 +73,6 @@ async def _unchanged_for(runtime: Runtime, campaign_id: uuid.UUID, seconds: floa
     after = await sandbox_count(runtime, campaign_id)
     assert after == before, f"{after - before} messages sent while nothing may be sent"
     return after
-
-
-@pytest.fixture
-async def private_redis(db: Runtime) -> AsyncIterator[tuple[PrivateRedis, Runtime]]:
-    """A redis-server of this test's own and a runtime (the suite's database) on it."""
-    server = PrivateRedis()
-    server.start()
-    settings = db.settings.model_copy(update={"redis_url": server.url})
-    runtime = Runtime(settings, db.engine, db.sessionmaker, connect_redis(settings))
-    try:
-        yield server, runtime
-    finally:
-        await runtime.redis.aclose()
-        server.close()
 
 
 async def test_redis_restart_with_its_data_lost(
