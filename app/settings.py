@@ -40,6 +40,10 @@ class ProviderMode(StrEnum):
 
 DEFAULT_DATA_DIR = Path("var")
 
+# The loosest staging policy a production deployment may run with.
+PRODUCTION_FIRST_WAVE_CEILING = Decimal(50)
+PRODUCTION_HOLD_FLOOR_SECONDS = 60
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -74,7 +78,9 @@ class Settings(BaseSettings):
     # twice that are allowed; 0 turns the limit off. Far above what any integration needs.
     api_rate_limit: float = Field(default=500, ge=0)
 
-    # Production staging policy (SPEC §3 rule 4).
+    # Production staging policy (SPEC §3 rule 4). A deployment may tighten it freely; in
+    # production it may not loosen it past the floors below (PRODUCTION_FIRST_WAVE_CEILING,
+    # PRODUCTION_HOLD_FLOOR_SECONDS).
     max_first_wave_percent: Decimal = Field(default=Decimal("5"), gt=0, le=100)
     min_hold_seconds: int = Field(default=600, ge=0)
 
@@ -112,6 +118,8 @@ class Settings(BaseSettings):
     key_pepper: SecretStr = SecretStr("")
     log_level: str = "INFO"
     json_logs: bool = True
+    # `wavecast worker` serves Prometheus text on this port (all interfaces); 0 turns it off.
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -130,6 +138,13 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.production
+
+    @property
+    def test_devices_only(self) -> bool:
+        """Outside production a real provider may reach real phones, so every campaign, of
+        either kind, reaches test devices only. With the sandbox provider nothing reaches a
+        phone and the rule stays advisory; in production the staging policy takes over."""
+        return not self.is_production and self.provider is ProviderMode.real
 
     @field_validator("production_fcm_projects", "production_apns_key_ids", mode="before")
     @classmethod
@@ -169,6 +184,20 @@ class Settings(BaseSettings):
                 )
             if not self.key_pepper.get_secret_value():
                 problems.append("WAVECAST_ENV=production needs WAVECAST_KEY_PEPPER set")
+            if self.max_first_wave_percent > PRODUCTION_FIRST_WAVE_CEILING:
+                problems.append(
+                    f"WAVECAST_MAX_FIRST_WAVE_PERCENT={self.max_first_wave_percent:f} is above "
+                    f"the production ceiling of {PRODUCTION_FIRST_WAVE_CEILING}: in production "
+                    f"a first wave may reach at most {PRODUCTION_FIRST_WAVE_CEILING}% of an "
+                    "audience (the default is 5; lower values are always accepted)"
+                )
+            if self.min_hold_seconds < PRODUCTION_HOLD_FLOOR_SECONDS:
+                problems.append(
+                    f"WAVECAST_MIN_HOLD_SECONDS={self.min_hold_seconds} is below the "
+                    f"production floor of {PRODUCTION_HOLD_FLOOR_SECONDS}: in production every "
+                    "wave but the last must hold at least a minute (the default is 600; "
+                    "higher values are always accepted)"
+                )
         real = self.provider is ProviderMode.real
         if self.is_production and real and not (self.fcm_credentials or self.apns_key):
             problems.append(
