@@ -552,6 +552,7 @@ async def start(
         waves=specs,
         rules=campaign.audience_rules,
         override_reason=override_reason or standing,
+        starting=True,
     )
     guard.refuse_unless_allowed(
         session, principal, verdict, subject_id=campaign.id, attempted="start"

@@ -33,8 +33,15 @@ def pre_send_outcomes(
     content: Content,
     rows: Sequence[Claimed],
     now: datetime,
+    *,
+    test_devices_only: bool,
 ) -> tuple[list[Claimed], list[Outcome]]:
-    """Split claimed rows into those to send and those decided without a provider."""
+    """Split claimed rows into those to send and those decided without a provider.
+
+    ``test_devices_only`` (``Settings.test_devices_only``: outside production with a real
+    provider) blocks every row whose device is not a test device, whatever the campaign's
+    kind; a test campaign blocks them everywhere.
+    """
     to_send: list[Claimed] = []
     decided: list[Outcome] = []
     for row in rows:
@@ -47,13 +54,17 @@ def pre_send_outcomes(
                     error_detail=f"the device is {row.device_status}",
                 )
             )
-        elif campaign_kind is CampaignKind.test and not row.is_test_device:
+        elif not row.is_test_device and (test_devices_only or campaign_kind is CampaignKind.test):
             decided.append(
                 Outcome(
                     row.delivery_id,
                     DeliveryStatus.blocked,
                     error_code="not_a_test_device",
-                    error_detail="a test campaign reaches only test devices",
+                    error_detail=(
+                        "a test campaign reaches only test devices"
+                        if campaign_kind is CampaignKind.test
+                        else "outside production a real provider reaches only test devices"
+                    ),
                 )
             )
         elif expired(row.created_at, content, now):

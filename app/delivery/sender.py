@@ -7,7 +7,8 @@ was given for. Then one iteration per batch, and why it is in this order:
    (only rows of a running campaign are claimable; the claim re-applies the audience, so a
    device that left it is cancelled there);
 2. decide each row's fate before any provider sees it (`outcomes.pre_send_outcomes`):
-   inactive devices are cancelled, non-test devices of a test campaign are blocked, stale
+   inactive devices are cancelled, non-test devices are blocked (of a test campaign, and of
+   every campaign outside production with a real provider), stale
    notifications expire;
 3. reserve throttle tokens for the rest, sized at the rate in force now (rows claimed at a
    rate cut since go back untouched), and wait until they are due;
@@ -309,7 +310,9 @@ async def _send_and_record(
 ) -> str | None:
     """Send what may be sent of a claimed batch and record every row's outcome under its
     lease; returns why the send loop must stop, or None."""
-    to_send, decided = pre_send_outcomes(kind, content, rows, claimed_at)
+    to_send, decided = pre_send_outcomes(
+        kind, content, rows, claimed_at, test_devices_only=deps.settings.test_devices_only
+    )
     outcomes = list(decided)
     stop: str | None = None
     try:

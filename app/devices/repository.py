@@ -262,3 +262,19 @@ async def list_devices(
 
 async def count(session: AsyncSession) -> int:
     return int((await session.exec(select(func.count()).select_from(Device))).one())
+
+
+async def count_matching(session: AsyncSession, where: Any) -> int:
+    return int((await session.exec(select(func.count()).select_from(Device).where(where))).one())
+
+
+async def set_test_device_where(
+    session: AsyncSession, where: Any, *, is_test: bool, now: datetime
+) -> int:
+    """Mark (or unmark) every device matching ``where`` in one statement; how many changed."""
+    result = await session.exec(
+        _table.update()
+        .where(where, _table.c.is_test_device.is_not(is_test))
+        .values(is_test_device=is_test, updated_at=now)
+    )
+    return int(result.rowcount)

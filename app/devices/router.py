@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app import pagination
 from app.auth.principal import Principal
@@ -20,6 +20,37 @@ router = APIRouter(prefix="/v1/devices", tags=["devices"])
 class TestDeviceChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str | None = Field(default=None, max_length=2000)
+
+
+class TestMarks(BaseModel):
+    """Which devices to mark: exactly one of a saved segment, audience rules, or tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+    segment_id: uuid.UUID | None = None
+    rules: dict[str, Any] | None = None
+    tokens: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
+        default=None, min_length=1, max_length=service.MAX_BULK_TEST_MARKS
+    )
+    # False unmarks them.
+    test_device: bool = True
+    reason: str = Field(min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def _exactly_one_selector(self) -> Self:
+        given = [
+            name for name in ("segment_id", "rules", "tokens") if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of segment_id, rules or tokens"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+class TestMarksOut(BaseModel):
+    matched: int
+    changed: int
 
 
 @router.post(
@@ -101,6 +132,23 @@ async def unregister_device(
     device_id: uuid.UUID, session: SessionDep, _: DevicesWriter
 ) -> DeviceOut:
     return DeviceOut.model_validate(await service.unregister(session, device_id))
+
+
+@router.post("/test-marks", response_model=TestMarksOut)
+async def mark_test_devices(body: TestMarks, session: SessionDep, principal: Admin) -> TestMarksOut:
+    """Mark many QA devices as test devices at once (admin only, audited as one event), or
+    unmark them with `"test_device": false`. Outside production a real provider reaches test
+    devices only. At most 10,000 devices per call."""
+    marking = await service.set_test_devices(
+        session,
+        principal,
+        segment_id=body.segment_id,
+        rules=body.rules,
+        tokens=body.tokens,
+        is_test=body.test_device,
+        reason=body.reason,
+    )
+    return TestMarksOut(matched=marking.matched, changed=marking.changed)
 
 
 @router.put("/{device_id}/test-device", response_model=DeviceOut)

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audiences import service as audiences
 from app.audiences.versions import version_key
 from app.audit import service as audit
 from app.auth.principal import Principal
@@ -213,6 +215,71 @@ async def set_test_device(
         )
         await session.flush()
     return device
+
+
+# The most devices one bulk marking may change: a QA fleet is far smaller, and a selector
+# that matches more is a mistake (a rule that was meant to be narrower).
+MAX_BULK_TEST_MARKS = 10_000
+
+
+@dataclass(frozen=True)
+class BulkMarking:
+    matched: int
+    changed: int
+
+
+async def set_test_devices(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    segment_id: uuid.UUID | None,
+    rules: Any,
+    tokens: Sequence[str] | None,
+    is_test: bool,
+    reason: str,
+) -> BulkMarking:
+    """Mark (or unmark) many QA devices at once, chosen by a segment, by audience rules or by
+    token; one audit event names the selector, the counts and the reason. Refused, changing
+    nothing, when the selector matches more than MAX_BULK_TEST_MARKS devices."""
+    selector: dict[str, Any]
+    if tokens is not None:
+        where: Any = col(Device.token).in_(list(tokens))
+        selector = {"tokens": len(tokens)}
+    else:
+        resolved, segment = await audiences.resolve(
+            session, segment_id=segment_id, rules=rules, field="rules"
+        )
+        where = audiences.audience_filter(resolved, now=utcnow())
+        selector = {"segment_id": str(segment)} if segment else {"rules": resolved}
+    matched = await repo.count_matching(session, where)
+    if is_test and matched > MAX_BULK_TEST_MARKS:
+        raise validation_problem(
+            [
+                FieldError(
+                    "tokens" if tokens is not None else ("segment_id" if segment_id else "rules"),
+                    f"matches {matched} devices; one marking may change at most "
+                    f"{MAX_BULK_TEST_MARKS} (a QA fleet is smaller): narrow the selector",
+                )
+            ],
+            title="Too many devices to mark as test devices",
+        )
+    changed = await repo.set_test_device_where(session, where, is_test=is_test, now=utcnow())
+    audit.record(
+        session,
+        principal,
+        "device.test_marked_bulk" if is_test else "device.test_unmarked_bulk",
+        subject_type="device",
+        subject_id=None,
+        reason=reason,
+        after={
+            "selector": selector,
+            "is_test_device": is_test,
+            "matched": matched,
+            "changed": changed,
+        },
+    )
+    await session.flush()
+    return BulkMarking(matched=matched, changed=changed)
 
 
 # A page of devices (the router's listing; the query is the repository's).

@@ -37,8 +37,10 @@ async def verdict(
     waves: Sequence[WaveSpec],
     rules: dict[str, Any],
     override_reason: str | None,
+    starting: bool = False,
 ) -> GuardVerdict:
-    non_test = await audiences.count_non_test(session, rules) if kind is CampaignKind.test else None
+    counted = kind is CampaignKind.test or settings.test_devices_only
+    non_test = await audiences.count_non_test(session, rules) if counted else None
     return assess(
         settings,
         GuardInput(
@@ -47,6 +49,7 @@ async def verdict(
             waves=waves,
             non_test_devices=non_test,
             override_reason=override_reason,
+            starting=starting,
         ),
     )
 

@@ -27,13 +27,19 @@ class GuardInput:
     # Devices in the audience that are not test devices; None when not counted.
     non_test_devices: int | None
     override_reason: str | None
+    # True when the campaign is about to start (its audience is about to be reached); False
+    # for a create, an edit or a preview, where the test-devices-only rule only advises, so
+    # QA devices may still be marked before the start.
+    starting: bool = False
 
 
 def assess(settings: Settings, subject: GuardInput) -> GuardVerdict:
     """Findings that block (and whether an operator's written override may lift them).
 
-    Outside production the guard still reports what it sees, but blocks nothing: staging
-    and development exist to try things. In production:
+    Outside production the guard reports what it sees and blocks one thing: with a real
+    provider (``Settings.test_devices_only``) a campaign of either kind whose audience holds a
+    non-test device does not start, never overridable (the worker also blocks such rows one by
+    one). Staging and development exist to try things, not to reach customers. In production:
     - a test campaign whose audience holds a non-test device is refused, never overridable;
     - a live campaign must be staged (≥ 2 waves, small first wave, long enough holds),
       never overridable;
@@ -43,7 +49,21 @@ def assess(settings: Settings, subject: GuardInput) -> GuardVerdict:
     hard: list[GuardFinding] = []
     soft: list[GuardFinding] = []
 
-    if subject.kind is CampaignKind.test and subject.non_test_devices:
+    if settings.test_devices_only and subject.non_test_devices:
+        hard.append(
+            GuardFinding(
+                rule="test_devices_only",
+                code="non_test_devices",
+                field="audience",
+                message=(
+                    f"outside production (WAVECAST_ENV={settings.env.value}) a real provider "
+                    f"reaches test devices only, but this audience holds "
+                    f"{subject.non_test_devices} device(s) not marked as test devices: mark "
+                    "them as test devices (POST /v1/devices/test-marks) or narrow the audience"
+                ),
+            )
+        )
+    elif subject.kind is CampaignKind.test and subject.non_test_devices:
         hard.append(
             GuardFinding(
                 rule="test_audience",
@@ -83,7 +103,10 @@ def assess(settings: Settings, subject: GuardInput) -> GuardVerdict:
             )
     overridden = bool(subject.override_reason) and bool(soft) and not hard
     if not production:
-        return GuardVerdict(allowed=True, overridable=False, overridden=False, findings=hard + soft)
+        blocks = subject.starting and any(f.rule == "test_devices_only" for f in hard)
+        return GuardVerdict(
+            allowed=not blocks, overridable=False, overridden=False, findings=hard + soft
+        )
     allowed = not hard and (not soft or overridden)
     return GuardVerdict(
         allowed=allowed,

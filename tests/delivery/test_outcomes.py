@@ -111,15 +111,18 @@ SHORT_LIVED = Content.model_validate(
 @pytest.mark.parametrize("status", ["active", "invalid", "unregistered"])
 @pytest.mark.parametrize("test_device", [False, True])
 @pytest.mark.parametrize("old", [False, True])
+@pytest.mark.parametrize("test_devices_only", [False, True])
 def test_every_row_is_sent_or_decided_once_and_for_the_first_reason_that_applies(
-    kind: CampaignKind, status: str, test_device: bool, old: bool
+    kind: CampaignKind, status: str, test_device: bool, old: bool, test_devices_only: bool
 ) -> None:
     row = _row(status=status, test_device=test_device, age=timedelta(minutes=5 if old else 0))
-    to_send, decided = outcomes.pre_send_outcomes(kind, SHORT_LIVED, [row], utcnow())
+    to_send, decided = outcomes.pre_send_outcomes(
+        kind, SHORT_LIVED, [row], utcnow(), test_devices_only=test_devices_only
+    )
     assert len(to_send) + len(decided) == 1
     if status != "active":
         expected = (DeliveryStatus.cancelled, "device_inactive")
-    elif kind is CampaignKind.test and not test_device:
+    elif (kind is CampaignKind.test or test_devices_only) and not test_device:
         expected = (DeliveryStatus.blocked, "not_a_test_device")
     elif old:
         expected = (DeliveryStatus.failed, "expired")
@@ -134,7 +137,9 @@ def test_every_row_is_sent_or_decided_once_and_for_the_first_reason_that_applies
 def test_rows_keep_their_order_and_content_with_ttl_0_never_expires() -> None:
     rows = [_row(delivery_id=i, age=timedelta(days=30)) for i in range(5)]
     forever = CONTENT.model_copy(update={"ttl_seconds": 0})
-    to_send, decided = outcomes.pre_send_outcomes(CampaignKind.live, forever, rows, utcnow())
+    to_send, decided = outcomes.pre_send_outcomes(
+        CampaignKind.live, forever, rows, utcnow(), test_devices_only=False
+    )
     assert [r.delivery_id for r in to_send] == [0, 1, 2, 3, 4]
     assert decided == []
 

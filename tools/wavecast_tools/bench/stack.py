@@ -356,7 +356,10 @@ async def empty_stores(runtime: Runtime, *, devices: bool = True) -> None:
 
 
 async def add_devices(runtime: Runtime, count: int, *, tag: str, platform: str) -> None:
-    """`count` active devices tagged `tag`: Android (FCM) or production iOS (APNs)."""
+    """`count` active devices tagged `tag`: Android (FCM) or production iOS (APNs).
+
+    Marked as test devices: the benchmark's workers run outside production with the real
+    provider (pointed at the fakes), where a campaign reaches test devices only."""
     now = utcnow()
     ios = platform == "ios"
     rows = [
@@ -371,6 +374,8 @@ async def add_devices(runtime: Runtime, count: int, *, tag: str, platform: str) 
         )
         for _ in range(count)
     ]
+    for row in rows:
+        row["is_test_device"] = True
     for start in range(0, len(rows), 10_000):
         async with unit_of_work(runtime.sessionmaker) as session:
             await devices_service.register_many(session, rows[start : start + 10_000])
