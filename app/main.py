@@ -13,6 +13,8 @@ from app.audit.router import router as audit_router
 from app.auth.router import router as keys_router
 from app.campaigns.router import router as campaigns_router
 from app.devices.router import router as devices_router
+from app.guard.policy_log import record_if_changed as record_policy
+from app.guard.router import router as policy_router
 from app.killswitch.router import router as killswitch_router
 from app.logging import configure as configure_logging
 from app.ops import openapi
@@ -34,6 +36,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = runtime is None
         app.state.runtime = runtime or await Runtime.start(settings)
+        if own:
+            await record_policy(app.state.runtime.sessionmaker, settings, process="api")
         app.state.rate_limiter = Limiter(app.state.runtime.redis, settings.api_rate_limit)
         try:
             yield
@@ -80,6 +84,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         audiences_router,
         campaigns_router,
         killswitch_router,
+        policy_router,
     ):
         app.include_router(router)
     install_ui(app)
