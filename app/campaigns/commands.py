@@ -234,19 +234,10 @@ def _log_transition(
     *,
     level: int = logging.INFO,
 ) -> None:
-    """One line per decision, once it is committed: who moved which campaign from what to
-    what, and why. A stop asked again (to confirm it) logs its status unchanged."""
-    after = CampaignStatus(campaign.status)
-    log.log(
-        level,
-        f"campaign {before or 'unknown'} → {after}",
-        extra={
-            "campaign_id": str(campaign.id),
-            "actor": principal.actor,
-            "reason": reason,
-            "from_status": before.value if before else None,
-            "to_status": after.value,
-        },
+    """One line per decision, once it is committed (a stop asked again, to confirm it, logs
+    its status unchanged)."""
+    campaigns.log_transition(
+        campaign.id, principal.actor, before, CampaignStatus(campaign.status), reason, level=level
     )
 
 

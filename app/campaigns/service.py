@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -44,6 +45,9 @@ from app.killswitch import service as killswitch
 from app.rollout.bucketing import campaign_rotation
 from app.rollout.planner import WaveSpec, cumulative_target, validate_waves
 from app.settings import Settings
+
+# Every campaign state change, one line each (`log_transition`).
+transitions_log = logging.getLogger("wavecast.commands")
 
 DEFAULT_THROTTLE = 100
 EDITABLE_WHILE_LIVE = {"throttle", "failure_threshold_percent"}
@@ -489,6 +493,31 @@ async def patch(
 
 
 # ---------------------------------------------------------------- transitions
+def log_transition(
+    campaign_id: uuid.UUID,
+    actor: str,
+    before: CampaignStatus | None,
+    after: CampaignStatus,
+    reason: str | None,
+    *,
+    level: int = logging.INFO,
+) -> None:
+    """The one log line of a campaign's state change, written once the change is committed,
+    whoever made it (a command for a person, the engine for itself): who moved which campaign
+    from what to what, and why."""
+    transitions_log.log(
+        level,
+        f"campaign {before or 'unknown'} → {after}",
+        extra={
+            "campaign_id": str(campaign_id),
+            "actor": actor,
+            "reason": reason,
+            "from_status": before.value if before else None,
+            "to_status": after.value,
+        },
+    )
+
+
 def transition(
     session: AsyncSession,
     principal: Principal,

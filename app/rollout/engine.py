@@ -151,6 +151,13 @@ async def _start_scheduled(
         campaigns.transition(
             session, SYSTEM, campaign, CampaignAction.start, reason="start_at reached", now=now
         )
+    campaigns.log_transition(
+        campaign.id,
+        SYSTEM.actor,
+        CampaignStatus.scheduled,
+        CampaignStatus.running,
+        "start_at reached",
+    )
     await control.publish_campaign(campaign)
     return True
 
@@ -177,9 +184,20 @@ async def advance(
         report.released.append((campaign_id, campaign.current_wave, int(detail)))
     elif kind == "paused":
         report.paused.append((campaign_id, detail))
+        campaigns.log_transition(
+            campaign_id,
+            SYSTEM.actor,
+            CampaignStatus.running,
+            CampaignStatus.paused,
+            detail,
+            level=logging.WARNING,
+        )
         await control.publish_campaign(campaign)
     elif kind == "completed":
         report.completed.append(campaign_id)
+        campaigns.log_transition(
+            campaign_id, SYSTEM.actor, CampaignStatus.running, CampaignStatus.completed, detail
+        )
         await control.publish_campaign(campaign)
         await control.throttle.forget(throttle_scope(campaign_id))
 
@@ -242,7 +260,7 @@ async def _step(
                 reason="every wave finished",
                 now=now,
             )
-            return "completed", ""
+            return "completed", "every wave finished"
         held = campaigns.hold_until(wave)
         if held is not None and held > now:
             return None
@@ -299,11 +317,9 @@ def _worker_guard(settings: Settings, campaign: Campaign, waves: list[CampaignWa
 
 
 def _pause(session: AsyncSession, campaign: Campaign, reason: str, now: datetime) -> None:
+    # Logged by `advance` once committed, as every transition is.
     campaigns.transition(
         session, SYSTEM, campaign, CampaignAction.auto_pause, reason=reason, now=now
-    )
-    log.warning(
-        "campaign paused automatically", extra={"campaign_id": str(campaign.id), "reason": reason}
     )
 
 

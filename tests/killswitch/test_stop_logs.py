@@ -3,16 +3,20 @@ at INFO."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from app.auth.models import Scope
+from app.campaigns.models import Campaign
+from app.db.types import utcnow
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
-from tests.support import add_devices, campaign_body, create_and_start
+from tests.support import add_devices, campaign_body, create_and_start, run_engine
 from workers.main import build_worker
 
 
@@ -102,3 +106,55 @@ async def test_a_tick_that_changes_nothing_logs_nothing_at_info(
         if r.levelno >= logging.INFO and not r.getMessage().startswith("shutdown on")
     ]
     assert after == []
+
+
+async def test_the_engine_logs_its_own_transitions_in_the_same_form(
+    client: httpx.AsyncClient,
+    make_key: KeyMaker,
+    db: Runtime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """start_at reached (scheduled → running), every wave finished (running → completed),
+    and an automatic pause (running → paused, at WARNING): one line each, actor "system"."""
+    await add_devices(db, 30)
+    operator = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+    soon = (utcnow() + timedelta(seconds=1)).isoformat()
+    scheduled = await create_and_start(
+        client, operator, campaign_body(rollout={"start_at": soon, "waves": [{"percent": 100}]})
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        await asyncio.sleep(1.1)
+        await run_engine(db, scheduled)
+    lines = [
+        (r.levelno, r.__dict__["actor"], r.__dict__["from_status"], r.__dict__["to_status"])
+        for r in caplog.records
+        if getattr(r, "campaign_id", None) == str(scheduled) and hasattr(r, "to_status")
+    ]
+    assert lines == [
+        (logging.INFO, "system", "scheduled", "running"),
+        (logging.INFO, "system", "running", "completed"),
+    ]
+
+    # A rule tree that no longer parses pauses the campaign at its next step.
+    broken = await create_and_start(client, operator, campaign_body())
+    async with db.sessionmaker() as session:
+        campaign = await session.get(Campaign, broken)
+        assert campaign is not None
+        campaign.audience_rules = {"field": "no_such_field", "op": "eq", "value": 1}
+        session.add(campaign)
+        await session.commit()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        await run_engine(db, broken)
+    paused = [
+        r
+        for r in caplog.records
+        if getattr(r, "campaign_id", None) == str(broken) and hasattr(r, "to_status")
+    ]
+    assert [(r.levelno, r.__dict__["from_status"], r.__dict__["to_status"]) for r in paused] == [
+        (logging.WARNING, "running", "paused")
+    ]
+    assert paused[0].__dict__["reason"]
