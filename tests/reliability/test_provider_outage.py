@@ -63,7 +63,11 @@ async def _android(db: Runtime, n: int) -> None:
         for i in range(n)
     ]
     async with db.sessionmaker() as session:
-        await session.execute(insert(Device.__table__), rows)  # type: ignore[attr-defined]
+        # QA phones: outside production a real provider reaches test devices only.
+        await session.execute(
+            insert(Device.__table__),  # type: ignore[attr-defined]
+            [row | {"is_test_device": True} for row in rows],
+        )
         await session.commit()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -106,7 +107,7 @@ async def test_campaign_reaches_both_providers_exactly_as_the_ledger_says(
     async with db.sessionmaker() as session:
         await session.execute(
             insert(Device.__table__),  # type: ignore[attr-defined]
-            [devices_service.registration_row(r, now) for r in registrations],
+            [_qa(devices_service.registration_row(r, now)) for r in registrations],
         )
         await session.commit()
 
@@ -146,12 +147,17 @@ async def test_campaign_reaches_both_providers_exactly_as_the_ledger_says(
     assert polish["message"]["notification"]["title"] == "Wyciąg gotowy"
 
 
+def _qa(row: dict[str, Any]) -> dict[str, Any]:
+    """A QA phone: outside production a real provider reaches test devices only."""
+    return row | {"is_test_device": True}
+
+
 async def _seed(db: Runtime, registrations: list[DeviceRegistration]) -> None:
     now = utcnow()
     async with db.sessionmaker() as session:
         await session.execute(
             insert(Device.__table__),  # type: ignore[attr-defined]
-            [devices_service.registration_row(r, now) for r in registrations],
+            [_qa(devices_service.registration_row(r, now)) for r in registrations],
         )
         await session.commit()
 
@@ -226,3 +232,39 @@ async def test_quota_exceeded_is_retried_after_retry_after_and_sent_once(
             )
         ).scalar_one()
     assert dead == "invalid"
+
+
+async def test_outside_production_the_worker_sends_only_to_test_devices(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, fakes: dict[str, object]
+) -> None:
+    """The API's refusal at start is one road; rows that reach the ledger by another (here: a
+    start under the sandbox provider, then a worker with the real one) are blocked row by row,
+    and the provider never sees them."""
+    settings = real_settings(db, fakes)
+    assert settings.test_devices_only
+    fcm = fakes["fcm"]
+    assert isinstance(fcm, FcmFake)
+    now = utcnow()
+    customers = [
+        devices_service.registration_row(
+            DeviceRegistration(token=f"customer-{i}", platform="android"),  # type: ignore[arg-type]
+            now,
+        )
+        for i in range(12)
+    ]
+    async with db.sessionmaker() as session:
+        await session.execute(insert(Device.__table__), customers)  # type: ignore[attr-defined]
+        await session.commit()
+    await _seed(db, _android(4))
+    headers = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+    campaign_id = await create_and_start(
+        client, headers, campaign_body(rollout={"waves": [{"percent": 100}]})
+    )
+    await run_engine(db, campaign_id, settings=settings)
+    rows = await deliveries(db, campaign_id)
+    assert sorted(r.status for r in rows) == ["blocked"] * 12 + ["sent"] * 4
+    assert {r.error_code for r in rows if r.status == "blocked"} == {"not_a_test_device"}
+    received = {r.token for r in fcm.records() if r.endpoint == "send"}
+    assert received == {f"fcm-{i}" for i in range(4)}
