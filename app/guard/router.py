@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from app.auth.principal import Principal
-from app.deps import SettingsDep, get_principal
+from app.deps import CampaignsReader, SettingsDep
 from app.guard.deployment_policy import EffectivePolicy, effective_policy
 
 router = APIRouter(prefix="/v1/policy", tags=["guard"])
 
 
 @router.get("", response_model=EffectivePolicy)
-async def read_policy(
-    settings: SettingsDep, _: Annotated[Principal, Depends(get_principal)]
-) -> EffectivePolicy:
+async def read_policy(settings: SettingsDep, _: CampaignsReader) -> EffectivePolicy:
     """The environment guard's effective policy: the environment and provider, whether
     campaigns reach test devices only, the production staging rules (with the loosest values
-    production accepts) and whether the content lint blocks or advises. Any valid API key may
-    read it."""
+    production accepts) and whether the content lint blocks or advises."""
     return effective_policy(settings)

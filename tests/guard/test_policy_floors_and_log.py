@@ -84,11 +84,11 @@ def test_test_devices_only_means_a_real_provider_outside_production(tmp_path: Pa
     assert not _production(tmp_path).test_devices_only
 
 
-async def test_any_valid_key_reads_the_policy_and_no_key_does_not(
+async def test_a_reader_reads_the_policy_and_no_key_does_not(
     client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
 ) -> None:
     assert (await client.get("/v1/policy")).status_code == 401
-    answer = await client.get("/v1/policy", headers=bearer(await make_key(Scope.kill)))
+    answer = await client.get("/v1/policy", headers=bearer(await make_key(Scope.campaigns_read)))
     assert answer.status_code == 200
     body = answer.json()
     expected = effective_policy(db.settings).model_dump(mode="json")
