@@ -51,6 +51,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         summary="Staged, throttled, guarded and stoppable push-notification campaigns.",
         lifespan=lifespan,
         dependencies=[Depends(refuse_nul_characters)],
+        # Served by `openapi.install` from Wavecast's own files instead of FastAPI's CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     if runtime is not None:
         app.state.runtime = runtime

@@ -3,9 +3,11 @@
 - The form (`/ui`) may load only its own scripts, styles and images and post only to itself
   (no CDN: it must work without internet access), and no page may be framed.
 - API answers are data, never documents: nothing may load from them at all.
-- `/docs` and `/redoc` are FastAPI's Swagger UI and ReDoc pages, which load their bundles
-  from jsDelivr and start them with an inline script. They get a policy of their own that
-  allows exactly that (and nothing on other hosts), rather than no policy.
+- `/docs` and `/redoc` are the Swagger UI and ReDoc pages (`app.ops.openapi`), which load
+  their scripts, stylesheet and icon from this service only. Their policy allows scripts
+  from 'self' alone; inline styles, because both libraries set styles from script; and a
+  `blob:` worker, ReDoc's search index. No other origin: ReDoc's footer logo, the one file
+  it would fetch from elsewhere, is refused and ReDoc shows the footer's text without it.
 - API answers to authenticated requests must not be kept by any cache (`no-store`).
 - Every answer names the deployment's environment (`Wavecast-Environment`), so an operator
   or a client can see which one it reached before acting on what it says.
@@ -22,15 +24,11 @@ UI_CSP = (
 )
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOCS_CSP = (
-    "default-src 'none'; "
-    "script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
-    "style-src 'self' https://cdn.jsdelivr.net https://fonts.googleapis.com 'unsafe-inline'; "
-    "font-src https://fonts.gstatic.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-    "connect-src 'self'; worker-src blob:; "
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; worker-src blob:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+DOCS_PATHS = frozenset({"/docs", "/redoc"})
 
 COMMON = (
     ("X-Content-Type-Options", "nosniff"),
