@@ -476,6 +476,9 @@ class Outcome:
     # With `next_attempt_at` (held back by a provider's Retry-After block) it comes back as
     # retrying, due then; otherwise queued.
     give_back: bool = False
+    # An invalid token's provider timestamp (`SendResult.invalid_since`): the device is
+    # deactivated only if it was last registered before then.
+    invalid_since: datetime | None = None
 
 
 async def record(
@@ -503,7 +506,7 @@ async def record(
         updated += await _record_postgresql(session, lease_token, outcomes, now)
     else:
         updated += await _record_each(session, lease_token, outcomes, now)
-    invalid = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.invalid_token]
+    invalid = [o for o in outcomes if o.status is DeliveryStatus.invalid_token]
     if invalid:
         await deactivate_devices(session, invalid, now)
     retrying = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.retrying]
@@ -665,15 +668,28 @@ async def _give_back(
 
 
 async def deactivate_devices(
-    session: AsyncSession, delivery_ids: Iterable[int], now: datetime
+    session: AsyncSession, outcomes: Iterable[Outcome], now: datetime
 ) -> None:
-    """A provider said the token is dead: stop every campaign from trying it again."""
-    ids = select(_delivery.c.device_id).where(_delivery.c.id.in_(list(delivery_ids)))
-    await session.execute(
-        update(_device)
-        .where(_device.c.id.in_(ids))
-        .values(status=DeviceStatus.invalid.value, updated_at=now)
-    )
+    """A provider said the token is dead: stop every campaign from trying it again. When it
+    said since when (APNs 410's timestamp), a device registered again after that instant
+    keeps its token: the app handed it over anew, so the answer is older than the token's
+    registration."""
+    dead_now = [o.delivery_id for o in outcomes if o.invalid_since is None]
+    dated = [o for o in outcomes if o.invalid_since is not None]
+    if dead_now:
+        ids = select(_delivery.c.device_id).where(_delivery.c.id.in_(dead_now))
+        await session.execute(
+            update(_device)
+            .where(_device.c.id.in_(ids))
+            .values(status=DeviceStatus.invalid.value, updated_at=now)
+        )
+    for outcome in dated:
+        device = select(_delivery.c.device_id).where(_delivery.c.id == outcome.delivery_id)
+        await session.execute(
+            update(_device)
+            .where(_device.c.id.in_(device), _device.c.last_seen_at < outcome.invalid_since)
+            .values(status=DeviceStatus.invalid.value, updated_at=now)
+        )
 
 
 async def reclaim_expired(session: AsyncSession, *, now: datetime, max_attempts: int) -> int:

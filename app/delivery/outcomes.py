@@ -111,6 +111,7 @@ def outcome_of(
             provider=provider,
             error_code=result.error_code,
             error_detail=result.detail,
+            invalid_since=result.invalid_since,
         )
     if result.kind is ResultKind.retry:
         if row.attempts >= settings.max_attempts:

@@ -33,6 +33,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -122,7 +123,20 @@ def classify(delivery_id: int, result: NotificationResult) -> SendResult:
         error_code=reason,
         detail=f"APNs {result.status} {reason}",
         retry_after=UNAVAILABLE_PAUSE_SECONDS if down else None,
+        invalid_since=_invalid_since(result) if kind is ResultKind.invalid_token else None,
     )
+
+
+def _invalid_since(result: NotificationResult) -> datetime | None:
+    """Apple's 410 `timestamp` (milliseconds since the epoch): when it last knew the token to
+    be invalid for the topic. None when absent or not a plausible instant."""
+    stamp = result.timestamp
+    if isinstance(stamp, bool) or not isinstance(stamp, int) or stamp <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(stamp / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 class Held(Exception):

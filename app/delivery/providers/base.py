@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -54,6 +55,9 @@ class SendResult:
     # True when the message never left the process: not an attempt. Held back by a Retry-After
     # block (retry once it has passed, `retry_after`), or by a closed fence (`stopped`).
     unsent: bool = False
+    # For a dead token, when the provider says it stopped being valid (APNs 410's `timestamp`):
+    # a device registered again since keeps its token. None: dead now.
+    invalid_since: datetime | None = None
 
 
 class StartFence(Protocol):

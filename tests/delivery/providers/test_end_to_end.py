@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -268,3 +269,44 @@ async def test_outside_production_the_worker_sends_only_to_test_devices(
     assert {r.error_code for r in rows if r.status == "blocked"} == {"not_a_test_device"}
     received = {r.token for r in fcm.records() if r.endpoint == "send"}
     assert received == {f"fcm-{i}" for i in range(4)}
+
+
+async def test_an_apns_410_deactivates_only_tokens_registered_before_its_timestamp(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, fakes: dict[str, object]
+) -> None:
+    """Apple's 410 carries when it last knew the token to be invalid. A device whose app
+    registered the token again after that instant keeps it; one registered before is
+    deactivated; a 410 without a usable timestamp deactivates."""
+    settings = real_settings(db, fakes)
+    production = fakes["production"]
+    assert isinstance(production, ApnsFake)
+    stale, renewed, undated = (make_device_token("production", n) for n in ("a", "b", "c"))
+    now = utcnow()
+    hour_ago = int((now - timedelta(hours=1)).timestamp() * 1000)
+    production.rulebook.add(FaultRule(error="Unregistered", token=stale))
+    production.rulebook.add(FaultRule(error="Unregistered", token=renewed, invalid_at_ms=hour_ago))
+    production.rulebook.add(FaultRule(error="Unregistered", token=undated, invalid_at_ms=0))
+    rows = [
+        devices_service.registration_row(
+            DeviceRegistration(token=token, platform="ios", apns_environment="production"),  # type: ignore[arg-type]
+            now - timedelta(days=2) if token == stale else now,
+        )
+        for token in (stale, renewed, undated)
+    ]
+    async with db.sessionmaker() as session:
+        await session.execute(insert(Device.__table__), [_qa(r) for r in rows])  # type: ignore[attr-defined]
+        await session.commit()
+    headers = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+    campaign_id = await create_and_start(
+        client, headers, campaign_body(rollout={"waves": [{"percent": 100}]})
+    )
+    await run_engine(db, campaign_id, settings=settings)
+    assert {r.status for r in await deliveries(db, campaign_id)} == {"invalid_token"}
+    async with db.sessionmaker() as session:
+        status = dict(
+            (await session.execute(select(Device.token, Device.status))).all()  # type: ignore[call-overload]
+        )
+    # The stale device's 410 is dated now (after its registration two days ago).
+    assert status == {stale: "invalid", renewed: "active", undated: "invalid"}

@@ -368,6 +368,7 @@ class ApnsFake(ProtocolFake):
             Refusal(APNS_ERRORS[rule.error], rule.error),
             delay=rule.latency,
             extra_headers=extra,
+            invalid_at_ms=rule.invalid_at_ms,
         )
 
     def _refuse(
@@ -378,11 +379,14 @@ class ApnsFake(ProtocolFake):
         *,
         delay: float = 0.0,
         extra_headers: Sequence[tuple[str, str]] = (),
+        invalid_at_ms: int | None = None,
     ) -> Reply:
         record.reason = refusal.reason
         body: dict[str, Any] = {"reason": refusal.reason}
         if refusal.status == 410:
-            body["timestamp"] = int(time.time() * 1000)
+            body["timestamp"] = (
+                invalid_at_ms if invalid_at_ms is not None else int(time.time() * 1000)
+            )
         headers = [("apns-id", apns_id), ("content-type", "application/json"), *extra_headers]
         reply = Reply(refusal.status, headers, json.dumps(body).encode(), delay=delay)
         return self.finish(record, reply)

@@ -51,6 +51,8 @@ class FaultRule:
     latency: float = 0.0
     retry_after: int | None = None
     action: FaultAction = "answer"
+    invalid_at_ms: int | None = None
+    """For an APNs 410: the ``timestamp`` the answer carries (ms since the epoch; now if unset)."""
     id: str = field(default_factory=_new_rule_id)
     applied: int = 0
     """How many requests this rule has hit so far."""
@@ -94,6 +96,7 @@ class FaultRule:
             "latency": self.latency,
             "retry_after": self.retry_after,
             "action": self.action,
+            "invalid_at_ms": self.invalid_at_ms,
             "applied": self.applied,
             "active": not self.exhausted and not self.expired(time.monotonic()),
         }
@@ -111,6 +114,7 @@ class FaultRule:
             "latency",
             "retry_after",
             "action",
+            "invalid_at_ms",
             "id",
         }
         unknown = set(data) - allowed
