@@ -204,8 +204,9 @@ def limiter_of(scope: Scope) -> Limiter | None:
 
 
 def exempt(path: str) -> bool:
-    # The form's own stylesheet and script are static files of this service.
-    return path in EXEMPT_PATHS or path.startswith("/ui/static/")
+    # The form's own stylesheet and script, and the API pages' bundles, are static files of
+    # this service.
+    return path in EXEMPT_PATHS or path.startswith(("/ui/static/", "/docs/assets/"))
 
 
 class RateLimit:
