@@ -108,10 +108,23 @@ async def preview(session: AsyncSession, settings: Settings, body: CampaignCreat
         rules=rules,
         override_reason=body.override.reason if body.override else None,
     )
+    return PreviewOut(
+        valid=True,
+        audience_size=size,
+        by_platform=by_platform,
+        waves=plan_waves(specs, size),
+        payload_bytes=sizes,
+        guard=verdict,
+    )
+
+
+def plan_waves(specs: Sequence[WaveSpec], audience_size: int) -> list[WavePlan]:
+    """Each wave's size for an audience of `audience_size`: wave k covers the first
+    ceil(p_k·N) devices of the campaign's order (the planner's arithmetic)."""
     plans = []
     previous = 0
     for index, spec in enumerate(specs):
-        cumulative = cumulative_target(spec.percent, size)
+        cumulative = cumulative_target(spec.percent, audience_size)
         plans.append(
             WavePlan(
                 index=index,
@@ -122,12 +135,36 @@ async def preview(session: AsyncSession, settings: Settings, body: CampaignCreat
             )
         )
         previous = cumulative
+    return plans
+
+
+async def plan(session: AsyncSession, settings: Settings, campaign: Campaign) -> PreviewOut:
+    """What a stored campaign would send, and to whom, if its waves were released now: the
+    preview's answer for the campaign as the database holds it. Stores and audits nothing
+    (an override that no longer covers the content simply counts as none here)."""
+    specs = [WaveSpec(w.percent, w.hold_seconds) for w in await waves(session, campaign.id)]
+    content = Content.model_validate(campaign.content)
+    size, by_platform = await audiences.estimate(session, campaign.audience_rules)
+    standing = standing_reason(
+        campaign.guard_override_reason,
+        campaign.guard_override_hash,
+        judge_content(campaign.content),
+    )
+    verdict = await guard.verdict(
+        session,
+        settings,
+        kind=CampaignKind(campaign.kind),
+        content=content,
+        waves=specs,
+        rules=campaign.audience_rules,
+        override_reason=standing,
+    )
     return PreviewOut(
         valid=True,
         audience_size=size,
         by_platform=by_platform,
-        waves=plans,
-        payload_bytes=sizes,
+        waves=plan_waves(specs, size),
+        payload_bytes=largest_sizes(content),
         guard=verdict,
     )
 

@@ -58,7 +58,8 @@ def install(app: FastAPI) -> None:
             detail = exc.detail if isinstance(exc.detail, str) else title
         else:
             status, title, detail = 404, "Not found", "that address does not name a page here"
-        return page(request, "error.html", status, op=None, title=title, detail=detail)
+        op = getattr(request.state, "ui_operator", None)
+        return page(request, "error.html", status, op=op, title=title, detail=detail)
 
     app.add_exception_handler(SignInRequired, on_sign_in)
     for kind in api_handlers:

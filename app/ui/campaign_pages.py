@@ -21,16 +21,19 @@ from app.audiences import service as audiences
 from app.audit import repository as audit_repo
 from app.auth.models import Scope
 from app.campaigns import commands, service
-from app.campaigns.models import CampaignKind
-from app.campaigns.schemas import CampaignOut, OptionalReason, Reason
+from app.campaigns.models import Campaign, CampaignKind
+from app.campaigns.schemas import CampaignOut, Content, OptionalReason, Reason
 from app.campaigns.state import TRANSITIONS, CampaignAction, CampaignStatus, is_terminal
 from app.control.plane import Control
 from app.db.session import unit_of_work
 from app.deps import RuntimeDep, SessionDep
 from app.errors import FieldError, Problem, validation_problem
+from app.guard.deployment_policy import effective_policy
+from app.guard.verdict import GuardVerdict
 from app.ops.nul_guard import MESSAGE as NUL_MESSAGE
 from app.runtime import Runtime
-from app.ui import forms
+from app.settings import Settings
+from app.ui import campaign_view, forms
 from app.ui.deps import Operator, Reader, Watcher, Writer
 from app.ui.render import page, see_other
 
@@ -87,6 +90,11 @@ def totals(view: CampaignOut) -> dict[str, int]:
     return sums
 
 
+def _row(view: CampaignOut) -> dict[str, Any]:
+    sums = totals(view)
+    return {"c": view, "t": sums, "reach": campaign_view.reach(view, sums["done"])}
+
+
 # ---------------------------------------------------------------- list
 @router.get("/campaigns", response_class=HTMLResponse, include_in_schema=False)
 async def campaigns_list(
@@ -110,8 +118,7 @@ async def campaigns_list(
     )
     rows = []
     for item in items:
-        view = await service.view(session, await service.get(session, item.id))
-        rows.append({"c": view, "t": totals(view)})
+        rows.append(_row(await service.view(session, await service.get(session, item.id))))
     return page(
         request,
         "campaigns.html",
@@ -133,8 +140,16 @@ async def _form_page(
     form: forms.CampaignForm,
     errors: dict[str, list[str]] | None = None,
     status_code: int = 200,
+    refused: GuardVerdict | None = None,
 ) -> HTMLResponse:
+    """The form; after the guard refused it, `refused` is its verdict, shown once: each
+    finding beside its input, or in the verdict when no input carries it."""
     segments = await audiences.list_segments(session, limit=page_size_max(request))
+    beside: dict[str, list[str]] = {}
+    rest: list[str] = []
+    if refused is not None:
+        placed = forms.place(((f.field, f.message) for f in refused.findings), form.wave_rows())
+        beside, rest = forms.split_guard(placed, len(form.waves))
     return page(
         request,
         "new_campaign.html",
@@ -142,6 +157,10 @@ async def _form_page(
         op=op,
         form=form,
         errors=errors or {},
+        refused=refused,
+        guard_beside=beside,
+        guard_rest=rest,
+        policy=effective_policy(request.app.state.runtime.settings),
         segments=segments,
         presets=forms.PRESETS,
         rule_fields=forms.RULE_FIELDS,
@@ -159,6 +178,16 @@ def problem_errors(problem: Problem, wave_rows: list[int]) -> dict[str, list[str
     if not problem.errors:
         placed.setdefault(forms.GENERAL, []).append(problem.detail)
     return placed
+
+
+GUARD_REFUSED = "https://wavecast.dev/problems/guard-refused"
+
+
+def guard_refusal(problem: Problem) -> GuardVerdict | None:
+    """The guard's verdict when `problem` is its refusal (`app.guard.assessment`)."""
+    if problem.type != GUARD_REFUSED or "guard" not in problem.extra:
+        return None
+    return GuardVerdict.model_validate(problem.extra["guard"])
 
 
 # The route a form's submission ids are remembered under (`app.idempotency`).
@@ -181,6 +210,7 @@ async def create_campaign(request: Request, runtime: RuntimeDep, op: Writer) -> 
         return see_other(f"/ui/campaigns/{earlier}")
     body, errors = form.validate()
     status_code = 422
+    refused: GuardVerdict | None = None
     if body is not None:
         try:
             async with unit_of_work(runtime.sessionmaker) as session:
@@ -205,10 +235,12 @@ async def create_campaign(request: Request, runtime: RuntimeDep, op: Writer) -> 
                 raise
             return see_other(f"/ui/campaigns/{earlier}")
         except Problem as problem:
-            errors = problem_errors(problem, form.wave_rows())
             status_code = problem.status
+            refused = guard_refusal(problem)
+            # The guard's findings are its verdict's to show (once); not input errors too.
+            errors = {} if refused is not None else problem_errors(problem, form.wave_rows())
     async with unit_of_work(runtime.sessionmaker) as session:
-        return await _form_page(request, session, op, form, errors, status_code)
+        return await _form_page(request, session, op, form, errors, status_code, refused)
 
 
 def _durations(preview: dict[str, Any], per_second: int) -> list[float]:
@@ -236,9 +268,11 @@ async def preview_campaign(request: Request, runtime: RuntimeDep, op: Writer) ->
     per_second = body.throttle.per_second if body.throttle else service.DEFAULT_THROTTLE
     result["durations"] = _durations(result, per_second)
     result["wave_rows"] = form.wave_rows()
-    result["guard_fields"] = forms.place(
+    placed = forms.place(
         ((f["field"], f["message"]) for f in result["guard"]["findings"]), form.wave_rows()
     )
+    result["guard_fields"] = placed
+    result["guard_beside"], result["guard_rest"] = forms.split_guard(placed, len(form.waves))
     return JSONResponse({"ok": True, "preview": result})
 
 
@@ -270,13 +304,57 @@ async def _campaign_context(session: AsyncSession, campaign_id: uuid.UUID) -> di
     events = await audit_repo.list_events(
         session, limit=100, subject_type="campaign", subject_id=str(campaign_id)
     )
+    row = _row(view)
     return {
-        "c": view,
-        "t": totals(view),
+        **row,
+        "wave_states": [campaign_view.wave_state(view.status, w.status) for w in view.waves],
         "events": events,
         "terminal": is_terminal(view.status),
         "available": available_actions(view.status),
     }
+
+
+async def _plan_context(
+    session: AsyncSession, settings: Settings, campaign: Campaign
+) -> dict[str, Any]:
+    """What the campaign sends and to whom, as it stands now (the part of the page that is
+    not refreshed while it sends): the text per locale and platform, the audience and its
+    size, each wave's size, the guard's verdict here and the override with who gave it."""
+    content = Content.model_validate(campaign.content)
+    segment = (
+        await audiences.get_segment(session, campaign.segment_id)
+        if campaign.segment_id is not None
+        else None
+    )
+    override_events = await audit_repo.list_events(
+        session,
+        limit=1,
+        action="guard.overridden",
+        subject_type="campaign",
+        subject_id=str(campaign.id),
+    )
+    return {
+        "plan": await service.plan(session, settings, campaign),
+        "texts": campaign_view.device_texts(content),
+        "options": campaign_view.platform_options(content),
+        "content": content,
+        "segment": segment,
+        "rules_text": campaign_view.rules_text(campaign.audience_rules),
+        "override": {
+            "reason": campaign.guard_override_reason,
+            "by": campaign.guard_override_by,
+            "event": override_events[0] if override_events else None,
+        },
+        "policy": effective_policy(settings),
+    }
+
+
+async def _full_context(
+    session: AsyncSession, settings: Settings, campaign_id: uuid.UUID
+) -> dict[str, Any]:
+    context = await _campaign_context(session, campaign_id)
+    campaign = await service.get(session, campaign_id)
+    return {**context, **(await _plan_context(session, settings, campaign))}
 
 
 def available_actions(status: CampaignStatus) -> list[str]:
@@ -286,9 +364,13 @@ def available_actions(status: CampaignStatus) -> list[str]:
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse, include_in_schema=False)
 async def campaign_page(
-    request: Request, campaign_id: uuid.UUID, session: SessionDep, op: Watcher
+    request: Request,
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    op: Watcher,
 ) -> HTMLResponse:
-    context = await _campaign_context(session, campaign_id)
+    context = await _full_context(session, runtime.settings, campaign_id)
     return page(request, "campaign.html", op=op, action_error=None, **context)
 
 
@@ -365,7 +447,7 @@ async def campaign_action(
     if error is None:
         return see_other(f"/ui/campaigns/{campaign_id}")
     async with unit_of_work(runtime.sessionmaker) as session:
-        context = await _campaign_context(session, campaign_id)
+        context = await _full_context(session, runtime.settings, campaign_id)
     return page(
         request, "campaign.html", status_code=status_code, op=op, action_error=error, **context
     )

@@ -93,7 +93,11 @@ async def get_operator(request: Request, runtime: RuntimeDep) -> Operator:
     if request.method not in ("GET", "HEAD"):
         await check_csrf(request, session.csrf)
     request.state.principal = principal
-    return Operator(principal=principal, session=session, switch=state)
+    operator = Operator(principal=principal, session=session, switch=state)
+    # An error page answered after this point (a scope the page needs, a campaign that is
+    # not there) keeps the signed-in header: the navigation and the sign-out button.
+    request.state.ui_operator = operator
+    return operator
 
 
 def needs(*scopes: Scope) -> Callable[..., Coroutine[Any, Any, Operator]]:

@@ -298,6 +298,22 @@ def form_field(path: str, wave_rows: Sequence[int] = ()) -> str:
     return GENERAL
 
 
+# The inputs that carry a list of the guard's findings beside them (`data-guard-for`), besides
+# each wave row's; a finding placed anywhere else is listed in the verdict itself.
+GUARD_BESIDE = frozenset({"title", "body", "deep_link", "data", "audience"})
+
+
+def split_guard(
+    placed: Mapping[str, list[str]], rows: int
+) -> tuple[dict[str, list[str]], list[str]]:
+    """The guard's placed findings (`place`) split into those shown beside an input of a
+    form with `rows` wave rows, and the rest, for the verdict: each finding has one home."""
+    wave_inputs = {f"waves.{row}" for row in range(rows)}
+    beside = {k: v for k, v in placed.items() if k in GUARD_BESIDE or k in wave_inputs}
+    rest = [message for k, v in placed.items() if k not in beside for message in v]
+    return beside, rest
+
+
 def place(errors: Iterable[tuple[str, str]], wave_rows: Sequence[int] = ()) -> dict[str, list[str]]:
     """Group (API field path, message) pairs by form input; the message keeps the path's tail
     when the input alone would not say which part is meant."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+
+from app.ui.campaign_view import hold_text
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -25,8 +28,14 @@ def _count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def _percent(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
 templates.env.filters["when"] = _when
 templates.env.filters["num"] = _count
+templates.env.filters["hold"] = hold_text
+templates.env.filters["pct"] = _percent
 
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

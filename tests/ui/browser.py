@@ -7,6 +7,7 @@ unless `WAVECAST_REQUIRE_BROWSER=1` (CI), where its absence is a failure.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,13 +65,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def api_process(settings: Settings) -> Iterator[str]:
-    """`wavecast api` on a free port against the test database and Redis; yields its URL."""
+def api_process(settings: Settings, **extra: str) -> Iterator[str]:
+    """`wavecast api` on a free port against the test database and Redis; yields its URL.
+    `extra` adds environment variables (`WAVECAST_ENV=production`...)."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix="ui-api-", suffix=".log") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-            env=worker_env(settings),
+            env=worker_env(settings, **extra),
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
@@ -97,3 +100,32 @@ def api_process(settings: Settings) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+async def shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+async def sign_in(page: Any, key: str) -> None:
+    """With the keyboard only: the key field has focus, Enter submits."""
+    await page.goto("/ui/campaigns")
+    assert "/ui/sign-in" in page.url
+    from playwright.async_api import expect
+
+    # Typing before the autofocus lands would lose the key's first characters.
+    await expect(page.locator("#key")).to_be_focused()
+    await page.keyboard.type(key)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(r"/ui/campaigns$"))
+
+
+async def no_horizontal_scroll(page: Any) -> None:
+    await page.wait_for_load_state("load")  # measured with the stylesheet applied
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    wide = await page.evaluate(
+        "Array.from(document.querySelectorAll('body *'))"
+        ".filter(e => e.getBoundingClientRect().right > 375 && !e.closest('.scroll'))"
+        ".map(e => e.tagName + '.' + e.className).join(', ')"
+    )
+    assert width <= 375, f"{page.url} is {width} px wide on a 375 px screen: {wide}"

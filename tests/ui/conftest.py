@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,34 @@ from tests.ui.browser import CHROMIUM_ARGS, CSP, api_process, chromium_or_skip
 def ui_url(settings: Settings) -> Iterator[str]:
     chromium_or_skip()
     with api_process(settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def deployment_url(settings: Settings, test_dir: Path) -> Iterator[Callable[[str], str]]:
+    """The URL of a `wavecast api` deployed as `environment` ("staging" or "production") with
+    the real provider, started on first use and kept for the session. Nothing here sends
+    (no worker runs), so the FCM credentials only have to satisfy the settings."""
+    chromium_or_skip()
+    if settings.effective_database_url.startswith("sqlite"):
+        pytest.skip("a production deployment refuses SQLite: set WAVECAST_TEST_DATABASE_URL")
+    credentials = test_dir / "fcm-ui-tests.json"
+    credentials.write_text(json.dumps({"type": "service_account", "project_id": "wavecast-ui"}))
+    started: dict[str, str] = {}
+    with ExitStack() as processes:
+
+        def url(environment: str) -> str:
+            if environment not in started:
+                started[environment] = processes.enter_context(
+                    api_process(
+                        settings,
+                        WAVECAST_ENV=environment,
+                        WAVECAST_PROVIDER="real",
+                        WAVECAST_FCM_CREDENTIALS=str(credentials),
+                    )
+                )
+            return started[environment]
+
         yield url
 
 
@@ -32,11 +63,9 @@ async def chromium() -> AsyncIterator[Any]:
         await browser.close()
 
 
-@pytest.fixture
-async def browser_page(chromium: Any, ui_url: str) -> AsyncIterator[Any]:
-    """A fresh browser context (no cookies) on a 375 px wide screen, with the production
-    Content-Security-Policy applied to every answer; a CSP violation fails the test."""
-    context = await chromium.new_context(base_url=ui_url, viewport={"width": 375, "height": 800})
+@asynccontextmanager
+async def _browser_page(chromium: Any, base_url: str) -> AsyncIterator[Any]:
+    context = await chromium.new_context(base_url=base_url, viewport={"width": 375, "height": 800})
 
     async def with_csp(route: Any) -> None:
         response = await route.fetch(max_redirects=0)
@@ -55,6 +84,32 @@ async def browser_page(chromium: Any, ui_url: str) -> AsyncIterator[Any]:
     page.on("pageerror", lambda error: violations.append(f"script error: {error}"))
     # Generous: a loaded CI machine can take seconds to answer; nothing here measures speed.
     page.set_default_timeout(45_000)
-    yield page
-    await context.close()
+    try:
+        yield page
+    finally:
+        await context.close()
     assert violations == [], violations
+
+
+@pytest.fixture
+async def browser_page(chromium: Any, ui_url: str) -> AsyncIterator[Any]:
+    """A fresh browser context (no cookies) on a 375 px wide screen, with the production
+    Content-Security-Policy applied to every answer; a CSP violation fails the test."""
+    async with _browser_page(chromium, ui_url) as page:
+        yield page
+
+
+@pytest.fixture
+async def deployed_page(
+    chromium: Any, deployment_url: Callable[[str], str]
+) -> AsyncIterator[Callable[[str], Awaitable[Any]]]:
+    """Opens a page like `browser_page` on a deployment of the given environment
+    (`deployment_url`)."""
+    async with AsyncExitStack() as pages:
+
+        async def open_page(environment: str) -> Any:
+            return await pages.enter_async_context(
+                _browser_page(chromium, deployment_url(environment))
+            )
+
+        yield open_page

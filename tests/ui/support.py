@@ -1,12 +1,23 @@
-"""Helpers for the campaign form's tests: signing in and reading tokens off pages."""
+"""Helpers for the campaign form's tests: signing in, reading tokens off pages, the API as a
+deployment of any environment answers, and a first wave sent in-process."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import re
+import uuid
 
 import httpx
 
+from app.campaigns import service
+from app.delivery.sender import pump
+from app.main import create_app
+from app.rollout import engine
+from app.runtime import Runtime
+from app.settings import Environment
 from app.ui import sessions
+from tests.support import sender_deps
 
 HOST = "wavecast.test"
 _CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
@@ -39,3 +50,28 @@ async def sign_in(client: httpx.AsyncClient, key: str, next_url: str = "/ui/camp
 
 def session_cookie(client: httpx.AsyncClient) -> str | None:
     return client.cookies.get(sessions.COOKIE, domain=HOST, path="/ui")
+
+
+def api(db: Runtime, environment: Environment = Environment.development) -> httpx.AsyncClient:
+    """The API in-process, as a deployment of `environment` would answer."""
+    settings = db.settings.model_copy(update={"env": environment})
+    app = create_app(settings, runtime=dataclasses.replace(db, settings=settings))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test")
+
+
+async def send_first_wave(db: Runtime, campaign_id: uuid.UUID) -> None:
+    """Release and send wave 1 in this process, as a worker would, until it has finished."""
+    deps = await sender_deps(db)
+    try:
+        for _ in range(400):
+            report = await engine.tick(db.sessionmaker, deps.control, db.settings)
+            if campaign_id in report.sendable:
+                await pump(deps, campaign_id, budget_seconds=10)
+            async with db.sessionmaker() as session:
+                first = (await service.waves(session, campaign_id))[0]
+            if first.status == "finished":
+                return
+            await asyncio.sleep(0.02)
+    finally:
+        await deps.control.watch.aclose()
+    raise AssertionError("wave 1 did not finish")

@@ -14,40 +14,11 @@ from app.auth.models import Scope
 from app.runtime import Runtime
 from tests.conftest import KeyMaker
 from tests.support import add_devices, worker_processes, workers_alive
-from tests.ui.browser import SCREENSHOTS
+from tests.ui.browser import no_horizontal_scroll, shot, sign_in
 
 pytestmark = pytest.mark.slow
 
 OPERATOR = (Scope.campaigns_read, Scope.campaigns_write, Scope.campaigns_operate, Scope.kill)
-
-
-async def shot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-async def sign_in(page: Any, key: str) -> None:
-    """With the keyboard only: the key field has focus, Enter submits."""
-    await page.goto("/ui/campaigns")
-    assert "/ui/sign-in" in page.url
-    from playwright.async_api import expect
-
-    # Typing before the autofocus lands would lose the key's first characters.
-    await expect(page.locator("#key")).to_be_focused()
-    await page.keyboard.type(key)
-    await page.keyboard.press("Enter")
-    await page.wait_for_url(re.compile(r"/ui/campaigns$"))
-
-
-async def no_horizontal_scroll(page: Any) -> None:
-    await page.wait_for_load_state("load")  # measured with the stylesheet applied
-    width = await page.evaluate("document.documentElement.scrollWidth")
-    wide = await page.evaluate(
-        "Array.from(document.querySelectorAll('body *'))"
-        ".filter(e => e.getBoundingClientRect().right > 375 && !e.closest('.scroll'))"
-        ".map(e => e.tagName + '.' + e.className).join(', ')"
-    )
-    assert width <= 375, f"{page.url} is {width} px wide on a 375 px screen: {wide}"
 
 
 async def test_sign_in(browser_page: Any, make_key: KeyMaker) -> None:
@@ -85,10 +56,13 @@ async def test_the_guard_warns_about_test_content_before_submit(
     await page.fill("#title", "ęśąćż")
     verdict = page.locator("#guard-verdict")
     await expect(verdict).to_contain_text("Warning: the guard flags this campaign")
-    await expect(verdict).to_contain_text("looks like a keyboard test")
+    await expect(verdict).to_contain_text("marked beside the fields")
     beside_title = page.locator('[data-guard-for="title"]')
     await expect(beside_title).to_be_visible()
     await expect(beside_title).to_contain_text("ęśąćż")
+    await expect(beside_title).to_contain_text("looks like a keyboard test")
+    # The finding has one home: beside the title, not repeated in the verdict.
+    await expect(verdict).not_to_contain_text("looks like a keyboard test")
     # The notification previews follow what is typed; nothing was submitted.
     await expect(page.locator(".ios [data-preview=title]")).to_have_text("ęśąćż")
     await expect(page.locator("#payload-bytes")).to_contain_text("bytes")

@@ -148,3 +148,26 @@ def test_rows_are_capped() -> None:
     form = CampaignForm.from_form({}, lists)
     assert len(form.rules) == forms.MAX_RULES
     assert len(form.waves) == forms.MAX_WAVES
+
+
+def test_each_guard_finding_has_one_home() -> None:
+    placed = place(
+        [
+            ("content.title", "looks like a keyboard test"),
+            ("rollout.waves[0].percent", "first wave too large"),
+            ("rollout.waves[1].hold_seconds", "hold too short"),
+            ("rollout.waves", "needs two waves"),
+            ("content.locales.pl.title", "lorem ipsum"),
+        ],
+        wave_rows=[0, 2],  # the form's row 1 is blank
+    )
+    beside, rest = forms.split_guard(placed, rows=3)
+    assert beside == {
+        "title": ["looks like a keyboard test"],
+        "waves.0": ["first wave too large"],
+        "waves.2": ["hold too short"],
+    }
+    assert rest == ["rollout.waves: needs two waves", "content.locales.pl.title: lorem ipsum"]
+    # A row the form no longer shows has no input to carry its finding: the verdict does.
+    beside, rest = forms.split_guard(placed, rows=1)
+    assert "waves.2" not in beside and "hold too short" in rest

@@ -116,7 +116,9 @@
     var bytes = document.getElementById("payload-bytes");
     var sequence = 0;
 
-    function showVerdict(guard) {
+    // Each finding has one home (`forms.split_guard`): beside the input it concerns, or, when
+    // no input carries it, in the verdict's own list. Never both.
+    function showVerdict(guard, rest, anyBeside) {
       verdict.textContent = "";
       var head = document.createElement("p");
       var findings = guard.findings || [];
@@ -124,32 +126,35 @@
       if (!guard.allowed) {
         verdict.classList.add("refused");
         head.textContent = guard.overridable
-          ? "The guard refuses this campaign unless an operator gives an override reason:"
-          : "The guard refuses this campaign:";
+          ? "The guard refuses this campaign unless an operator gives an override reason."
+          : "The guard refuses this campaign.";
       } else if (findings.length) {
         verdict.classList.add("flagged");
         head.textContent = guard.overridden
-          ? "Overridden; the guard's findings are recorded:"
-          : "Warning: the guard flags this campaign (it would be refused in production):";
+          ? "Overridden; the guard's findings are recorded."
+          : "Warning: the guard flags this campaign (it would be refused in production).";
       } else {
         verdict.classList.add("clear");
         head.textContent = "The guard has no objection.";
       }
+      if (anyBeside) head.textContent += " Findings are marked beside the fields they concern.";
+      if (rest.length) head.textContent += anyBeside ? " Also:" : " Findings:";
       verdict.appendChild(head);
-      if (findings.length) {
+      if (rest.length) {
         var list = document.createElement("ul");
-        findings.forEach(function (f) {
-          var item = document.createElement("li");
-          item.textContent = f.field + ": " + f.message;
-          list.appendChild(item);
-        });
+        setList(list, rest);
         verdict.appendChild(list);
       }
     }
 
-    function placeGuard(placed) {
+
+    function placeGuard(beside) {
       form.querySelectorAll("[data-guard-for]").forEach(function (list) {
-        setList(list, placed[list.getAttribute("data-guard-for")] || []);
+        setList(list, beside[list.getAttribute("data-guard-for")] || []);
+      });
+      document.querySelectorAll("#waves > li").forEach(function (row, i) {
+        var list = row.querySelector("[data-guard-wave]");
+        if (list) setList(list, beside["waves." + i] || []);
       });
     }
 
@@ -196,8 +201,8 @@
         }
         var preview = answer.preview;
         setList(problems, []);
-        showVerdict(preview.guard);
-        placeGuard(preview.guard_fields);
+        showVerdict(preview.guard, preview.guard_rest, Object.keys(preview.guard_beside).length > 0);
+        placeGuard(preview.guard_beside);
         showWaves(preview);
         var sizes = Object.keys(preview.payload_bytes).map(function (p) {
           return p + " " + preview.payload_bytes[p] + " bytes";
