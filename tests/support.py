@@ -178,6 +178,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         # calls of these tests take well under the 3 s it leaves them.
         "WAVECAST_LEASE_SECONDS": "5",
         "WAVECAST_PROVIDER_TIMEOUT_SECONDS": "3",
+        # Several workers share this machine: no metrics endpoint unless a test names a port.
+        "WAVECAST_WORKER_METRICS_PORT": "0",
     }
     env.update(extra)
     return env

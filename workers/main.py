@@ -34,6 +34,7 @@ from workers.coordination import (
     heartbeat_key,
 )
 from workers.jobs import SEND_MAX_TRIES, pump_timeout, send_campaign, tick
+from workers.metrics import MetricsServer, start_metrics_server
 from workers.providers import build_providers
 
 # A worker that lost Redis tries again after this long, doubling up to the maximum.
@@ -43,10 +44,17 @@ log = logging.getLogger("wavecast.worker")
 
 
 def build_worker(
-    settings: Settings, *, burst: bool = False, handle_signals: bool = False, **overrides: Any
+    settings: Settings,
+    *,
+    burst: bool = False,
+    handle_signals: bool = False,
+    metrics: MetricsServer | None = None,
+    **overrides: Any,
 ) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         runtime = await Runtime.start(settings)
+        if metrics is not None:
+            metrics.attach(runtime.sessionmaker)
         worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         control = Control(runtime.redis)
         providers = await build_providers(settings, runtime, worker_id)
@@ -78,6 +86,8 @@ def build_worker(
         gc.freeze()
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if metrics is not None:
+            metrics.attach(None)
         beat: asyncio.Task[None] | None = ctx.get("wavecast_heartbeat")
         if beat is not None:
             beat.cancel()
@@ -143,16 +153,32 @@ async def serve(
     back to the queue when their lease ends. Losing Redis does not end the process: the
     worker is built again once Redis answers, and the reconciler (the tick) restores from
     PostgreSQL whatever Redis lost.
+
+    For as long as it runs, the process serves its metrics on WAVECAST_WORKER_METRICS_PORT
+    (`workers.metrics`), also while Redis is away.
     """
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    # The process's endpoint, served across the arq workers built below, and while Redis
+    # is away (what a dashboard most wants to see then).
+    metrics = await start_metrics_server(settings)
+    try:
+        await _serve(settings, burst=burst, stop=stop, metrics=metrics)
+    finally:
+        if metrics is not None:
+            await metrics.aclose()
+
+
+async def _serve(
+    settings: Settings, *, burst: bool, stop: asyncio.Event, metrics: MetricsServer | None
+) -> None:
     delay = RECONNECT_FIRST_SECONDS
     while not stop.is_set():
         # arq's Worker binds to the event loop current at construction: build it in this one.
-        worker = build_worker(settings, burst=burst)
+        worker = build_worker(settings, burst=burst, metrics=metrics)
         running = asyncio.create_task(worker.main())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -176,6 +202,8 @@ async def serve(
         jobs = [t for t in worker.tasks.values() if not t.done()]
         if jobs:
             await asyncio.wait(jobs, timeout=pump_timeout(settings))
+        if metrics is not None:
+            metrics.attach(None)
         await _close(worker)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=delay)

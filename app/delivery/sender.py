@@ -32,7 +32,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,7 +71,7 @@ from app.delivery.providers.base import (
 )
 from app.guard.send_check import send_refusal
 from app.logging import campaign_var, wave_var
-from app.ops.metrics import DELIVERIES, PROVIDER_LATENCY
+from app.ops.worker_metrics import PROVIDER_LATENCY, THROTTLE_WAIT, count_outcomes
 from app.rollout.planner import WaveSpec
 from app.settings import Settings
 
@@ -318,7 +318,9 @@ async def _send_and_record(
     try:
         if to_send:
             with report.timing("throttle"):
+                asked = time.monotonic()
                 granted, due = await _reserve_tokens(deps, campaign.id, len(to_send))
+            THROTTLE_WAIT.labels("campaign").observe(max(0.0, due - asked))
             # Claimed at a rate that was cut since: the rest goes back untouched.
             to_send, surplus = list(to_send[:granted]), to_send[granted:]
             outcomes += [give_back(r) for r in surplus]
@@ -407,7 +409,6 @@ async def _send(
     halt: SendResult | None = None
     stop: str | None = None
     for (name, group), group_results in zip(by_provider.items(), results, strict=True):
-        PROVIDER_LATENCY.labels(name).observe(elapsed)
         by_id = {r.delivery_id: r for r in group_results}
         retry_after = max(
             (r.retry_after or 0.0 for r in group_results if not r.unsent), default=0.0
@@ -450,6 +451,7 @@ async def _wait_provider(deps: SenderDeps, name: str, n: int) -> None:
     """Provider-wide caps and Retry-After blocks apply to every campaign and worker."""
     scope = provider_scope(name)
     remaining = n
+    started = time.monotonic()
     while remaining > 0:
         try:
             grant = await deps.control.throttle.reserve_batch([scope], remaining)
@@ -459,6 +461,7 @@ async def _wait_provider(deps: SenderDeps, name: str, n: int) -> None:
         if grant.wait > 0:
             await asyncio.sleep(grant.wait)
         remaining -= grant.n
+    THROTTLE_WAIT.labels(name).observe(time.monotonic() - started)
 
 
 @dataclass(frozen=True)
@@ -493,6 +496,7 @@ async def _send_group(
         fence=fence,
         deadline=time.monotonic() + seconds,
     )
+    started = time.perf_counter()
     try:
         # The provider returns by the deadline with the answers it has; this bound is only a
         # last resort against a provider that does not (its answers would be lost). A deadline
@@ -502,6 +506,8 @@ async def _send_group(
             return await provider.send(batch)
     except TimeoutError:
         return [timed_out(m.delivery_id, provider.name, seconds) for m in batch.messages]
+    finally:
+        PROVIDER_LATENCY.labels(provider.name).observe(time.perf_counter() - started)
 
 
 async def _record(
@@ -510,6 +516,7 @@ async def _record(
     with report.timing("record"):
         async with unit_of_work(deps.sessionmaker) as session:
             await ledger.record(session, lease_token=lease, outcomes=outcomes, now=utcnow())
+    tally: Counter[tuple[str, str]] = Counter()
     for o in outcomes:
         key = "given_back" if o.give_back else o.status.value
         report.outcomes[key] = report.outcomes.get(key, 0) + 1
@@ -517,4 +524,5 @@ async def _record(
             report.sent += 1
         elif not o.give_back:
             report.other += 1
-        DELIVERIES.labels(o.provider or "none", key).inc()
+        tally[o.provider or "none", key] += 1
+    count_outcomes(tally)

@@ -160,6 +160,8 @@ def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "WAVECAST_REDIS_URL": settings.redis_url,
         "WAVECAST_PROVIDER": "sandbox",
         "WAVECAST_LOG_LEVEL": "INFO",
+        # Several workers share this machine: their metrics endpoints would want one port.
+        "WAVECAST_WORKER_METRICS_PORT": "0",
     }
     with log.open("wb") as out:
         return subprocess.Popen(

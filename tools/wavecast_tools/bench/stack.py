@@ -234,6 +234,8 @@ def base_env(settings: Settings, **extra: str) -> dict[str, str]:
         "WAVECAST_KEY_PEPPER": settings.key_pepper.get_secret_value(),
         "WAVECAST_JSON_LOGS": "false",
         "WAVECAST_LOG_LEVEL": "WARNING",
+        # Several workers share this machine: their metrics endpoints would want one port.
+        "WAVECAST_WORKER_METRICS_PORT": "0",
     }
     env.update(extra)
     return env
