@@ -98,6 +98,11 @@ class Content(_Strict):
                     text = getattr(options, name, None)
                     if text:
                         fields[f"{platform}.{name}"] = text
+        # The rich-notification image is shown with the text, so a test picture or a link to a
+        # test host is as visible as a test title. iOS has no image option: a rich iOS push
+        # fetches its picture from a data value, and data values are linted below.
+        if self.android is not None and self.android.image_url:
+            fields["android.image_url"] = self.android.image_url
         for tag, variant in self.locales.items():
             fields[f"locales.{tag}.title"] = variant.title
             fields[f"locales.{tag}.body"] = variant.body

@@ -17,18 +17,48 @@ Contract:
   negative costs the incident above. The deliberate exceptions are words that are everyday
   vocabulary in some language ("bar", Spanish "todo", "prueba gratis", "próba logowania",
   "nie wysyłaj nikomu kodu"), which are only flagged in the contexts where they mean "test".
+* Disguises read as what they imitate. Word rules look at two foldings of each field (see
+  ``app.guard.confusables``): one that keeps each script, so "тест" meets the Russian word list,
+  and a Latin skeleton where Cyrillic, Greek and other look-alike letters and leetspeak digits
+  become the Latin letter they imitate, so "tеst" (Cyrillic е), "ТЕЅТ", "t3st" and "7est" meet
+  the English one. Spaced-out spellings ("t e s t", "t.e.s.t") and "test" glued to a partner
+  word ("testpush", "pushtest") count too; "contest", "latest", "protest", "attest" and
+  "testament" are different words, not disguises.
+
+When "test" is ordinary copy. A test word is flagged when it labels the message itself (a noun or
+adjective: "test", "testy", "testowa wiadomość", "push testowy") or reports the sender at work in
+the first person ("testuję", "testujemy", "sprawdzam"). Three kinds of real copy pass:
+
+* words that merely contain the letters: "contest", "latest", "protest", "attest", "testament",
+  "testimony" (whole-word matching; the joined forms above are an explicit list of partners);
+* idioms where the word cannot mean "this message is a test": "test-drive" / "test drive" (try
+  a product), "put it to the test", "okres testowy" (trial period), "jazda testowa", "A/B test"
+  (the experiment a real campaign belongs to, as in "?utm_content=ab_test_b"), like the older
+  "próba logowania", "jazda próbna", "okres próbny";
+* Polish second-person invitations, which are their own word forms: "Przetestuj nową kartę",
+  "Testuj za darmo przez 30 dni", "Wypróbuj". Testers label pushes with the noun, the
+  adjective or the first person ("test", "testowa", "testuję"), never by inviting the reader,
+  so these verbs are simply absent from the word lists.
+
+The English imperative is the deliberate exception to the last rule: "Test your knowledge with
+our quiz" is real marketing copy and is still flagged, because the imperative is spelled exactly
+like the label ("Test your push", "Test: your offer", "Test your card 2") and no word list can
+tell them apart reliably. A quiz campaign costs one written override, which is the case the
+override binding was built around; a missed "Test ..." push costs the incident above.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict
+
+from app.guard.confusables import CONFUSABLES, fold_char, is_mark, latin_char, unleet
 
 __all__ = ["LintCode", "LintFinding", "lint_content", "lint_title_body"]
 
@@ -81,32 +111,6 @@ class _Hit:
 # Folding: case- and diacritics-insensitive matching that still reports the original fragment.
 # ---------------------------------------------------------------------------------------------
 
-# Letters whose stroke or ligature is not a combining mark, so NFKD leaves them alone.
-_SPECIAL_FOLDS: dict[str, str] = {
-    "ł": "l", "Ł": "l", "ø": "o", "Ø": "o", "đ": "d", "Đ": "d", "ħ": "h", "Ħ": "h",
-    "ŧ": "t", "Ŧ": "t", "ŀ": "l", "Ŀ": "l", "\u0131": "i", "æ": "ae", "Æ": "ae", "œ": "oe",
-    "Œ": "oe",
-}  # fmt: skip
-
-
-def _is_mark(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Mn", "Me")
-
-
-@lru_cache(maxsize=16384)
-def _fold_char(ch: str) -> str:
-    special = _SPECIAL_FOLDS.get(ch)
-    if special is not None:
-        return special
-    # Format characters (zero-width space, soft hyphen, joiners) are invisible to the reader, so
-    # "te\u200bst" must still read as "test".
-    if unicodedata.category(ch) == "Cf":
-        return ""
-    # NFKD also folds full-width letters and ligatures, which people paste to dodge filters; the
-    # second NFKD catches the few characters whose case-folded form is precomposed again.
-    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", ch).casefold())
-    return "".join(part for part in decomposed if not _is_mark(part))
-
 
 @dataclass(frozen=True, slots=True)
 class _Folded:
@@ -121,23 +125,53 @@ class _Folded:
         o_end = self.origin[end - 1] + 1
         # Characters that fold to nothing (combining marks, zero-width characters) belong to the
         # fragment they follow, otherwise "testé" decomposed would report a bare "teste".
-        while o_end < len(self.original) and _fold_char(self.original[o_end]) == "":
+        while o_end < len(self.original) and fold_char(self.original[o_end]) == "":
             o_end += 1
         return o_start, o_end
 
 
-def _fold(text: str) -> _Folded:
+def _fold(text: str, *, latin: bool = False) -> _Folded:
+    fold = latin_char if latin else fold_char
     parts: list[str] = []
     origin: list[int] = []
     for index, ch in enumerate(text):
-        folded = _fold_char(ch)
+        folded = fold(ch)
         parts.append(folded)
         origin.extend([index] * len(folded))
-    return _Folded(original=text, text="".join(parts), origin=tuple(origin))
+    joined = "".join(parts)
+    # unleet keeps the length, so the origin map stays valid.
+    return _Folded(original=text, text=unleet(joined) if latin else joined, origin=tuple(origin))
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """A field's text, folded two ways.
+
+    ``plain`` keeps each script, so "тест" meets the Russian word list; ``latin`` reads look-alike
+    letters and leetspeak as the Latin letters they imitate, so "tеst" (Cyrillic е) and "t3st"
+    meet the English one. Word rules look at both; a fragment found in both is reported once.
+    """
+
+    plain: _Folded
+    latin: _Folded
+
+    @property
+    def original(self) -> str:
+        return self.plain.original
+
+    @property
+    def views(self) -> tuple[_Folded, ...]:
+        if self.latin.text == self.plain.text:
+            return (self.plain,)
+        return (self.plain, self.latin)
+
+
+def _read(text: str) -> _Text:
+    return _Text(plain=_fold(text), latin=_fold(text, latin=True))
 
 
 def _fold_phrase(phrase: str) -> str:
-    return "".join(_fold_char(ch) for ch in phrase)
+    return "".join(fold_char(ch) for ch in phrase)
 
 
 # Word boundaries are "not next to a letter" rather than \b, so "test1", "test_push" and
@@ -212,13 +246,25 @@ def _has_lowercase(text: str) -> bool:
 # Words and phrases whose only meaning in a notification is "this is a test". Inflected forms are
 # listed explicitly instead of stemmed so that "testimony" or "Testsieger" can never match.
 _TEST_WORDS = (
-    # English
-    "test", "testing", "tester", "testtest", "test message", "test push", "test notification",
-    "this is a test", "just testing",
-    # Polish
-    "testowa", "testowy", "testowe", "testowego", "testowej", "testowych", "testowo",
-    "testowanie", "testujemy", "testuję", "test wiadomości", "wiadomość testowa",
-    "testowa wiadomość", "powiadomienie testowe", "wiadomość próbna", "powiadomienie próbne",
+    # English; "tests" and "testing" are what load and smoke tests are labelled with
+    "test", "tests", "testing", "tester", "testtest", "test message", "test push",
+    "test notification", "this is a test", "just testing", "tst", "tset", "tets",
+    "qa", "uat", "staging", "qa only", "dev only", "for qa", "does this work", "did this work",
+    "is this working", "did you get this", "can you see this", "do you see this",
+    "checking if this works", "checking if it works", "checking if push works",
+    "checking if the push works",
+    # Polish: every form of the noun, the adjective and the first-person verb ("I am testing",
+    # "we are testing"). The second-person invitations "testuj" / "przetestuj" are not here, see
+    # the module docstring.
+    "testy", "testu", "testem", "teście", "testów", "testami", "testach", "tescik", "tesciku",
+    "testowanko", "testowa", "testowy", "testowe", "testowego", "testowej", "testowych",
+    "testowym", "testową", "testowymi", "testowo", "testowanie", "testowania", "testowaniu",
+    "testujemy", "testuję", "testują", "testowałem", "testowałam", "testowaliśmy", "testowane",
+    "test wiadomości", "wiadomość testowa", "testowa wiadomość", "powiadomienie testowe",
+    "wiadomość próbna", "powiadomienie próbne", "sprawdzam", "próba mikrofonu",
+    "raz dwa trzy",
+    # Greek
+    "τεστ", "δοκιμαστικό", "δοκιμαστικό μήνυμα",
     # German
     "testnachricht", "testmeldung", "testbenachrichtigung", "testmitteilung", "probenachricht",
     "testversand", "das ist ein test",
@@ -249,7 +295,13 @@ _PLACEHOLDER_WORDS = (
     "dummy", "sample", "sample text", "placeholder", "foo", "baz", "qux", "foobar", "foo bar",
     "bar baz", "xxx", "xxxx", "xxxxx", "tbd", "fixme", "hello world", "ignore this",
     "please ignore", "ignore me", "przykładowa treść", "przykładowy tekst", "tekst zastępczy",
-    "beispieltext", "platzhalter", "texto de ejemplo",
+    "beispieltext", "platzhalter", "texto de ejemplo", "sample title", "sample body",
+    "your text here", "text here", "your title here", "copy tbd", "przykładowy tytuł",
+    "przykładowe powiadomienie", "przykładowa wiadomość", "tu będzie treść", "tu będzie tekst",
+    "tu będzie tytuł", "treść do uzupełnienia", "tekst do uzupełnienia", "tytuł do uzupełnienia",
+    "proszę zignorować", "proszę nie zwracać uwagi",
+    # The Polish developer's classic test string; no bank writes it to a customer.
+    "dupa",
 )  # fmt: skip
 
 # Everyday words that mean "test" only when they are the whole content: "Próba logowania" is a
@@ -259,7 +311,63 @@ _TEST_WHEN_ALONE = frozenset(
     for word in (
         "próba", "próbna", "próbny", "prueba", "prova", "essai", "probe", "testen", "testez",
         "проверка", "перевірка", "example", "ejemplo", "beispiel", "przykład", "exemple",
+        "δοκιμή", "ping", "pong", "check", "sprawdzenie", "działa",
     )
+)  # fmt: skip
+
+# The names of the fields themselves, typed as their content ("Title" / "Body", "Tytuł
+# powiadomienia" / "Treść powiadomienia"): only a field made of nothing else counts.
+_FIELD_LABEL_WORDS = frozenset(
+    _fold_phrase(word)
+    for word in (
+        "title", "subtitle", "body", "text", "here", "content", "message", "notification", "push",
+        "tytuł", "podtytuł", "treść", "tekst", "nagłówek", "wiadomość", "wiadomości",
+        "powiadomienie", "powiadomienia", "tu", "tutaj",
+    )
+)  # fmt: skip
+
+# Words run together with "test" ("testpush", "pushtest", "qatest", "testowypush"). Only these
+# partners count, because "contest", "latest", "protest", "attest" and "testament" are words.
+_TEST_GLUE = (
+    "push", "pusha", "api", "app", "qa", "uat", "dev", "prod", "sms", "mail", "fcm", "apns",
+    "ios", "android", "notif", "notification", "notifications", "message", "msg", "campaign",
+    "kampania", "kampanii", "powiadomienie", "powiadomienia", "wiadomosc", "wiadomosci",
+    "load", "perf", "stress", "smoke", "unit", "e2e", "beta", "user", "my", "moj", "abc", "xyz",
+)  # fmt: skip
+_TEST_GLUE_RE = "(?:" + "|".join(sorted(_TEST_GLUE, key=lambda glue: (-len(glue), glue))) + ")"
+# Spellings of "test" itself that are not in a dictionary: stretched ("tesst", "testtt") and
+# joined to a partner or to itself. Matched on folded text, so they are lowercase ASCII.
+_TEST_SPELLINGS = (
+    r"t+e+s+t+",
+    rf"{_TEST_GLUE_RE}t+e+s+t+(?:s|y|ow[aey])?",
+    rf"t+e+s+t+(?:ow[aey]|ing)?{_TEST_GLUE_RE}",
+    r"(?:test){2,}",
+)
+# Leetspeak that ends the word ("tes7", "te57") is spelled out here: unleet only reads a digit
+# as a letter when a letter follows it.
+_LEET_TEST_SPELLING = r"t+[e3€]+[s5$]+[t7+]+"
+
+# A trial word next to a word for the message itself: "próba push", "próbna wysyłka",
+# "powiadomienie kontrolne". Alone these adjectives are everyday Polish ("jazda próbna", "okres
+# próbny", "próba logowania"), so only the pairing counts.
+_TRIAL_WORDS = (
+    "próba", "próbna", "próbne", "próbny", "próbnej", "próbnego", "próbną", "sprawdzenie",
+    "kontrolna", "kontrolne", "kontrolny", "kontrolnej", "kontrolną",
+)  # fmt: skip
+_MESSAGE_NOUNS = (
+    "push", "pusha", "pushe", "powiadomienie", "powiadomienia", "powiadomień", "wiadomość",
+    "wiadomości", "notyfikacja", "notyfikacje", "notyfikacji", "sms", "smsy", "komunikat",
+    "wysyłka", "wysyłki", "wysyłkę", "kampania", "kampanii", "kanał", "kanału",
+    "polskich znaków", "znaków",
+)  # fmt: skip
+
+# Questions a tester asks the colleague holding the phone. They need a question mark, the end of
+# the text or a message noun after them: "Sprawdź, czy dotarł przelew" is a real instruction.
+_DELIVERY_QUESTIONS = (
+    "czy działa", "czy to działa", "czy dochodzi", "czy to dochodzi", "czy dochodzą",
+    "czy przychodzi", "czy przychodzą", "czy przyszło", "czy przyszedł", "czy doszło",
+    "czy doszedł", "czy dotarło", "czy dotarł", "czy dotarła", "dostałeś", "dostałaś",
+    "dostaliście", "widzisz to", "widać to", "czy widać",
 )  # fmt: skip
 
 # Labels of unfinished work; only the uppercase spelling is a marker ("draft beer" is not), and
@@ -380,64 +488,215 @@ _TEMPLATE_PATTERNS = tuple(
         # In prose a ":word" is only a placeholder when it reads like an identifier; "10:30",
         # "Uwaga: nowa" and ":smile:" shortcodes stay out.
         rf"(?:(?<=\s)|^):(?:[a-z]+(?:_[a-z0-9]+)+|{_KNOWN_VARIABLE_NAMES})(?![\w:])",
+        r"\*\|[^|\n]{1,60}\|\*",  # *|FNAME|* (Mailchimp)
+        r"%%[^%\n]{1,80}%%",  # %%FirstName%% (Salesforce Marketing Cloud)
+        r"<%[=\-#]?[^%\n]{0,80}?-?%>",  # <%= name %> (ERB, EJS)
+        r"(?<![\w%])%[A-Za-z_][\w.]{0,40}%(?![\w%])",  # %NAME%
+        r"(?<![\w$])\$[A-Za-z_]\w{0,40}\$(?![\w$])",  # $FIRST_NAME$
+        rf"(?<![\w$])\$(?:[a-z]+_[a-z0-9_]+|(?i:{_KNOWN_VARIABLE_NAMES}))(?![\w$])",  # $first_name
+        r"\[\[[^\[\]\n]{1,80}\]\]",  # [[name]]
+        r"\{![^{}\n]{1,80}\}",  # {!Contact.FirstName} (Salesforce)
+        r"%\{[^{}\n]{1,80}\}",  # %{name} (Ruby)
+        r"\{\$[^{}\n]{1,80}\}",  # {$name} (Smarty)
+        # «FirstName» mail-merge fields; French «guillemets» hold words with spaces around them.
+        rf"«(?:[A-Za-z]+(?:_[A-Za-z0-9]+)+|[A-Z][a-z]+[A-Z]\w*|(?i:{_KNOWN_VARIABLE_NAMES}))»",
+        r"(?i)%7B%7B.{0,80}?%7D%7D|(?:\$|%24)%7B.{0,80}?%7D",  # URL-encoded {{x}}, ${x}
+        # Amounts and dates never filled in: "Rabat XX%", "X,XX zł", "do DD.MM.RRRR".
+        r"(?<!\w)[Xx]{1,3}(?:[.,][Xx]{1,3})?\s?(?:%|zł|(?i:pln|eur|usd|gbp)|€|\$|£)(?!\w)",
+        r"(?i)(?<!\w)(?:dd[./\-]mm(?:[./\-](?:rrrr|yyyy|rr|yy))?"
+        r"|(?:rrrr|yyyy)[./\-]mm[./\-]dd)(?!\w)",
+        r"(?i)(?<!\w)hh:mm(?!\w)",
     )
 )
 
 _TEST_HOST_LABELS = frozenset({
-    "test", "testing", "staging", "stage", "stg", "dev", "develop", "development", "uat", "qa",
-    "sandbox", "preprod", "pre-prod", "localhost",
+    "test", "testing", "tests", "staging", "stage", "stg", "dev", "develop", "development", "uat",
+    "qa", "sandbox", "preprod", "pre-prod", "localhost", "sit", "int",
 })  # fmt: skip
+# Environment words glued to a service word in one label: "testapi", "uatcdn", "apidev".
+_HOST_SERVICE_WORDS = (
+    "api", "app", "www", "web", "cdn", "img", "images", "static", "push", "mobile", "portal",
+    "bank", "online", "secure", "auth", "login", "gw", "gateway", "env", "srv",
+)  # fmt: skip
+_HOST_ENVIRONMENT_WORDS = ("test", "uat", "staging", "stg", "dev", "qa", "preprod")
+_JOINED_HOST_LABEL = re.compile(
+    "(?:" + "|".join(_HOST_ENVIRONMENT_WORDS) + ")(?:" + "|".join(_HOST_SERVICE_WORDS) + ")"
+    "|(?:" + "|".join(_HOST_SERVICE_WORDS) + ")(?:" + "|".join(_HOST_ENVIRONMENT_WORDS) + ")"
+)
+# Services that only ever serve a developer: tunnels to a laptop, wildcard DNS to a local
+# address, request catchers and placeholder-image generators.
+_DEVELOPER_SERVICES: dict[str, str] = {
+    **dict.fromkeys(
+        ("ngrok.io", "ngrok.app", "ngrok-free.app", "ngrok-free.dev", "loca.lt",
+         "trycloudflare.com", "localtest.me", "lvh.me", "nip.io", "sslip.io", "webhook.site",
+         "requestbin.com", "pipedream.net"),
+        "a developer tunnel or test service",
+    ),
+    **dict.fromkeys(
+        ("placehold.co", "placehold.it", "placeholder.com", "picsum.photos", "dummyimage.com",
+         "placekitten.com", "loremflickr.com", "fakeimg.pl", "placeimg.com"),
+        "a placeholder-image service",
+    ),
+}  # fmt: skip
 _RESERVED_TLDS = frozenset({"test", "example", "invalid", "local", "localhost"})
 _URL_AUTHORITY = re.compile(r"(?i)(?<![\w+.\-])[a-z][a-z0-9+.\-]*://([^\s/?#\"'<>]+)")
 _BARE_TEST_HOST = re.compile(
     r"(?i)(?<![\w.\-@/])(?:localhost|127\.0\.0\.1|(?:[a-z0-9\-]+\.)*example\.(?:com|org|net))"
     r"(?::\d+)?(?![\w\-])"
 )
+# Host names written without a scheme ("staging.bank.pl/promo", "jan@uat.bank.pl") and
+# scheme-relative links ("//uat.bank.pl"). Only a reason from _test_host_reason makes them a
+# finding, so ordinary prose with a dot in it costs nothing.
+_BARE_HOST = re.compile(
+    r"(?i)(?<![\w.\-])(?:[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+[a-z][a-z0-9\-]*[a-z0-9]"
+    r"(?::\d{1,5})?(?=[/\s:?#,;!)\"'.]|$)"
+)
+# A dotted quad in prose is only an address when a port or a path follows it: "Wersja 10.2.1.5"
+# is a version number.
+_BARE_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?=[:/])")
+_BARE_LINK_ADDRESS = re.compile(r"(?:(?:\d{1,3}\.){3}\d{1,3}|\[[0-9A-Fa-f:.%\w]+\])(?::\d{1,5})?")
 
 
 # ---------------------------------------------------------------------------------------------
-# Rules. Each takes (field path, folded text) and yields hits in original-text coordinates.
+# Rules. Each takes (field path, the text read both ways) and yields hits in original-text
+# coordinates.
 # ---------------------------------------------------------------------------------------------
 
-_Rule = Callable[[str, _Folded], Iterator[_Hit]]
+_Rule = Callable[[str, _Text], Iterator[_Hit]]
 
-_TEST_WORD_RE = _whole_words(_TEST_WORDS)
+_TEST_WORD_PATTERN = (
+    "(?:"
+    + _alternation(_TEST_WORDS)
+    + "|"
+    + "|".join((*_TEST_SPELLINGS, _LEET_TEST_SPELLING))
+    + ")"
+)
+# The same words written plainly; a match that is not one of these was disguised.
+_PLAIN_TEST_WORD_RE = re.compile(
+    "(?:" + _alternation(_TEST_WORDS) + "|" + "|".join(_TEST_SPELLINGS) + r")\d*"
+)
+_TEST_WORD_RE = re.compile(_NOT_AFTER_LETTER + _TEST_WORD_PATTERN + r"\d*" + _NOT_BEFORE_LETTER)
 _PLACEHOLDER_RE = _whole_words(_PLACEHOLDER_WORDS)
 _INTERNAL_ONLY_RE = _whole_words(_INTERNAL_ONLY_PHRASES, digits_suffix=False)
 _DO_NOT_SEND_RE = _whole_words(_DO_NOT_SEND_PHRASES, digits_suffix=False)
 _LETTER_WORD_RE = re.compile(r"[^\W\d_]+")
 _TOKEN_RE = re.compile(r"[^\W_]+")
+_TRIAL_MESSAGE_RE = re.compile(
+    _NOT_AFTER_LETTER
+    + "(?:"
+    + _alternation(_TRIAL_WORDS) + _WORD_SEPARATOR + _alternation(_MESSAGE_NOUNS)
+    + "|"
+    + _alternation(_MESSAGE_NOUNS) + _WORD_SEPARATOR + _alternation(_TRIAL_WORDS)
+    + ")"
+    + _NOT_BEFORE_LETTER
+)  # fmt: skip
+_DELIVERY_QUESTION_RE = _whole_words(_DELIVERY_QUESTIONS, digits_suffix=False)
+_DELIVERY_QUESTION_TAIL = re.compile(
+    r"\s*(?:$|[?!.\u2026]|" + _alternation(_MESSAGE_NOUNS) + _NOT_BEFORE_LETTER + ")"
+)
+# Letters spelled out one by one ("t e s t", "T.E.S.T", "t-e-s-t-o-w-a").
+_SPACED_LETTERS_RE = re.compile(
+    _NOT_AFTER_LETTER + r"(?:[^\W\d_][ .\-_*\u00b7]{1,2}){2,}[^\W\d_]" + _NOT_BEFORE_LETTER
+)
+_SPELLED_TEST_WORD_RE = re.compile(_TEST_WORD_PATTERN + r"\d*")
+
+# Idioms in which "test" cannot mean "this message is a test" (see the module docstring).
+_DRIVE_AFTER = re.compile(r"[\s\-]*driv")  # test-drive, test drive, test-driving
+_IDIOM_BEFORE = re.compile(
+    r"(?:" + _NOT_AFTER_LETTER + r"to\s+the|" + _NOT_AFTER_LETTER
+    + r"(?:okres|okresie|okresu|jazda|jazde|jazdy))\s+$"
+    # An A/B test is the experiment a real campaign belongs to ("?utm_content=ab_test_b").
+    + r"|" + _NOT_AFTER_LETTER + r"(?:ab|a[/_\-]b|split)[\s_\-]?$"
+)  # fmt: skip
 
 
-def _placeholder_words(field: str, folded: _Folded) -> Iterator[_Hit]:
-    for pattern, why in (
-        (_TEST_WORD_RE, "wording used to label test messages"),
-        (_PLACEHOLDER_RE, "a placeholder that developers type instead of real copy"),
+def _is_real_use(folded: str, start: int, end: int) -> bool:
+    """Whether the test word at folded[start:end] sits in one of the idioms above."""
+    word = folded[start:end]
+    if word == "test" and _DRIVE_AFTER.match(folded, end) is not None:
+        return True
+    if word == "test" or word.startswith("testow"):
+        return _IDIOM_BEFORE.search(folded[max(0, start - 24) : start]) is not None
+    return False
+
+
+def _matches(pattern: re.Pattern[str], text: _Text) -> Iterator[tuple[_Folded, re.Match[str]]]:
+    """Matches of a word pattern in each reading of the text, each original fragment once."""
+    seen: set[tuple[int, int]] = set()
+    for view in text.views:
+        for found in pattern.finditer(view.text):
+            span = view.span(*found.span())
+            if found.end() > found.start() and span not in seen:
+                seen.add(span)
+                yield view, found
+
+
+def _disguise(text: _Text, view: _Folded, found: re.Match[str], plain: re.Pattern[str]) -> str:
+    """A note for the message when the fragment only matched once its disguise was read."""
+    start, end = view.span(*found.span())
+    fragment = text.original[start:end]
+    disguised = plain.fullmatch(_fold_phrase(fragment)) is None or any(
+        (view is text.latin and ch in CONFUSABLES)
+        or unicodedata.category(ch) == "Cf"
+        # Compatibility characters: fullwidth, mathematical, superscript, small capitals.
+        or unicodedata.decomposition(ch).startswith("<")
+        for ch in fragment
+    )
+    return " (spelled with look-alike characters or digits)" if disguised else ""
+
+
+def _placeholder_words(field: str, text: _Text) -> Iterator[_Hit]:
+    def hit(start: int, end: int, why: str, disguise: str = "") -> _Hit:
+        return _Hit(
+            start, end, LintCode.PLACEHOLDER_WORD,
+            f"{field} contains {_quote(text.original[start:end])}{disguise}, {why}, so it looks "
+            "like test content",
+        )  # fmt: skip
+
+    labels = "wording used to label test messages"
+    filler = "a placeholder that developers type instead of real copy"
+    for pattern, plain, why in (
+        (_TEST_WORD_RE, _PLAIN_TEST_WORD_RE, labels),
+        (_PLACEHOLDER_RE, _PLACEHOLDER_RE, filler),
+        (_TRIAL_MESSAGE_RE, _TRIAL_MESSAGE_RE, labels),
     ):
-        for found in pattern.finditer(folded.text):
-            start, end = folded.span(*found.span())
-            fragment = folded.original[start:end]
-            yield _Hit(
-                start, end, LintCode.PLACEHOLDER_WORD,
-                f"{field} contains {_quote(fragment)}, {why}, so it looks like test content",
-            )  # fmt: skip
-    words = list(_LETTER_WORD_RE.finditer(folded.text))
+        for view, found in _matches(pattern, text):
+            if pattern is _TEST_WORD_RE and _is_real_use(view.text, *found.span()):
+                continue
+            yield hit(*view.span(*found.span()), why, _disguise(text, view, found, plain))
+    for view, found in _matches(_SPACED_LETTERS_RE, text):
+        letters = "".join(ch for ch in found.group() if ch.isalpha())
+        if _SPELLED_TEST_WORD_RE.fullmatch(letters):
+            yield hit(*view.span(*found.span()), "test wording spelled out letter by letter")
+    for found in _DELIVERY_QUESTION_RE.finditer(text.plain.text):
+        if _DELIVERY_QUESTION_TAIL.match(text.plain.text, found.end()) is not None:
+            why = "a tester asking whether the push arrived"
+            yield hit(*text.plain.span(*found.span()), why)
+    words = list(_LETTER_WORD_RE.finditer(text.plain.text))
     if words and all(word.group() in _TEST_WHEN_ALONE for word in words):
-        start, _ = folded.span(*words[0].span())
-        _, end = folded.span(*words[-1].span())
-        fragment = folded.original[start:end]
+        start, _ = text.plain.span(*words[0].span())
+        _, end = text.plain.span(*words[-1].span())
         yield _Hit(
             start, end, LintCode.PLACEHOLDER_WORD,
-            f"{field} is only {_quote(fragment)}, a word that on its own means a trial or "
-            "test, so it looks like test content",
+            f"{field} is only {_quote(text.original[start:end])}, a word that on its own means a "
+            "trial or test, so it looks like test content",
+        )  # fmt: skip
+    elif words and all(word.group() in _FIELD_LABEL_WORDS for word in words):
+        start, _ = text.plain.span(*words[0].span())
+        _, end = text.plain.span(*words[-1].span())
+        yield _Hit(
+            start, end, LintCode.PLACEHOLDER_WORD,
+            f"{field} is only {_quote(text.original[start:end])}, the name of a field typed in "
+            "place of its content, so it looks like test content",
         )  # fmt: skip
 
 
 _BRACKET_MARKER_RE = re.compile(
-    r"[\[(<{]\s*" + _alternation(_BRACKET_WORDS) + r"\d*\s*[\])>}]|\*+\s*test\s*\*+"
-)
+    r"[\[(<{]\s*(?:" + _alternation(_BRACKET_WORDS) + "|" + _TEST_WORD_PATTERN
+    + r")\d*\s*[\])>}]|\*+\s*test\s*\*+"
+)  # fmt: skip
 _PREFIX_MARKER_RE = re.compile(
-    r"^[^\w]*?(" + _NOT_AFTER_LETTER + _alternation(_TEST_WORDS) + r"\d*\s*[:|>\u2013\u2014\-])"
+    r"^[^\w]*?(" + _NOT_AFTER_LETTER + _TEST_WORD_PATTERN + r"\d*\s*[:|>\u2013\u2014\-])"
 )
 _UPPERCASE_MARKER_RE = re.compile(
     _NOT_AFTER_LETTER
@@ -449,32 +708,38 @@ _UPPERCASE_MARKER_RE = re.compile(
 _MARKER_TAIL_RE = re.compile(r"\s*[:|\]\)>\u2013\u2014\-]")
 
 
-def _test_markers(field: str, folded: _Folded) -> Iterator[_Hit]:
+def _test_markers(field: str, text: _Text) -> Iterator[_Hit]:
     def hit(start: int, end: int) -> _Hit:
-        fragment = folded.original[start:end]
+        fragment = text.original[start:end]
         return _Hit(
             start, end, LintCode.TEST_MARKER,
             f"{field} contains the marker {_quote(fragment)}, which labels a message as a test "
             "or an unfinished draft",
         )  # fmt: skip
 
-    for found in _BRACKET_MARKER_RE.finditer(folded.text):
-        yield hit(*folded.span(*found.span()))
-    prefix = _PREFIX_MARKER_RE.match(folded.text)
-    if prefix is not None:
-        yield hit(*folded.span(*prefix.span(1)))
-    text = folded.original
-    shouting = not _has_lowercase(text)
-    for found in _UPPERCASE_MARKER_RE.finditer(text):
+    for view, found in _matches(_BRACKET_MARKER_RE, text):
+        yield hit(*view.span(*found.span()))
+    for view in text.views:
+        prefix = _PREFIX_MARKER_RE.match(view.text)
+        if prefix is not None:
+            word = _TEST_WORD_RE.match(view.text, prefix.start(1))
+            word_end = word.end() if word is not None else prefix.end(1)
+            if not _is_real_use(view.text, prefix.start(1), word_end):
+                yield hit(*view.span(*prefix.span(1)))
+    original = text.original
+    shouting = not _has_lowercase(original)
+    for found in _UPPERCASE_MARKER_RE.finditer(original):
         # In all-caps copy an uppercase word is just a word ("DRAFT BEER -50%"), unless it is
         # set off like a label or is all there is.
-        labelled = _MARKER_TAIL_RE.match(text, found.end()) is not None
-        alone = text.strip() == found.group()
+        labelled = _MARKER_TAIL_RE.match(original, found.end()) is not None
+        alone = original.strip() == found.group()
         if not shouting or labelled or alone:
             yield hit(*found.span())
 
 
-def _do_not_send(field: str, folded: _Folded) -> Iterator[_Hit]:
+def _do_not_send(field: str, text: _Text) -> Iterator[_Hit]:
+    folded = text.plain
+
     def hit(start: int, end: int) -> _Hit:
         fragment = folded.original[start:end]
         return _Hit(
@@ -502,7 +767,8 @@ _LOREM_CONTINUATION_RE = re.compile(
 _PANGRAM_RE = _whole_words(_PANGRAMS, digits_suffix=False)
 
 
-def _lorem_ipsum(field: str, folded: _Folded) -> Iterator[_Hit]:
+def _lorem_ipsum(field: str, text: _Text) -> Iterator[_Hit]:
+    folded = text.plain
     covered = 0
     for anchor in _LOREM_ANCHOR_RE.finditer(folded.text):
         if anchor.start() < covered:
@@ -524,10 +790,10 @@ def _lorem_ipsum(field: str, folded: _Folded) -> Iterator[_Hit]:
         )  # fmt: skip
 
 
-def _template_variables(field: str, folded: _Folded) -> Iterator[_Hit]:
-    text = folded.original
+def _template_variables(field: str, text: _Text) -> Iterator[_Hit]:
+    original = text.original
     for pattern in _TEMPLATE_PATTERNS:
-        for found in pattern.finditer(text):
+        for found in pattern.finditer(original):
             if found.end() == found.start():
                 continue
             yield _Hit(
@@ -537,36 +803,105 @@ def _template_variables(field: str, folded: _Folded) -> Iterator[_Hit]:
             )  # fmt: skip
 
 
+_IPV4_PART = re.compile(r"0[xX][0-9a-fA-F]{1,8}|[0-9]{1,10}")
+
+
+def _ipv4_number(part: str) -> int | None:
+    """One dotted part as inet_aton reads it: hexadecimal "0x7f", octal "0177" or decimal."""
+    if not _IPV4_PART.fullmatch(part):
+        return None
+    if part[:2] in ("0x", "0X"):
+        return int(part[2:], 16)
+    if len(part) > 1 and part.startswith("0"):
+        return int(part, 8) if set(part) <= set("01234567") else None
+    return int(part)
+
+
+def _parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address in any spelling a browser accepts: "127.1", "0x7f000001", "2130706433"."""
+    if host.startswith("["):
+        try:
+            return ipaddress.ip_address(host[1:].split("]", 1)[0].split("%", 1)[0])
+        except ValueError:
+            return None
+    parts = host.split(".")
+    if len(parts) > 4:
+        return None
+    parsed = [_ipv4_number(part) for part in parts]
+    numbers = [number for number in parsed if number is not None]
+    if len(numbers) != len(parts):
+        return None
+    # Like inet_aton: the last part fills all the bytes the earlier ones left.
+    *leading, last = numbers
+    if any(number > 255 for number in leading) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = last
+    for position, number in enumerate(leading):
+        value |= number << (8 * (3 - position))
+    return ipaddress.IPv4Address(value)
+
+
+def _label_pieces(label: str) -> list[str]:
+    return [piece for piece in re.split(r"[-_\d]+", label) if piece]
+
+
 def _test_host_reason(host: str) -> str | None:
     host = host.rsplit("@", 1)[-1].lower()
-    if host.startswith("["):
-        host = host[1:].split("]", 1)[0]
-        return "a loopback address" if host == "::1" else None
-    host = host.split(":", 1)[0].rstrip(".")
-    octets = host.split(".")
-    if len(octets) == 4 and all(octet.isdigit() for octet in octets):
-        first, second = int(octets[0]), int(octets[1])
-        private = (
-            first in (0, 10, 127)
-            or (first == 192 and second == 168)
-            or (first == 172 and 16 <= second <= 31)
-        )
-        return "a local or private network address" if private else None
-    labels = octets
+    if not host.startswith("["):
+        host = host.split(":", 1)[0]
+    host = host.rstrip(".")
+    if not host:
+        return None
+    address = _parse_ip(host)
+    if address is not None:
+        if address.is_loopback:
+            return "a loopback address"
+        if address.is_private or address.is_link_local or address.is_unspecified:
+            return "a local or private network address"
+        return None
+    labels = host.split(".")
     if labels[-1] in _RESERVED_TLDS:
         return "a reserved test or local domain"
     if len(labels) >= 2 and labels[-2] == "example" and labels[-1] in ("com", "org", "net"):
         return "the documentation example domain"
-    if any(label in _TEST_HOST_LABELS for label in labels[:-2]):
-        return "a test-environment host"
+    for suffix, reason in _DEVELOPER_SERVICES.items():
+        if host == suffix or host.endswith("." + suffix):
+            return reason
+    # The registrable name counts too, by its hyphenated pieces only: "bank-uat.pl" is a test
+    # environment, "speedtest.net" or "latest.pl" are not.
+    for label in labels[:-1]:
+        pieces = _label_pieces(label)
+        if (
+            label in _TEST_HOST_LABELS
+            or any(piece in _TEST_HOST_LABELS for piece in pieces)
+            or any(_JOINED_HOST_LABEL.fullmatch(piece) for piece in pieces)
+        ):
+            return "a test-environment host"
     return None
 
 
-def _test_links(field: str, folded: _Folded) -> Iterator[_Hit]:
-    text = folded.original
-    found_hosts = [(m.start(1), m.end(1), m.group(1)) for m in _URL_AUTHORITY.finditer(text)]
-    found_hosts += [(m.start(), m.end(), m.group()) for m in _BARE_TEST_HOST.finditer(text)]
-    for start, end, host in found_hosts:
+def _link_hosts(field: str, original: str) -> Iterator[tuple[int, int, str]]:
+    for found in _URL_AUTHORITY.finditer(original):
+        yield found.start(1), found.end(1), found.group(1)
+    for pattern in (_BARE_TEST_HOST, _BARE_HOST, _BARE_IPV4):
+        for found in pattern.finditer(original):
+            before = original[max(0, found.start() - 2) : found.start()]
+            # A name after one slash is a path segment ("/push/test.png"), not a host; after
+            # two it is a scheme-relative link.
+            if before.endswith("/") and before != "//":
+                continue
+            yield found.start(), found.end(), found.group()
+    if _leaf(field) in _MACHINE_LEAVES and "://" not in original:
+        # A link field holding a bare address ("10.1.2.3", "[::1]:8000/offers"); lone numbers
+        # are ids, so other spellings of an address only count inside a URL.
+        host = original.strip().lstrip("/").split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+        if _BARE_LINK_ADDRESS.fullmatch(host):
+            start = original.index(host)
+            yield start, start + len(host), host
+
+
+def _test_links(field: str, text: _Text) -> Iterator[_Hit]:
+    for start, end, host in _link_hosts(field, text.original):
         reason = _test_host_reason(host)
         if reason is not None:
             yield _Hit(
@@ -583,7 +918,7 @@ def _letter_units(text: str) -> list[tuple[int, int]]:
     while index < len(text):
         end = index + 1
         if unicodedata.category(text[index]).startswith("L"):
-            while end < len(text) and _is_mark(text[end]):
+            while end < len(text) and is_mark(text[end]):
                 end += 1
             units.append((index, end))
         index = end
@@ -599,7 +934,7 @@ def _is_diacritic_letter(unit: str) -> bool:
     return (
         len(decomposed) > 1
         and decomposed[0].isascii()
-        and any(_is_mark(ch) for ch in decomposed[1:])
+        and any(is_mark(ch) for ch in decomposed[1:])
     )
 
 
@@ -607,7 +942,8 @@ def _is_real_diacritic_word(word: str) -> bool:
     return unicodedata.normalize("NFC", word).casefold() in _REAL_DIACRITIC_WORDS
 
 
-def _diacritics_only(field: str, folded: _Folded) -> Iterator[_Hit]:
+def _diacritics_only(field: str, source: _Text) -> Iterator[_Hit]:
+    folded = source.plain
     text = folded.original
     units = _letter_units(text)
     words: list[list[tuple[int, int]]] = []
@@ -692,7 +1028,8 @@ def _part_of_number(text: str, start: int, end: int) -> bool:
     return joined_after or joined_before or masked
 
 
-def _keyboard_mash(field: str, folded: _Folded) -> Iterator[_Hit]:
+def _keyboard_mash(field: str, source: _Text) -> Iterator[_Hit]:
+    folded = source.plain
     for found in _TOKEN_RE.finditer(folded.text):
         reason = _mash_reason(found.group())
         if reason is None:
@@ -709,9 +1046,14 @@ def _keyboard_mash(field: str, folded: _Folded) -> Iterator[_Hit]:
 
 _REPEATED_LETTER_RE = re.compile(r"([^\W\d_])\1{3,}", re.IGNORECASE)
 _REPEATED_SYMBOL_RE = re.compile(r"([^\w\s])\1{5,}")
+# A word of one letter typed three times ("aaa", "kkk", "zzz"). Capitals in mixed-case copy are
+# ratings and numerals ("AAA", "Etap III"), and "www" is the start of an address.
+_TRIPLED_LETTER_RE = re.compile(_NOT_AFTER_LETTER + r"([^\W\d_])\1\1" + _NOT_BEFORE_LETTER, re.I)
+_TRIPLED_LETTER_EXCEPTIONS = frozenset({"www"})
 
 
-def _repeated_character(field: str, folded: _Folded) -> Iterator[_Hit]:
+def _repeated_character(field: str, source: _Text) -> Iterator[_Hit]:
+    folded = source.plain
     text = folded.original
     symbol_hits = (
         found
@@ -720,7 +1062,13 @@ def _repeated_character(field: str, folded: _Folded) -> Iterator[_Hit]:
         if unicodedata.category(found.group(1))[0] in "PS"
         and unicodedata.category(found.group(1)) != "So"
     )
-    for found in (*_REPEATED_LETTER_RE.finditer(text), *symbol_hits):
+    tripled = (
+        found
+        for found in _TRIPLED_LETTER_RE.finditer(text)
+        if found.group().casefold() not in _TRIPLED_LETTER_EXCEPTIONS
+        and (_has_lowercase(found.group()) or text.strip() == found.group())
+    )
+    for found in (*_REPEATED_LETTER_RE.finditer(text), *tripled, *symbol_hits):
         yield _Hit(
             found.start(), found.end(), LintCode.REPEATED_CHARACTER,
             f"{field} contains {_quote(found.group())}, the same character "
@@ -728,7 +1076,8 @@ def _repeated_character(field: str, folded: _Folded) -> Iterator[_Hit]:
         )  # fmt: skip
 
 
-def _too_short(field: str, folded: _Folded) -> Iterator[_Hit]:
+def _too_short(field: str, source: _Text) -> Iterator[_Hit]:
+    folded = source.plain
     text = folded.original
     stripped = text.strip()
     # Emptiness is the schema's concern (a title-only push is legitimate), and an emoji-only
@@ -831,8 +1180,8 @@ def lint_content(fields: Mapping[str, str]) -> list[LintFinding]:
     """
     findings: list[LintFinding] = []
     for field, text in fields.items():
-        folded = _fold(text)
-        hits = [hit for rule in _rules_for(field) for hit in rule(field, folded)]
+        read = _read(text)
+        hits = [hit for rule in _rules_for(field) for hit in rule(field, read)]
         hits.extend(_identical_title_body(fields, field))
         unique = list(dict.fromkeys(hits))
         kept = [hit for hit in unique if not _explained_elsewhere(hit, unique)]
