@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from app.control.plane import Control, provider_scope
 from app.delivery.sender import SenderDeps, provider_cap
+from app.guard.policy_log import record_if_changed as record_policy
 from app.runtime import Runtime, redis_settings
 from app.settings import Settings
 from workers.context import WorkerContext
@@ -53,6 +54,7 @@ def build_worker(
 ) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         runtime = await Runtime.start(settings)
+        await record_policy(runtime.sessionmaker, settings, process="worker")
         if metrics is not None:
             metrics.attach(runtime.sessionmaker)
         worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

@@ -21,6 +21,7 @@ from app.main import create_app
 from app.runtime import Runtime
 from app.settings import ProviderMode, Settings
 from tests.conftest import KeyMaker, bearer
+from workers.main import build_worker
 
 PG = "postgresql://u@db/wavecast"
 REDIS = "redis://redis:6379/0"
@@ -137,3 +138,15 @@ async def test_the_api_records_its_policy_when_it_starts(db: Runtime) -> None:
         pass
     events = await _policy_events(db)
     assert [e.after["policy"]["staging"]["max_first_wave_percent"] for e in events] == ["2"]
+
+
+async def test_a_worker_records_its_policy_when_it_starts(db: Runtime) -> None:
+    settings = db.settings.model_copy(update={"min_hold_seconds": 900})
+    worker = build_worker(settings, burst=True, max_burst_jobs=1)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    events = await _policy_events(db)
+    assert [e.after["policy"]["staging"]["min_hold_seconds"] for e in events] == [900]
+    assert "the worker on" in (events[0].reason or "")
