@@ -9,7 +9,6 @@ mistake. Each line is one content's text fields, keyed by the lint's field paths
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -58,20 +57,6 @@ def test_every_test_like_content_is_flagged() -> None:
         f"{len(false_negatives)} of {len(TEST_LIKE)} test-like contents passed:\n"
         + "\n".join(false_negatives)
     )
-
-
-def test_the_lint_stays_well_under_a_millisecond_per_content() -> None:
-    corpus = [*REAL, *TEST_LIKE]
-    lint_content(corpus[0])  # compiled patterns and fold caches are warm in production too
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for fields in corpus:
-            lint_content(fields)
-        best = min(best, time.perf_counter() - started)
-
-    per_content_ms = best / len(corpus) * 1000
-    assert per_content_ms < 1.0, f"{per_content_ms:.3f} ms per content"
 
 
 # A real word appended to real copy is still real copy: the lint must not be tripped by how
