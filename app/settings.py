@@ -7,11 +7,13 @@ configuration could put real users at risk refuses to start, with a message that
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
@@ -23,6 +25,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.timing.caps import FrequencyCap, parse_frequency_cap
+from app.timing.schedule import QuietHours, parse_quiet_hours
 
 
 class Environment(StrEnum):
@@ -39,6 +44,10 @@ class ProviderMode(StrEnum):
 
 
 DEFAULT_DATA_DIR = Path("var")
+
+# Production's defaults for the timing rules (each setting may say otherwise).
+PRODUCTION_QUIET_HOURS = "21:00-08:00"
+PRODUCTION_MAX_LIFETIME_SECONDS = 24 * 3600
 
 # The loosest staging policy a production deployment may run with.
 PRODUCTION_FIRST_WAVE_CEILING = Decimal(50)
@@ -118,6 +127,17 @@ class Settings(BaseSettings):
     key_pepper: SecretStr = SecretStr("")
     log_level: str = "INFO"
     json_logs: bool = True
+    # Timing rules (app.timing). Devices without a time zone are in this one.
+    default_timezone: str = "UTC"
+    # Device-local quiet hours "HH:MM-HH:MM", or "off"; unset: 21:00-08:00 in production,
+    # none elsewhere.
+    quiet_hours: str | None = None
+    # At most N live campaigns per device in any rolling window ("2/24h", "3/7d"), or "off".
+    frequency_cap: str = "off"
+    # The longest a campaign may send after it starts ("24h", "90m", "2d"), or "off"; unset:
+    # 24h in production, no limit elsewhere.
+    max_message_lifetime: str | None = None
+
     # `wavecast worker` serves Prometheus text on this port (all interfaces); 0 turns it off.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
@@ -145,6 +165,52 @@ class Settings(BaseSettings):
         either kind, reaches test devices only. With the sandbox provider nothing reaches a
         phone and the rule stays advisory; in production the staging policy takes over."""
         return not self.is_production and self.provider is ProviderMode.real
+
+    @property
+    def default_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.default_timezone)
+
+    @property
+    def quiet_window(self) -> QuietHours | None:
+        """The deployment's quiet hours, None when there are none."""
+        if self.quiet_hours is None:
+            return parse_quiet_hours(PRODUCTION_QUIET_HOURS) if self.is_production else None
+        return parse_quiet_hours(self.quiet_hours)
+
+    @property
+    def cap(self) -> FrequencyCap | None:
+        return parse_frequency_cap(self.frequency_cap)
+
+    @property
+    def max_message_lifetime_seconds(self) -> int | None:
+        text = self.max_message_lifetime
+        if text is None:
+            return PRODUCTION_MAX_LIFETIME_SECONDS if self.is_production else None
+        if text.strip().lower() == "off":
+            return None
+        # The same durations as a frequency cap's window ("24h", "90m", "2d", "3600s").
+        window = parse_frequency_cap(f"1/{text.strip()}")
+        assert window is not None
+        return window.window_seconds
+
+    def _timing_problems(self) -> list[str]:
+        problems = []
+        checks: list[tuple[str, str | None, Callable[[], object]]] = [
+            ("WAVECAST_DEFAULT_TIMEZONE", self.default_timezone, lambda: self.default_zone),
+            ("WAVECAST_QUIET_HOURS", self.quiet_hours, lambda: self.quiet_window),
+            ("WAVECAST_FREQUENCY_CAP", self.frequency_cap, lambda: self.cap),
+            (
+                "WAVECAST_MAX_MESSAGE_LIFETIME",
+                self.max_message_lifetime,
+                lambda: self.max_message_lifetime_seconds,
+            ),
+        ]
+        for variable, value, parse in checks:
+            try:
+                parse()
+            except (ValueError, ZoneInfoNotFoundError) as exc:
+                problems.append(f"{variable}={value!r} is not valid: {exc}")
+        return problems
 
     @field_validator("production_fcm_projects", "production_apns_key_ids", mode="before")
     @classmethod
@@ -206,6 +272,7 @@ class Settings(BaseSettings):
             )
         if not self.is_production:
             problems += self._production_credentials()
+        problems += self._timing_problems()
         if self.lease_seconds < self.provider_timeout_seconds + LEASE_MARGIN_SECONDS:
             problems.append(
                 f"WAVECAST_LEASE_SECONDS={self.lease_seconds} is shorter than the longest a "

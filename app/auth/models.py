@@ -19,6 +19,8 @@ class Scope(StrEnum):
     campaigns_read = "campaigns:read"
     campaigns_write = "campaigns:write"
     campaigns_operate = "campaigns:operate"
+    # Sets priority "critical": exempt from frequency caps and quiet hours.
+    campaigns_critical = "campaigns:critical"
     kill = "kill"
     admin = "admin"
 

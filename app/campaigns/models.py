@@ -20,6 +20,11 @@ class CampaignKind(StrEnum):
     test = "test"
 
 
+class CampaignPriority(StrEnum):
+    normal = "normal"
+    critical = "critical"
+
+
 class WaveStatus(StrEnum):
     pending = "pending"
     # Members are in the ledger and being sent.
@@ -66,6 +71,20 @@ class Campaign(SQLModel, table=True):
         default=None, sa_column=Column(String(64), nullable=True)
     )
     status_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Timing (app.timing): each device is sent at the next occurrence of this local time
+    # ("HH:MM") after its wave's release, in the device's own time zone; None sends at once.
+    local_time: str | None = Field(default=None, sa_column=Column(String(5), nullable=True))
+    # The campaign's quiet hours: None follows the deployment's (WAVECAST_QUIET_HOURS),
+    # "off" has none (critical campaigns only), "HH:MM-HH:MM" is the campaign's own window.
+    quiet_hours: str | None = Field(default=None, sa_column=Column(String(11), nullable=True))
+    # Rows not sent by then end as `expired` (with content.ttl_seconds and the deployment's
+    # WAVECAST_MAX_MESSAGE_LIFETIME: one deadline, the earliest).
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # "critical" (scope campaigns:critical) is exempt from frequency caps and quiet hours.
+    priority: CampaignPriority = Field(
+        default=CampaignPriority.normal,
+        sa_column=Column(String(8), nullable=False, server_default="normal"),
+    )
     created_by: str = Field(sa_column=Column(String(200), nullable=False))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.campaigns.models import CampaignKind
+from app.campaigns.models import CampaignKind, CampaignPriority
 from app.campaigns.state import CampaignStatus
 from app.guard.verdict import GuardVerdict
 
@@ -129,9 +129,32 @@ class WaveIn(_Strict):
     hold_seconds: Annotated[int, Field(ge=0, le=30 * 24 * 3600)] = 0
 
 
+# A wall-clock time of day, "HH:MM" (24-hour).
+LocalTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
 class Rollout(_Strict):
     start_at: AwareDatetime | None = None
     waves: list[WaveIn] = Field(min_length=1, max_length=20)
+    # Send each device at the next occurrence of this time in its own time zone, once its
+    # wave is released (devices without a zone use WAVECAST_DEFAULT_TIMEZONE).
+    local_time: LocalTime | None = None
+
+
+class QuietHoursIn(_Strict):
+    """A device-local window in which nothing is sent; it may cross midnight."""
+
+    start: LocalTime
+    end: LocalTime
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError("quiet hours need a start and an end that differ")
+        return self
+
+    def text(self) -> str:
+        return f"{self.start}-{self.end}"
 
 
 class Throttle(_Strict):
@@ -151,6 +174,20 @@ class CampaignCreate(_Strict):
     throttle: Throttle | None = None
     failure_threshold_percent: Annotated[Decimal, Field(ge=0, le=100)] | None = None
     override: Override | None = None
+    # Absent: the deployment's quiet hours (WAVECAST_QUIET_HOURS); a window: the campaign's
+    # own; null: none at all (only with priority "critical"; `service.check_timing`).
+    quiet_hours: QuietHoursIn | None = None
+    # Rows not sent by then end as `expired`; providers are told the time left.
+    expires_at: AwareDatetime | None = None
+    # "critical" needs the campaigns:critical scope; it is exempt from frequency caps and
+    # quiet hours.
+    priority: CampaignPriority = CampaignPriority.normal
+
+    def quiet_hours_setting(self) -> str | None:
+        """What the campaign stores: None (the deployment's), "off", or its window."""
+        if "quiet_hours" not in self.model_fields_set:
+            return None
+        return self.quiet_hours.text() if self.quiet_hours else "off"
 
 
 class CampaignPatch(_Strict):
@@ -161,6 +198,10 @@ class CampaignPatch(_Strict):
     throttle: Throttle | None = None
     failure_threshold_percent: Annotated[Decimal, Field(ge=0, le=100)] | None = None
     override: Override | None = None
+    # As in CampaignCreate; null turns quiet hours off (critical only), absent leaves them.
+    quiet_hours: QuietHoursIn | None = None
+    expires_at: AwareDatetime | None = None
+    priority: CampaignPriority | None = None
 
 
 class Reason(_Strict):
@@ -194,6 +235,8 @@ class WaveOut(BaseModel):
     invalid: int
     cancelled: int
     blocked: int
+    expired: int
+    capped: int
     started_at: datetime | None
     finished_at: datetime | None
     hold_until: datetime | None
@@ -214,6 +257,11 @@ class CampaignOut(BaseModel):
     next_wave_at: datetime | None
     waves: list[WaveOut]
     guard_override_reason: str | None
+    local_time: str | None
+    # The campaign's own quiet hours ("21:00-08:00"), "off", or null: the deployment's.
+    quiet_hours: str | None
+    expires_at: datetime | None
+    priority: CampaignPriority
     created_by: str
     created_at: datetime
     updated_at: datetime

@@ -13,9 +13,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app import pagination
 from app.audiences import service as audiences
 from app.audit import service as audit
+from app.auth.models import Scope
 from app.auth.principal import Principal
 from app.campaigns import repository
-from app.campaigns.models import Campaign, CampaignKind, CampaignWave
+from app.campaigns.models import Campaign, CampaignKind, CampaignPriority, CampaignWave
 from app.campaigns.schemas import (
     CampaignCreate,
     CampaignOut,
@@ -207,7 +208,12 @@ async def create(
         ),
         rotation=campaign_rotation(campaign_id),
         created_by=principal.actor,
+        local_time=body.rollout.local_time,
+        quiet_hours=body.quiet_hours_setting(),
+        expires_at=body.expires_at,
+        priority=body.priority,
     )
+    check_timing(settings, principal, campaign)
     if override and verdict.overridden:
         _bind_override(campaign, override, principal.actor, judge_content(content))
     session.add(campaign)
@@ -308,10 +314,60 @@ def _snapshot(campaign: Campaign, specs: Sequence[WaveSpec] | None = None) -> di
         "start_at": campaign.start_at.isoformat() if campaign.start_at else None,
         "throttle_per_second": campaign.throttle_per_second,
         "failure_threshold_percent": str(campaign.failure_threshold_percent),
+        "local_time": campaign.local_time,
+        "quiet_hours": campaign.quiet_hours,
+        "expires_at": campaign.expires_at.isoformat() if campaign.expires_at else None,
+        "priority": str(campaign.priority),
     }
     if specs is not None:
         snap["waves"] = [{"percent": str(s.percent), "hold_seconds": s.hold_seconds} for s in specs]
     return snap
+
+
+def check_timing(settings: Settings, principal: Principal, campaign: Campaign) -> None:
+    """The timing rules a campaign's own settings must keep (422 naming each problem): only
+    a key with campaigns:critical sets the critical priority; only a critical campaign turns
+    quiet hours off; a deadline lies ahead, and within the deployment's longest lifetime of
+    the campaign's start."""
+    problems: list[FieldError] = []
+    critical = campaign.priority == CampaignPriority.critical
+    if critical and not principal.has(Scope.campaigns_critical):
+        raise Problem(
+            403,
+            "Forbidden",
+            'priority "critical" (exempt from quiet hours and frequency caps) needs the '
+            "'campaigns:critical' scope",
+        )
+    if campaign.quiet_hours == "off" and not critical:
+        problems.append(
+            FieldError(
+                "quiet_hours",
+                'null (no quiet hours) is allowed only with priority "critical"',
+            )
+        )
+    now = utcnow()
+    if campaign.expires_at is not None:
+        start = max(campaign.start_at or now, now)
+        if campaign.expires_at <= start:
+            problems.append(
+                FieldError(
+                    "expires_at",
+                    f"the deadline {campaign.expires_at.isoformat()} is not after the "
+                    f"campaign's start ({start.isoformat(timespec='seconds')}): nothing could "
+                    "be sent",
+                )
+            )
+        lifetime = settings.max_message_lifetime_seconds
+        if lifetime is not None and campaign.expires_at > start + timedelta(seconds=lifetime):
+            problems.append(
+                FieldError(
+                    "expires_at",
+                    f"the deadline is more than WAVECAST_MAX_MESSAGE_LIFETIME ({lifetime} s) "
+                    "after the campaign's start",
+                )
+            )
+    if problems:
+        raise validation_problem(problems, title="Invalid timing")
 
 
 # ---------------------------------------------------------------- reads
@@ -354,6 +410,8 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
                 invalid=c.get("invalid_token", 0),
                 cancelled=c.get("cancelled", 0),
                 blocked=c.get("blocked", 0),
+                expired=c.get("expired", 0),
+                capped=c.get("capped", 0),
                 started_at=w.released_at,
                 finished_at=w.finished_at,
                 hold_until=hold_until(w),
@@ -381,6 +439,10 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
         next_wave_at=next_wave_at,
         waves=out_waves,
         guard_override_reason=campaign.guard_override_reason,
+        local_time=campaign.local_time,
+        quiet_hours=campaign.quiet_hours,
+        expires_at=campaign.expires_at,
+        priority=campaign.priority,
         created_by=campaign.created_by,
         created_at=campaign.created_at,
         updated_at=campaign.updated_at,
@@ -487,10 +549,19 @@ async def patch(
     if body.rollout is not None:
         specs = check_rollout(body.rollout)
         campaign.start_at = body.rollout.start_at
+        campaign.local_time = body.rollout.local_time
         for wave in await waves(session, campaign.id):
             await session.delete(wave)
         await session.flush()
         _replace_waves(session, campaign.id, specs)
+    if "quiet_hours" in changes:
+        campaign.quiet_hours = body.quiet_hours.text() if body.quiet_hours else "off"
+    if "expires_at" in changes:
+        campaign.expires_at = body.expires_at
+    if body.priority is not None:
+        campaign.priority = body.priority
+    if changes.keys() & {"quiet_hours", "expires_at", "priority", "rollout"}:
+        check_timing(settings, principal, campaign)
     if changes.keys() & {"content", "audience", "rollout", "override"}:
         # An edit never inherits an override given for other words: the stored one counts
         # only while it covers the content as edited (an audience or rollout edit leaves
@@ -629,6 +700,12 @@ async def start(
     now = utcnow()
     later = campaign.start_at is not None and campaign.start_at > now
     action = CampaignAction.schedule if later else CampaignAction.start
+    lifetime = settings.max_message_lifetime_seconds
+    if lifetime is not None:
+        # The deployment's longest lifetime becomes part of the campaign's own deadline, so
+        # every later decision (the send path, a resume) reads one field.
+        longest = max(campaign.start_at or now, now) + timedelta(seconds=lifetime)
+        campaign.expires_at = min(campaign.expires_at or longest, longest)
     transition(session, principal, campaign, action, reason=reason, now=now)
     await session.flush()
     return campaign
@@ -654,6 +731,16 @@ async def resume(
     await killswitch.hold_released(
         session, refusal="the global kill switch is engaged; release it before resuming"
     )
+    campaign = await get(session, campaign_id, lock=True)
+    if campaign.expires_at is not None and campaign.expires_at <= utcnow():
+        raise Problem(
+            409,
+            "Conflict",
+            f"the campaign's deadline, {campaign.expires_at.isoformat()}, has passed: "
+            "resuming it would send nothing (its rows end as expired); cancel it, or create "
+            "a new campaign",
+            extra={"campaign_status": str(campaign.status)},
+        )
     return await _act(session, principal, campaign_id, CampaignAction.resume, reason)
 
 

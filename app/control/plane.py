@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus, is_terminal
+from app.control.caps import CapStore
 from app.control.fence import FENCE_SECONDS, GateWatch
 from app.control.gate import Gate
 from app.control.throttle import Throttle
@@ -84,6 +85,8 @@ class Control:
         self._redis = redis
         self.gate = Gate(redis)
         self.throttle = Throttle(redis)
+        # Frequency caps: each device's slots, shared by every campaign and worker.
+        self.caps = CapStore(redis)
         # The worker's side of the gate: permits kept alive and fenced (idle in the API).
         self.watch = GateWatch(self.gate)
 

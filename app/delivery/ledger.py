@@ -15,7 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -155,16 +155,30 @@ async def add_members(
     wave: int,
     device_ids: Sequence[uuid.UUID],
     now: datetime,
+    due_in: DueIn | None = None,
 ) -> int:
     """Put these devices in the ledger as members of `wave`; a device already there keeps
-    its row and its wave (earlier waves never change). Returns rows added."""
+    its row and its wave (earlier waves never change). Returns rows added.
+
+    With `due_in`, each row waits until the instant it gives for its device's time zone
+    (a local-time campaign); without, rows are due at once."""
     if not device_ids:
         return 0
+    dues: list[datetime | None] = [None] * len(device_ids)
+    if due_in is not None:
+        zones = await _timezones(session, device_ids)
+        dues = [due_in(zones.get(device_id)) for device_id in device_ids]
     if session.get_bind().dialect.name == "postgresql":
-        # One statement whatever the count: the ids travel as one array.
+        # One statement whatever the count: the ids (and due times) travel as arrays.
         result = await session.execute(
             _ADD_MEMBERS,
-            {"campaign": campaign_id, "ids": list(device_ids), "wave": wave, "now": now},
+            {
+                "campaign": campaign_id,
+                "ids": list(device_ids),
+                "dues": dues,
+                "wave": wave,
+                "now": now,
+            },
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
     before = await count_in_ledger(session, campaign_id)
@@ -177,27 +191,43 @@ async def add_members(
                 "wave": wave,
                 "status": DeliveryStatus.queued.value,
                 "attempts": 0,
+                "next_attempt_at": due,
                 "created_at": now,
                 "updated_at": now,
             }
-            for device_id in device_ids
+            for device_id, due in zip(device_ids, dues, strict=True)
         ],
     )
     return await count_in_ledger(session, campaign_id) - before
 
 
+# When a device's row of a local-time campaign is due, from its time zone (None: none set).
+DueIn = Callable[[str | None], datetime]
+
+
+async def _timezones(
+    session: AsyncSession, device_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str | None]:
+    rows = await session.execute(
+        select(_device.c.id, _device.c.timezone).where(_device.c.id.in_(list(device_ids)))
+    )
+    return dict(rows.tuples().all())
+
+
 _ADD_MEMBERS = text(
     """
-    INSERT INTO delivery (campaign_id, device_id, wave, status, attempts, created_at,
-                          updated_at)
-    SELECT :campaign, ids.id, :wave, 'queued', 0, :now, :now
-    FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS ids(id, position)
+    INSERT INTO delivery (campaign_id, device_id, wave, status, attempts, next_attempt_at,
+                          created_at, updated_at)
+    SELECT :campaign, ids.id, :wave, 'queued', 0, ids.due, :now, :now
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:dues AS timestamptz[]))
+         WITH ORDINALITY AS ids(id, due, position)
     ORDER BY ids.position
     ON CONFLICT (campaign_id, device_id) DO NOTHING
     """
 ).bindparams(
     bindparam("campaign", type_=Uuid),
     bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("dues", type_=ARRAY(DateTime(timezone=True))),
     bindparam("now", type_=DateTime(timezone=True)),
 )
 
@@ -211,6 +241,7 @@ async def add_wave_members(
     audience: ColumnElement[bool],
     count: int,
     now: datetime,
+    due_in: DueIn | None = None,
 ) -> int:
     """Put the next `count` audience devices of the campaign's order into the ledger.
 
@@ -220,7 +251,7 @@ async def add_wave_members(
         session, campaign_id=campaign_id, rotation=rotation, audience=audience, limit=count
     )
     return await add_members(
-        session, campaign_id=campaign_id, wave=wave, device_ids=members, now=now
+        session, campaign_id=campaign_id, wave=wave, device_ids=members, now=now, due_in=due_in
     )
 
 
@@ -237,6 +268,8 @@ class Claimed:
     apns_environment: str | None
     is_test_device: bool
     device_status: str
+    # The device's IANA time zone (quiet hours are device-local); None: the default zone.
+    timezone: str | None = None
 
 
 # The device columns a claim returns, in Claimed's field order.
@@ -247,6 +280,7 @@ _CLAIMED_DEVICE = (
     _device.c.apns_environment,
     _device.c.is_test_device,
     _device.c.status,
+    _device.c.timezone,
 )
 
 
@@ -256,8 +290,13 @@ def _claimable(campaign_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
         # Literal, as in ix_delivery_claimable's definition: the planner then walks that
         # index in id order instead of every row of the campaign.
         text(f"delivery.{CLAIMABLE_PREDICATE}"),
+        # Queued rows wait for their due time when they have one (a local time, the end of
+        # quiet hours); retrying rows always have one.
         or_(
-            _delivery.c.status == DeliveryStatus.queued.value,
+            and_(
+                _delivery.c.status == DeliveryStatus.queued.value,
+                or_(_delivery.c.next_attempt_at.is_(None), _delivery.c.next_attempt_at <= now),
+            ),
             and_(
                 _delivery.c.status == DeliveryStatus.retrying.value,
                 _delivery.c.next_attempt_at <= now,
@@ -476,6 +515,9 @@ class Outcome:
     # With `next_attempt_at` (held back by a provider's Retry-After block) it comes back as
     # retrying, due then; otherwise queued.
     give_back: bool = False
+    # With `give_back` and `next_attempt_at`: back to the queue (not retrying), due then. The
+    # row was not tried; it waits (the device's quiet hours).
+    deferred: bool = False
     # An invalid token's provider timestamp (`SendResult.invalid_since`): the device is
     # deactivated only if it was last registered before then.
     invalid_since: datetime | None = None
@@ -492,14 +534,14 @@ async def record(
     if not outcomes:
         return 0
     returned = [o.delivery_id for o in outcomes if o.give_back and o.next_attempt_at is None]
-    deferred: dict[datetime, list[int]] = {}
+    deferred: dict[tuple[datetime, bool], list[int]] = {}
     for o in outcomes:
         if o.give_back and o.next_attempt_at is not None:
-            deferred.setdefault(o.next_attempt_at, []).append(o.delivery_id)
+            deferred.setdefault((o.next_attempt_at, o.deferred), []).append(o.delivery_id)
     outcomes = [o for o in outcomes if not o.give_back]
     updated = await _give_back(session, lease_token, returned, now) if returned else 0
-    for due, ids in deferred.items():
-        updated += await _give_back(session, lease_token, ids, now, due=due)
+    for (due, waits), ids in deferred.items():
+        updated += await _give_back(session, lease_token, ids, now, due=due, waits=waits)
     if not outcomes:
         return updated
     if session.get_bind().dialect.name == "postgresql":
@@ -636,16 +678,18 @@ async def _give_back(
     now: datetime,
     *,
     due: datetime | None = None,
+    waits: bool = False,
 ) -> int:
     """Rows claimed but never sent go back as they were (the claim is not an attempt), or
     become cancelled when their campaign was killed or cancelled meanwhile. With `due` they
-    come back retrying, claimable from then on."""
+    come back retrying (or, with `waits`, queued: they were never tried), claimable from then
+    on."""
     status = _requeued_status()
     values: dict[str, Any] = {}
     if due is not None:
         status = case(
             (_campaign_stopped_for_good(), DeliveryStatus.cancelled.value),
-            else_=DeliveryStatus.retrying.value,
+            else_=(DeliveryStatus.queued if waits else DeliveryStatus.retrying).value,
         )
         values["next_attempt_at"] = due
     result = await session.execute(

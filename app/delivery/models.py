@@ -33,6 +33,10 @@ class DeliveryStatus(StrEnum):
     retrying = "retrying"
     cancelled = "cancelled"
     blocked = "blocked"
+    # Not sent by the campaign's deadline (app.timing.schedule.deadline).
+    expired = "expired"
+    # The device had received its share of live campaigns (WAVECAST_FREQUENCY_CAP).
+    capped = "capped"
 
 
 FINAL_STATUSES = frozenset(
@@ -42,6 +46,8 @@ FINAL_STATUSES = frozenset(
         DeliveryStatus.invalid_token,
         DeliveryStatus.cancelled,
         DeliveryStatus.blocked,
+        DeliveryStatus.expired,
+        DeliveryStatus.capped,
     }
 )
 OPEN_STATUSES = frozenset(set(DeliveryStatus) - FINAL_STATUSES)

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from app.campaigns.models import CampaignKind
-from app.campaigns.schemas import Content
 from app.delivery.ledger import Claimed, Outcome
 from app.delivery.models import DeliveryStatus
-from app.delivery.payloads import expired
 from app.delivery.providers.base import STOPPED, ResultKind, SendResult
+from app.delivery.timing_rules import SendTiming
 from app.devices.models import DeviceStatus
 from app.settings import Settings
 
@@ -30,17 +29,23 @@ def retry_delay(attempts: int, retry_after: float | None) -> float:
 
 def pre_send_outcomes(
     campaign_kind: CampaignKind,
-    content: Content,
     rows: Sequence[Claimed],
     now: datetime,
     *,
     test_devices_only: bool,
+    timing: SendTiming,
 ) -> tuple[list[Claimed], list[Outcome]]:
-    """Split claimed rows into those to send and those decided without a provider.
+    """Split claimed rows into those to send and those decided without a provider, for the
+    first reason that applies:
 
-    ``test_devices_only`` (``Settings.test_devices_only``: outside production with a real
-    provider) blocks every row whose device is not a test device, whatever the campaign's
-    kind; a test campaign blocks them everywhere.
+    - the device is no longer active: cancelled;
+    - the device is not a test device, and the campaign is a test campaign or the deployment
+      reaches test devices only (``Settings.test_devices_only``: outside production with a
+      real provider): blocked;
+    - the row's deadline (``timing``: its time to live, the campaign's ``expires_at``, the
+      deployment's longest lifetime) has passed: expired;
+    - the device is in its quiet hours: back to the queue, due when they end (not an attempt),
+      or expired at once when the deadline comes first.
     """
     to_send: list[Claimed] = []
     decided: list[Outcome] = []
@@ -54,7 +59,8 @@ def pre_send_outcomes(
                     error_detail=f"the device is {row.device_status}",
                 )
             )
-        elif not row.is_test_device and (test_devices_only or campaign_kind is CampaignKind.test):
+            continue
+        if not row.is_test_device and (test_devices_only or campaign_kind is CampaignKind.test):
             decided.append(
                 Outcome(
                     row.delivery_id,
@@ -67,18 +73,49 @@ def pre_send_outcomes(
                     ),
                 )
             )
-        elif expired(row.created_at, content, now):
+            continue
+        limit = timing.deadline_of(row.created_at)
+        if limit is not None and now >= limit:
+            decided += past_deadline(timing, [row], now)
+            continue
+        quiet_end = timing.quiet_until(row.timezone, now)
+        if quiet_end is None:
+            to_send.append(row)
+        elif limit is not None and quiet_end >= limit:
             decided.append(
-                Outcome(
-                    row.delivery_id,
-                    DeliveryStatus.failed,
-                    error_code="expired",
-                    error_detail="the notification would arrive after its time to live",
+                _expired(
+                    row,
+                    f"its deadline, {limit.isoformat()}, falls inside the device's quiet hours",
                 )
             )
         else:
-            to_send.append(row)
+            decided.append(
+                Outcome(
+                    row.delivery_id,
+                    DeliveryStatus.queued,
+                    next_attempt_at=quiet_end,
+                    give_back=True,
+                    deferred=True,
+                )
+            )
     return to_send, decided
+
+
+def _expired(row: Claimed, detail: str) -> Outcome:
+    return Outcome(
+        row.delivery_id, DeliveryStatus.expired, error_code="expired", error_detail=detail
+    )
+
+
+def past_deadline(timing: SendTiming, rows: Sequence[Claimed], now: datetime) -> list[Outcome]:
+    """Rows whose deadline has come by `now` (checked again right before they are sent: a
+    row may wait for throttle tokens after its claim), as expired outcomes."""
+    late = []
+    for row in rows:
+        limit = timing.deadline_of(row.created_at)
+        if limit is not None and now >= limit:
+            late.append(_expired(row, f"not sent by its deadline, {limit.isoformat()}"))
+    return late
 
 
 def outcome_of(

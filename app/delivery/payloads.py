@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -81,7 +80,9 @@ def fcm_message(content: Content, locale: str | None) -> dict[str, Any]:
     if data:
         message["data"] = data
     options = content.android
-    android: dict[str, Any] = {"ttl": f"{content.ttl_seconds}s"}
+    # A time to live of 0 is Wavecast's "never goes stale"; FCM would read "0s" as "now or
+    # never", so it is left out (FCM's own default then applies).
+    android: dict[str, Any] = {"ttl": f"{content.ttl_seconds}s"} if content.ttl_seconds else {}
     notification: dict[str, Any] = {}
     if options is not None:
         android["priority"] = options.priority.upper()
@@ -114,8 +115,3 @@ def largest_sizes(content: Content) -> dict[str, int]:
         "ios": max(size(apns_payload(content, loc)) for loc in locales),
         "android": max(size(fcm_message(content, loc)) for loc in locales),
     }
-
-
-def expired(created: datetime, content: Content, now: datetime) -> bool:
-    """True when a notification sent now could only arrive after its content went stale."""
-    return content.ttl_seconds > 0 and (now - created).total_seconds() > content.ttl_seconds

@@ -58,7 +58,7 @@ from app.db.types import utcnow
 from app.delivery import ledger
 from app.delivery.ledger import Claimed, Outcome
 from app.delivery.models import DeliveryStatus
-from app.delivery.outcomes import give_back, outcome_of, pre_send_outcomes
+from app.delivery.outcomes import give_back, outcome_of, past_deadline, pre_send_outcomes
 from app.delivery.providers.base import (
     STOPPED,
     Batch,
@@ -69,11 +69,13 @@ from app.delivery.providers.base import (
     StartFence,
     timed_out,
 )
+from app.delivery.timing_rules import SendTiming, send_timing, with_time_left
 from app.guard.send_check import send_refusal
 from app.logging import campaign_var, wave_var
 from app.ops.worker_metrics import PROVIDER_LATENCY, THROTTLE_WAIT, count_outcomes
 from app.rollout.planner import WaveSpec
 from app.settings import Settings
+from app.timing.caps import FrequencyCap
 
 log = logging.getLogger("wavecast.sender")
 
@@ -310,9 +312,18 @@ async def _send_and_record(
 ) -> str | None:
     """Send what may be sent of a claimed batch and record every row's outcome under its
     lease; returns why the send loop must stop, or None."""
+    timing = send_timing(deps.settings, campaign, content.ttl_seconds)
     to_send, decided = pre_send_outcomes(
-        kind, content, rows, claimed_at, test_devices_only=deps.settings.test_devices_only
+        kind, rows, claimed_at, test_devices_only=deps.settings.test_devices_only, timing=timing
     )
+    taken: set[int] = set()
+    if to_send and timing.cap is not None:
+        try:
+            to_send, capped, taken = await _take_cap_slots(deps, campaign, to_send, timing.cap)
+        except RedisError:
+            await _record(deps, lease, [*decided, *(give_back(r) for r in to_send)], report)
+            return "redis unreachable"
+        decided += capped
     outcomes = list(decided)
     stop: str | None = None
     try:
@@ -324,7 +335,7 @@ async def _send_and_record(
             # Claimed at a rate that was cut since: the rest goes back untouched.
             to_send, surplus = list(to_send[:granted]), to_send[granted:]
             outcomes += [give_back(r) for r in surplus]
-            sent, stop = await _send(deps, campaign, content, to_send, report, due)
+            sent, stop = await _send(deps, campaign, content, timing, to_send, report, due)
             outcomes += sent
     except RedisError:
         outcomes += [give_back(r) for r in to_send]
@@ -332,19 +343,67 @@ async def _send_and_record(
     except _Stop as exc:
         outcomes += [give_back(r) for r in to_send]
         stop = exc.why
+    if taken:
+        await _return_cap_slots(deps, campaign, rows, outcomes, taken)
     await _record(deps, lease, outcomes, report)
     return stop
+
+
+async def _take_cap_slots(
+    deps: SenderDeps, campaign: Campaign, rows: Sequence[Claimed], cap: FrequencyCap
+) -> tuple[list[Claimed], list[Outcome], set[int]]:
+    """Take each device's frequency-cap slot for this campaign, atomically across campaigns
+    and workers: the rows that may be sent, the rows capped, and the ids that took a slot."""
+    admitted = await deps.control.caps.take(
+        [str(r.device_id) for r in rows], str(campaign.id), cap, time.time()
+    )
+    sendable = [r for r, ok in zip(rows, admitted, strict=True) if ok]
+    capped = [
+        Outcome(
+            r.delivery_id,
+            DeliveryStatus.capped,
+            error_code="frequency_cap",
+            error_detail=(
+                f"the device received {cap.count} live campaign(s) in the last "
+                f"{cap.window_seconds} s (WAVECAST_FREQUENCY_CAP)"
+            ),
+        )
+        for r, ok in zip(rows, admitted, strict=True)
+        if not ok
+    ]
+    return sendable, capped, {r.delivery_id for r in sendable}
+
+
+async def _return_cap_slots(
+    deps: SenderDeps,
+    campaign: Campaign,
+    rows: Sequence[Claimed],
+    outcomes: Sequence[Outcome],
+    taken: set[int],
+) -> None:
+    """A row that took a slot and then never left (given back: stopped, throttled, Redis
+    gone) frees its slot; one that was tried keeps it."""
+    unsent = {o.delivery_id for o in outcomes if o.give_back and o.delivery_id in taken}
+    if not unsent:
+        return
+    devices = [str(r.device_id) for r in rows if r.delivery_id in unsent]
+    with contextlib.suppress(RedisError):
+        await deps.control.caps.give_back(devices, str(campaign.id))
 
 
 async def _send(
     deps: SenderDeps,
     campaign: Campaign,
     content: Content,
+    timing: SendTiming,
     rows: Sequence[Claimed],
     report: PumpReport,
     due: float,
 ) -> tuple[list[Outcome], str | None]:
     """Check, wait until `due` (monotonic), send under a gate permit, map the results.
+
+    Right before the requests start, rows whose deadline passed while they waited end as
+    expired, and the rest carry the time left before theirs (`timing_rules.with_time_left`).
 
     Raises `_Stop` (or a Redis error) only before anything was sent; once providers have
     answered, it returns every outcome, with why the loop must stop (a closed fence, a
@@ -371,6 +430,7 @@ async def _send(
                 await _wait_provider(deps, name, len(group))
     checks = waited = started = time.perf_counter()
     elapsed = 0.0
+    late: list[Outcome] = []
     try:
         async with deps.control.watch.permit(campaign.id) as fence:
             try:
@@ -379,6 +439,12 @@ async def _send(
                         raise _Stop("stopped in the database")
                 waited = time.perf_counter()
                 await _until_due(due)
+                late = past_deadline(timing, rows, utcnow())
+                if late:
+                    by_provider = _without(by_provider, {o.delivery_id for o in late})
+                content = with_time_left(
+                    content, timing, [r for g in by_provider.values() for r, _ in g], utcnow()
+                )
                 started = time.perf_counter()
                 report.add("throttle", started - waited)
                 results = await asyncio.gather(
@@ -404,7 +470,7 @@ async def _send(
     except RedisError as exc:
         # Only taking the permit talks to Redis here: nothing was sent.
         raise _Stop("redis unreachable") from exc
-    outcomes: list[Outcome] = []
+    outcomes: list[Outcome] = list(late)
     now = utcnow()
     halt: SendResult | None = None
     stop: str | None = None
@@ -445,6 +511,13 @@ async def _send(
             # The pause is committed; the tick publishes its grant once Redis is back.
             log.warning("could not publish an automatic pause", exc_info=True)
     return outcomes, stop
+
+
+def _without(
+    groups: dict[str, list[tuple[Claimed, Message]]], ids: set[int]
+) -> dict[str, list[tuple[Claimed, Message]]]:
+    kept = {name: [(r, m) for r, m in g if r.delivery_id not in ids] for name, g in groups.items()}
+    return {name: g for name, g in kept.items() if g}
 
 
 async def _wait_provider(deps: SenderDeps, name: str, n: int) -> None:

@@ -39,6 +39,7 @@ production: a campaign that reached the database by another road, its wave alrea
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -63,10 +64,13 @@ from app.control.plane import Control, throttle_scope
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger
+from app.delivery.ledger import DueIn
+from app.delivery.timing_rules import campaign_quiet_hours
 from app.guard.staging import check_staging
 from app.killswitch import service as killswitch
 from app.rollout.planner import WaveSpec, cumulative_target, new_members_for_wave
 from app.settings import Settings
+from app.timing.schedule import due_at, parse_local_time, zone_of
 
 log = logging.getLogger("wavecast.engine")
 
@@ -235,7 +239,9 @@ async def _step(
                 return "paused", refusal
             # The rest of a released wave, a chunk per tick; it finishes only once it holds
             # its members (or the audience has no more devices to give).
-            added = await _release_chunk(session, campaign, wave, now, RELEASE_MORE_ROWS)
+            added = await _release_chunk(
+                session, campaign, wave, now, RELEASE_MORE_ROWS, _due_in(settings, campaign, wave)
+            )
             if added > 0:
                 return "released", str(added)
             if await ledger.open_in_wave(session, campaign.id, current) > 0:
@@ -269,7 +275,7 @@ async def _step(
         _pause(session, campaign, refusal, now)
         return "paused", refusal
     try:
-        added = await _release(sessionmaker, session, campaign, waves[current + 1], now)
+        added = await _release(sessionmaker, session, settings, campaign, waves[current + 1], now)
     except RuleErrors:
         reason = "the campaign's audience rules no longer parse; nothing was released"
         _pause(session, campaign, reason, now)
@@ -326,6 +332,7 @@ def _pause(session: AsyncSession, campaign: Campaign, reason: str, now: datetime
 async def _release(
     sessionmaker: async_sessionmaker[AsyncSession],
     session: AsyncSession,
+    settings: Settings,
     campaign: Campaign,
     wave: CampaignWave,
     now: datetime,
@@ -343,15 +350,16 @@ async def _release(
     in_ledger = await ledger.count_in_ledger(session, campaign.id)
     target = cumulative_target(Decimal(wave.percent), size)
     take = min(new_members_for_wave(target, in_ledger), RELEASE_CHUNK_ROWS)
+    wave.released_at = now
     added = await ledger.add_members(
         session,
         campaign_id=campaign.id,
         wave=wave.index,
         device_ids=candidates[:take],
         now=now,
+        due_in=_due_in(settings, campaign, wave),
     )
     wave.status = WaveStatus.sending
-    wave.released_at = now
     wave.audience_size = size
     wave.target_count = target
     session.add(wave)
@@ -411,8 +419,33 @@ async def _candidates_and_size(
     return await asyncio.gather(candidates, size())
 
 
+def _due_in(settings: Settings, campaign: Campaign, wave: CampaignWave) -> DueIn | None:
+    """For a local-time campaign: when each device of a released wave is due, from its time
+    zone (the next occurrence of the campaign's local time after the wave's release, moved
+    out of the device's quiet hours). Computed once per zone."""
+    if campaign.local_time is None or wave.released_at is None:
+        return None
+    local = parse_local_time(campaign.local_time)
+    quiet = campaign_quiet_hours(settings, campaign)
+    released = wave.released_at
+    default = settings.default_zone
+
+    @functools.cache
+    def due(zone: str | None) -> datetime:
+        return due_at(
+            released_at=released, zone=zone_of(zone, default), local_time=local, quiet=quiet
+        )
+
+    return due
+
+
 async def _release_chunk(
-    session: AsyncSession, campaign: Campaign, wave: CampaignWave, now: datetime, rows: int
+    session: AsyncSession,
+    campaign: Campaign,
+    wave: CampaignWave,
+    now: datetime,
+    rows: int,
+    due_in: DueIn | None = None,
 ) -> int:
     """Add the next chunk of a released wave's devices; 0 once the wave holds its members
     (or the audience has no more devices to give)."""
@@ -434,6 +467,7 @@ async def _release_chunk(
         audience=audience,
         count=min(missing, rows),
         now=now,
+        due_in=due_in,
     )
 
 

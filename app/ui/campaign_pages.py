@@ -79,13 +79,17 @@ def _enum(kind: type[Any], text: str | None) -> Any:
         return None
 
 
+# A wave's counts of rows that have their outcome.
+FINISHED = ("sent", "failed", "invalid", "cancelled", "blocked", "expired", "capped")
+
+
 def totals(view: CampaignOut) -> dict[str, int]:
     """Counts over every wave, and how much of what was released has an outcome."""
     sums = {
         name: sum(getattr(w, name) for w in view.waves)
-        for name in ("targeted", "sent", "failed", "invalid", "cancelled", "blocked", "queued")
+        for name in (*FINISHED, "targeted", "queued")
     }
-    sums["done"] = sum(sums[n] for n in ("sent", "failed", "invalid", "cancelled", "blocked"))
+    sums["done"] = sum(sums[n] for n in FINISHED)
     sums["planned"] = max([w.target_count or 0 for w in view.waves] + [sums["targeted"]], default=0)
     return sums
 

@@ -3,19 +3,22 @@ it, or mapped from the provider's answer. Pure: no database, no clock but the on
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from app.campaigns.models import CampaignKind
-from app.campaigns.schemas import Content
 from app.db.types import utcnow
 from app.delivery import outcomes
 from app.delivery.ledger import Claimed
 from app.delivery.models import DeliveryStatus
 from app.delivery.providers.base import STOPPED, ResultKind, SendResult, stopped
+from app.delivery.timing_rules import SendTiming
 from app.settings import Settings
+from app.timing.schedule import QuietHours
 
 
 def _row(
@@ -25,13 +28,14 @@ def _row(
     status: str = "active",
     test_device: bool = False,
     age: timedelta = timedelta(0),
+    created_at: datetime | None = None,
 ) -> Claimed:
     return Claimed(
         delivery_id=delivery_id,
         device_id=uuid.uuid4(),
         wave=0,
         attempts=attempts,
-        created_at=utcnow() - age,
+        created_at=created_at or utcnow() - age,
         token="t",
         platform="android",
         locale=None,
@@ -101,9 +105,11 @@ def _settings() -> Settings:
     return Settings(_env_file=None)  # type: ignore[call-arg]
 
 
-CONTENT = Content.model_validate({"title": "Your statement", "body": "Log in to see it."})
-SHORT_LIVED = Content.model_validate(
-    {"title": "Your statement", "body": "Log in to see it.", "ttl_seconds": 60}
+SHORT_LIVED = SendTiming(
+    ttl_seconds=60, expires_at=None, quiet=None, default_zone=ZoneInfo("UTC"), cap=None
+)
+FOREVER = SendTiming(
+    ttl_seconds=0, expires_at=None, quiet=None, default_zone=ZoneInfo("UTC"), cap=None
 )
 
 
@@ -112,12 +118,25 @@ SHORT_LIVED = Content.model_validate(
 @pytest.mark.parametrize("test_device", [False, True])
 @pytest.mark.parametrize("old", [False, True])
 @pytest.mark.parametrize("test_devices_only", [False, True])
+@pytest.mark.parametrize("quiet", [False, True])
 def test_every_row_is_sent_or_decided_once_and_for_the_first_reason_that_applies(
-    kind: CampaignKind, status: str, test_device: bool, old: bool, test_devices_only: bool
+    kind: CampaignKind,
+    status: str,
+    test_device: bool,
+    old: bool,
+    test_devices_only: bool,
+    quiet: bool,
 ) -> None:
+    now = utcnow()
     row = _row(status=status, test_device=test_device, age=timedelta(minutes=5 if old else 0))
+    # A window around now in the device's zone (UTC here), ending in 30 minutes.
+    window = QuietHours(
+        start=(now - timedelta(hours=1)).time().replace(second=0, microsecond=0),
+        end=(now + timedelta(minutes=30)).time().replace(second=0, microsecond=0),
+    )
+    timing = dataclasses.replace(SHORT_LIVED, quiet=window if quiet else None)
     to_send, decided = outcomes.pre_send_outcomes(
-        kind, SHORT_LIVED, [row], utcnow(), test_devices_only=test_devices_only
+        kind, [row], now, test_devices_only=test_devices_only, timing=timing
     )
     assert len(to_send) + len(decided) == 1
     if status != "active":
@@ -125,7 +144,10 @@ def test_every_row_is_sent_or_decided_once_and_for_the_first_reason_that_applies
     elif (kind is CampaignKind.test or test_devices_only) and not test_device:
         expected = (DeliveryStatus.blocked, "not_a_test_device")
     elif old:
-        expected = (DeliveryStatus.failed, "expired")
+        expected = (DeliveryStatus.expired, "expired")
+    elif quiet:
+        # The window ends after the row's 60 s deadline: it would only ever expire waiting.
+        expected = (DeliveryStatus.expired, "expired")
     else:
         assert to_send == [row]
         return
@@ -134,11 +156,40 @@ def test_every_row_is_sent_or_decided_once_and_for_the_first_reason_that_applies
     assert not decided[0].give_back
 
 
+def test_a_row_in_quiet_hours_waits_for_their_end_unless_its_deadline_comes_first() -> None:
+    now = datetime(2026, 12, 6, 22, 15, tzinfo=UTC)
+    window = QuietHours(start=time(21, 0), end=time(8, 0))
+    row = _row(created_at=now - timedelta(minutes=1))
+    warsaw = dataclasses.replace(row, timezone="Europe/Warsaw")  # 23:15 there
+    tokyo = dataclasses.replace(row, delivery_id=8, timezone="Asia/Tokyo")  # 07:15 there
+    auckland = dataclasses.replace(row, delivery_id=9, timezone="Pacific/Auckland")  # 11:15
+    timing = dataclasses.replace(FOREVER, quiet=window)
+    to_send, decided = outcomes.pre_send_outcomes(
+        CampaignKind.live, [warsaw, tokyo, auckland], now, test_devices_only=False, timing=timing
+    )
+    assert to_send == [auckland]
+    waits = {d.delivery_id: d for d in decided}
+    assert all(d.give_back and d.deferred and d.status is DeliveryStatus.queued for d in decided)
+    # 08:00 local: Warsaw is UTC+1 in December, Tokyo UTC+9.
+    assert waits[warsaw.delivery_id].next_attempt_at == datetime(2026, 12, 7, 7, 0, tzinfo=UTC)
+    assert waits[tokyo.delivery_id].next_attempt_at == datetime(2026, 12, 6, 23, 0, tzinfo=UTC)
+
+    # A deadline before the window ends: expired at once, never sent late.
+    soon = dataclasses.replace(timing, expires_at=now + timedelta(hours=2))
+    _, decided = outcomes.pre_send_outcomes(
+        CampaignKind.live, [warsaw, tokyo], now, test_devices_only=False, timing=soon
+    )
+    statuses = {d.delivery_id: d.status for d in decided}
+    assert statuses == {
+        warsaw.delivery_id: DeliveryStatus.expired,
+        tokyo.delivery_id: DeliveryStatus.queued,
+    }
+
+
 def test_rows_keep_their_order_and_content_with_ttl_0_never_expires() -> None:
     rows = [_row(delivery_id=i, age=timedelta(days=30)) for i in range(5)]
-    forever = CONTENT.model_copy(update={"ttl_seconds": 0})
     to_send, decided = outcomes.pre_send_outcomes(
-        CampaignKind.live, forever, rows, utcnow(), test_devices_only=False
+        CampaignKind.live, rows, utcnow(), test_devices_only=False, timing=FOREVER
     )
     assert [r.delivery_id for r in to_send] == [0, 1, 2, 3, 4]
     assert decided == []
