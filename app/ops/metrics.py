@@ -1,4 +1,4 @@
-"""Prometheus metrics shared by the API and the workers."""
+"""The API's Prometheus metrics (the worker's are in `worker_metrics`, a registry of its own)."""
 
 from prometheus_client import Counter, Histogram
 
@@ -7,12 +7,6 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_LATENCY = Histogram(
     "wavecast_http_request_seconds", "HTTP request latency", ["method", "route"]
-)
-DELIVERIES = Counter(
-    "wavecast_deliveries_total", "Delivery outcomes recorded by workers", ["provider", "outcome"]
-)
-PROVIDER_LATENCY = Histogram(
-    "wavecast_provider_request_seconds", "Provider batch latency", ["provider"]
 )
 RATE_LIMITED = Counter(
     "wavecast_rate_limited_total", "API requests refused by the rate limit", ["bucket"]

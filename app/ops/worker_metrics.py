@@ -16,7 +16,7 @@ from collections import Counter as Tally
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import ColumnElement, ScalarSelect, func, literal, select
+from sqlalchemy import ColumnElement, ScalarSelect, func, literal, or_, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -54,7 +54,7 @@ THROTTLE_WAIT = Histogram(
 CLAIMABLE_COUNT_CAP = 100_000
 CLAIMABLE_ROWS = Gauge(
     "wavecast_worker_claimable_rows",
-    "Ledger rows a sender could claim now (queued, or retrying and due, of running "
+    "Ledger rows a sender could claim now (queued or retrying, and due, of running "
     f"campaigns); counted up to {CLAIMABLE_COUNT_CAP}, which then means at least that many",
     registry=REGISTRY,
 )
@@ -91,16 +91,22 @@ async def refresh_gauges(session: AsyncSession, now: datetime) -> None:
 
 
 async def _claimable_rows(session: AsyncSession, now: datetime) -> int:
-    """What `ledger.claim` could take now over every running campaign: queued rows, and
+    """What `ledger.claim` could take now over every running campaign: queued rows that are
+    due (no due time, or one that has come: a local time, the end of quiet hours), and
     retrying rows that are due. Two bounded counts in one statement, each on one status
     (`status IN (...) AND (... OR ...)`, the claim's own form, makes PostgreSQL read every
-    claimable row into a bitmap before the limit): the queued count is an index-only scan of
-    ix_delivery_campaign_status_id that stops at the cap; the retrying count reads that
+    claimable row into a bitmap before the limit): the queued count walks
+    ix_delivery_campaign_status_id and stops at the cap; the retrying count reads that
     index's retrying range of the running campaigns (few rows, outside a provider outage)."""
     running = select(col(Campaign.id)).where(col(Campaign.status) == CampaignStatus.running)
     in_running = col(Delivery.campaign_id).in_(running)
     status = col(Delivery.status)
-    queued = _bounded_count(in_running, status == DeliveryStatus.queued)
+    waited_for = col(Delivery.next_attempt_at)
+    queued = _bounded_count(
+        in_running,
+        status == DeliveryStatus.queued,
+        or_(waited_for.is_(None), waited_for <= now),
+    )
     due = _bounded_count(
         in_running, status == DeliveryStatus.retrying, col(Delivery.next_attempt_at) <= now
     )

@@ -15,7 +15,12 @@ import pytest
 
 
 def wavecast(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WAVECAST_DATA_DIR": str(data_dir), "WAVECAST_JSON_LOGS": "false"}
+    env = {
+        **os.environ,
+        "WAVECAST_DATA_DIR": str(data_dir),
+        "WAVECAST_JSON_LOGS": "false",
+        "WAVECAST_WORKER_METRICS_PORT": "0",
+    }
     for name in ("WAVECAST_DATABASE_URL", "WAVECAST_REDIS_URL", "WAVECAST_ENV"):
         env.pop(name, None)
     return subprocess.run(
@@ -74,7 +79,12 @@ def test_production_refuses_to_start_on_the_embedded_default(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_run_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
     port = 18000 + os.getpid() % 1000
-    env = {**os.environ, "WAVECAST_DATA_DIR": str(tmp_path), "WAVECAST_JSON_LOGS": "false"}
+    env = {
+        **os.environ,
+        "WAVECAST_DATA_DIR": str(tmp_path),
+        "WAVECAST_JSON_LOGS": "false",
+        "WAVECAST_WORKER_METRICS_PORT": "0",
+    }
     for name in ("WAVECAST_DATABASE_URL", "WAVECAST_REDIS_URL", "WAVECAST_ENV"):
         env.pop(name, None)
     process = subprocess.Popen(
