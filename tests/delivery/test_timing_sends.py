@@ -5,7 +5,6 @@ send-by deadline. The arithmetic itself is tested in tests/timing."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
 from collections import Counter
@@ -38,6 +37,9 @@ from tests.support import (
     run_engine,
     sandbox_count,
     sender_deps,
+    wait_for,
+    worker_processes,
+    workers_alive,
 )
 
 WRITER = (Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
@@ -261,4 +263,38 @@ async def test_resuming_past_the_deadline_says_so_and_sends_nothing(
     assert await sandbox_count(db, campaign_id) == 0
 
 
-_ = dataclasses
+@pytest.mark.slow
+async def test_a_frequency_cap_holds_across_two_worker_processes(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    """Two real `wavecast worker` processes share two campaigns to the same devices, with a
+    cap of one live campaign per device a day: each device gets exactly one."""
+    await add_devices(db, 400)
+    headers = bearer(await make_key(*WRITER))
+    body = campaign_body(rollout={"waves": [{"percent": 100}]}, throttle={"per_second": 400})
+    with worker_processes(db.settings, 2, WAVECAST_FREQUENCY_CAP="1/24h"):
+        await workers_alive(db, 2)
+        first = await create_and_start(client, headers, body)
+        second = await create_and_start(client, headers, body)
+
+        async def both_done() -> bool:
+            return {await campaign_status(db, c) for c in (first, second)} == {
+                CampaignStatus.completed
+            }
+
+        await wait_for(both_done, within=120, interval=0.2)
+    rows = await deliveries(db, first) + await deliveries(db, second)
+    sent = Counter(r.device_id for r in rows if r.status == "sent")
+    assert len(sent) == 400 and set(sent.values()) == {1}
+    assert Counter(r.status for r in rows) == {"sent": 400, "capped": 400}
+    async with db.sessionmaker() as session:
+        workers = set(
+            (
+                await session.execute(
+                    select(SandboxMessage.worker).where(
+                        SandboxMessage.campaign_id.in_([first, second])  # type: ignore[attr-defined]
+                    )
+                )
+            ).scalars()
+        )
+    assert len(workers) == 2, "both workers sent"
