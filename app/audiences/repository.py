@@ -25,6 +25,21 @@ async def count_by_platform(session: AsyncSession, audience: ColumnElement[bool]
     return {platform: int(n) for platform, n in rows}
 
 
+async def count_by_timezone(
+    session: AsyncSession, audience: ColumnElement[bool]
+) -> dict[str | None, int]:
+    """Devices of the audience by their stored time zone name (None: none set), in one
+    grouped query."""
+    rows = (
+        await session.execute(
+            select(col(Device.timezone), func.count())
+            .where(audience)
+            .group_by(col(Device.timezone))
+        )
+    ).all()
+    return {timezone: int(n) for timezone, n in rows}
+
+
 async def count_non_test(session: AsyncSession, audience: ColumnElement[bool]) -> int:
     query = (
         select(func.count())

@@ -50,6 +50,11 @@ async def estimate(session: AsyncSession, rules: dict[str, Any]) -> tuple[int, d
     return sum(by_platform.values()), by_platform
 
 
+async def count_by_timezone(session: AsyncSession, rules: dict[str, Any]) -> dict[str | None, int]:
+    """The audience's devices by stored time zone name (None: none set)."""
+    return await repository.count_by_timezone(session, audience_filter(rules, now=utcnow()))
+
+
 async def count_non_test(session: AsyncSession, rules: dict[str, Any]) -> int:
     return await repository.count_non_test(session, audience_filter(rules, now=utcnow()))
 

@@ -293,6 +293,28 @@ class WavePlan(BaseModel):
     new_devices: int
 
 
+class ZoneShare(BaseModel):
+    """One time zone's share of the audience, and when its devices would first be due if
+    the first wave were released now."""
+
+    timezone: str
+    devices: int
+    # Of `devices`, those without a zone of their own (or with one this server's time zone
+    # database does not know): they are sent by the deployment's default zone, this one.
+    without_zone: int
+    # The next occurrence of the campaign's local time in this zone (now, without one),
+    # moved to the end of the zone's quiet hours when it falls inside them. UTC.
+    first_send_at: datetime
+    # The zone's wall clock at `first_send_at`, "HH:MM".
+    local_time_there: str
+    # Quiet hours moved the first send to their end.
+    after_quiet_hours: bool
+    # A device released now would reach its deadline (the content's time to live,
+    # `expires_at`, the deployment's longest lifetime) before `first_send_at`: it would end
+    # as expired, never sent.
+    past_deadline: bool
+
+
 class PreviewOut(BaseModel):
     valid: bool
     audience_size: int
@@ -300,6 +322,15 @@ class PreviewOut(BaseModel):
     waves: list[WavePlan]
     payload_bytes: dict[str, int]
     guard: GuardVerdict
+    # The timing rules the schedule applies: the campaign's local time, and the quiet hours
+    # in force ("21:00-08:00"; None: none, e.g. for a critical campaign).
+    local_time: str | None = None
+    quiet_hours: str | None = None
+    # One entry per time zone of the audience, earliest first send first; at most
+    # `service.SCHEDULE_LIMIT` entries, the later zones counted below.
+    schedule: list[ZoneShare] = Field(default_factory=list)
+    schedule_more_zones: int = 0
+    schedule_more_devices: int = 0
 
 
 class StopOutcome(BaseModel):

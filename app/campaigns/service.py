@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,6 +28,7 @@ from app.campaigns.schemas import (
     Rollout,
     WaveOut,
     WavePlan,
+    ZoneShare,
 )
 from app.campaigns.state import (
     CampaignAction,
@@ -38,6 +40,7 @@ from app.campaigns.state import (
 from app.db.types import utcnow
 from app.delivery import ledger
 from app.delivery.payloads import PAYLOAD_LIMIT, largest_sizes
+from app.delivery.timing_rules import campaign_quiet_hours
 from app.errors import FieldError, Problem, not_found, validation_problem
 from app.guard import assessment as guard
 from app.guard.override import ContentJudgement, judge_content, standing_reason
@@ -46,6 +49,14 @@ from app.killswitch import service as killswitch
 from app.rollout.bucketing import campaign_rotation
 from app.rollout.planner import WaveSpec, cumulative_target, validate_waves
 from app.settings import Settings
+from app.timing.schedule import (
+    QuietHours,
+    deadline,
+    due_at,
+    next_local_occurrence,
+    parse_local_time,
+    zone_of,
+)
 
 # Every campaign state change, one line each (`log_transition`).
 transitions_log = logging.getLogger("wavecast.commands")
@@ -109,6 +120,9 @@ async def preview(session: AsyncSession, settings: Settings, body: CampaignCreat
         rules=rules,
         override_reason=body.override.reason if body.override else None,
     )
+    schedule = await send_schedule(
+        session, settings, rules, draft_timing(body), body.content.ttl_seconds
+    )
     return PreviewOut(
         valid=True,
         audience_size=size,
@@ -116,7 +130,113 @@ async def preview(session: AsyncSession, settings: Settings, body: CampaignCreat
         waves=plan_waves(specs, size),
         payload_bytes=sizes,
         guard=verdict,
+        **schedule,
     )
+
+
+def draft_timing(body: CampaignCreate) -> Campaign:
+    """The timing fields of a campaign not created yet, on an unsaved row that is never
+    added to a session: the rules that read a stored campaign's timing (the quiet hours in
+    force, `check_timing`) then read a draft's alike."""
+    return Campaign.model_construct(
+        priority=body.priority,
+        quiet_hours=body.quiet_hours_setting(),
+        local_time=body.rollout.local_time,
+        start_at=body.rollout.start_at,
+        expires_at=body.expires_at,
+    )
+
+
+def check_draft_timing(settings: Settings, principal: Principal, body: CampaignCreate) -> None:
+    """`check_timing` on a campaign not created yet (what `create` would refuse of it)."""
+    check_timing(settings, principal, draft_timing(body))
+
+
+# The preview lists this many time zones at most, those sent first; the rest are counted.
+SCHEDULE_LIMIT = 500
+
+
+async def send_schedule(
+    session: AsyncSession,
+    settings: Settings,
+    rules: dict[str, Any],
+    campaign: Campaign,
+    ttl_seconds: int,
+) -> dict[str, Any]:
+    """The preview's timing fields: when each time zone's devices would first be due if the
+    first wave were released now, by the rules the engine and the sender apply then."""
+    now = utcnow()
+    quiet = campaign_quiet_hours(settings, campaign)
+    limit = deadline(
+        created_at=now,
+        ttl_seconds=ttl_seconds,
+        expires_at=campaign.expires_at,
+        max_lifetime_seconds=settings.max_message_lifetime_seconds,
+    )
+    shares, more_zones, more_devices = zone_schedule(
+        await audiences.count_by_timezone(session, rules),
+        now=now,
+        default_zone=settings.default_zone,
+        local_time=campaign.local_time,
+        quiet=quiet,
+        deadline_at=limit,
+    )
+    return {
+        "local_time": campaign.local_time,
+        "quiet_hours": str(quiet) if quiet is not None else None,
+        "schedule": shares,
+        "schedule_more_zones": more_zones,
+        "schedule_more_devices": more_devices,
+    }
+
+
+def zone_schedule(
+    counts: Mapping[str | None, int],
+    *,
+    now: datetime,
+    default_zone: ZoneInfo,
+    local_time: str | None,
+    quiet: QuietHours | None,
+    deadline_at: datetime | None,
+    limit: int = SCHEDULE_LIMIT,
+) -> tuple[list[ZoneShare], int, int]:
+    """Device counts by stored zone name (None: none) as one share per zone the sender
+    uses, earliest first send first (then by name): the first `limit`, and how many zones
+    and devices come after them.
+
+    A device without a zone, or with a name this server's time zone database does not
+    know, is sent by the default zone (`zone_of`) and counted in its share. Each share's
+    first send is `due_at` for a release at `now`: the device's due time as the engine
+    computes it, which the sender also never moves out of quiet hours."""
+    local = parse_local_time(local_time) if local_time is not None else None
+    zones: dict[str, ZoneInfo] = {}
+    devices: dict[str, int] = {}
+    without: dict[str, int] = {}
+    for name, count in counts.items():
+        zone = zone_of(name, default_zone)
+        key = str(zone)
+        zones[key] = zone
+        devices[key] = devices.get(key, 0) + count
+        if name != key:
+            without[key] = without.get(key, 0) + count
+    shares = []
+    for key, zone in zones.items():
+        named = now if local is None else next_local_occurrence(local, zone, now)
+        first = due_at(released_at=now, zone=zone, local_time=local, quiet=quiet)
+        shares.append(
+            ZoneShare(
+                timezone=key,
+                devices=devices[key],
+                without_zone=without.get(key, 0),
+                first_send_at=first,
+                local_time_there=first.astimezone(zone).strftime("%H:%M"),
+                after_quiet_hours=first != named,
+                past_deadline=deadline_at is not None and first >= deadline_at,
+            )
+        )
+    shares.sort(key=lambda share: (share.first_send_at, share.timezone))
+    rest = shares[limit:]
+    return shares[:limit], len(rest), sum(share.devices for share in rest)
 
 
 def plan_waves(specs: Sequence[WaveSpec], audience_size: int) -> list[WavePlan]:
@@ -160,6 +280,9 @@ async def plan(session: AsyncSession, settings: Settings, campaign: Campaign) ->
         rules=campaign.audience_rules,
         override_reason=standing,
     )
+    schedule = await send_schedule(
+        session, settings, campaign.audience_rules, campaign, content.ttl_seconds
+    )
     return PreviewOut(
         valid=True,
         audience_size=size,
@@ -167,6 +290,7 @@ async def plan(session: AsyncSession, settings: Settings, campaign: Campaign) ->
         waves=plan_waves(specs, size),
         payload_bytes=largest_sizes(content),
         guard=verdict,
+        **schedule,
     )
 
 

@@ -21,8 +21,8 @@ from app.audiences import service as audiences
 from app.audit import repository as audit_repo
 from app.auth.models import Scope
 from app.campaigns import commands, service
-from app.campaigns.models import Campaign, CampaignKind
-from app.campaigns.schemas import CampaignOut, Content, OptionalReason, Reason
+from app.campaigns.models import Campaign, CampaignKind, CampaignPriority
+from app.campaigns.schemas import CampaignCreate, CampaignOut, Content, OptionalReason, Reason
 from app.campaigns.state import TRANSITIONS, CampaignAction, CampaignStatus, is_terminal
 from app.control.plane import Control
 from app.db.session import unit_of_work
@@ -165,6 +165,7 @@ async def _form_page(
         guard_beside=beside,
         guard_rest=rest,
         policy=effective_policy(request.app.state.runtime.settings),
+        deployment_quiet=request.app.state.runtime.settings.quiet_window,
         segments=segments,
         presets=forms.PRESETS,
         rule_fields=forms.RULE_FIELDS,
@@ -213,6 +214,8 @@ async def create_campaign(request: Request, runtime: RuntimeDep, op: Writer) -> 
     if submission and (earlier := await _created_by(runtime, op, submission)) is not None:
         return see_other(f"/ui/campaigns/{earlier}")
     body, errors = form.validate()
+    if body is not None and (timing := _priority_refused(op, body)):
+        body, errors = None, timing
     status_code = 422
     refused: GuardVerdict | None = None
     if body is not None:
@@ -247,6 +250,31 @@ async def create_campaign(request: Request, runtime: RuntimeDep, op: Writer) -> 
         return await _form_page(request, session, op, form, errors, status_code, refused)
 
 
+def _priority_refused(op: Operator, body: CampaignCreate) -> dict[str, list[str]]:
+    """The critical priority without the scope it needs, said beside the priority (the
+    service refuses it as the whole request's 403)."""
+    if body.priority == CampaignPriority.critical and not op.can(Scope.campaigns_critical):
+        return {
+            "priority": [
+                f"\"critical\" needs the '{Scope.campaigns_critical.value}' scope, which your "
+                "API key lacks"
+            ]
+        }
+    return {}
+
+
+def _timing_errors(settings: Settings, op: Operator, body: CampaignCreate) -> dict[str, list[str]]:
+    """What creating the campaign would refuse of its timing, placed by form input."""
+    refused = _priority_refused(op, body)
+    if refused:
+        return refused
+    try:
+        service.check_draft_timing(settings, op.principal, body)
+    except Problem as problem:
+        return problem_errors(problem, [])
+    return {}
+
+
 def _durations(preview: dict[str, Any], per_second: int) -> list[float]:
     return [round(w["new_devices"] / per_second, 1) for w in preview["waves"]]
 
@@ -277,7 +305,9 @@ async def preview_campaign(request: Request, runtime: RuntimeDep, op: Writer) ->
     )
     result["guard_fields"] = placed
     result["guard_beside"], result["guard_rest"] = forms.split_guard(placed, len(form.waves))
-    return JSONResponse({"ok": True, "preview": result})
+    # Refused timing is said beside its input while the rest of the preview still shows.
+    timing_errors = _timing_errors(runtime.settings, op, body)
+    return JSONResponse({"ok": True, "preview": result, "errors": timing_errors})
 
 
 @router.post("/api/audience", include_in_schema=False)
@@ -337,8 +367,12 @@ async def _plan_context(
         subject_type="campaign",
         subject_id=str(campaign.id),
     )
+    plan = await service.plan(session, settings, campaign)
     return {
-        "plan": await service.plan(session, settings, campaign),
+        "plan": plan,
+        "quiet_text": campaign_view.quiet_hours_text(
+            campaign.priority, campaign.quiet_hours, plan.quiet_hours
+        ),
         "texts": campaign_view.device_texts(content),
         "options": campaign_view.platform_options(content),
         "content": content,
@@ -350,6 +384,7 @@ async def _plan_context(
             "event": override_events[0] if override_events else None,
         },
         "policy": effective_policy(settings),
+        "default_zone": settings.default_timezone,
     }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.campaigns.models import WaveStatus
+from app.campaigns.models import CampaignPriority, WaveStatus
 from app.campaigns.schemas import CampaignOut, Content
 from app.campaigns.state import CampaignStatus
 from app.delivery.payloads import Text, pick_text
@@ -142,3 +142,18 @@ def hold_text(seconds: int) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{seconds // 60} min"
     return f"{seconds} s"
+
+
+def quiet_hours_text(priority: str, setting: str | None, in_force: str | None) -> str:
+    """The quiet hours a campaign's devices keep, and where they come from: `setting` is
+    the campaign's own (None: the deployment's; "off"), `in_force` the window the sender
+    applies (`PreviewOut.quiet_hours`)."""
+    if priority == CampaignPriority.critical:
+        return "none: a critical campaign is exempt from quiet hours"
+    if setting == "off":
+        return "off"
+    if setting is not None:
+        return f"{in_force or setting}, device-local (the campaign's own)"
+    if in_force is None:
+        return "none (this deployment has none)"
+    return f"{in_force}, device-local (this deployment's)"

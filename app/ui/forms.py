@@ -14,12 +14,14 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from app.campaigns.schemas import CampaignCreate
 from app.errors import describe
+from app.timing.schedule import parse_local_time
 
 LIST_OPS = frozenset({"in", "contains_any", "contains_all", "contains_none"})
 DAY_OPS = frozenset({"within_days", "not_within_days"})
@@ -61,6 +63,11 @@ DEFAULT_PRESET = "1-5-25-100"
 MAX_RULES = 50
 MAX_WAVES = 20
 GENERAL = ""
+# Quiet hours: the deployment's (the API's field absent), the campaign's own window, or none
+# (null: a critical campaign only; the service refuses it for any other).
+QUIET_MODES = ("default", "custom", "off")
+PRIORITIES = ("normal", "critical")
+_CLOCK_HINT = 'a time of day, "HH:MM" (e.g. "09:30")'
 
 
 @dataclass
@@ -103,6 +110,13 @@ class CampaignForm:
         default_factory=lambda: [Wave(p, h) for p, h in PRESETS[DEFAULT_PRESET]]
     )
     throttle: str = ""
+    local_time: str = ""
+    quiet_mode: str = "default"
+    quiet_start: str = ""
+    quiet_end: str = ""
+    # A `datetime-local` value ("2026-12-24T18:00"), read as UTC.
+    expires_at: str = ""
+    priority: str = "normal"
     override_reason: str = ""
     # Drawn when the form is first shown and sent back with every submit of it: a second
     # submit of the same form (a double click, a reload of the answer) finds the campaign
@@ -137,6 +151,12 @@ class CampaignForm:
             rules=[Rule(f, o, v) for f, o, v in zip(fields, ops, values, strict=True)] or [Rule()],
             waves=[Wave(p, h) for p, h in zip(percents, holds, strict=True)] or [Wave()],
             throttle=one("throttle"),
+            local_time=one("local_time"),
+            quiet_mode=one("quiet_mode", "default"),
+            quiet_start=one("quiet_start"),
+            quiet_end=one("quiet_end"),
+            expires_at=one("expires_at"),
+            priority=one("priority", "normal"),
             override_reason=one("override_reason"),
             # Anything but what the form draws is dropped: no key, no de-duplication.
             submission=one("submission") if _SUBMISSION.fullmatch(one("submission")) else "",
@@ -170,9 +190,39 @@ class CampaignForm:
                 errors.setdefault("throttle", []).append("a whole number of sends per second")
             else:
                 body["throttle"] = {"per_second": per_second}
+        self._timing(body, errors)
         if self.override_reason.strip():
             body["override"] = {"reason": self.override_reason.strip()}
         return body, errors
+
+    def _timing(self, body: dict[str, Any], errors: dict[str, list[str]]) -> None:
+        """Local time, quiet hours, deadline and priority, as the API's fields."""
+        if self.local_time.strip():
+            if _clock(self.local_time) is None:
+                errors.setdefault("local_time", []).append(_CLOCK_HINT)
+            body["rollout"]["local_time"] = self.local_time.strip()
+        if self.quiet_mode == "custom":
+            start, end = _clock(self.quiet_start), _clock(self.quiet_end)
+            if start is None or end is None:
+                errors.setdefault("quiet_hours", []).append(
+                    f"give the window's start and end, each {_CLOCK_HINT}"
+                )
+            body["quiet_hours"] = {"start": start, "end": end}
+        elif self.quiet_mode == "off":
+            body["quiet_hours"] = None
+        elif self.quiet_mode != "default":
+            errors.setdefault("quiet_hours", []).append(
+                "choose the deployment's, a window of the campaign's own, or off"
+            )
+        if self.expires_at.strip():
+            expires = _utc_datetime(self.expires_at)
+            if expires is None:
+                errors.setdefault("expires_at", []).append(
+                    "a date and time in UTC, YYYY-MM-DD HH:MM"
+                )
+            else:
+                body["expires_at"] = expires.isoformat()
+        body["priority"] = self.priority
 
     def _audience(self, errors: dict[str, list[str]]) -> dict[str, Any]:
         if self.audience_mode == "everyone":
@@ -221,6 +271,23 @@ class CampaignForm:
                 ),
                 self.wave_rows(),
             )
+
+
+def _clock(text: str) -> str | None:
+    """ "HH:MM" as typed, or None when it is not one."""
+    try:
+        return f"{parse_local_time(text):%H:%M}"
+    except ValueError:
+        return None
+
+
+def _utc_datetime(text: str) -> datetime | None:
+    """A `datetime-local` value read as UTC (one with an offset keeps it), or None."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _integer(text: str) -> int | None:
@@ -287,8 +354,12 @@ def form_field(path: str, wave_rows: Sequence[int] = ()) -> str:
     if wave:
         index = int(wave.group(1) or wave.group(2))
         return f"waves.{wave_rows[index]}" if index < len(wave_rows) else "waves"
+    if path.startswith("rollout.local_time"):
+        return "local_time"
     if head.startswith("rollout"):
         return "waves"
+    if head in ("quiet_hours", "expires_at", "priority"):
+        return head
     if head.startswith(("audience", "rules", "segment_id")):
         return "audience"
     if head in ("name", "kind", "throttle"):

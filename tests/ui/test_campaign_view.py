@@ -8,12 +8,14 @@ from decimal import Decimal
 
 import pytest
 
+from app.campaigns.models import CampaignPriority
 from app.campaigns.schemas import CampaignOut, Content, WaveOut
 from app.campaigns.state import CampaignStatus
 from app.ui.campaign_view import (
     device_texts,
     hold_text,
     platform_options,
+    quiet_hours_text,
     reach,
     rules_text,
     wave_state,
@@ -106,6 +108,8 @@ def _wave(index: int, percent: str, audience_size: int | None) -> WaveOut:
         invalid=0,
         cancelled=0,
         blocked=0,
+        expired=0,
+        capped=0,
         started_at=None,
         finished_at=None,
         hold_until=None,
@@ -129,6 +133,10 @@ def _campaign(waves: list[WaveOut]) -> CampaignOut:
         next_wave_at=None,
         waves=waves,
         guard_override_reason=None,
+        local_time=None,
+        quiet_hours=None,
+        expires_at=None,
+        priority=CampaignPriority.normal,
         created_by="x",
         created_at=now,
         updated_at=now,
@@ -154,3 +162,20 @@ def test_progress_is_over_the_audience_at_the_latest_release() -> None:
 )
 def test_holds_read_as_the_guard_writes_them(seconds: int, text: str) -> None:
     assert hold_text(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("priority", "setting", "in_force", "shown"),
+    [
+        ("normal", None, "21:00-08:00", "21:00-08:00, device-local (this deployment's)"),
+        ("normal", None, None, "none (this deployment has none)"),
+        ("normal", "22:00-07:30", "22:00-07:30", "22:00-07:30, device-local (the campaign's own)"),
+        ("normal", "off", None, "off"),
+        ("critical", "off", None, "none: a critical campaign is exempt from quiet hours"),
+        ("critical", None, None, "none: a critical campaign is exempt from quiet hours"),
+    ],
+)
+def test_the_quiet_hours_name_where_they_come_from(
+    priority: str, setting: str | None, in_force: str | None, shown: str
+) -> None:
+    assert quiet_hours_text(priority, setting, in_force) == shown

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,6 +51,11 @@ def test_rule_rows_become_conditions(rule: Rule, value: object) -> None:
         ("rules.all[0].op", "audience"),
         ("throttle.per_second", "throttle"),
         ("override.reason", "override_reason"),
+        ("rollout.local_time", "local_time"),
+        ("quiet_hours", "quiet_hours"),
+        ("quiet_hours.start", "quiet_hours"),
+        ("expires_at", "expires_at"),
+        ("priority", "priority"),
         ("body.name", "name"),
         ("failure_threshold_percent", ""),
         ("", ""),
@@ -171,3 +178,47 @@ def test_each_guard_finding_has_one_home() -> None:
     # A row the form no longer shows has no input to carry its finding: the verdict does.
     beside, rest = forms.split_guard(placed, rows=1)
     assert "waves.2" not in beside and "hold too short" in rest
+
+
+def test_timing_fields_become_the_apis() -> None:
+    base = {"name": "n", "title": "t", "body": "b", "audience_mode": "everyone"}
+    form = CampaignForm(
+        **base,
+        local_time="09:30",
+        quiet_mode="custom",
+        quiet_start="22:00",
+        quiet_end="07:30",
+        expires_at="2030-01-02T18:45",
+        priority="critical",
+    )
+    created, errors = form.validate()
+    assert errors == {} and created is not None
+    assert created.rollout.local_time == "09:30"
+    assert created.quiet_hours_setting() == "22:00-07:30"
+    # A datetime-local value has no offset: the form says it is UTC, and reads it so.
+    assert created.expires_at == datetime(2030, 1, 2, 18, 45, tzinfo=UTC)
+    assert created.priority == "critical"
+    # The deployment's quiet hours: the field is left out; off: null.
+    default, _ = CampaignForm(**base).validate()
+    assert default is not None and default.quiet_hours_setting() is None
+    assert default.rollout.local_time is None and default.expires_at is None
+    off, _ = CampaignForm(**base, quiet_mode="off").validate()
+    assert off is not None and off.quiet_hours_setting() == "off"
+
+
+@pytest.mark.parametrize(
+    ("typed", "field"),
+    [
+        ({"local_time": "9.30"}, "local_time"),
+        ({"quiet_mode": "custom", "quiet_start": "22:00"}, "quiet_hours"),
+        ({"quiet_mode": "custom", "quiet_start": "22:00", "quiet_end": "22:00"}, "quiet_hours"),
+        ({"quiet_mode": "sometimes"}, "quiet_hours"),
+        ({"expires_at": "tomorrow"}, "expires_at"),
+        ({"priority": "urgent"}, "priority"),
+    ],
+)
+def test_bad_timing_is_named_beside_its_input(typed: dict[str, str], field: str) -> None:
+    form = CampaignForm(name="n", title="t", body="b", audience_mode="everyone", **typed)
+    created, errors = form.validate()
+    assert created is None
+    assert list(errors) == [field], errors

@@ -81,6 +81,16 @@
     modes.forEach(function (m) { m.addEventListener("change", showAudience); });
     showAudience();
 
+    var quietModes = form.querySelectorAll('input[name="quiet_mode"]');
+    function showQuietWindow() {
+      var mode = form.querySelector('input[name="quiet_mode"]:checked');
+      form.querySelectorAll("[data-quiet]").forEach(function (part) {
+        part.hidden = !mode || part.getAttribute("data-quiet") !== mode.value;
+      });
+    }
+    quietModes.forEach(function (m) { m.addEventListener("change", showQuietWindow); });
+    showQuietWindow();
+
     var preset = document.getElementById("preset");
     if (preset) {
       preset.addEventListener("change", function () {
@@ -173,6 +183,48 @@
       });
     }
 
+    // When each time zone's devices would first be sent if the first wave left now.
+    var scheduleBox = document.getElementById("schedule-preview");
+    function showSchedule(preview) {
+      if (!scheduleBox) return;
+      var body = scheduleBox.querySelector("tbody");
+      body.textContent = "";
+      var rules = preview.local_time ? "Each device at " + preview.local_time + " on its own clock" : "Each device as soon as its wave is released";
+      rules += preview.quiet_hours ? ", outside quiet hours " + preview.quiet_hours + " (device-local)." : "; no quiet hours.";
+      document.getElementById("schedule-rules").textContent = rules;
+      preview.schedule.forEach(function (share) {
+        var row = document.createElement("tr");
+        row.setAttribute("data-zone", share.timezone);
+        var zone = share.timezone;
+        if (share.without_zone) zone += " (" + share.without_zone.toLocaleString() + " without a zone: the default)";
+        var when = share.first_send_at.slice(0, 16).replace("T", " ");
+        if (share.after_quiet_hours) when += ", after quiet hours";
+        if (share.past_deadline) when += ", past the deadline: would expire";
+        [zone, share.devices.toLocaleString(), when, share.local_time_there].forEach(function (text, i) {
+          var cell = document.createElement("td");
+          cell.textContent = text;
+          cell.setAttribute("data-col", ["zone", "devices", "first", "local"][i]);
+          row.appendChild(cell);
+        });
+        body.appendChild(row);
+      });
+      var more = document.getElementById("schedule-more");
+      more.hidden = !preview.schedule_more_zones;
+      more.textContent = preview.schedule_more_zones
+        ? "And " + preview.schedule_more_zones.toLocaleString() + " more zones (" + preview.schedule_more_devices.toLocaleString() + " devices), later."
+        : "";
+      scheduleBox.hidden = preview.schedule.length === 0;
+    }
+
+    // Errors of the fields that carry their own list (timing), placed beside them live.
+    var BESIDE = ["local_time", "quiet_hours", "expires_at", "priority"];
+    function placeErrors(errors) {
+      BESIDE.forEach(function (name) {
+        var list = form.querySelector('[data-errors-for="' + name + '"]');
+        if (list) setList(list, errors[name] || []);
+      });
+    }
+
     function refresh() {
       var mine = ++sequence;
       postForm(form.getAttribute("data-audience-url"), form).then(function (answer) {
@@ -191,9 +243,12 @@
         if (!answer.ok) {
           var messages = [];
           Object.keys(answer.errors).forEach(function (field) {
+            if (BESIDE.indexOf(field) >= 0) return;  // shown beside its input instead
             answer.errors[field].forEach(function (m) { messages.push((field ? field.replace("waves.", "wave row ") + ": " : "") + m); });
           });
           setList(problems, messages);
+          placeErrors(answer.errors);
+          if (scheduleBox) scheduleBox.hidden = true;
           verdict.classList.remove("flagged", "refused", "clear");
           verdict.textContent = "The guard will judge the campaign once the form is complete.";
           placeGuard({});
@@ -201,6 +256,12 @@
         }
         var preview = answer.preview;
         setList(problems, []);
+        placeErrors(answer.errors || {});
+        if (Object.keys(answer.errors || {}).length) {
+          if (scheduleBox) scheduleBox.hidden = true;  // it would show timing that cannot be created
+        } else {
+          showSchedule(preview);
+        }
         showVerdict(preview.guard, preview.guard_rest, Object.keys(preview.guard_beside).length > 0);
         placeGuard(preview.guard_beside);
         showWaves(preview);
