@@ -167,9 +167,11 @@ async def send_schedule(
     first wave were released now, by the rules the engine and the sender apply then."""
     now = utcnow()
     quiet = campaign_quiet_hours(settings, campaign)
+    # The campaign-wide part of the deadline; each zone's time to live counts from its own
+    # local instant (as the sender counts it).
     limit = deadline(
         created_at=now,
-        ttl_seconds=ttl_seconds,
+        ttl_seconds=None,
         expires_at=campaign.expires_at,
         max_lifetime_seconds=settings.max_message_lifetime_seconds,
     )
@@ -180,6 +182,7 @@ async def send_schedule(
         local_time=campaign.local_time,
         quiet=quiet,
         deadline_at=limit,
+        ttl_seconds=ttl_seconds,
     )
     return {
         "local_time": campaign.local_time,
@@ -198,6 +201,7 @@ def zone_schedule(
     local_time: str | None,
     quiet: QuietHours | None,
     deadline_at: datetime | None,
+    ttl_seconds: int | None = None,
     limit: int = SCHEDULE_LIMIT,
 ) -> tuple[list[ZoneShare], int, int]:
     """Device counts by stored zone name (None: none) as one share per zone the sender
@@ -231,12 +235,26 @@ def zone_schedule(
                 first_send_at=first,
                 local_time_there=first.astimezone(zone).strftime("%H:%M"),
                 after_quiet_hours=first != named,
-                past_deadline=deadline_at is not None and first >= deadline_at,
+                past_deadline=_past(first, named, deadline_at, ttl_seconds),
             )
         )
     shares.sort(key=lambda share: (share.first_send_at, share.timezone))
     rest = shares[limit:]
     return shares[:limit], len(rest), sum(share.devices for share in rest)
+
+
+def _past(
+    first: datetime, named: datetime, campaign_limit: datetime | None, ttl_seconds: int | None
+) -> bool:
+    """Whether a zone's first send would come after its deadline: the campaign's, or its
+    time to live counted from the zone's local instant."""
+    limit = deadline(
+        created_at=named,
+        ttl_seconds=ttl_seconds or None,
+        expires_at=campaign_limit,
+        max_lifetime_seconds=None,
+    )
+    return limit is not None and first >= limit
 
 
 def plan_waves(specs: Sequence[WaveSpec], audience_size: int) -> list[WavePlan]:

@@ -74,7 +74,7 @@ def pre_send_outcomes(
                 )
             )
             continue
-        limit = timing.deadline_of(row.created_at)
+        limit = timing.deadline_of(row)
         if limit is not None and now >= limit:
             decided += past_deadline(timing, [row], now)
             continue
@@ -112,7 +112,7 @@ def past_deadline(timing: SendTiming, rows: Sequence[Claimed], now: datetime) ->
     row may wait for throttle tokens after its claim), as expired outcomes."""
     late = []
     for row in rows:
-        limit = timing.deadline_of(row.created_at)
+        limit = timing.deadline_of(row)
         if limit is not None and now >= limit:
             late.append(_expired(row, f"not sent by its deadline, {limit.isoformat()}"))
     return late

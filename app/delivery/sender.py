@@ -156,10 +156,11 @@ async def pump(
         return report
     content = Content.model_validate(campaign.content)
     kind = CampaignKind(campaign.kind)
+    timing = send_timing(deps.settings, campaign, content.ttl_seconds, wave_rows)
     deadline = time.monotonic() + budget_seconds
     try:
         while time.monotonic() < deadline:
-            if not await _one_batch(deps, campaign, kind, content, report):
+            if not await _one_batch(deps, campaign, kind, content, timing, report):
                 report.stopped_because = report.stopped_because or "drained"
                 break
         else:
@@ -249,6 +250,7 @@ async def _one_batch(
     campaign: Campaign,
     kind: CampaignKind,
     content: Content,
+    timing: SendTiming,
     report: PumpReport,
 ) -> bool:
     """One claim → reserve → send → record round; False when there is nothing left."""
@@ -286,7 +288,7 @@ async def _one_batch(
     # The rows are leased to this job now: the batch runs to its record whatever happens to
     # the job meanwhile.
     batch = asyncio.ensure_future(
-        _send_and_record(deps, campaign, kind, content, rows, lease, now, report)
+        _send_and_record(deps, campaign, kind, content, timing, rows, lease, now, report)
     )
     try:
         stop = await asyncio.shield(batch)
@@ -305,6 +307,7 @@ async def _send_and_record(
     campaign: Campaign,
     kind: CampaignKind,
     content: Content,
+    timing: SendTiming,
     rows: Sequence[Claimed],
     lease: uuid.UUID,
     claimed_at: datetime,
@@ -312,7 +315,6 @@ async def _send_and_record(
 ) -> str | None:
     """Send what may be sent of a claimed batch and record every row's outcome under its
     lease; returns why the send loop must stop, or None."""
-    timing = send_timing(deps.settings, campaign, content.ttl_seconds)
     to_send, decided = pre_send_outcomes(
         kind, rows, claimed_at, test_devices_only=deps.settings.test_devices_only, timing=timing
     )

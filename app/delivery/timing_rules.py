@@ -5,13 +5,13 @@ settings; the arithmetic is `app.timing`'s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from app.campaigns.models import Campaign, CampaignKind, CampaignPriority
+from app.campaigns.models import Campaign, CampaignKind, CampaignPriority, CampaignWave
 from app.campaigns.schemas import Content
 from app.delivery.ledger import Claimed
 from app.settings import Settings
@@ -19,6 +19,8 @@ from app.timing.caps import FrequencyCap
 from app.timing.schedule import (
     QuietHours,
     deadline,
+    next_local_occurrence,
+    parse_local_time,
     parse_quiet_hours,
     quiet_until,
     seconds_left,
@@ -40,12 +42,28 @@ class SendTiming:
     # None: caps do not count this campaign (test or critical, or no cap configured).
     cap: FrequencyCap | None
 
-    def deadline_of(self, created_at: datetime) -> datetime | None:
+    # A local-time campaign's local time, and when each of its waves was released: a row's
+    # time to live counts from when it was meant to leave, not from its release.
+    local_time: time | None = None
+    released: Mapping[int, datetime] = field(default_factory=dict)
+
+    def deadline_of(self, row: Claimed) -> datetime | None:
         return deadline(
-            created_at=created_at,
+            created_at=self.meant_to_leave(row),
             ttl_seconds=self.ttl_seconds or None,
             expires_at=self.expires_at,
             max_lifetime_seconds=None,
+        )
+
+    def meant_to_leave(self, row: Claimed) -> datetime:
+        """When the row was due to be sent: its release, or, in a local-time campaign, the
+        local time's next occurrence in the device's zone after its wave's release."""
+        if self.local_time is None:
+            return row.created_at
+        released = self.released.get(row.wave, row.created_at)
+        return max(
+            row.created_at,
+            _local_instant(self.local_time, row.timezone, self.default_zone, released),
         )
 
     def quiet_until(self, timezone: str | None, at: datetime) -> datetime | None:
@@ -58,6 +76,13 @@ class SendTiming:
 @lru_cache(maxsize=4096)
 def _zone(name: str | None, default: ZoneInfo) -> ZoneInfo:
     return zone_of(name, default)
+
+
+@lru_cache(maxsize=16_384)
+def _local_instant(
+    local: time, zone: str | None, default: ZoneInfo, released: datetime
+) -> datetime:
+    return next_local_occurrence(local, _zone(zone, default), released)
 
 
 def campaign_quiet_hours(settings: Settings, campaign: Campaign) -> QuietHours | None:
@@ -81,7 +106,12 @@ def campaign_deadline(settings: Settings, campaign: Campaign) -> datetime | None
     return min(limits, default=None)
 
 
-def send_timing(settings: Settings, campaign: Campaign, ttl_seconds: int | None) -> SendTiming:
+def send_timing(
+    settings: Settings,
+    campaign: Campaign,
+    ttl_seconds: int | None,
+    waves: Sequence[CampaignWave] = (),
+) -> SendTiming:
     capped = campaign.kind == CampaignKind.live and campaign.priority != CampaignPriority.critical
     return SendTiming(
         ttl_seconds=ttl_seconds,
@@ -89,6 +119,8 @@ def send_timing(settings: Settings, campaign: Campaign, ttl_seconds: int | None)
         quiet=campaign_quiet_hours(settings, campaign),
         default_zone=settings.default_zone,
         cap=settings.cap if capped else None,
+        local_time=parse_local_time(campaign.local_time) if campaign.local_time else None,
+        released={w.index: w.released_at for w in waves if w.released_at is not None},
     )
 
 
@@ -98,7 +130,7 @@ def with_time_left(
     """The content as a batch of `rows` sends it: its time to live cut to the time left
     before the earliest of their deadlines (APNs `apns-expiration`, FCM `ttl`), so a phone
     that was offline never shows it late. Unchanged when no row has a deadline."""
-    deadlines = [d for r in rows if (d := timing.deadline_of(r.created_at)) is not None]
+    deadlines = [d for r in rows if (d := timing.deadline_of(r)) is not None]
     if not deadlines:
         return content
     return content.model_copy(update={"ttl_seconds": max(1, seconds_left(min(deadlines), now))})

@@ -39,9 +39,7 @@ def required_scopes(route: APIRoute) -> set[Scope]:
 
 
 # Routes anyone may call without a key: probes, metrics and the API's own documentation.
-PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
-)
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
 # The internal form authenticates its own way (a session and CSRF tokens), not by API key.
 FORM_PREFIX = "/ui"
 

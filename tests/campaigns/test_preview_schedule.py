@@ -25,6 +25,7 @@ from app.devices import service as devices_service
 from app.devices.schemas import DeviceRegistration
 from app.main import create_app
 from app.runtime import Runtime
+from app.timing.schedule import QuietHours
 from tests.conftest import KeyMaker, bearer
 from tests.support import LIVE_CONTENT, campaign_body
 
@@ -273,3 +274,31 @@ def test_the_schedule_lists_the_earliest_zones_and_counts_the_rest() -> None:
     ]
     # Tokyo (00:30 UTC on the 7th) and Kolkata (04:00 UTC on the 7th) are left off, counted.
     assert (more_zones, more_devices) == (2, 14)
+
+
+def test_a_zones_time_to_live_counts_from_its_local_instant() -> None:
+    """A local-time campaign with a 4-hour time to live: every zone goes at 09:30 there,
+    however far ahead, so none is past its deadline; quiet hours that hold a zone's 09:30
+    past 13:30 there make that zone's share expire."""
+    now = datetime(2026, 12, 6, 6, 0, tzinfo=UTC)
+    counts: dict[str | None, int] = {"Asia/Tokyo": 4, "America/New_York": 3, "Europe/Warsaw": 2}
+    shares, _, _ = zone_schedule(
+        counts,
+        now=now,
+        default_zone=ZoneInfo("UTC"),
+        local_time="09:30",
+        quiet=None,
+        deadline_at=None,
+        ttl_seconds=4 * 3600,
+    )
+    assert [s.past_deadline for s in shares] == [False, False, False]
+    held, _, _ = zone_schedule(
+        counts,
+        now=now,
+        default_zone=ZoneInfo("UTC"),
+        local_time="09:30",
+        quiet=QuietHours(start=time(9, 0), end=time(14, 0)),
+        deadline_at=None,
+        ttl_seconds=4 * 3600,
+    )
+    assert all(s.after_quiet_hours and s.past_deadline for s in held)

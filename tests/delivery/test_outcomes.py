@@ -202,3 +202,26 @@ def test_a_given_back_row_is_queued_and_not_an_attempt() -> None:
         True,
         None,
     )
+
+
+def test_a_local_time_rows_time_to_live_counts_from_its_local_instant() -> None:
+    """Released at midnight UTC with a local time of 09:30: a New York device is due at
+    14:30 UTC, and its hour to live runs from then, not from the release."""
+    released = datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
+    row = dataclasses.replace(
+        _row(created_at=released), timezone="America/New_York", device_status="active"
+    )
+    timing = dataclasses.replace(
+        SHORT_LIVED, ttl_seconds=3600, local_time=time(9, 30), released={0: released}
+    )
+    assert timing.meant_to_leave(row) == datetime(2026, 12, 7, 14, 30, tzinfo=UTC)
+    at = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+    to_send, decided = outcomes.pre_send_outcomes(
+        CampaignKind.live, [row], at, test_devices_only=False, timing=timing
+    )
+    assert to_send == [row] and decided == []
+    late = at + timedelta(hours=1)
+    to_send, decided = outcomes.pre_send_outcomes(
+        CampaignKind.live, [row], late, test_devices_only=False, timing=timing
+    )
+    assert to_send == [] and [d.status for d in decided] == [DeliveryStatus.expired]

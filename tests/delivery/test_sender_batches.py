@@ -22,6 +22,7 @@ from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger, sender
 from app.delivery.models import DeliveryStatus
+from app.delivery.timing_rules import send_timing
 from app.devices.models import Device
 from app.rollout import engine
 from app.runtime import Runtime
@@ -82,12 +83,14 @@ async def test_rows_claimed_before_a_rate_cut_leave_at_the_new_rate(
         campaign = await session.get(Campaign, campaign_id)
     assert campaign is not None
     report = sender.PumpReport()
+    content = Content.model_validate(campaign.content)
     try:
         stop = await sender._send_and_record(
             deps,
             campaign,
             CampaignKind.live,
-            Content.model_validate(campaign.content),
+            content,
+            send_timing(db.settings, campaign, content.ttl_seconds),
             rows,
             lease,
             now,
