@@ -68,14 +68,13 @@ from app.delivery.ledger import DueIn
 from app.delivery.timing_rules import campaign_quiet_hours
 from app.guard.staging import check_staging
 from app.killswitch import service as killswitch
+from app.rollout import guardrail
 from app.rollout.planner import WaveSpec, cumulative_target, new_members_for_wave
 from app.settings import Settings
 from app.timing.schedule import due_at, parse_local_time, zone_of
 
 log = logging.getLogger("wavecast.engine")
 
-# Enough permanent failures to be a signal rather than noise before the guardrail trips.
-GUARDRAIL_MIN_FAILURES = 10
 RECENTLY_FINISHED = timedelta(days=1)
 # Grant re-derivation (sync_grants): a change this recent is published on every tick, as are
 # the campaigns that can still send; the rest once per FULL_SYNC_SECONDS.
@@ -293,17 +292,11 @@ async def _last_resume(session: AsyncSession, campaign_id: uuid.UUID) -> datetim
 
 
 def _guardrail(campaign: Campaign, counts: dict[str, int]) -> str | None:
-    targeted = sum(counts.values())
-    failed = counts.get("failed", 0)
-    if targeted == 0 or failed < GUARDRAIL_MIN_FAILURES:
-        return None
-    rate = Decimal(failed * 100) / Decimal(targeted)
-    if rate <= Decimal(campaign.failure_threshold_percent):
-        return None
-    return (
-        f"guardrail: {failed} of {targeted} deliveries in wave {campaign.current_wave + 1} "
-        f"failed permanently ({rate:.1f} %), above the {campaign.failure_threshold_percent} % "
-        "threshold"
+    return guardrail.tripped(
+        failed=counts.get("failed", 0),
+        sent=counts.get("sent", 0),
+        threshold_percent=Decimal(campaign.failure_threshold_percent),
+        wave_number=campaign.current_wave + 1,
     )
 
 

@@ -21,6 +21,7 @@ from app.db.types import utcnow
 from app.devices import service as devices_service
 from app.devices.models import Device
 from app.devices.schemas import DeviceRegistration
+from app.rollout.guardrail import MIN_FAILURES
 from app.runtime import Runtime
 from app.settings import ProviderMode, Settings
 from tests.conftest import KeyMaker, bearer
@@ -97,8 +98,9 @@ async def test_5xx_storm_retries_are_bounded_and_the_guardrail_pauses(
     rows = await deliveries(db, campaign_id)
     assert len(rows) == 20, "the next wave is not released while the storm lasts"
     failed = [r for r in rows if r.status == "failed"]
-    # The guardrail trips on the first 10 failures of the wave, before the rest are decided.
-    assert len(failed) >= 10
+    # The guardrail trips as soon as the failures are a pattern (app.rollout.guardrail: a
+    # confidence bound, at least MIN_FAILURES), before the rest of the wave is decided.
+    assert len(failed) >= MIN_FAILURES
     assert {r.status for r in rows} <= {"failed", "retrying"}
     assert {r.error_code for r in failed} == {"retries_exhausted:UNAVAILABLE"}
     during = Counter(r.token for r in fake.store.sends())
