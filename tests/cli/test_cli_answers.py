@@ -21,11 +21,16 @@ def wavecast(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 def test_demo_seed_refuses_a_production_deployment(settings: Settings, tmp_path: Path) -> None:
+    # A production configuration that passes the settings' own checks on any test database
+    # (SQLite included): the refusal must come from `demo seed` itself, before it connects.
     production = worker_env(
         settings,
         WAVECAST_ENV="production",
         WAVECAST_PROVIDER="real",
         WAVECAST_FCM_CREDENTIALS=str(tmp_path / "service-account.json"),
+        WAVECAST_DATABASE_URL="postgresql://wavecast@127.0.0.1:9/unreachable",
+        WAVECAST_REDIS_URL="redis://127.0.0.1:9/0",
+        WAVECAST_KEY_PEPPER="pepper",
     )
     answer = wavecast(production, "demo", "seed", "--devices", "5")
     assert answer.returncode == 1, answer.stdout + answer.stderr
