@@ -200,6 +200,20 @@ async def test_a_frequency_cap_holds_across_two_campaigns_racing_for_the_same_de
     )
     await run_engine(db, urgent, settings=settings)
     assert {r.status for r in await deliveries(db, urgent)} == {"sent"}
+    async with db.sessionmaker() as session:
+        await session.execute(update(Device).values(is_test_device=True))
+        await session.commit()
+    rehearsal = await create_and_start(
+        client,
+        headers,
+        campaign_body(
+            kind="test",
+            content={"title": "QA", "body": "test push"},
+            rollout={"waves": [{"percent": 100}]},
+        ),
+    )
+    await run_engine(db, rehearsal, settings=settings)
+    assert {r.status for r in await deliveries(db, rehearsal)} == {"sent"}
 
 
 async def test_rows_not_sent_by_the_deadline_expire_and_providers_get_the_time_left(
