@@ -24,9 +24,12 @@ from app.guard.verdict import GuardVerdict
 Text256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Text2048 = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 DataKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+# Every push carries its delivery's id under this key (app.delivery.payloads), so the app can
+# report what became of it (POST /v1/events).
+REF_KEY = "wavecast_ref"
 # FCM and APNs reserve these keys; a data map that used them would be refused by the
-# provider mid-campaign, so it is refused at creation instead.
-RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type", "aps"})
+# provider mid-campaign, so it is refused at creation instead. Wavecast reserves its own.
+RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type", "aps", REF_KEY})
 RESERVED_DATA_PREFIXES = ("google.", "gcm.")
 DEFAULT_TTL = timedelta(hours=4)
 
@@ -85,7 +88,8 @@ class Content(_Strict):
     def _no_reserved_keys(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
             if key in RESERVED_DATA_KEYS or key.startswith(RESERVED_DATA_PREFIXES):
-                raise ValueError(f"data key {key!r} is reserved by FCM or APNs")
+                owner = "Wavecast" if key == REF_KEY else "FCM or APNs"
+                raise ValueError(f"data key {key!r} is reserved by {owner}")
         return value
 
     def text_fields(self) -> dict[str, str]:

@@ -38,14 +38,13 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import orjson
 from aioapns import APNs, NotificationRequest, PushType
 from aioapns.common import NotificationResult
 from aioapns.connection import APNsDevelopmentClientProtocol, APNsProductionClientProtocol
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as ApnsConnectionError
 
-from app.delivery.payloads import apns_payload
+from app.delivery.payloads import EncodedWithRef, apns_payload, ref_of
 from app.delivery.providers.apns_protocol import ApnsProtocol, Payload
 from app.delivery.providers.base import (
     Batch,
@@ -246,16 +245,23 @@ class ApnsProvider(Provider):
             self.blocks.shared = batch.block
         priority = batch.content.ios.priority if batch.content.ios else 10
         started = time.perf_counter()
-        # Mapped and encoded once per locale (see apns_protocol.Payload).
-        payloads = {
-            locale: Payload(orjson.dumps(apns_payload(batch.content, locale)))
+        # Mapped and encoded once per locale (see apns_protocol.Payload); each message only
+        # joins its delivery reference onto the encoded bytes.
+        encoded = {
+            locale: EncodedWithRef.of(apns_payload(batch.content, locale))
             for locale in {m.locale for m in batch.messages}
         }
+        payloads = [
+            Payload(encoded[m.locale].encode(ref_of(m.delivery_id))) for m in batch.messages
+        ]
         self.payload_seconds += time.perf_counter() - started
         # For the connection's look before each request (the tasks below inherit it).
         current_fence.set(batch.fence)
         results = await asyncio.gather(
-            *(self._send_one(batch, m, priority, payloads[m.locale]) for m in batch.messages)
+            *(
+                self._send_one(batch, m, priority, payload)
+                for m, payload in zip(batch.messages, payloads, strict=True)
+            )
         )
         return list(results)
 

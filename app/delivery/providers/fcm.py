@@ -40,7 +40,8 @@ from firebase_admin import _http_client, credentials, exceptions, messaging
 from firebase_admin._retry import HttpxRetry
 from google.auth.transport import requests as google_auth_requests
 
-from app.delivery.payloads import fcm_message
+from app.campaigns.schemas import REF_KEY
+from app.delivery.payloads import fcm_message, ref_of
 from app.delivery.providers.base import (
     Batch,
     Message,
@@ -387,7 +388,7 @@ class FcmProvider(Provider):
 
     def build(self, batch: Batch, chunk: Sequence[Message]) -> list[messaging.Message]:
         """One typed message per device; the content is mapped once per locale, then copied
-        with each device's token."""
+        with each device's token and delivery reference."""
         started = time.perf_counter()
         templates: dict[str | None, messaging.Message] = {}
         built = []
@@ -399,6 +400,8 @@ class FcmProvider(Provider):
                 )
             message = copy.copy(template)
             message.token = m.token
+            # A new dict: the template's is shared by every copy.
+            message.data = {**(template.data or {}), REF_KEY: ref_of(m.delivery_id)}
             built.append(message)
         self.payload_seconds += time.perf_counter() - started
         return built

@@ -9,6 +9,7 @@ real provider would deliver nothing.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -17,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery.models import SandboxMessage
-from app.delivery.payloads import apns_payload, fcm_message
+from app.delivery.payloads import apns_payload, apns_with_ref, fcm_message, fcm_with_ref, ref_of
 from app.delivery.providers.base import (
     Batch,
     Message,
@@ -44,6 +45,21 @@ class SandboxProvider(Provider):
             return [stopped(m.delivery_id) for m in batch.messages]
         results = [_answer(m) for m in batch.messages]
         delivered = {r.delivery_id for r in results if r.kind is ResultKind.sent}
+        # Built once per (platform, locale), as the real providers do, then copied with each
+        # message's delivery reference.
+        built: dict[tuple[str, str | None], dict[str, Any]] = {}
+
+        def payload(m: Message) -> dict[str, Any]:
+            key = (m.platform, m.locale)
+            if key not in built:
+                built[key] = (
+                    apns_payload(batch.content, m.locale)
+                    if m.platform == "ios"
+                    else fcm_message(batch.content, m.locale)
+                )
+            with_ref = apns_with_ref if m.platform == "ios" else fcm_with_ref
+            return with_ref(built[key], ref_of(m.delivery_id))
+
         rows = [
             {
                 "campaign_id": uuid.UUID(batch.campaign_id),
@@ -52,11 +68,7 @@ class SandboxProvider(Provider):
                 "platform": m.platform,
                 "token": m.token,
                 "apns_environment": m.apns_environment,
-                "payload": (
-                    apns_payload(batch.content, m.locale)
-                    if m.platform == "ios"
-                    else fcm_message(batch.content, m.locale)
-                ),
+                "payload": payload(m),
                 "worker": self._worker,
                 "sent_at": now,
             }
