@@ -13,6 +13,7 @@ from app.audit.router import router as audit_router
 from app.auth.router import router as keys_router
 from app.campaigns.router import router as campaigns_router
 from app.devices.router import router as devices_router
+from app.events.router import router as events_router
 from app.guard.policy_log import record_if_changed as record_policy
 from app.guard.router import router as policy_router
 from app.killswitch.router import router as killswitch_router
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         devices_router,
         audiences_router,
         campaigns_router,
+        events_router,
         killswitch_router,
         policy_router,
     ):

@@ -21,6 +21,8 @@ class Scope(StrEnum):
     campaigns_operate = "campaigns:operate"
     # Sets priority "critical": exempt from frequency caps and quiet hours.
     campaigns_critical = "campaigns:critical"
+    # Engagement reports (POST /v1/events): what the app or the bank's backend holds.
+    events_write = "events:write"
     kill = "kill"
     admin = "admin"
 

@@ -7,6 +7,7 @@ from app.campaigns.models import Campaign, CampaignWave, IdempotentRequest
 from app.db.base import metadata
 from app.delivery.models import Delivery, SandboxMessage
 from app.devices.models import Device
+from app.events.models import EngagementEvent
 from app.killswitch.models import KillSwitch
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "CampaignWave",
     "Delivery",
     "Device",
+    "EngagementEvent",
     "IdempotentRequest",
     "KillSwitch",
     "SandboxMessage",
