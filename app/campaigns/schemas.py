@@ -241,6 +241,12 @@ class WaveOut(BaseModel):
     blocked: int
     expired: int
     capped: int
+    # Engagement reports (POST /v1/events), each (push, type) counted once.
+    received: int = 0
+    opened: int = 0
+    converted: int = 0
+    # opened / sent; null before anything is sent.
+    open_rate: float | None = None
     started_at: datetime | None
     finished_at: datetime | None
     hold_until: datetime | None

@@ -42,6 +42,7 @@ from app.delivery import ledger
 from app.delivery.payloads import PAYLOAD_LIMIT, largest_sizes
 from app.delivery.timing_rules import campaign_quiet_hours
 from app.errors import FieldError, Problem, not_found, validation_problem
+from app.events import service as events_service
 from app.guard import assessment as guard
 from app.guard.override import ContentJudgement, judge_content, standing_reason
 from app.guard.verdict import GuardVerdict
@@ -532,9 +533,11 @@ def hold_until(wave: CampaignWave) -> datetime | None:
 async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
     wave_rows = await waves(session, campaign.id)
     counts = await ledger.counts_by_wave(session, campaign.id)
+    engagement = await events_service.by_wave(session, campaign.id, timings=False)
     out_waves = []
     for w in wave_rows:
         c = counts.get(w.index, {})
+        e = engagement.get(w.index, events_service.WaveFigures())
         out_waves.append(
             WaveOut(
                 index=w.index,
@@ -554,6 +557,10 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
                 blocked=c.get("blocked", 0),
                 expired=c.get("expired", 0),
                 capped=c.get("capped", 0),
+                received=e.received,
+                opened=e.opened,
+                converted=e.converted,
+                open_rate=events_service.open_rate(e.opened, c.get("sent", 0)),
                 started_at=w.released_at,
                 finished_at=w.finished_at,
                 hold_until=hold_until(w),
