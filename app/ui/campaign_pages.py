@@ -26,14 +26,16 @@ from app.campaigns.schemas import CampaignCreate, CampaignOut, Content, Optional
 from app.campaigns.state import TRANSITIONS, CampaignAction, CampaignStatus, is_terminal
 from app.control.plane import Control
 from app.db.session import unit_of_work
+from app.db.types import utcnow
 from app.deps import RuntimeDep, SessionDep
 from app.errors import FieldError, Problem, validation_problem
+from app.events import service as events_service
 from app.guard.deployment_policy import effective_policy
 from app.guard.verdict import GuardVerdict
 from app.ops.nul_guard import MESSAGE as NUL_MESSAGE
 from app.runtime import Runtime
 from app.settings import Settings
-from app.ui import campaign_view, forms
+from app.ui import campaign_view, forms, opens_chart
 from app.ui.deps import Operator, Reader, Watcher, Writer
 from app.ui.render import page, see_other
 
@@ -339,8 +341,12 @@ async def _campaign_context(session: AsyncSession, campaign_id: uuid.UUID) -> di
         session, limit=100, subject_type="campaign", subject_id=str(campaign_id)
     )
     row = _row(view)
+    since, until, opens = await events_service.opens_series(
+        session, campaign_id, now=utcnow(), span=opens_chart.SPAN
+    )
     return {
         **row,
+        "chart": opens_chart.opens_chart(since, until, opens),
         "wave_states": [campaign_view.wave_state(view.status, w.status) for w in view.waves],
         "events": events,
         "terminal": is_terminal(view.status),
