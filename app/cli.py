@@ -12,8 +12,9 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from pydantic import ValidationError
 
@@ -112,6 +113,109 @@ def _expected_head(value: str) -> Head:
         return Head.parse(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _aware_time(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO-8601 timestamp with a time zone (e.g. 2026-12-01T00:00:00Z)"
+        )
+    return moment
+
+
+def cmd_audit_export(args: argparse.Namespace) -> None:
+    from app.audit import export, service
+    from app.db.session import create_engine, create_sessionmaker
+
+    problem = export.range_problem(args.since, args.until)
+    if problem is not None:
+        print(f"wavecast audit export: argument --to: {problem} (--from)", file=sys.stderr)
+        sys.exit(2)
+    settings = _settings()
+
+    async def run(out: BinaryIO) -> export.Plan:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            sessionmaker = create_sessionmaker(engine)
+            plan = await service.plan_export(sessionmaker, since=args.since, until=args.until)
+            async for chunk in service.export_lines(sessionmaker, plan):
+                out.write(chunk)
+            out.flush()
+            return plan
+        finally:
+            await engine.dispose()
+
+    if args.output is None:
+        plan = asyncio.run(run(sys.stdout.buffer))
+    else:
+        # Written beside the target and renamed once complete: a failed export leaves no
+        # file that looks like one.
+        target = Path(args.output)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with partial.open("wb") as out:
+                plan = asyncio.run(run(out))
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+    span = (
+        "no events"
+        if plan.first_sequence is None
+        else f"{plan.count} events, sequences {plan.first_sequence}..{plan.last_sequence}"
+    )
+    print(
+        f"audit export: {span}; chain head at export: sequence {plan.head.sequence}, "
+        f"hash {plan.head.hash}",
+        file=sys.stderr,
+    )
+
+
+def cmd_audit_verify_export(args: argparse.Namespace) -> None:
+    from app.audit.export_check import verify_export
+
+    expected: Head | None = args.expect_head
+    if args.file == "-":
+        verdict = verify_export(sys.stdin.buffer, expected_head=expected)
+    else:
+        try:
+            with Path(args.file).open("rb") as lines:
+                verdict = verify_export(lines, expected_head=expected)
+        except OSError as exc:
+            sys.exit(f"wavecast audit verify-export: cannot read {args.file}: {exc.strerror}")
+    if verdict.failure is not None:
+        sys.exit(
+            f"audit export BROKEN at {verdict.failure.describe()} "
+            f"({verdict.checked} events before it are intact)"
+        )
+    found = verdict.head_line
+    assert found is not None
+    if verdict.last is None or verdict.starts_after is None:
+        print(
+            f"audit export intact: no events; chain head at export: sequence "
+            f"{found.head.sequence}, hash {found.head.hash}"
+        )
+        return
+    reached = "" if expected is None else f"; holds the expected head {expected}"
+    print(
+        f"audit export intact: {verdict.checked} events, sequences "
+        f"{verdict.starts_after.sequence + 1}..{verdict.last.sequence}; last event hash "
+        f"{verdict.last.hash}; chain head at export: sequence {found.head.sequence}, hash "
+        f"{found.head.hash}{reached}"
+    )
+    if verdict.starts_after.sequence > 0:
+        print(
+            f"its first event chains from sequence {verdict.starts_after.sequence}, which "
+            f"must carry hash {verdict.starts_after.hash}: check that against the export "
+            "that holds it"
+        )
+    print(
+        "verify the next export of this log against its last event: wavecast audit "
+        f"verify-export FILE --expect-head {verdict.last.sequence}:{verdict.last.hash}"
+    )
 
 
 # ---------------------------------------------------------------- keys
@@ -702,6 +806,46 @@ def build_parser() -> argparse.ArgumentParser:
         "which the chain alone cannot show); a log that grew past it passes",
     )
     av.set_defaults(func=cmd_audit_verify)
+    ae = audit.add_parser(
+        "export",
+        help="the events of a time range as NDJSON, with the chain head, for an auditor",
+        description="Write the events that occurred in [--from, --to) as NDJSON in chain "
+        "order (each line an event's hashed fields with prev_hash and hash), then a last line "
+        "with the chain head at export time: the same bytes as GET /v1/audit/export. "
+        "Re-verify it offline with `wavecast audit verify-export`.",
+    )
+    ae.add_argument(
+        "--from",
+        dest="since",
+        metavar="TIME",
+        type=_aware_time,
+        help="ISO-8601 with a time zone; events from it (inclusive); default: the first",
+    )
+    ae.add_argument(
+        "--to",
+        dest="until",
+        metavar="TIME",
+        type=_aware_time,
+        help="ISO-8601 with a time zone; events before it (exclusive); default: up to the head",
+    )
+    ae.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
+    ae.set_defaults(func=cmd_audit_export)
+    ave = audit.add_parser(
+        "verify-export",
+        help="re-verify an export offline; exit 1 naming the first bad line",
+        description="Recompute every exported event's hash from its fields, check that each "
+        "links to the line before and that the export ends where its head line says. No "
+        "database is needed. Exit 1 naming the first bad line.",
+    )
+    ave.add_argument("file", metavar="FILE", help="an export written by `audit export` (- : stdin)")
+    ave.add_argument(
+        "--expect-head",
+        metavar="SEQUENCE:HASH",
+        type=_expected_head,
+        help="a head kept elsewhere (printed by `wavecast audit verify`, or the last event of "
+        "an earlier export): the export must hold SEQUENCE with HASH, or start right after it",
+    )
+    ave.set_defaults(func=cmd_audit_verify_export)
 
     ks = sub.add_parser(
         "kill-switch",

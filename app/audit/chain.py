@@ -45,20 +45,22 @@ class ChainFields:
     after: dict[str, Any] | None
 
 
-def _normalise(value: Any) -> Any:
+def normalise(value: Any) -> Any:
+    """A JSON value as the hash sees it (and as an export writes it)."""
     if isinstance(value, bool) or value is None or isinstance(value, str | int):
         return value
     if isinstance(value, float):
         exact = Decimal(repr(value))
         return int(exact) if exact == exact.to_integral_value() else value
     if isinstance(value, dict):
-        return {str(k): _normalise(v) for k, v in value.items()}
+        return {str(k): normalise(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_normalise(v) for v in value]
+        return [normalise(v) for v in value]
     raise TypeError(f"audit event fields must be JSON values, got {type(value).__name__}")
 
 
-def _stamp(moment: datetime) -> str:
+def stamp(moment: datetime) -> str:
+    """A timestamp as the hash sees it: UTC, microseconds, `Z`."""
     if moment.tzinfo is None:
         raise ValueError("audit timestamps must be timezone-aware")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -68,14 +70,14 @@ def canonical(fields: ChainFields, prev_hash: str) -> bytes:
     document = [
         FORMAT,
         fields.sequence,
-        _stamp(fields.occurred_at),
+        stamp(fields.occurred_at),
         fields.actor,
         fields.action,
         fields.subject_type,
         fields.subject_id,
         fields.reason,
-        _normalise(fields.before),
-        _normalise(fields.after),
+        normalise(fields.before),
+        normalise(fields.after),
         prev_hash,
     ]
     return json.dumps(
@@ -150,10 +152,18 @@ class Walker:
     """Checks events one at a time, in the order of their stored `sequence`, and, given an
     expected head, that the log reaches it and carries its hash there."""
 
-    def __init__(self, expected_head: Head | None = None) -> None:
+    def __init__(
+        self,
+        expected_head: Head | None = None,
+        *,
+        after_sequence: int = 0,
+        after_hash: str = GENESIS,
+    ) -> None:
+        """`after_sequence` and `after_hash`: where the walk starts, for a stretch of the log
+        that does not begin at its first event (an export of a time range)."""
         self.checked = 0
-        self.sequence = 0
-        self.hash = GENESIS
+        self.sequence = after_sequence
+        self.hash = after_hash
         self.broken: Break | None = None
         self.expected_head = expected_head
 

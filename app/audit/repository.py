@@ -10,6 +10,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audit import chain
 from app.audit.models import AuditEvent
 
 
@@ -44,16 +45,52 @@ async def list_events(
 
 
 async def chain_page(
-    session: AsyncSession, *, after_sequence: int, limit: int
+    session: AsyncSession, *, after_sequence: int, limit: int, up_to: int | None = None
 ) -> Sequence[AuditEvent]:
-    """Events in chain order, a page at a time (for walking the whole log)."""
+    """Events in chain order, a page at a time (for walking the whole log, or up to the
+    sequence `up_to`)."""
     query = (
         select(AuditEvent)
         .where(col(AuditEvent.sequence) > after_sequence)
         .order_by(col(AuditEvent.sequence))
         .limit(limit)
     )
+    if up_to is not None:
+        query = query.where(col(AuditEvent.sequence) <= up_to)
     return (await session.exec(query)).all()
+
+
+async def chain_head(session: AsyncSession) -> chain.Head:
+    """The last event's sequence and hash (sequence 0 and the genesis value when empty).
+    Every sequence up to it is committed: sequences are given under the chain's lock, which
+    is held until the commit (`app.audit.append`)."""
+    query = (
+        select(AuditEvent.sequence, AuditEvent.hash)
+        .order_by(col(AuditEvent.sequence).desc())
+        .limit(1)
+    )
+    head = (await session.exec(query)).first()
+    if head is None or head[0] is None or head[1] is None:
+        return chain.Head(0, chain.GENESIS)
+    return chain.Head(head[0], head[1])
+
+
+async def sequence_span(
+    session: AsyncSession, *, since: datetime | None, until: datetime | None, up_to: int
+) -> tuple[int, int] | None:
+    """The lowest and highest sequence, up to `up_to`, of the events that occurred in
+    [since, until); None when there are none."""
+    query = select(func.min(col(AuditEvent.sequence)), func.max(col(AuditEvent.sequence))).where(
+        col(AuditEvent.sequence) <= up_to
+    )
+    if since is not None:
+        query = query.where(col(AuditEvent.occurred_at) >= since)
+    if until is not None:
+        query = query.where(col(AuditEvent.occurred_at) < until)
+    low, high = (await session.exec(query)).one()
+    if low is None or high is None:
+        return None
+    return int(low), int(high)
 
 
 async def last_at(

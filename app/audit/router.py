@@ -4,11 +4,14 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
 
 from app import pagination
-from app.audit import service
+from app.audit import export, service
 from app.audit.schemas import AuditEventOut, AuditPage
-from app.deps import CampaignsReader, SessionDep, SettingsDep
+from app.deps import Admin, CampaignsReader, RuntimeDep, SessionDep, SettingsDep
+from app.errors import FieldError, validation_problem
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -44,3 +47,39 @@ async def list_audit(
         items=[AuditEventOut.model_validate(e, from_attributes=True) for e in items],
         next_cursor=next_cursor,
     )
+
+
+class NDJSONResponse(StreamingResponse):
+    media_type = export.MEDIA_TYPE
+
+
+@router.get(
+    "/export",
+    response_class=NDJSONResponse,
+    responses={
+        200: {
+            "description": "One line per event in chain order, then the head line",
+            "content": {export.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def export_audit(
+    runtime: RuntimeDep,
+    _: Admin,
+    since: Annotated[
+        AwareDatetime | None,
+        Query(alias="from", description="ISO-8601 with a time zone; events from it (inclusive)"),
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None,
+        Query(alias="to", description="ISO-8601 with a time zone; events before it (exclusive)"),
+    ] = None,
+) -> NDJSONResponse:
+    """The audit log's events that occurred in [from, to), as NDJSON in chain order, each line
+    an event's hashed fields with its `prev_hash` and `hash`, then a last line with the chain
+    head at export time. Streamed; re-verify it offline with `wavecast audit verify-export`."""
+    problem = export.range_problem(since, until)
+    if problem is not None:
+        raise validation_problem([FieldError("query.to", problem)])
+    plan = await service.plan_export(runtime.sessionmaker, since=since, until=until)
+    return NDJSONResponse(service.export_lines(runtime.sessionmaker, plan))
