@@ -15,4 +15,5 @@ SCENARIOS: dict[str, str] = {
     "kill": "wavecast_tools.bench.kill",
     "api": "wavecast_tools.bench.api",
     "scale": "wavecast_tools.bench.scale",
+    "events": "wavecast_tools.bench.events",
 }
