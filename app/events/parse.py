@@ -148,6 +148,10 @@ def _at(value: object, latest: datetime) -> datetime | str:
         return "at: not an ISO-8601 timestamp, e.g. 2026-12-06T08:00:00Z"
     if at.tzinfo is None or at.utcoffset() is None:
         return "at: the timestamp needs its offset (Z or +01:00)"
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        return "at: out of range"
     if at > latest:
         return f"at: {value} is in the future (more than {int(MAX_AHEAD.total_seconds())}s ahead)"
-    return at.astimezone(UTC)
+    return at

@@ -91,13 +91,14 @@ async def test_bad_entries_are_reported_by_index_and_the_rest_is_stored(
         {"ref": True, "type": "opened"},  # 8 bad ref
         {"ref": refs[1], "type": "opened", "extra": 1},  # 9 unknown field
         {"ref": refs[2], "type": "received", "at": "2026-12-05T08:00:00+01:00"},  # 10 fine
+        {"ref": refs[3], "type": "opened", "at": "0001-01-01T00:00:00+14:00"},  # 11 no UTC
     ]
     answer = await client.post("/v1/events", json=batch, headers=writer)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["accepted"] == 2 and body["duplicates"] == 0
     errors = {r["index"]: r["error"] for r in body["rejected"]}
-    assert sorted(errors) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert sorted(errors) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11]
     assert "unknown ref" in errors[1]
     assert errors[2].startswith("type:")
     assert errors[3].startswith("at:") and errors[4].startswith("at:")
@@ -105,6 +106,7 @@ async def test_bad_entries_are_reported_by_index_and_the_rest_is_stored(
     assert "object" in errors[6]
     assert errors[7].startswith("ref:") and errors[8].startswith("ref:")
     assert "extra" in errors[9]
+    assert errors[11] == "at: out of range"
     rows = await stored(db)
     assert sorted((r.delivery_id, r.type) for r in rows) == [
         (refs[0], "opened"),
