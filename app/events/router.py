@@ -6,13 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from app.auth.models import Scope
-from app.auth.principal import Principal
 from app.campaigns import service as campaigns_service
 from app.db.types import utcnow
-from app.deps import CampaignsReader, SessionDep, require
+from app.deps import CampaignsReader, EventsWriter, SessionDep
 from app.errors import FieldError, Problem
 from app.events import parse, service
 from app.events.schemas import EngagementOut, EventIn, EventsResult
@@ -20,7 +18,6 @@ from app.ops.middleware import media_type
 
 router = APIRouter(tags=["events"])
 
-EventsWriter = Annotated[Principal, Depends(require(Scope.events_write))]
 NDJSON = "application/x-ndjson"
 
 

@@ -81,7 +81,8 @@ async def test_sends_what_the_content_says(
         "title": "Wyciąg gotowy",
         "body": "Zaloguj się, aby go zobaczyć.",
     }
-    assert message["data"] == {"screen": "statements"}
+    # The delivery's reference rides along, for engagement events (`wavecast_ref`).
+    assert message["data"] == {"screen": "statements", "wavecast_ref": "1"}
     assert message["android"]["notification"]["channel_id"] == "statements"
     assert message["android"]["ttl"] == "14400s"
     assert any(r.endpoint == "token" for r in fcm.records()), "the OAuth2 exchange ran"
