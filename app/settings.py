@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.checks.spec import CheckList
 from app.timing.caps import FrequencyCap, parse_frequency_cap
 from app.timing.schedule import QuietHours, parse_quiet_hours
 
@@ -138,6 +139,10 @@ class Settings(BaseSettings):
     # 24h in production, no limit elsewhere.
     max_message_lifetime: str | None = None
 
+    # Wave checks every live campaign runs besides its own (app.checks): a JSON list of the
+    # same shape as a campaign's `rollout.checks`.
+    default_checks: Annotated[CheckList, NoDecode] = Field(default_factory=list)
+
     # `wavecast worker` serves Prometheus text on this port (all interfaces); 0 turns it off.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
@@ -216,6 +221,21 @@ class Settings(BaseSettings):
     @classmethod
     def _list_from_text(cls, value: Any) -> Any:
         return split_list(value) if isinstance(value, str) else value
+
+    @field_validator("default_checks", mode="before")
+    @classmethod
+    def _checks_from_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return []
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError(
+                'is not JSON: write a list of checks, e.g. [{"name": "tap surge", '
+                '"builtin": "opens_per_second", "pass_when": {"lt": 400}}]'
+            ) from None
 
     @model_validator(mode="wrap")
     @classmethod

@@ -74,6 +74,11 @@ class Campaign(SQLModel, table=True):
     # Timing (app.timing): each device is sent at the next occurrence of this local time
     # ("HH:MM") after its wave's release, in the device's own time zone; None sends at once.
     local_time: str | None = Field(default=None, sa_column=Column(String(5), nullable=True))
+    # Wave checks (app.checks.spec.CheckSpec, as stored); None for campaigns stored before
+    # checks existed, which have none of their own.
+    checks: list[dict[str, Any]] | None = Field(
+        default=None, sa_column=Column(JSONType, nullable=True)
+    )
     # The campaign's quiet hours: None follows the deployment's (WAVECAST_QUIET_HOURS),
     # "off" has none (critical campaigns only), "HH:MM-HH:MM" is the campaign's own window.
     quiet_hours: str | None = Field(default=None, sa_column=Column(String(11), nullable=True))

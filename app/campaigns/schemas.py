@@ -19,6 +19,7 @@ from pydantic import (
 
 from app.campaigns.models import CampaignKind, CampaignPriority
 from app.campaigns.state import CampaignStatus
+from app.checks.spec import CheckList
 from app.guard.verdict import GuardVerdict
 
 Text256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -143,6 +144,9 @@ class Rollout(_Strict):
     # Send each device at the next occurrence of this time in its own time zone, once its
     # wave is released (devices without a zone use WAVECAST_DEFAULT_TIMEZONE).
     local_time: LocalTime | None = None
+    # Wave checks (app.checks): each wave's must pass, with no failure since, before the
+    # next wave is released; a failing one pauses the campaign.
+    checks: CheckList = Field(default_factory=list)
 
 
 class QuietHoursIn(_Strict):
@@ -268,6 +272,9 @@ class CampaignOut(BaseModel):
     waves: list[WaveOut]
     guard_override_reason: str | None
     local_time: str | None
+    # The campaign's own wave checks (the deployment's WAVECAST_DEFAULT_CHECKS apply too, to
+    # live campaigns).
+    checks: list[dict[str, Any]] = Field(default_factory=list)
     # The campaign's own quiet hours ("21:00-08:00"), "off", or null: the deployment's.
     quiet_hours: str | None
     expires_at: datetime | None

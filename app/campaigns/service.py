@@ -88,6 +88,25 @@ def check_rollout(rollout: Rollout) -> list[WaveSpec]:
     return specs
 
 
+def check_own_checks(settings: Settings, rollout: Rollout) -> None:
+    """A campaign's checks run beside the deployment's defaults, by name; one named like a
+    default would be ambiguous in every result and pause reason, so it is refused."""
+    defaults = {c.name for c in settings.default_checks}
+    clashes = [i for i, c in enumerate(rollout.checks) if c.name in defaults]
+    if clashes:
+        raise validation_problem(
+            [
+                FieldError(
+                    f"rollout.checks[{i}].name",
+                    f"{rollout.checks[i].name!r} is a deployment default check "
+                    "(WAVECAST_DEFAULT_CHECKS); choose another name",
+                )
+                for i in clashes
+            ],
+            title="Invalid rollout",
+        )
+
+
 def check_payload_size(content: Content) -> dict[str, int]:
     sizes = largest_sizes(content)
     errors = [
@@ -321,6 +340,7 @@ async def create(
         session, segment_id=body.audience.segment_id, rules=body.audience.rules
     )
     specs = check_rollout(body.rollout)
+    check_own_checks(settings, body.rollout)
     check_payload_size(body.content)
     override = body.override.reason if body.override else None
     verdict = await guard.verdict(
@@ -352,6 +372,7 @@ async def create(
         rotation=campaign_rotation(campaign_id),
         created_by=principal.actor,
         local_time=body.rollout.local_time,
+        checks=[c.stored() for c in body.rollout.checks],
         quiet_hours=body.quiet_hours_setting(),
         expires_at=body.expires_at,
         priority=body.priority,
@@ -458,6 +479,7 @@ def _snapshot(campaign: Campaign, specs: Sequence[WaveSpec] | None = None) -> di
         "throttle_per_second": campaign.throttle_per_second,
         "failure_threshold_percent": str(campaign.failure_threshold_percent),
         "local_time": campaign.local_time,
+        "checks": campaign.checks or [],
         "quiet_hours": campaign.quiet_hours,
         "expires_at": campaign.expires_at.isoformat() if campaign.expires_at else None,
         "priority": str(campaign.priority),
@@ -589,6 +611,7 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
         waves=out_waves,
         guard_override_reason=campaign.guard_override_reason,
         local_time=campaign.local_time,
+        checks=campaign.checks or [],
         quiet_hours=campaign.quiet_hours,
         expires_at=campaign.expires_at,
         priority=campaign.priority,
@@ -697,8 +720,10 @@ async def patch(
     specs = [WaveSpec(w.percent, w.hold_seconds) for w in await waves(session, campaign.id)]
     if body.rollout is not None:
         specs = check_rollout(body.rollout)
+        check_own_checks(settings, body.rollout)
         campaign.start_at = body.rollout.start_at
         campaign.local_time = body.rollout.local_time
+        campaign.checks = [c.stored() for c in body.rollout.checks]
         for wave in await waves(session, campaign.id):
             await session.delete(wave)
         await session.flush()

@@ -4,6 +4,7 @@ from app.audiences.models import Segment
 from app.audit.models import AuditEvent
 from app.auth.models import ApiKey
 from app.campaigns.models import Campaign, CampaignWave, IdempotentRequest
+from app.checks.models import WaveCheckResult
 from app.db.base import metadata
 from app.delivery.models import Delivery, SandboxMessage
 from app.devices.models import Device
@@ -22,5 +23,6 @@ __all__ = [
     "KillSwitch",
     "SandboxMessage",
     "Segment",
+    "WaveCheckResult",
     "metadata",
 ]

@@ -1,0 +1,1 @@
+"""Wave checks: signals outside the ledger that a wave must pass before the next is released."""
