@@ -16,4 +16,5 @@ SCENARIOS: dict[str, str] = {
     "api": "wavecast_tools.bench.api",
     "scale": "wavecast_tools.bench.scale",
     "events": "wavecast_tools.bench.events",
+    "timing": "wavecast_tools.bench.timing_rules",
 }
