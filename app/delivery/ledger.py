@@ -208,10 +208,19 @@ DueIn = Callable[[str | None], datetime]
 async def _timezones(
     session: AsyncSession, device_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, str | None]:
-    rows = await session.execute(
-        select(_device.c.id, _device.c.timezone).where(_device.c.id.in_(list(device_ids)))
-    )
-    return dict(rows.tuples().all())
+    # In slices: one bound parameter per id, and drivers cap a statement's parameters
+    # (asyncpg at 32,767; a release chunk can hold 50,000 devices).
+    zones: dict[uuid.UUID, str | None] = {}
+    for start in range(0, len(device_ids), _LOOKUP_SLICE):
+        part = list(device_ids[start : start + _LOOKUP_SLICE])
+        rows = await session.execute(
+            select(_device.c.id, _device.c.timezone).where(_device.c.id.in_(part))
+        )
+        zones.update(rows.tuples().all())
+    return zones
+
+
+_LOOKUP_SLICE = 10_000
 
 
 _ADD_MEMBERS = text(

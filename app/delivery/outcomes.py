@@ -42,10 +42,9 @@ def pre_send_outcomes(
     - the device is not a test device, and the campaign is a test campaign or the deployment
       reaches test devices only (``Settings.test_devices_only``: outside production with a
       real provider): blocked;
-    - the row's deadline (``timing``: its time to live, the campaign's ``expires_at``, the
-      deployment's longest lifetime) has passed: expired;
-    - the device is in its quiet hours: back to the queue, due when they end (not an attempt),
-      or expired at once when the deadline comes first.
+    - the row must not leave now (``not_now``): its deadline has passed (expired), or its
+      device is in its quiet hours (back to the queue until they end, or expired at once when
+      the deadline comes first).
     """
     to_send: list[Claimed] = []
     decided: list[Outcome] = []
@@ -74,30 +73,11 @@ def pre_send_outcomes(
                 )
             )
             continue
-        limit = timing.deadline_of(row)
-        if limit is not None and now >= limit:
-            decided += past_deadline(timing, [row], now)
-            continue
-        quiet_end = timing.quiet_until(row.timezone, now)
-        if quiet_end is None:
-            to_send.append(row)
-        elif limit is not None and quiet_end >= limit:
-            decided.append(
-                _expired(
-                    row,
-                    f"its deadline, {limit.isoformat()}, falls inside the device's quiet hours",
-                )
-            )
+        held = not_now(timing, [row], now)
+        if held:
+            decided += held
         else:
-            decided.append(
-                Outcome(
-                    row.delivery_id,
-                    DeliveryStatus.queued,
-                    next_attempt_at=quiet_end,
-                    give_back=True,
-                    deferred=True,
-                )
-            )
+            to_send.append(row)
     return to_send, decided
 
 
@@ -107,15 +87,39 @@ def _expired(row: Claimed, detail: str) -> Outcome:
     )
 
 
-def past_deadline(timing: SendTiming, rows: Sequence[Claimed], now: datetime) -> list[Outcome]:
-    """Rows whose deadline has come by `now` (checked again right before they are sent: a
-    row may wait for throttle tokens after its claim), as expired outcomes."""
-    late = []
+def not_now(timing: SendTiming, rows: Sequence[Claimed], now: datetime) -> list[Outcome]:
+    """The rows that must not leave at `now`, decided: past their deadline (expired); in
+    their device's quiet hours (back to the queue, due when they end, not an attempt), or
+    expired at once when the deadline comes first. Asked when rows are claimed and again
+    right before their requests start: a row may wait for throttle tokens in between, and
+    a deadline or the start of quiet hours may come meanwhile."""
+    held: list[Outcome] = []
     for row in rows:
         limit = timing.deadline_of(row)
         if limit is not None and now >= limit:
-            late.append(_expired(row, f"not sent by its deadline, {limit.isoformat()}"))
-    return late
+            held.append(_expired(row, f"not sent by its deadline, {limit.isoformat()}"))
+            continue
+        quiet_end = timing.quiet_until(row.timezone, now)
+        if quiet_end is None:
+            continue
+        if limit is not None and quiet_end >= limit:
+            held.append(
+                _expired(
+                    row,
+                    f"its deadline, {limit.isoformat()}, falls inside the device's quiet hours",
+                )
+            )
+        else:
+            held.append(
+                Outcome(
+                    row.delivery_id,
+                    DeliveryStatus.queued,
+                    next_attempt_at=quiet_end,
+                    give_back=True,
+                    deferred=True,
+                )
+            )
+    return held
 
 
 def outcome_of(

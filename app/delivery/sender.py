@@ -58,7 +58,7 @@ from app.db.types import utcnow
 from app.delivery import ledger
 from app.delivery.ledger import Claimed, Outcome
 from app.delivery.models import DeliveryStatus
-from app.delivery.outcomes import give_back, outcome_of, past_deadline, pre_send_outcomes
+from app.delivery.outcomes import give_back, not_now, outcome_of, pre_send_outcomes
 from app.delivery.providers.base import (
     STOPPED,
     Batch,
@@ -404,8 +404,9 @@ async def _send(
 ) -> tuple[list[Outcome], str | None]:
     """Check, wait until `due` (monotonic), send under a gate permit, map the results.
 
-    Right before the requests start, rows whose deadline passed while they waited end as
-    expired, and the rest carry the time left before theirs (`timing_rules.with_time_left`).
+    Right before the requests start, rows that must not leave now (a deadline passed, or
+    quiet hours began, while they waited: `outcomes.not_now`) are decided instead, and the
+    rest carry the time left before their deadline (`timing_rules.with_time_left`).
 
     Raises `_Stop` (or a Redis error) only before anything was sent; once providers have
     answered, it returns every outcome, with why the loop must stop (a closed fence, a
@@ -441,7 +442,7 @@ async def _send(
                         raise _Stop("stopped in the database")
                 waited = time.perf_counter()
                 await _until_due(due)
-                late = past_deadline(timing, rows, utcnow())
+                late = not_now(timing, rows, utcnow())
                 if late:
                     by_provider = _without(by_provider, {o.delivery_id for o in late})
                 content = with_time_left(

@@ -3,9 +3,11 @@ claim and the send, and Redis losing the campaign's rate after a stop."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -26,6 +28,7 @@ from app.delivery.timing_rules import send_timing
 from app.devices.models import Device
 from app.rollout import engine
 from app.runtime import Runtime
+from app.timing.schedule import QuietHours
 from tests.conftest import KeyMaker, bearer
 from tests.support import (
     add_devices,
@@ -202,3 +205,50 @@ async def test_a_retry_recorded_after_a_kill_is_cancelled_not_left_waiting(
             now=now,
         )
     assert {r.status for r in await deliveries(db, campaign_id)} == {"cancelled"}
+
+
+async def test_rows_whose_quiet_hours_begin_while_they_wait_are_held_not_sent(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    """Quiet hours are asked again right before the requests start, not only at the claim:
+    a batch that waited for its throttle tokens into a device's quiet hours goes back to the
+    queue, due at the window's end, and nothing reaches the provider."""
+    campaign_id, _ = await _released(client, make_key, db, devices=20, rate=10_000)
+    deps = await sender_deps(db)
+    lease, now = uuid.uuid4(), utcnow()
+    async with unit_of_work(db.sessionmaker) as session:
+        rows = await ledger.claim(
+            session,
+            campaign_id=campaign_id,
+            limit=20,
+            lease_token=lease,
+            lease_until=now + timedelta(seconds=60),
+            now=now,
+        )
+        campaign = await session.get(Campaign, campaign_id)
+    assert campaign is not None and len(rows) == 20
+    content = Content.model_validate(campaign.content)
+    # Quiet hours that began a minute ago (UTC devices) and end in an hour.
+    start = (now - timedelta(minutes=1)).time().replace(second=0, microsecond=0)
+    end = (now + timedelta(hours=1)).time().replace(second=0, microsecond=0)
+    timing = dataclasses.replace(
+        send_timing(db.settings, campaign, content.ttl_seconds),
+        quiet=QuietHours(start=start, end=end),
+    )
+    report = sender.PumpReport()
+    try:
+        outcomes, stop = await sender._send(
+            deps, campaign, content, timing, rows, report, time.monotonic()
+        )
+        await sender._record(deps, lease, outcomes, report)
+    finally:
+        await deps.control.watch.aclose()
+    assert stop is None
+    assert await sandbox_count(db, campaign_id) == 0
+    assert all(o.give_back and o.deferred for o in outcomes) and len(outcomes) == 20
+    rows_after = await deliveries(db, campaign_id)
+    assert {(r.status, r.attempts) for r in rows_after} == {("queued", 0)}
+    assert {r.next_attempt_at for r in rows_after} == {
+        datetime.combine(now.date(), end, tzinfo=UTC)
+        + (timedelta(days=1) if end < start else timedelta(0))
+    }

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,9 +18,10 @@ import pytest
 from sqlalchemy import select, update
 
 from app.auth.models import Scope
-from app.campaigns.models import CampaignWave
+from app.campaigns.models import Campaign, CampaignWave
 from app.campaigns.state import CampaignStatus
 from app.db.types import utcnow
+from app.delivery import ledger
 from app.delivery.models import Delivery, SandboxMessage
 from app.delivery.sender import pump
 from app.devices.models import Device
@@ -312,3 +314,61 @@ async def test_a_frequency_cap_holds_across_two_worker_processes(
             ).scalars()
         )
     assert len(workers) == 2, "both workers sent"
+
+
+async def test_a_local_time_release_larger_than_a_statements_parameters_is_scheduled_whole(
+    db: Runtime,
+) -> None:
+    """A release chunk of a local-time wave looks up its devices' time zones: 40,000 ids are
+    more than one statement may carry as parameters (asyncpg: 32,767)."""
+    ids = await add_devices(db, 40_000)
+    await _set_zones_of(db, ids[::2], "Asia/Kathmandu")
+    campaign_id = uuid.uuid4()
+    async with db.sessionmaker() as session:
+        session.add(
+            Campaign(
+                id=campaign_id,
+                name="big local",
+                kind="live",
+                content={"title": "Your statement", "body": "Log in to see it."},
+                audience_rules={"everyone": True},
+                throttle_per_second=100,
+                failure_threshold_percent=Decimal(5),
+                rotation=1,
+                created_by="test",
+            )
+        )
+        await session.commit()
+    due = datetime(2026, 12, 7, 3, 45, tzinfo=UTC)
+    elsewhere = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    async with db.sessionmaker() as session:
+        added = await ledger.add_members(
+            session,
+            campaign_id=campaign_id,
+            wave=0,
+            device_ids=ids,
+            now=utcnow(),
+            due_in=lambda zone: due if zone == "Asia/Kathmandu" else elsewhere,
+        )
+        await session.commit()
+    assert added == 40_000
+    async with db.sessionmaker() as session:
+        counted = Counter(
+            (
+                await session.execute(
+                    select(Delivery.next_attempt_at).where(Delivery.campaign_id == campaign_id)  # type: ignore[arg-type]
+                )
+            ).scalars()
+        )
+    assert counted == {due: 20_000, elsewhere: 20_000}
+
+
+async def _set_zones_of(db: Runtime, ids: list[uuid.UUID], zone: str) -> None:
+    async with db.sessionmaker() as session:
+        for start in range(0, len(ids), 5_000):
+            await session.execute(
+                update(Device)
+                .where(Device.id.in_(ids[start : start + 5_000]))  # type: ignore[attr-defined]
+                .values(timezone=zone)
+            )
+        await session.commit()
