@@ -36,22 +36,25 @@ def timeout_for(check: CheckSpec) -> float:
     return min(TIMEOUT_SECONDS, float(check.interval_seconds))
 
 
-async def read(
-    check: CheckSpec,
-    *,
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    campaign_id: uuid.UUID,
-    wave: int,
-    now: datetime,
-) -> Reading:
+async def read_remote(client: httpx.AsyncClient, check: CheckSpec) -> Reading:
+    """A Prometheus or HTTP check's reading."""
+    seconds = timeout_for(check)
     if check.prometheus is not None:
-        return await prometheus(client, check.prometheus, timeout_for(check))
+        return await prometheus(client, check.prometheus, seconds)
     if check.http is not None:
-        return await http_field(client, check.http, timeout_for(check))
+        return await http_field(client, check.http, seconds)
+    return Unreadable("not a remote check")
+
+
+async def read_builtin(
+    session: AsyncSession, check: CheckSpec, campaign_id: uuid.UUID, wave: int, now: datetime
+) -> Reading:
+    """A builtin check's reading, from the database."""
     if check.builtin == "failure_rate":
         return await failure_rate(session, campaign_id, wave)
-    return await opens_per_second(session, campaign_id, now)
+    if check.builtin == "opens_per_second":
+        return await opens_per_second(session, campaign_id, now)
+    return Unreadable("not a builtin check")
 
 
 async def prometheus(

@@ -4,8 +4,10 @@ Every decision is made in the database under the campaign's row lock, so any num
 workers may tick at once: the second one finds the work done. Nothing sleeps: holds are
 timestamps compared on the next tick.
 
-A wave is released only when the previous one has finished (no open rows) and its hold
-has passed.
+A wave is released only when the previous one has finished (no open rows), its hold has
+passed and its wave checks allow it (app.checks: every check has passed since the previous
+wave's release with no failure since); a check that fails, or cannot be read, too often
+pauses the campaign, audited with what it saw.
 
 Wave membership. Wave k covers ⌈p_k·N⌉ devices of the campaign's audience (active devices
 matching its rules), N being the audience's size when the wave is released; devices that
@@ -43,7 +45,7 @@ import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement
@@ -60,6 +62,7 @@ from app.campaigns import repository as campaigns_repo
 from app.campaigns import service as campaigns
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave, WaveStatus
 from app.campaigns.state import CampaignAction, CampaignStatus
+from app.checks import runner as wave_checks
 from app.control.plane import Control, throttle_scope
 from app.db.session import unit_of_work
 from app.db.types import utcnow
@@ -122,6 +125,8 @@ async def tick(
         if await _start_scheduled(sessionmaker, control, campaign_id, now):
             report.started.append(campaign_id)
             running.append(campaign_id)
+    # Before the campaigns move: this tick's decisions see this tick's results.
+    await wave_checks.run_due(sessionmaker, settings, running, now)
     for campaign_id in running:
         await advance(sessionmaker, control, settings, campaign_id, now, report)
     await sync_grants(sessionmaker, control, now)
@@ -218,6 +223,10 @@ async def _step(
     current = campaign.current_wave
     if current >= 0:
         wave = waves[current]
+        checks = await _wave_checks(session, settings, campaign, wave)
+        if checks.pause:
+            _pause(session, campaign, checks.pause, now)
+            return "paused", checks.pause
         if wave.status == WaveStatus.sending:
             counts = (await ledger.counts_by_wave(session, campaign.id)).get(current, {})
             resumed_at = await _last_resume(session, campaign.id)
@@ -269,6 +278,9 @@ async def _step(
         held = campaigns.hold_until(wave)
         if held is not None and held > now:
             return None
+        if not checks.release:
+            # Held until every check has passed since the release, with no failure since.
+            return None
     refusal = _worker_guard(settings, campaign, waves)
     if refusal:
         _pause(session, campaign, refusal, now)
@@ -289,6 +301,19 @@ async def _last_resume(session: AsyncSession, campaign_id: uuid.UUID) -> datetim
         subject_id=str(campaign_id),
         action=f"campaign.{CampaignAction.resume.value}",
     )
+
+
+async def _wave_checks(
+    session: AsyncSession, settings: Settings, campaign: Campaign, wave: CampaignWave
+) -> wave_checks.Decision:
+    if not wave_checks.has_checks(settings, campaign):
+        return wave_checks.ALLOW
+    # As for the guardrail: an operator who resumes has seen the results so far.
+    since = wave.released_at or datetime.min.replace(tzinfo=UTC)
+    resumed_at = await _last_resume(session, campaign.id)
+    if resumed_at is not None and resumed_at > since:
+        since = resumed_at
+    return await wave_checks.gate(session, settings, campaign, wave.index, since)
 
 
 def _guardrail(campaign: Campaign, counts: dict[str, int]) -> str | None:
