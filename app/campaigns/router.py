@@ -16,8 +16,10 @@ from app.campaigns.schemas import (
     CampaignPatch,
     DeliveryOut,
     DeliveryPage,
+    ExtendHoldRequest,
     OptionalReason,
     PreviewOut,
+    PromoteRequest,
     Reason,
     StartRequest,
     StopOutcome,
@@ -145,6 +147,42 @@ async def resume_campaign(
 ) -> CampaignOut:
     campaign = await commands.resume(
         session, Control(redis), principal, campaign_id, reason=body.reason if body else None
+    )
+    return await service.view(session, campaign)
+
+
+@router.post("/{campaign_id}/promote", response_model=CampaignOut)
+async def promote_campaign(
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: CampaignsOperator,
+    body: Annotated[PromoteRequest | None, Body()] = None,
+) -> CampaignOut:
+    """Skip the rest of the current wave's hold. The wave's checks must have passed (409
+    naming those that have not), unless `override.reason` says why the next wave goes
+    without them. The engine releases the next wave on its next tick."""
+    campaign = await service.promote(
+        session,
+        settings,
+        principal,
+        campaign_id,
+        override_reason=body.override.reason if body and body.override else None,
+        reason=body.reason if body else None,
+    )
+    return await service.view(session, campaign)
+
+
+@router.post("/{campaign_id}/extend-hold", response_model=CampaignOut)
+async def extend_hold(
+    campaign_id: uuid.UUID,
+    body: ExtendHoldRequest,
+    session: SessionDep,
+    principal: CampaignsOperator,
+) -> CampaignOut:
+    """Hold the current wave `seconds` longer (undoes an earlier promotion)."""
+    campaign = await service.extend_hold(
+        session, principal, campaign_id, seconds=body.seconds, reason=body.reason
     )
     return await service.view(session, campaign)
 

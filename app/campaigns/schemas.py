@@ -227,6 +227,18 @@ class StartRequest(OptionalReason):
     override: Override | None = None
 
 
+class PromoteRequest(OptionalReason):
+    """Skip the rest of the current wave's hold. The wave's checks must still have passed,
+    unless `override` says why the next wave goes without them."""
+
+    override: Override | None = None
+
+
+class ExtendHoldRequest(_Strict):
+    seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+
+
 class WaveOut(BaseModel):
     index: int
     percent: Decimal

@@ -37,6 +37,7 @@ from app.campaigns.state import (
     is_terminal,
     next_status,
 )
+from app.checks import runner as wave_checks
 from app.db.types import utcnow
 from app.delivery import ledger
 from app.delivery.payloads import PAYLOAD_LIMIT, largest_sizes
@@ -957,3 +958,115 @@ async def stop(
 
 # A page of a campaign's ledger rows (the router's listing; the query is the ledger's).
 deliveries_page = ledger.page
+
+
+# ---------------------------------------------------------------- holds
+MAX_HOLD_SECONDS = 30 * 24 * 3600
+
+
+async def _holding_wave(
+    session: AsyncSession, campaign: Campaign, statuses: tuple[CampaignStatus, ...]
+) -> CampaignWave:
+    """The released wave a hold belongs to: the current one, with a wave after it."""
+    wave_rows = await waves(session, campaign.id)
+    current = campaign.current_wave
+    if campaign.status not in statuses or current < 0 or current + 1 >= len(wave_rows):
+        raise Problem(
+            409,
+            "Conflict",
+            f"a {campaign.status} campaign "
+            + (
+                "has no wave holding before another"
+                if campaign.status in statuses
+                else f"cannot change its hold (only while {' or '.join(statuses)})"
+            ),
+            extra={"campaign_status": str(campaign.status)},
+        )
+    return wave_rows[current]
+
+
+async def promote(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    *,
+    override_reason: str | None,
+    reason: str | None,
+) -> Campaign:
+    """Skip the rest of the current wave's hold: the engine releases the next wave as soon
+    as the wave has finished, and its checks have passed (refused with 409 when they have
+    not, naming them), unless an override says why the next wave goes without them. The
+    promotion is an audit event the engine reads back (`app.checks.runner`); a later hold
+    extension undoes it."""
+    campaign = await get(session, campaign_id, lock=True)
+    wave = await _holding_wave(session, campaign, (CampaignStatus.running,))
+    if override_reason is None:
+        decision = await wave_checks.gate(session, settings, campaign, wave, audit_pause=False)
+        if not decision.release:
+            detail = decision.pause or (
+                "waiting for "
+                + ", ".join(repr(n) for n in decision.waiting)
+                + " to pass since the wave's release"
+            )
+            raise Problem(
+                409,
+                "Conflict",
+                f"the wave's checks do not allow the next wave yet: {detail}; promote with "
+                '{"override": {"reason": ...}} to release it without them',
+                extra={"waiting": list(decision.waiting)},
+            )
+    audit.record(
+        session,
+        principal,
+        wave_checks.PROMOTED,
+        subject_type="campaign",
+        subject_id=campaign.id,
+        reason=override_reason or reason,
+        before={"wave": wave.index, "hold_until": _iso(hold_until(wave))},
+        after={"wave": wave.index, "override": override_reason is not None},
+    )
+    await session.flush()
+    return campaign
+
+
+async def extend_hold(
+    session: AsyncSession,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    *,
+    seconds: int,
+    reason: str,
+) -> Campaign:
+    """Hold the current wave longer (running or paused); undoes an earlier promotion."""
+    campaign = await get(session, campaign_id, lock=True)
+    wave = await _holding_wave(session, campaign, (CampaignStatus.running, CampaignStatus.paused))
+    if wave.hold_seconds + seconds > MAX_HOLD_SECONDS:
+        raise validation_problem(
+            [
+                FieldError(
+                    "seconds",
+                    f"the wave would hold {wave.hold_seconds + seconds} s; at most "
+                    f"{MAX_HOLD_SECONDS} s (30 days)",
+                )
+            ]
+        )
+    before = {"wave": wave.index, "hold_seconds": wave.hold_seconds}
+    wave.hold_seconds += seconds
+    session.add(wave)
+    audit.record(
+        session,
+        principal,
+        wave_checks.HOLD_EXTENDED,
+        subject_type="campaign",
+        subject_id=campaign.id,
+        reason=reason,
+        before=before,
+        after={"wave": wave.index, "hold_seconds": wave.hold_seconds},
+    )
+    await session.flush()
+    return campaign
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None

@@ -18,21 +18,33 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audit import repository as audit_repo
 from app.audit import service as audit
 from app.auth.principal import SYSTEM
 from app.campaigns import repository as campaigns_repo
-from app.campaigns.models import Campaign, CampaignKind
-from app.campaigns.state import CampaignStatus
+from app.campaigns.models import Campaign, CampaignKind, CampaignWave
+from app.campaigns.state import CampaignAction, CampaignStatus
 from app.checks import repository, sources
 from app.checks.evaluate import Decision, Outcome, decide, due, judge
 
-__all__ = ["ALLOW", "Decision", "gate", "has_checks", "run_due"]
+__all__ = [
+    "ALLOW",
+    "HOLD_EXTENDED",
+    "PROMOTED",
+    "Decision",
+    "gate",
+    "has_checks",
+    "overridden",
+    "promoted",
+    "run_due",
+]
 from app.checks.spec import CheckSpec, load
 from app.db.session import unit_of_work
 from app.settings import Settings
@@ -135,21 +147,34 @@ async def gate(
     session: AsyncSession,
     settings: Settings,
     campaign: Campaign,
-    wave: int,
-    since: datetime,
+    wave: CampaignWave,
+    *,
+    audit_pause: bool = True,
 ) -> Decision:
-    """What the wave's checks say, from its results since `since` (its release, or the
-    operator's last resume: a resumed campaign is judged on what its checks saw since).
-    A pause is audited with the wave's latest results."""
+    """What the wave's checks say, from its results since its release, or since the
+    operator's last resume (an operator who resumes has seen the results so far, as with
+    the failure guardrail). An operator's promotion with an override lifts the wave's
+    checks altogether. A pause is audited with the wave's latest results."""
     if not has_checks(settings, campaign):
+        return ALLOW
+    if await overridden(session, campaign.id, wave.index):
         return ALLOW
     try:
         checks = checks_of(settings, campaign)
     except ValueError:
         return Decision(release=False, pause=INVALID)
-    outcomes = await repository.outcomes_since(session, campaign.id, wave, since)
+    since = wave.released_at or datetime.min.replace(tzinfo=UTC)
+    resumed_at = await audit_repo.last_at(
+        session,
+        subject_type="campaign",
+        subject_id=str(campaign.id),
+        action=f"campaign.{CampaignAction.resume.value}",
+    )
+    if resumed_at is not None and resumed_at > since:
+        since = resumed_at
+    outcomes = await repository.outcomes_since(session, campaign.id, wave.index, since)
     decision = decide(checks, outcomes, hold_passed=True)
-    if decision.pause is not None:
+    if decision.pause is not None and audit_pause:
         audit.record(
             session,
             SYSTEM,
@@ -158,19 +183,40 @@ async def gate(
             subject_id=campaign.id,
             reason=decision.pause,
             after={
-                "wave": wave,
-                "results": [
-                    {
-                        "check": o.name,
-                        "result": o.result.value,
-                        "value": o.value,
-                        "detail": o.detail,
-                    }
-                    for o in outcomes[-AUDITED_RESULTS:]
-                ],
+                "wave": wave.index,
+                "results": [_audited(o) for o in outcomes[-AUDITED_RESULTS:]],
             },
         )
     return decision
+
+
+# An operator's promotion and hold extension are audit events, and the engine reads them
+# back: the audit log is the record of both, so nothing else can disagree with it.
+PROMOTED = "campaign.promoted"
+HOLD_EXTENDED = "campaign.hold_extended"
+
+
+async def _promotion(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> dict[str, Any]:
+    """The operator's promotion of this wave, unless a hold extension came after it."""
+    subject = {"subject_type": "campaign", "subject_id": str(campaign_id)}
+    after = await audit_repo.last_after(session, **subject, action=PROMOTED)
+    if not after or after.get("wave") != wave:
+        return {}
+    promoted_at = await audit_repo.last_at(session, **subject, action=PROMOTED)
+    extended_at = await audit_repo.last_at(session, **subject, action=HOLD_EXTENDED)
+    if extended_at is not None and promoted_at is not None and extended_at > promoted_at:
+        return {}
+    return dict(after)
+
+
+async def promoted(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> bool:
+    """Whether an operator skipped the rest of this wave's hold."""
+    return bool(await _promotion(session, campaign_id, wave))
+
+
+async def overridden(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> bool:
+    """Whether an operator promoted this wave with an override of its checks."""
+    return (await _promotion(session, campaign_id, wave)).get("override") is True
 
 
 def _audited(outcome: Outcome) -> dict[str, object]:

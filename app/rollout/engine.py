@@ -45,7 +45,7 @@ import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement
@@ -223,7 +223,7 @@ async def _step(
     current = campaign.current_wave
     if current >= 0:
         wave = waves[current]
-        checks = await _wave_checks(session, settings, campaign, wave)
+        checks = await wave_checks.gate(session, settings, campaign, wave)
         if checks.pause:
             _pause(session, campaign, checks.pause, now)
             return "paused", checks.pause
@@ -276,7 +276,13 @@ async def _step(
             )
             return "completed", "every wave finished"
         held = campaigns.hold_until(wave)
-        if held is not None and held > now:
+        # An operator may skip the rest of a hold (POST .../promote); never the checks,
+        # unless the promotion overrode them (`wave_checks.gate` reads that).
+        if (
+            held is not None
+            and held > now
+            and not await wave_checks.promoted(session, campaign.id, current)
+        ):
             return None
         if not checks.release:
             # Held until every check has passed since the release, with no failure since.
@@ -301,19 +307,6 @@ async def _last_resume(session: AsyncSession, campaign_id: uuid.UUID) -> datetim
         subject_id=str(campaign_id),
         action=f"campaign.{CampaignAction.resume.value}",
     )
-
-
-async def _wave_checks(
-    session: AsyncSession, settings: Settings, campaign: Campaign, wave: CampaignWave
-) -> wave_checks.Decision:
-    if not wave_checks.has_checks(settings, campaign):
-        return wave_checks.ALLOW
-    # As for the guardrail: an operator who resumes has seen the results so far.
-    since = wave.released_at or datetime.min.replace(tzinfo=UTC)
-    resumed_at = await _last_resume(session, campaign.id)
-    if resumed_at is not None and resumed_at > since:
-        since = resumed_at
-    return await wave_checks.gate(session, settings, campaign, wave.index, since)
 
 
 def _guardrail(campaign: Campaign, counts: dict[str, int]) -> str | None:

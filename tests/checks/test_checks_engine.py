@@ -8,38 +8,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
 from app.audit.models import AuditEvent
 from app.auth.models import Scope
-from app.campaigns.models import Campaign, CampaignWave
+from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus
 from app.checks import runner as wave_checks
 from app.checks.evaluate import INCONCLUSIVE_LIMIT
-from app.checks.models import WaveCheckResult
 from app.checks.spec import check_list
 from app.db.types import utcnow
-from app.delivery.sender import pump
 from app.rollout import engine
 from app.runtime import Runtime
-from app.settings import Settings
-from tests.checks.local_server import LocalServer, local_server
+from tests.checks.local_server import LocalServer
+from tests.checks.support import drive, results_of, waves_of
 from tests.conftest import KeyMaker, bearer
-from tests.support import add_devices, campaign_body, campaign_status, create_and_start, sender_deps
-
-STOPPED = {CampaignStatus.paused, CampaignStatus.completed}
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LocalServer]:
-    async with local_server() as s:
-        yield s
+from tests.support import add_devices, campaign_body, create_and_start, sender_deps
 
 
 async def _start(
@@ -67,59 +55,15 @@ async def _start(
     return await create_and_start(client, headers, campaign_body(rollout=rollout))
 
 
-async def _drive(
-    db: Runtime,
-    campaign_id: uuid.UUID,
-    *,
-    ticks: int,
-    start: datetime | None = None,
-    settings: Settings | None = None,
-    real_time: bool = False,
-) -> tuple[CampaignStatus, datetime]:
-    """Tick (a second of the engine's clock each, or the wall clock every 0.2 s) and send,
-    as a worker would, until the campaign pauses or completes or the ticks run out."""
-    settings = settings or db.settings
-    deps = await sender_deps(db, settings)
-    now = start or utcnow()
-    status = await campaign_status(db, campaign_id)
-    try:
-        for _ in range(ticks):
-            if real_time:
-                await asyncio.sleep(0.2)
-                now = utcnow()
-            report = await engine.tick(db.sessionmaker, deps.control, settings, now=now)
-            if campaign_id in report.sendable:
-                await pump(deps, campaign_id, budget_seconds=10)
-            status = await campaign_status(db, campaign_id)
-            if status in STOPPED:
-                break
-            now += timedelta(seconds=1)
-    finally:
-        await deps.control.watch.aclose()
-    return status, now
-
-
-async def _waves(db: Runtime, campaign_id: uuid.UUID) -> list[CampaignWave]:
-    async with db.sessionmaker() as session:
-        query = select(CampaignWave).where(CampaignWave.campaign_id == campaign_id)
-        return list((await session.exec(query.order_by(col(CampaignWave.index)))).all())
-
-
-async def _results(db: Runtime, campaign_id: uuid.UUID) -> list[WaveCheckResult]:
-    async with db.sessionmaker() as session:
-        query = select(WaveCheckResult).where(WaveCheckResult.campaign_id == campaign_id)
-        return list((await session.exec(query.order_by(col(WaveCheckResult.id)))).all())
-
-
 async def test_a_passing_check_lets_the_next_wave_go(
     client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, server: LocalServer
 ) -> None:
     server.answer({"latency": {"p99_ms": 640}})
     campaign_id = await _start(client, make_key, db, server)
-    status, _now = await _drive(db, campaign_id, ticks=30)
+    status, _now = await drive(db, campaign_id, ticks=30)
     assert status == CampaignStatus.completed
-    waves = await _waves(db, campaign_id)
-    results = await _results(db, campaign_id)
+    waves = await waves_of(db, campaign_id)
+    results = await results_of(db, campaign_id)
     first = [r for r in results if r.wave == 0]
     assert first and all(r.result == "pass" and r.value == 640 for r in first)
     # The next wave went only after the check had passed during the first.
@@ -139,12 +83,12 @@ async def test_a_failing_check_pauses_and_the_next_wave_never_goes(
     server.answer({"latency": {"p99_ms": 640}})
     campaign_id = await _start(client, make_key, db, server, failure_limit=2)
     # One failure, then a pass: below the limit, the run of failures ends.
-    status, now = await _drive(db, campaign_id, ticks=1)
+    status, now = await drive(db, campaign_id, ticks=1)
     server.answer({"latency": {"p99_ms": 2400}})
-    status, now = await _drive(db, campaign_id, ticks=2, start=now + timedelta(seconds=1))
+    status, now = await drive(db, campaign_id, ticks=2, start=now + timedelta(seconds=1))
     assert status == CampaignStatus.running
     server.answer({"latency": {"p99_ms": 1900}})
-    status, now = await _drive(db, campaign_id, ticks=10, start=now + timedelta(seconds=1))
+    status, now = await drive(db, campaign_id, ticks=10, start=now + timedelta(seconds=1))
     assert status == CampaignStatus.paused
     async with db.sessionmaker() as session:
         campaign = await session.get(Campaign, campaign_id)
@@ -158,14 +102,14 @@ async def test_a_failing_check_pauses_and_the_next_wave_never_goes(
     assert len(paused) == 1 and paused[0].reason == reason
     assert [r["value"] for r in paused[0].after["results"]][-2:] == [2400, 1900]
     assert any(e.action == "campaign.auto_pause" and e.reason == reason for e in events)
-    waves = await _waves(db, campaign_id)
+    waves = await waves_of(db, campaign_id)
     assert waves[1].status == "pending" and waves[1].released_at is None
     # Paused: no more checks run, and the next wave stays where it is.
     asked = len(server.requests)
     server.answer({"latency": {"p99_ms": 100}})
-    await _drive(db, campaign_id, ticks=5, start=now + timedelta(seconds=1))
+    await drive(db, campaign_id, ticks=5, start=now + timedelta(seconds=1))
     assert len(server.requests) == asked
-    assert (await _waves(db, campaign_id))[1].released_at is None
+    assert (await waves_of(db, campaign_id))[1].released_at is None
 
 
 async def test_an_unreadable_check_holds_the_wave_then_pauses_it(
@@ -173,21 +117,21 @@ async def test_an_unreadable_check_holds_the_wave_then_pauses_it(
 ) -> None:
     server.answer({"latency": {"p99_ms": "n/a"}})
     campaign_id = await _start(client, make_key, db, server, interval_seconds=1)
-    status, now = await _drive(db, campaign_id, ticks=INCONCLUSIVE_LIMIT - 1)
+    status, now = await drive(db, campaign_id, ticks=INCONCLUSIVE_LIMIT - 1)
     # The first wave is sent and finished, its hold (0 s) long past: held by the check.
-    waves = await _waves(db, campaign_id)
+    waves = await waves_of(db, campaign_id)
     assert status == CampaignStatus.running
     assert waves[0].status == "finished" and waves[1].released_at is None
-    status, now = await _drive(db, campaign_id, ticks=5, start=now + timedelta(seconds=1))
+    status, now = await drive(db, campaign_id, ticks=5, start=now + timedelta(seconds=1))
     assert status == CampaignStatus.paused
-    results = await _results(db, campaign_id)
+    results = await results_of(db, campaign_id)
     assert [r.result for r in results] == ["inconclusive"] * INCONCLUSIVE_LIMIT
     async with db.sessionmaker() as session:
         campaign = await session.get(Campaign, campaign_id)
     assert campaign is not None and campaign.status_reason is not None
     assert campaign.status_reason.startswith("checks inconclusive: check 'api health'")
     assert "not a number" in campaign.status_reason
-    assert (await _waves(db, campaign_id))[1].released_at is None
+    assert (await waves_of(db, campaign_id))[1].released_at is None
 
 
 async def test_a_resumed_campaign_is_judged_on_what_its_checks_saw_since(
@@ -195,7 +139,7 @@ async def test_a_resumed_campaign_is_judged_on_what_its_checks_saw_since(
 ) -> None:
     server.answer({"latency": {"p99_ms": 5000}})
     campaign_id = await _start(client, make_key, db, server, interval_seconds=1)
-    status, _now = await _drive(db, campaign_id, ticks=20, real_time=True)
+    status, _now = await drive(db, campaign_id, ticks=20, real_time=True)
     assert status == CampaignStatus.paused
     headers = bearer(await make_key(Scope.campaigns_operate))
     resumed = await client.post(
@@ -205,9 +149,9 @@ async def test_a_resumed_campaign_is_judged_on_what_its_checks_saw_since(
     )
     assert resumed.status_code == 200, resumed.text
     server.answer({"latency": {"p99_ms": 300}})
-    status, _now = await _drive(db, campaign_id, ticks=40, real_time=True)
+    status, _now = await drive(db, campaign_id, ticks=40, real_time=True)
     assert status == CampaignStatus.completed
-    assert (await _waves(db, campaign_id))[1].released_at is not None
+    assert (await waves_of(db, campaign_id))[1].released_at is not None
 
 
 async def test_deployment_defaults_apply_to_a_live_campaign(
@@ -225,7 +169,7 @@ async def test_deployment_defaults_apply_to_a_live_campaign(
     )
     settings = db.settings.model_copy(update={"default_checks": default})
     live = await _start(client, make_key, db, server, own_checks=False)
-    status, _now = await _drive(db, live, ticks=10, settings=settings)
+    status, _now = await drive(db, live, ticks=10, settings=settings)
     assert status == CampaignStatus.paused
     async with db.sessionmaker() as session:
         campaign = await session.get(Campaign, live)
@@ -251,4 +195,4 @@ async def test_two_workers_running_the_same_round_store_it_once(
     )
     assert sorted(stored) == [0, 1]
     assert len(server.requests) == 2
-    assert [r.result for r in await _results(db, campaign_id)] == ["pass"]
+    assert [r.result for r in await results_of(db, campaign_id)] == ["pass"]

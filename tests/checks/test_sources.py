@@ -31,15 +31,9 @@ from app.db.types import utcnow
 from app.delivery.models import Delivery, DeliveryStatus
 from app.events.models import EngagementEvent, EventType
 from app.runtime import Runtime
-from tests.checks.local_server import LocalServer, local_server
+from tests.checks.local_server import LocalServer
 from tests.conftest import KeyMaker, bearer
 from tests.support import add_devices, campaign_body
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LocalServer]:
-    async with local_server() as s:
-        yield s
 
 
 @pytest.fixture
