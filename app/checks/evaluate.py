@@ -143,6 +143,16 @@ def _waiting(states: dict[str, CheckState]) -> tuple[str, ...]:
     return tuple(name for name, state in states.items() if not state.passed)
 
 
+def history_needed(check: CheckSpec) -> int:
+    """How many of a check's latest results `decide` needs to decide as it would on all of
+    them, for a wave that has not paused before its latest round: since the check's last
+    pass there are at most failure_limit − 1 failures, and around them at most
+    failure_limit runs of at most INCONCLUSIVE_LIMIT − 1 inconclusive results (more would
+    have paused), so the last pass is among its latest failure_limit · INCONCLUSIVE_LIMIT
+    results; a pass resets everything before it. One more covers the newest round."""
+    return check.failure_limit * INCONCLUSIVE_LIMIT + 1
+
+
 def due(interval_seconds: int, last_run_age: float | None) -> bool:
     """Whether a check runs now: never run this wave, or its interval has passed."""
     return last_run_age is None or last_run_age >= interval_seconds

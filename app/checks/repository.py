@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -48,18 +48,28 @@ async def last_runs(
 
 
 async def outcomes_since(
-    session: AsyncSession, campaign_id: uuid.UUID, wave: int, since: datetime
+    session: AsyncSession,
+    campaign_id: uuid.UUID,
+    wave: int,
+    since: datetime,
+    latest: Mapping[str, int],
 ) -> list[Outcome]:
-    """This wave's results from `since` on, in the order they were stored."""
-    rows = await session.execute(
-        select(WaveCheckResult)
-        .where(
-            col(WaveCheckResult.campaign_id) == campaign_id,
-            col(WaveCheckResult.wave) == wave,
-            col(WaveCheckResult.observed_at) >= since,
+    """This wave's results from `since` on, at most `latest[name]` of each check (its newest),
+    in the order they were stored. One statement per check, each walking the index
+    backwards from the newest result: a long hold's history is never read in full."""
+    rows: list[WaveCheckResult] = []
+    for name, limit in latest.items():
+        query = (
+            select(WaveCheckResult)
+            .where(
+                col(WaveCheckResult.campaign_id) == campaign_id,
+                col(WaveCheckResult.wave) == wave,
+                col(WaveCheckResult.observed_at) >= since,
+                col(WaveCheckResult.check_name) == name,
+            )
+            .order_by(col(WaveCheckResult.observed_at).desc(), col(WaveCheckResult.id).desc())
+            .limit(limit)
         )
-        .order_by(col(WaveCheckResult.observed_at), col(WaveCheckResult.id))
-    )
-    return [
-        Outcome(r.check_name, Result(r.result), r.value, r.detail) for r in rows.scalars().all()
-    ]
+        rows += (await session.execute(query)).scalars().all()
+    rows.sort(key=lambda r: (r.observed_at, r.id or 0))
+    return [Outcome(r.check_name, Result(r.result), r.value, r.detail) for r in rows]

@@ -32,7 +32,7 @@ from app.campaigns import repository as campaigns_repo
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave
 from app.campaigns.state import CampaignAction, CampaignStatus
 from app.checks import repository, sources
-from app.checks.evaluate import Decision, Outcome, decide, due, judge
+from app.checks.evaluate import Decision, Outcome, decide, due, history_needed, judge
 
 __all__ = [
     "ALLOW",
@@ -172,7 +172,8 @@ async def gate(
     )
     if resumed_at is not None and resumed_at > since:
         since = resumed_at
-    outcomes = await repository.outcomes_since(session, campaign.id, wave.index, since)
+    latest = {c.name: history_needed(c) for c in checks}
+    outcomes = await repository.outcomes_since(session, campaign.id, wave.index, since, latest)
     decision = decide(checks, outcomes, hold_passed=True)
     if decision.pause is not None and audit_pause:
         audit.record(

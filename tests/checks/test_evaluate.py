@@ -18,6 +18,7 @@ from app.checks.evaluate import (
     Unreadable,
     decide,
     due,
+    history_needed,
     judge,
 )
 from app.checks.spec import CheckSpec, Condition
@@ -104,6 +105,36 @@ def test_several_checks_match_the_reference(
 ) -> None:
     checks = [check(n, limit) for n, limit in zip("abc", limits, strict=True)]
     _compare(checks, [outcome(n, r) for n, r in results], hold_passed)
+
+
+def _latest(checks: Sequence[CheckSpec], outcomes: list[Outcome]) -> list[Outcome]:
+    """What the repository reads: each check's newest history_needed results, in order."""
+    keep: set[int] = set()
+    for c in checks:
+        mine = [i for i, o in enumerate(outcomes) if o.name == c.name]
+        keep.update(mine[-history_needed(c) :])
+    return [o for i, o in enumerate(outcomes) if i in keep]
+
+
+@given(
+    limits=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    results=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.sampled_from([P, F, U, U, U])),
+        max_size=80,
+    ),
+)
+def test_the_latest_results_decide_as_the_whole_history(
+    limits: tuple[int, int], results: list[tuple[str, Result]]
+) -> None:
+    """The engine acts on the first pause, so it only ever judges a history that had not
+    paused before its newest result; there, the newest results of each check suffice."""
+    checks = [check(n, limit) for n, limit in zip("ab", limits, strict=True)]
+    outcomes = [outcome(n, r) for n, r in results]
+    for n in range(1, len(outcomes) + 1):
+        if decide(checks, outcomes[: n - 1], hold_passed=True).pause is not None:
+            break
+        whole = decide(checks, outcomes[:n], hold_passed=True)
+        assert decide(checks, _latest(checks, outcomes[:n]), hold_passed=True) == whole
 
 
 def test_named_cases() -> None:
