@@ -45,20 +45,25 @@ __all__ = [
     "promoted",
     "run_due",
 ]
-from app.checks.spec import CheckSpec, load
+from app.checks.spec import CheckSpec, load, unique_names
 from app.db.session import unit_of_work
 from app.settings import Settings
 
-INVALID = "wave checks: the campaign's stored checks no longer validate; nothing was released"
+INVALID = (
+    "wave checks: the campaign's checks, with the deployment's (WAVECAST_DEFAULT_CHECKS), no "
+    "longer validate; nothing more is released"
+)
 # Results of the wave kept in the audit record of a pause.
 AUDITED_RESULTS = 20
 ALLOW = Decision(release=True, pause=None)
 
 
 def checks_of(settings: Settings, campaign: Campaign) -> list[CheckSpec]:
-    """The checks a campaign runs; ValueError when its stored ones no longer validate."""
+    """The checks a campaign runs; ValueError when its stored ones no longer validate, or
+    one is named like a deployment default added since the campaign was created (two checks
+    of one name would share their results)."""
     defaults = settings.default_checks if campaign.kind == CampaignKind.live else []
-    return [*defaults, *load(campaign.checks)]
+    return unique_names([*defaults, *load(campaign.checks)])
 
 
 def has_checks(settings: Settings, campaign: Campaign) -> bool:

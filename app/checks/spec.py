@@ -131,7 +131,7 @@ class CheckSpec(_Strict):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def _unique_names(checks: list[CheckSpec]) -> list[CheckSpec]:
+def unique_names(checks: list[CheckSpec]) -> list[CheckSpec]:
     seen: set[str] = set()
     for check in checks:
         if check.name in seen:
@@ -140,7 +140,7 @@ def _unique_names(checks: list[CheckSpec]) -> list[CheckSpec]:
     return checks
 
 
-CheckList = Annotated[list[CheckSpec], Field(max_length=MAX_CHECKS), AfterValidator(_unique_names)]
+CheckList = Annotated[list[CheckSpec], Field(max_length=MAX_CHECKS), AfterValidator(unique_names)]
 check_list = TypeAdapter(CheckList)
 
 

@@ -196,3 +196,20 @@ async def test_two_workers_running_the_same_round_store_it_once(
     assert sorted(stored) == [0, 1]
     assert len(server.requests) == 2
     assert [r.result for r in await results_of(db, campaign_id)] == ["pass"]
+
+
+async def test_a_default_added_later_under_a_campaign_checks_name_pauses_it(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, server: LocalServer
+) -> None:
+    server.answer({"latency": {"p99_ms": 640}})
+    campaign_id = await _start(client, make_key, db, server)
+    clash = check_list.validate_python(
+        [{"name": "api health", "builtin": "failure_rate", "pass_when": {"lt": 0.5}}]
+    )
+    settings = db.settings.model_copy(update={"default_checks": clash})
+    status, _now = await drive(db, campaign_id, ticks=5, settings=settings)
+    assert status == CampaignStatus.paused
+    async with db.sessionmaker() as session:
+        campaign = await session.get(Campaign, campaign_id)
+    assert campaign is not None and campaign.status_reason == wave_checks.INVALID
+    assert await results_of(db, campaign_id) == []
