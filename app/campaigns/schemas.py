@@ -268,6 +268,18 @@ class WaveOut(BaseModel):
     hold_until: datetime | None
 
 
+class CheckResultOut(BaseModel):
+    """A wave check's newest run during the current wave."""
+
+    name: str
+    wave: int
+    result: Literal["pass", "fail", "inconclusive"]
+    value: float | None
+    # Why it was inconclusive, or the condition it was held to.
+    detail: str | None
+    observed_at: datetime
+
+
 class CampaignOut(BaseModel):
     id: uuid.UUID
     name: str
@@ -287,6 +299,8 @@ class CampaignOut(BaseModel):
     # The campaign's own wave checks (the deployment's WAVECAST_DEFAULT_CHECKS apply too, to
     # live campaigns).
     checks: list[dict[str, Any]] = Field(default_factory=list)
+    # What each check (its own and the deployment's) saw last during the current wave.
+    check_results: list[CheckResultOut] = Field(default_factory=list)
     # The campaign's own quiet hours ("21:00-08:00"), "off", or null: the deployment's.
     quiet_hours: str | None
     expires_at: datetime | None

@@ -23,6 +23,7 @@ from app.campaigns.schemas import (
     CampaignOut,
     CampaignPatch,
     CampaignSummary,
+    CheckResultOut,
     Content,
     PreviewOut,
     Rollout,
@@ -37,6 +38,7 @@ from app.campaigns.state import (
     is_terminal,
     next_status,
 )
+from app.checks import repository as checks_repo
 from app.checks import runner as wave_checks
 from app.db.types import utcnow
 from app.delivery import ledger
@@ -596,6 +598,7 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
             next_wave_at = campaign.start_at or campaign.started_at
         elif current + 1 < len(wave_rows):
             next_wave_at = hold_until(wave_rows[current])
+    results = await checks_repo.latest(session, campaign.id, current) if current >= 0 else []
     return CampaignOut(
         id=campaign.id,
         name=campaign.name,
@@ -613,6 +616,17 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
         guard_override_reason=campaign.guard_override_reason,
         local_time=campaign.local_time,
         checks=campaign.checks or [],
+        check_results=[
+            CheckResultOut(
+                name=r.check_name,
+                wave=r.wave,
+                result=r.result,
+                value=r.value,
+                detail=r.detail,
+                observed_at=r.observed_at,
+            )
+            for r in results
+        ],
         quiet_hours=campaign.quiet_hours,
         expires_at=campaign.expires_at,
         priority=campaign.priority,

@@ -73,3 +73,18 @@ async def outcomes_since(
         rows += (await session.execute(query)).scalars().all()
     rows.sort(key=lambda r: (r.observed_at, r.id or 0))
     return [Outcome(r.check_name, Result(r.result), r.value, r.detail) for r in rows]
+
+
+async def latest(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> list[WaveCheckResult]:
+    """Each check's newest result during this wave, by check name."""
+    newest = (
+        select(func.max(WaveCheckResult.id))
+        .where(col(WaveCheckResult.campaign_id) == campaign_id, col(WaveCheckResult.wave) == wave)
+        .group_by(WaveCheckResult.check_name)
+    )
+    rows = await session.execute(
+        select(WaveCheckResult)
+        .where(col(WaveCheckResult.id).in_(newest))
+        .order_by(col(WaveCheckResult.check_name))
+    )
+    return list(rows.scalars().all())

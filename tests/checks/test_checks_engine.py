@@ -104,6 +104,16 @@ async def test_a_failing_check_pauses_and_the_next_wave_never_goes(
     assert any(e.action == "campaign.auto_pause" and e.reason == reason for e in events)
     waves = await waves_of(db, campaign_id)
     assert waves[1].status == "pending" and waves[1].released_at is None
+    reader = bearer(await make_key(Scope.campaigns_read))
+    view = (await client.get(f"/v1/campaigns/{campaign_id}", headers=reader)).json()
+    [shown] = view["check_results"]
+    assert {k: shown[k] for k in ("name", "wave", "result", "value", "detail")} == {
+        "name": "api health",
+        "wave": 0,
+        "result": "fail",
+        "value": 1900,
+        "detail": "<= 800",
+    }
     # Paused: no more checks run, and the next wave stays where it is.
     asked = len(server.requests)
     server.answer({"latency": {"p99_ms": 100}})
