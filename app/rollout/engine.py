@@ -277,13 +277,14 @@ async def _step(
             return "completed", "every wave finished"
         held = campaigns.hold_until(wave)
         # An operator may skip the rest of a hold (POST .../promote); never the checks,
-        # unless the promotion overrode them (`wave_checks.gate` reads that).
-        if (
-            held is not None
-            and held > now
-            and not await wave_checks.promoted(session, campaign.id, current)
-        ):
-            return None
+        # unless the promotion overrode them (`wave_checks.gate` reads that), and never, in
+        # production, the policy's minimum hold for a live campaign.
+        if held is not None and held > now:
+            floor = _policy_hold_until(settings, campaign, wave)
+            if (floor is not None and floor > now) or not await wave_checks.promoted(
+                session, campaign.id, current
+            ):
+                return None
         if not checks.release:
             # Held until every check has passed since the release, with no failure since.
             return None
@@ -316,6 +317,18 @@ def _guardrail(campaign: Campaign, counts: dict[str, int]) -> str | None:
         threshold_percent=Decimal(campaign.failure_threshold_percent),
         wave_number=campaign.current_wave + 1,
     )
+
+
+def _policy_hold_until(
+    settings: Settings, campaign: Campaign, wave: CampaignWave
+) -> datetime | None:
+    """In production, the earliest a live campaign's next wave may follow this one whatever an
+    operator promotes: the staging policy's minimum hold after the wave finished."""
+    if not settings.is_production or campaign.kind != CampaignKind.live:
+        return None
+    if wave.finished_at is None:
+        return None
+    return wave.finished_at + timedelta(seconds=min(settings.min_hold_seconds, wave.hold_seconds))
 
 
 def _worker_guard(settings: Settings, campaign: Campaign, waves: list[CampaignWave]) -> str | None:
