@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 import psutil
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audiences.service import audience_filter
 from app.audiences.versions import version_key
@@ -255,24 +256,31 @@ async def _waves(runtime: Runtime, campaign_id: uuid.UUID) -> list[dict[str, Any
     ]
 
 
+async def explaining(conn: AsyncConnection) -> list[str]:
+    """Turn PostgreSQL's auto_explain on for `conn`: the plan of every statement it runs
+    from now on arrives as a notice, appended to the list returned."""
+    notices: list[str] = []
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    driver.add_log_listener(lambda _c, message: notices.append(message.message))
+    await conn.execute(text("LOAD 'auto_explain'"))
+    for setting in (
+        "log_min_duration = 0",
+        "log_analyze = on",
+        "log_buffers = on",
+        "log_timing = on",
+        "log_level = notice",
+    ):
+        await conn.execute(text(f"SET auto_explain.{setting}"))
+    await conn.commit()
+    return notices
+
+
 async def explain(runtime: Runtime, campaign_id: uuid.UUID) -> str:
     """The plans of one release chunk and one claim at this size, from auto_explain, rolled
     back (after the campaign, so the ledger holds what it sent)."""
-    notices: list[str] = []
     async with runtime.engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver: Any = raw.driver_connection
-        driver.add_log_listener(lambda _c, message: notices.append(message.message))
-        await conn.execute(text("LOAD 'auto_explain'"))
-        for setting in (
-            "log_min_duration = 0",
-            "log_analyze = on",
-            "log_buffers = on",
-            "log_timing = on",
-            "log_level = notice",
-        ):
-            await conn.execute(text(f"SET auto_explain.{setting}"))
-        await conn.commit()
+        notices = await explaining(conn)
         transaction = await conn.begin()
         async with runtime.sessionmaker(bind=conn) as session:
             campaign = await campaigns.get(session, campaign_id)

@@ -92,6 +92,7 @@ from app.settings import Settings
 from app.timing.schedule import QuietHours, due_at, next_local_occurrence, quiet_until
 from wavecast_tools.bench import stack
 from wavecast_tools.bench.report import Figure, at_least, at_most, percentile, reported
+from wavecast_tools.bench.scale import explaining
 from wavecast_tools.bench.timing import sliding_max
 
 DESCRIPTION = "local-time delivery and quiet hours over 400 time zones: scheduling, first sends"
@@ -522,10 +523,7 @@ async def _timed_claims(
     plans from auto_explain."""
     claims: list[float] = []
     checks: list[float] = []
-    notices: list[str] = []
     async with runtime.engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver: Any = raw.driver_connection
         for _ in range(repeat):
             transaction = await conn.begin()
             async with runtime.sessionmaker(bind=conn) as session:
@@ -546,17 +544,7 @@ async def _timed_claims(
                 await ledger.has_claimable(session, campaign_id, utcnow())
                 checks.append((time.perf_counter() - started) * 1000)
             await transaction.rollback()
-        driver.add_log_listener(lambda _c, message: notices.append(message.message))
-        await conn.execute(text("LOAD 'auto_explain'"))
-        for setting in (
-            "log_min_duration = 0",
-            "log_analyze = on",
-            "log_buffers = on",
-            "log_timing = on",
-            "log_level = notice",
-        ):
-            await conn.execute(text(f"SET auto_explain.{setting}"))
-        await conn.commit()
+        notices = await explaining(conn)
         transaction = await conn.begin()
         async with runtime.sessionmaker(bind=conn) as session:
             campaign = await campaigns.get(session, campaign_id)
