@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -33,6 +34,13 @@ REF_KEY = "wavecast_ref"
 RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type", "aps", REF_KEY})
 RESERVED_DATA_PREFIXES = ("google.", "gcm.")
 DEFAULT_TTL = timedelta(hours=4)
+# A push's collapse identity (APNs `apns-collapse-id`, Android `notification.tag`): a push sent
+# again after a crash replaces the first on the phone instead of stacking beside it. This
+# default stands for one derived from the campaign (app.delivery.payloads.collapse_identity).
+CAMPAIGN_COLLAPSE_ID = "{campaign}"
+# Printable ASCII without spaces: as many bytes as characters, so 64 fits APNs' 64-byte limit,
+# and nothing a header or a tag could mangle.
+CollapseId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[!-~]+$")]
 
 
 class _Strict(BaseModel):
@@ -83,6 +91,20 @@ class Content(_Strict):
     ] = Field(default_factory=dict, max_length=100)
     ttl_seconds: Annotated[int, Field(ge=0, le=28 * 24 * 3600)] = int(DEFAULT_TTL.total_seconds())
     collapse_key: Annotated[str, StringConstraints(max_length=64)] | None = None
+    # The default derives one per campaign; a string is the campaign's own (shared with other
+    # campaigns, a later push replaces an earlier one); null sends none, for an app that
+    # replaces notifications itself (every push carries its `wavecast_ref`).
+    collapse_id: CollapseId | None = CAMPAIGN_COLLAPSE_ID
+
+    @field_validator("collapse_id")
+    @classmethod
+    def _collapse_off_means_off(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("collapse_key"):
+            raise ValueError(
+                "null turns collapse identities off, but collapse_key sets APNs' "
+                "apns-collapse-id: drop one of them"
+            )
+        return value
 
     @field_validator("data")
     @classmethod

@@ -12,11 +12,13 @@ from typing import Any
 
 import orjson
 
-from app.campaigns.schemas import REF_KEY, Content
+from app.campaigns.schemas import CAMPAIGN_COLLAPSE_ID, REF_KEY, Content
 
 PAYLOAD_LIMIT = 4096
 # The longest reference a push can carry: a delivery id is a BIGINT, at most 19 digits.
 LONGEST_REF = "9" * 19
+# Any campaign id: every one is a UUID's 36 characters.
+ANY_CAMPAIGN_ID = "00000000-0000-0000-0000-000000000000"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,19 @@ def _data(content: Content) -> dict[str, str]:
     return data
 
 
+def collapse_identity(content: Content, campaign_id: str) -> str | None:
+    """The collapse identity every push of the campaign carries (APNs `apns-collapse-id`,
+    Android `notification.tag`), or None when the campaign turned it off.
+
+    A device gets one push per campaign, so one identity per campaign replaces only that
+    push: sent again after a crash, it takes the first one's place instead of stacking. The
+    default is `wavecast-<campaign id>` (45 bytes, within APNs' 64), or the campaign's
+    `collapse_key` when it gave one (which already set `apns-collapse-id`)."""
+    if content.collapse_id == CAMPAIGN_COLLAPSE_ID:
+        return content.collapse_key or f"wavecast-{campaign_id}"
+    return content.collapse_id
+
+
 def apns_payload(content: Content, locale: str | None) -> dict[str, Any]:
     text = pick_text(content, locale, "ios")
     options = content.ios
@@ -76,8 +91,11 @@ def apns_payload(content: Content, locale: str | None) -> dict[str, Any]:
     return {"aps": aps, **_data(content)}
 
 
-def fcm_message(content: Content, locale: str | None) -> dict[str, Any]:
-    """The FCM v1 `message` fields that count toward its payload limit (without token)."""
+def fcm_message(
+    content: Content, locale: str | None, collapse_id: str | None = None
+) -> dict[str, Any]:
+    """The FCM v1 `message` fields that count toward its payload limit (without token);
+    `collapse_id` (from `collapse_identity`) becomes the Android notification's `tag`."""
     text = pick_text(content, locale, "android")
     message: dict[str, Any] = {"notification": {"title": text.title, "body": text.body}}
     data = _data(content)
@@ -100,6 +118,9 @@ def fcm_message(content: Content, locale: str | None) -> dict[str, Any]:
             value = getattr(options, name)
             if value:
                 notification[key] = value
+    if collapse_id is not None:
+        # A notification shown with the same tag replaces the one already in the drawer.
+        notification["tag"] = collapse_id
     if notification:
         android["notification"] = notification
     if content.collapse_key:
@@ -156,9 +177,11 @@ def largest_sizes(content: Content) -> dict[str, int]:
     """The largest payload each platform would carry, over every locale variant, with the
     longest delivery reference a push can carry."""
     locales: list[str | None] = [None, *content.locales]
+    # The tag counts toward FCM's limit; APNs carries its identity in a header.
+    tag = collapse_identity(content, ANY_CAMPAIGN_ID)
     return {
         "ios": max(size(apns_with_ref(apns_payload(content, loc), LONGEST_REF)) for loc in locales),
         "android": max(
-            size(fcm_with_ref(fcm_message(content, loc), LONGEST_REF)) for loc in locales
+            size(fcm_with_ref(fcm_message(content, loc, tag), LONGEST_REF)) for loc in locales
         ),
     }

@@ -44,7 +44,7 @@ from aioapns.connection import APNsDevelopmentClientProtocol, APNsProductionClie
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as ApnsConnectionError
 
-from app.delivery.payloads import EncodedWithRef, apns_payload, ref_of
+from app.delivery.payloads import EncodedWithRef, apns_payload, collapse_identity, ref_of
 from app.delivery.providers.apns_protocol import ApnsProtocol, Payload
 from app.delivery.providers.base import (
     Batch,
@@ -244,6 +244,7 @@ class ApnsProvider(Provider):
         if batch.block is not None:
             self.blocks.shared = batch.block
         priority = batch.content.ios.priority if batch.content.ios else 10
+        collapse = collapse_identity(batch.content, batch.campaign_id)
         started = time.perf_counter()
         # Mapped and encoded once per locale (see apns_protocol.Payload); each message only
         # joins its delivery reference onto the encoded bytes.
@@ -259,14 +260,19 @@ class ApnsProvider(Provider):
         current_fence.set(batch.fence)
         results = await asyncio.gather(
             *(
-                self._send_one(batch, m, priority, payload)
+                self._send_one(batch, m, priority, collapse, payload)
                 for m, payload in zip(batch.messages, payloads, strict=True)
             )
         )
         return list(results)
 
     async def _send_one(
-        self, batch: Batch, message: Message, priority: int, payload: Payload
+        self,
+        batch: Batch,
+        message: Message,
+        priority: int,
+        collapse: str | None,
+        payload: Payload,
     ) -> SendResult:
         client = self._clients.get(message.apns_environment or "")
         if client is None:
@@ -284,7 +290,7 @@ class ApnsProvider(Provider):
             # aioapns turns this into apns-expiration = now + ttl.
             time_to_live=batch.content.ttl_seconds or None,
             priority=priority,
-            collapse_key=batch.content.collapse_key,
+            collapse_key=collapse,
             push_type=PushType.ALERT,
         )
         fence = current_fence.get()

@@ -41,7 +41,7 @@ from firebase_admin._retry import HttpxRetry
 from google.auth.transport import requests as google_auth_requests
 
 from app.campaigns.schemas import REF_KEY
-from app.delivery.payloads import fcm_message, ref_of
+from app.delivery.payloads import collapse_identity, fcm_message, ref_of
 from app.delivery.providers.base import (
     Batch,
     Message,
@@ -243,6 +243,7 @@ def _message(
                 color=options.get("color"),
                 sound=options.get("sound"),
                 image=options.get("image"),
+                tag=options.get("tag"),
             )
             if options
             else None,
@@ -391,12 +392,13 @@ class FcmProvider(Provider):
         with each device's token and delivery reference."""
         started = time.perf_counter()
         templates: dict[str | None, messaging.Message] = {}
+        collapse = collapse_identity(batch.content, batch.campaign_id)
         built = []
         for m in chunk:
             template = templates.get(m.locale)
             if template is None:
                 template = templates[m.locale] = to_message(
-                    fcm_message(batch.content, m.locale), ""
+                    fcm_message(batch.content, m.locale, collapse), ""
                 )
             message = copy.copy(template)
             message.token = m.token

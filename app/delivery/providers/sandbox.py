@@ -18,7 +18,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery.models import SandboxMessage
-from app.delivery.payloads import apns_payload, apns_with_ref, fcm_message, fcm_with_ref, ref_of
+from app.delivery.payloads import (
+    apns_payload,
+    apns_with_ref,
+    collapse_identity,
+    fcm_message,
+    fcm_with_ref,
+    ref_of,
+)
 from app.delivery.providers.base import (
     Batch,
     Message,
@@ -48,6 +55,7 @@ class SandboxProvider(Provider):
         # Built once per (platform, locale), as the real providers do, then copied with each
         # message's delivery reference.
         built: dict[tuple[str, str | None], dict[str, Any]] = {}
+        collapse = collapse_identity(batch.content, batch.campaign_id)
 
         def payload(m: Message) -> dict[str, Any]:
             key = (m.platform, m.locale)
@@ -55,7 +63,7 @@ class SandboxProvider(Provider):
                 built[key] = (
                     apns_payload(batch.content, m.locale)
                     if m.platform == "ios"
-                    else fcm_message(batch.content, m.locale)
+                    else fcm_message(batch.content, m.locale, collapse)
                 )
             with_ref = apns_with_ref if m.platform == "ios" else fcm_with_ref
             return with_ref(built[key], ref_of(m.delivery_id))

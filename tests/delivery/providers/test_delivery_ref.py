@@ -20,11 +20,13 @@ from app.campaigns.service import check_payload_size
 from app.campaigns.state import CampaignStatus
 from app.delivery.models import SandboxMessage
 from app.delivery.payloads import (
+    ANY_CAMPAIGN_ID,
     LONGEST_REF,
     PAYLOAD_LIMIT,
     EncodedWithRef,
     apns_payload,
     apns_with_ref,
+    collapse_identity,
     fcm_message,
     largest_sizes,
     size,
@@ -75,7 +77,12 @@ def test_the_size_check_counts_the_longest_ref() -> None:
     locales = (None, "pl")
     assert sizes["ios"] == max(size(apns_payload(content, loc)) for loc in locales) + ref_bytes
     # FCM's data map already exists here: the ref adds one member to it.
-    assert sizes["android"] == max(size(fcm_message(content, loc)) for loc in locales) + ref_bytes
+    # The Android tag is the longest a derived collapse identity can be.
+    tag = collapse_identity(content, ANY_CAMPAIGN_ID)
+    assert tag is not None and len(tag) == len("wavecast-") + 36
+    assert (
+        sizes["android"] == max(size(fcm_message(content, loc, tag)) for loc in locales) + ref_bytes
+    )
 
 
 def test_content_that_fits_only_without_the_ref_is_refused() -> None:
