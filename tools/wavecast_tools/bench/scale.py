@@ -1,4 +1,5 @@
-"""Scale: a 1,000,000-device audience in PostgreSQL, sent in waves by a real worker process.
+"""Scale: a 1,000,000-device audience (or 10,000,000 with `--devices`) in PostgreSQL, sent in
+waves by a real worker process.
 
 1. The first `--import-devices` devices go through the bulk importer (NDJSON, the HTTP
    import's code path): the import rate. The rest are filled by one `INSERT ... SELECT
@@ -11,6 +12,8 @@
    decision to the worker's "wave released" log line, which follows that chunk's
    statements); ledger rows/s (rows recorded sent per second from the first to the last
    send of the campaign).
+5. The worker's RSS along the run (at each tenth of it) and its growth over the second
+   half, the machine's load average at the start and the end, and the commit measured.
 4. With `--explain`, the release and claim statements run once more under auto_explain
    (ANALYZE, BUFFERS) in a rolled-back transaction and their plans are printed.
 """
@@ -56,12 +59,14 @@ from app.settings import Settings
 from wavecast_tools.bench.report import Figure, at_least, at_most, reported
 from workers.jobs import pump_timeout
 
-DESCRIPTION = "1M-device audience: import, wave planning, release to first send, ledger, RSS"
+DESCRIPTION = "1M/10M-device audience: import, wave planning, release to first send, ledger, RSS"
 SCENARIO = "scale"
 FIRST_SEND_TARGET_SECONDS = 2.0
 RSS_TARGET_MB = 200.0
 IMPORT_TARGET_PER_SECOND = 50_000
 FILL_ROWS = 100_000
+# How often the campaign's progress is read (a count over its ledger rows).
+STATUS_SECONDS = 5.0
 
 _VERSIONS = ["5.9.2", "5.10.0", "5.10.1", "5.11.0", "5.12.0", "5.12.1", "6.0.0"]
 _FILL = """
@@ -106,6 +111,19 @@ class Memory:
     @property
     def peak(self) -> float:
         return max(mb for _, mb in self.samples)
+
+    @property
+    def second_half_growth(self) -> float:
+        """End minus middle: what a worker that holds on to what it sent would show."""
+        return self.samples[-1][1] - self.at(0.5)
+
+    def timeline(self) -> str:
+        """RSS at each tenth of the run: flat or not, at a glance."""
+        return ", ".join(
+            f"{self.samples[min(len(self.samples) - 1, int(k / 10 * len(self.samples)))][0]:.0f}s "
+            f"{self.at(k / 10):.0f} MB"
+            for k in range(11)
+        )
 
 
 async def _reset(runtime: Runtime) -> None:
@@ -206,13 +224,15 @@ async def _status(runtime: Runtime, campaign_id: uuid.UUID) -> tuple[str, int]:
 
 async def _watch(
     runtime: Runtime, campaign_id: uuid.UUID, worker: psutil.Process, deadline: float
-) -> Memory:
+) -> tuple[Memory, bool]:
+    """The worker's RSS until the campaign stops running (True) or the deadline (False:
+    the figures then cover what was sent by then)."""
     memory = Memory()
     started = time.monotonic()
     last_check = 0.0
     while time.monotonic() < deadline:
         memory.samples.append((time.monotonic() - started, worker.memory_info().rss / (1 << 20)))
-        if time.monotonic() - last_check >= 2:
+        if time.monotonic() - last_check >= STATUS_SECONDS:
             last_check = time.monotonic()
             status, sent = await _status(runtime, campaign_id)
             print(
@@ -220,9 +240,10 @@ async def _watch(
                 file=sys.stderr,
             )
             if status != "running":
-                return memory
+                return memory, True
         await asyncio.sleep(0.25)
-    raise RuntimeError("the campaign did not finish in time")
+    print("  the campaign did not finish in time: figures up to now", file=sys.stderr)
+    return memory, False
 
 
 def _released_log_times(log: Path) -> dict[int, datetime]:
@@ -242,7 +263,8 @@ async def _waves(runtime: Runtime, campaign_id: uuid.UUID) -> list[dict[str, Any
         rows = (
             await conn.execute(
                 text(
-                    "SELECT w.index, w.released_at, count(d.id), min(d.sent_at), max(d.sent_at)"
+                    "SELECT w.index, w.released_at, count(d.id), min(d.sent_at), max(d.sent_at),"
+                    " count(d.sent_at)"
                     " FROM campaign_wave w JOIN delivery d ON d.campaign_id = w.campaign_id"
                     " AND d.wave = w.index WHERE w.campaign_id = :id"
                     " GROUP BY w.index, w.released_at ORDER BY w.index"
@@ -251,7 +273,14 @@ async def _waves(runtime: Runtime, campaign_id: uuid.UUID) -> list[dict[str, Any
             )
         ).all()
     return [
-        {"wave": r[0], "released_at": r[1], "rows": r[2], "first_sent": r[3], "last_sent": r[4]}
+        {
+            "wave": r[0],
+            "released_at": r[1],
+            "rows": r[2],
+            "first_sent": r[3],
+            "last_sent": r[4],
+            "sent": r[5],
+        }
         for r in rows
     ]
 
@@ -323,8 +352,23 @@ async def explain(runtime: Runtime, campaign_id: uuid.UUID) -> str:
     )
 
 
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
     waves = [Decimal(p) for p in args.waves.split(",")]
+    load_before = os.getloadavg()
+    print(
+        f"  commit {_commit()}, {args.devices:,} devices, waves {args.waves} %, "
+        f"load average {load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}",
+        file=sys.stderr,
+    )
     runtime = await Runtime.start(settings)
     work = Path(tempfile.mkdtemp(prefix="wavecast-scale-"))
     try:
@@ -339,7 +383,11 @@ async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
             worker = psutil.Process(process.pid)
             await asyncio.sleep(3)  # imports and start-up, so "start" is a running worker
             campaign_id = await _start_campaign(runtime, settings, waves)
-            memory = await _watch(runtime, campaign_id, worker, time.monotonic() + args.timeout)
+            timeout = args.timeout or max(900.0, args.devices / 1000)
+            memory, finished = await _watch(
+                runtime, campaign_id, worker, time.monotonic() + timeout
+            )
+            load_at_end = os.getloadavg()
         finally:
             process.terminate()
             try:
@@ -355,7 +403,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
         await runtime.close()
     if plans:
         print(plans)
-    first_sends = [(r["first_sent"] - r["released_at"]).total_seconds() for r in rows]
+    print(f"  worker RSS along the run: {memory.timeline()}", file=sys.stderr)
+    sent_rows = [r for r in rows if r["first_sent"] is not None]
+    first_sends = [(r["first_sent"] - r["released_at"]).total_seconds() for r in sent_rows]
     # The log line follows the wave's first chunk (its count, the audience read in order,
     # the insert), so this is the rate of one release transaction.
     planning = [
@@ -364,10 +414,18 @@ async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
         for r in rows
         if r["wave"] in logged
     ]
-    sent = sum(r["rows"] for r in rows)
-    sending = max(r["last_sent"] for r in rows) - min(r["first_sent"] for r in rows)
+    sent = sum(r["sent"] for r in rows)
+    sending = max(r["last_sent"] for r in sent_rows) - min(r["first_sent"] for r in sent_rows)
     audience = f"{args.devices:,} devices"
     figures = [
+        Figure(
+            SCENARIO,
+            f"campaign finished within {timeout:,.0f} s",
+            float(finished),
+            "",
+            "= 1",
+            finished,
+        ),
         at_least(
             SCENARIO,
             f"import rate ({imported:,} via the importer)",
@@ -377,7 +435,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
         ),
         reported(SCENARIO, "fill rate (generate_series, not an import)", fill_rate, "devices/s"),
     ]
-    for r, seconds in zip(rows, first_sends, strict=True):
+    for r, seconds in zip(sent_rows, first_sends, strict=True):
         figures.append(
             at_most(
                 SCENARIO,
@@ -407,12 +465,16 @@ async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
         reported(SCENARIO, "worker RSS at middle", memory.at(0.5), "MB"),
         reported(SCENARIO, "worker RSS at end", memory.samples[-1][1], "MB"),
         at_most(SCENARIO, "worker peak RSS", memory.peak, "MB", RSS_TARGET_MB),
+        reported(SCENARIO, "worker RSS growth, middle -> end", memory.second_half_growth, "MB"),
         reported(
             SCENARIO,
             "worker RSS samples (median)",
             statistics.median(mb for _, mb in memory.samples),
             "MB",
         ),
+        reported(SCENARIO, "load average (1 min) at the start", load_before[0], ""),
+        reported(SCENARIO, "load average (1 min) when the campaign ended", load_at_end[0], ""),
+        reported(SCENARIO, "load average (15 min) when the campaign ended", load_at_end[2], ""),
     ]
     return figures
 
@@ -426,7 +488,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how many of them go through the importer (the rest: generate_series)",
     )
     parser.add_argument("--waves", default="1,5,25", help="cumulative wave percents")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds for the campaign")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=0,
+        help="seconds for the campaign (default: 900, or 1 s per 1,000 devices if longer)",
+    )
     parser.add_argument("--explain", action="store_true", help="print the release/claim plans")
 
 
