@@ -143,6 +143,21 @@ class Settings(BaseSettings):
     # same shape as a campaign's `rollout.checks`.
     default_checks: Annotated[CheckList, NoDecode] = Field(default_factory=list)
 
+    # Opens budget (app.rollout.opens_budget): what the engine assumes about a campaign's
+    # opens until the campaign has reported some of its own: this share of its sends is
+    # opened, after a log-normal delay of this median (shape sigma 1). The prior has to err
+    # on the side of too many opens, too soon, since the first wave is paced by it alone:
+    # - 0.5: push open rates reported across the industry are a few percent, and 20 to 30 %
+    #   for the most engaging transactional messages (a payment, a security alert); no
+    #   real campaign should exceed half, so the prior over-predicts the opens of nearly all.
+    # - 5 s: the quickest plausible response, a tap on the banner by someone holding the
+    #   phone. A short delay is the cautious side: the controller can only send ahead of
+    #   opens it expects later, and with opens expected at once it gets no such lead.
+    # With both, a budget of B opens/s paces a steady campaign at 2 x B sends/s until its own
+    # opens are counted (after MIN_OPENS reports).
+    opens_prior_open_rate: float = Field(default=0.5, gt=0, le=1)
+    opens_prior_median_delay_seconds: float = Field(default=5.0, gt=0, le=3600)
+
     # `wavecast worker` serves Prometheus text on this port (all interfaces); 0 turns it off.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 

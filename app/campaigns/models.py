@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlmodel import Field, SQLModel
 
 from app.campaigns.state import CampaignStatus
@@ -99,6 +99,14 @@ class Campaign(SQLModel, table=True):
     )
     started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # Opens budget (app.rollout.opens_budget): the most push-driven opens per second the
+    # backend can take (throttle.max_opens_per_second; None: no budget), and the send rate
+    # the engine last derived from it with the reason, both shown to operators. The rate
+    # published to the workers is the lower of this and throttle_per_second.
+    max_opens_per_second: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    effective_per_second: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    effective_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
 
 
 class CampaignWave(SQLModel, table=True):

@@ -189,6 +189,10 @@ class QuietHoursIn(_Strict):
 
 class Throttle(_Strict):
     per_second: Annotated[int, Field(ge=1, le=1_000_000)]
+    # The opens budget (app.rollout.opens_budget): the most push-driven opens per second the
+    # backend can take; the engine lowers the send rate each second to keep the opens it
+    # predicts under it. Absent: no budget.
+    max_opens_per_second: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
 
 
 class Override(_Strict):
@@ -311,7 +315,9 @@ class CampaignOut(BaseModel):
     content: dict[str, Any]
     audience: dict[str, Any]
     start_at: datetime | None
-    throttle: dict[str, int]
+    # per_second and max_opens_per_second as set; with a budget, effective_per_second and
+    # effective_reason: the send rate the engine last allowed and why.
+    throttle: dict[str, Any]
     failure_threshold_percent: Decimal
     current_wave: int | None
     next_wave_at: datetime | None

@@ -367,6 +367,7 @@ async def create(
         audience_rules=rules,
         start_at=body.rollout.start_at,
         throttle_per_second=body.throttle.per_second if body.throttle else DEFAULT_THROTTLE,
+        max_opens_per_second=body.throttle.max_opens_per_second if body.throttle else None,
         failure_threshold_percent=(
             body.failure_threshold_percent
             if body.failure_threshold_percent is not None
@@ -480,6 +481,7 @@ def _snapshot(campaign: Campaign, specs: Sequence[WaveSpec] | None = None) -> di
         "segment_id": str(campaign.segment_id) if campaign.segment_id else None,
         "start_at": campaign.start_at.isoformat() if campaign.start_at else None,
         "throttle_per_second": campaign.throttle_per_second,
+        "max_opens_per_second": campaign.max_opens_per_second,
         "failure_threshold_percent": str(campaign.failure_threshold_percent),
         "local_time": campaign.local_time,
         "checks": campaign.checks or [],
@@ -608,7 +610,7 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
         content=campaign.content,
         audience={"segment_id": campaign.segment_id, "rules": campaign.audience_rules},
         start_at=campaign.start_at,
-        throttle={"per_second": campaign.throttle_per_second},
+        throttle=throttle_view(campaign),
         failure_threshold_percent=campaign.failure_threshold_percent,
         current_wave=current if current >= 0 else None,
         next_wave_at=next_wave_at,
@@ -722,6 +724,15 @@ async def patch(
         campaign.name = body.name
     if body.throttle is not None:
         campaign.throttle_per_second = body.throttle.per_second
+        budget = body.throttle.max_opens_per_second
+        # Left out, the budget stays as it is; null removes it. A new budget starts from the
+        # budget itself until the engine's next estimate.
+        if "max_opens_per_second" in body.throttle.model_fields_set and (
+            budget != campaign.max_opens_per_second
+        ):
+            campaign.max_opens_per_second = budget
+            campaign.effective_per_second = None
+            campaign.effective_reason = None
     if body.failure_threshold_percent is not None:
         campaign.failure_threshold_percent = body.failure_threshold_percent
     content = Content.model_validate(campaign.content) if body.content is None else body.content
@@ -1084,3 +1095,16 @@ async def extend_hold(
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
+
+
+def throttle_view(campaign: Campaign) -> dict[str, Any]:
+    """The campaign's throttle as the API shows it: what was set and, with an opens budget,
+    the send rate the engine last allowed and why."""
+    view: dict[str, Any] = {"per_second": campaign.throttle_per_second}
+    if campaign.max_opens_per_second is not None:
+        view["max_opens_per_second"] = campaign.max_opens_per_second
+        view["effective_per_second"] = campaign.effective_per_second
+        view["effective_reason"] = campaign.effective_reason or (
+            "no estimate yet: the budget itself, as if every send were opened at once"
+        )
+    return view

@@ -39,6 +39,19 @@ def paced(per_second: float) -> float:
     return per_second * PACE
 
 
+def campaign_rate(campaign: Campaign) -> float:
+    """The rate the throttle enforces for a campaign: its paced `throttle.per_second`, or the
+    opens budget's effective rate when that is lower (app.rollout.opens_control). A budget
+    with no effective rate yet allows the budget itself, as if every send were opened at
+    once: nothing can then exceed it before the engine's first estimate."""
+    rate = paced(float(campaign.throttle_per_second))
+    if campaign.max_opens_per_second is None:
+        return rate
+    if campaign.effective_per_second is None:
+        return min(rate, float(campaign.max_opens_per_second))
+    return min(rate, campaign.effective_per_second)
+
+
 def throttle_scope(campaign_id: uuid.UUID) -> str:
     return f"campaign:{campaign_id}"
 
@@ -94,9 +107,7 @@ class Control:
         """Write the campaign's grant (and rate) as the database has them now."""
         status = CampaignStatus(campaign.status)
         if not is_terminal(status):
-            await self.throttle.set_rate(
-                throttle_scope(campaign.id), paced(float(campaign.throttle_per_second))
-            )
+            await self.throttle.set_rate(throttle_scope(campaign.id), campaign_rate(campaign))
         await self.gate.set_campaign(
             campaign.id,
             status is CampaignStatus.running,

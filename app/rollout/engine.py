@@ -71,7 +71,7 @@ from app.delivery.ledger import DueIn
 from app.delivery.timing_rules import campaign_quiet_hours
 from app.guard.staging import check_staging
 from app.killswitch import service as killswitch
-from app.rollout import guardrail
+from app.rollout import guardrail, opens_control
 from app.rollout.planner import WaveSpec, cumulative_target, new_members_for_wave
 from app.settings import Settings
 from app.timing.schedule import due_at, parse_local_time, zone_of
@@ -129,6 +129,8 @@ async def tick(
     await wave_checks.run_due(sessionmaker, settings, running, now)
     for campaign_id in running:
         await advance(sessionmaker, control, settings, campaign_id, now, report)
+    # Before the grants are published: they carry the opens budget's rates of this tick.
+    await opens_control.steer(sessionmaker, settings, now)
     await sync_grants(sessionmaker, control, now)
     report.sendable = await sendable(sessionmaker, now)
     return report
