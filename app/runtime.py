@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,32 +32,95 @@ class Runtime:
         await self.engine.dispose()
 
 
+# Every Wavecast client (the API's, the worker's own, arq's queue) fails fast: a Redis
+# outage must surface as an error (and fail closed), never as a long hang.
+CONNECT_TIMEOUT_SECONDS = 2
+COMMAND_TIMEOUT_SECONDS = 5
+# Asking a sentinel where the primary is: short, so a dead sentinel costs little before the
+# next one is asked.
+SENTINEL_TIMEOUT_SECONDS = 1
+
+
 def connect_redis(settings: Settings) -> ArqRedis:
     """A lazy client: the process starts even while Redis is down (`/readyz` reports it, and
-    anything that needs Redis fails closed) and reconnects by itself when Redis is back."""
+    anything that needs Redis fails closed) and reconnects by itself when Redis is back.
+
+    With WAVECAST_REDIS_SENTINELS, each new connection asks the sentinels for the current
+    primary: during a failover every command fails (no sentinel names a primary that is
+    up), and once a replica is promoted the next connection goes to it."""
+    timeouts: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": COMMAND_TIMEOUT_SECONDS,
+        "retry_on_timeout": False,
+    }
+    if settings.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            settings.sentinel_addresses,
+            sentinel_kwargs={
+                "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+                "socket_timeout": SENTINEL_TIMEOUT_SECONDS,
+            },
+        )
+        client = sentinel.master_for(
+            settings.redis_sentinel_master,
+            redis_class=_SentinelArqRedis,
+            **_database_and_credentials(settings),
+            **timeouts,
+        )
+        return cast(ArqRedis, client)
     _require_redis_url(settings)
-    client: ArqRedis = ArqRedis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        retry_on_timeout=False,
-    )
-    return client
+    plain: ArqRedis = ArqRedis.from_url(settings.redis_url, **timeouts)
+    return plain
+
+
+class _SentinelArqRedis(ArqRedis):
+    """A client of the primary that also closes its connections to the sentinels."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool = self.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            for sentinel in pool.sentinel_manager.sentinels:
+                await sentinel.aclose()
+
+
+def _database_and_credentials(settings: Settings) -> dict[str, Any]:
+    """With Sentinel, WAVECAST_REDIS_URL (optional) names only the database and credentials."""
+    if not settings.redis_url:
+        return {"db": 0}
+    parsed = parse_url(settings.redis_url)
+    return {
+        "db": int(parsed.get("db", 0)),
+        "username": parsed.get("username"),
+        "password": parsed.get("password"),
+    }
 
 
 def _require_redis_url(settings: Settings) -> None:
     if not settings.redis_url:
         raise RuntimeError(
             "WAVECAST_REDIS_URL is empty: start the service with `wavecast run`, which starts "
-            "an embedded Redis, or point WAVECAST_REDIS_URL at a Redis server"
+            "an embedded Redis, or point WAVECAST_REDIS_URL at a Redis server (or "
+            "WAVECAST_REDIS_SENTINELS at its sentinels)"
         )
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
-    _require_redis_url(settings)
-    rs = RedisSettings.from_dsn(settings.redis_url)
-    # Fail fast: a Redis outage must surface as an error (and fail closed), not a long hang.
-    rs.conn_timeout = 2
+    """arq's connection settings, to the same Redis as `connect_redis`."""
+    if settings.redis_sentinels:
+        found = _database_and_credentials(settings)
+        rs = RedisSettings(
+            host=settings.sentinel_addresses,
+            sentinel=True,
+            sentinel_master=settings.redis_sentinel_master,
+            database=found["db"],
+            username=found.get("username"),
+            password=found.get("password"),
+        )
+    else:
+        _require_redis_url(settings)
+        rs = RedisSettings.from_dsn(settings.redis_url)
+    rs.conn_timeout = CONNECT_TIMEOUT_SECONDS
     rs.conn_retries = 1
     rs.conn_retry_delay = 0
     return rs

@@ -161,13 +161,26 @@ class Settings(BaseSettings):
     # `wavecast worker` serves Prometheus text on this port (all interfaces); 0 turns it off.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
+    # Redis through Sentinel (docs/scaling.md): each sentinel as host:port, separated by
+    # commas, and the name they monitor the primary under. WAVECAST_REDIS_URL then only
+    # gives the database number and credentials (redis://:password@sentinel/2): every
+    # client asks the sentinels for the primary and asks again after a failover.
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    redis_sentinel_master: str = ""
+
     @property
     def uses_embedded_database(self) -> bool:
         return not self.database_url
 
     @property
     def uses_embedded_redis(self) -> bool:
-        return not self.redis_url
+        return not self.redis_url and not self.redis_sentinels
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """WAVECAST_REDIS_SENTINELS as (host, port) pairs (empty: no Sentinel)."""
+        return [parse_host_port(entry) for entry in self.redis_sentinels]
+
 
     @property
     def effective_database_url(self) -> str:
@@ -251,6 +264,29 @@ class Settings(BaseSettings):
                 'is not JSON: write a list of checks, e.g. [{"name": "tap surge", '
                 '"builtin": "opens_per_second", "pass_when": {"lt": 400}}]'
             ) from None
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinels_from_text(cls, value: Any) -> Any:
+        entries = split_list(value) if isinstance(value, str) else value
+        if isinstance(entries, list):
+            for entry in entries:
+                parse_host_port(str(entry))
+        return entries
+
+    @model_validator(mode="after")
+    def _sentinel_needs_master(self) -> Self:
+        if self.redis_sentinels and not self.redis_sentinel_master.strip():
+            raise ValueError(
+                "WAVECAST_REDIS_SENTINELS is set but WAVECAST_REDIS_SENTINEL_MASTER is empty: "
+                "name the primary as the sentinels monitor it (their `sentinel monitor <name>`)"
+            )
+        if self.redis_sentinel_master.strip() and not self.redis_sentinels:
+            raise ValueError(
+                "WAVECAST_REDIS_SENTINEL_MASTER is set but WAVECAST_REDIS_SENTINELS is empty: "
+                "list the sentinels as host:port, separated by commas"
+            )
+        return self
 
     @model_validator(mode="wrap")
     @classmethod
@@ -357,6 +393,18 @@ def split_list(text: str) -> list[str]:
             raise ValueError("is not a JSON array")
         return [str(item).strip() for item in parsed if str(item).strip()]
     return [item.strip() for item in stripped.split(",") if item.strip()]
+
+
+def parse_host_port(entry: str) -> tuple[str, int]:
+    """One sentinel address, `host:port` (an IPv6 host in brackets: `[::1]:26379`)."""
+    host, sep, port = entry.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"{entry!r} is not host:port (e.g. redis-a.internal:26379): write each sentinel "
+            "as host:port with a port from 1 to 65535, separated by commas"
+        )
+    return host, int(port)
 
 
 def explain(error: ErrorDetails) -> str:
