@@ -17,4 +17,5 @@ SCENARIOS: dict[str, str] = {
     "scale": "wavecast_tools.bench.scale",
     "events": "wavecast_tools.bench.events",
     "timing": "wavecast_tools.bench.timing_rules",
+    "gate": "wavecast_tools.bench.gate",
 }

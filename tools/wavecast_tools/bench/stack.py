@@ -383,17 +383,27 @@ async def add_devices(runtime: Runtime, count: int, *, tag: str, platform: str) 
             await devices_service.register_many(session, rows[start : start + 10_000])
 
 
-async def start_campaign(runtime: Runtime, *, tag: str, per_second: int) -> uuid.UUID:
-    """A one-wave live campaign to the devices tagged `tag`, started; the workers' next tick
-    plans its wave and sends it."""
+async def start_campaign(
+    runtime: Runtime,
+    *,
+    tag: str,
+    per_second: int,
+    rollout: dict[str, Any] | None = None,
+    max_opens_per_second: int | None = None,
+) -> uuid.UUID:
+    """A live campaign to the devices tagged `tag` (one wave unless `rollout` says
+    otherwise), started; the workers' next tick plans its wave and sends it."""
+    throttle: dict[str, Any] = {"per_second": per_second}
+    if max_opens_per_second is not None:
+        throttle["max_opens_per_second"] = max_opens_per_second
     body = CampaignCreate.model_validate(
         {
             "name": f"bench {tag}",
             "kind": "live",
             "content": LIVE_CONTENT,
             "audience": {"rules": {"field": "tags", "op": "contains", "value": tag}},
-            "rollout": {"waves": [{"percent": 100}]},
-            "throttle": {"per_second": per_second},
+            "rollout": rollout or {"waves": [{"percent": 100}]},
+            "throttle": throttle,
         }
     )
     async with unit_of_work(runtime.sessionmaker) as session:
