@@ -27,6 +27,7 @@ from app.ops.security_headers import SecurityHeaders, headers_for
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.ui import install as install_ui
+from app.webhooks.router import router as webhooks_router
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     ):
         app.include_router(router)
     install_ui(app)
+    # The team channel: webhooks for marketing tools (app.webhooks).
+    app.include_router(webhooks_router)
     return app
 
 

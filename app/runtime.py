@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.session import create_engine, create_sessionmaker
+from app.notify import capture  # noqa: F401  (its listener writes every decision's notifications)
 from app.settings import Settings
 
 

@@ -128,6 +128,14 @@ class Settings(BaseSettings):
     key_pepper: SecretStr = SecretStr("")
     log_level: str = "INFO"
     json_logs: bool = True
+    # The team channel (app.notify, app.slack): every decision is posted there through the
+    # outbox. No bot token: notifications are recorded and marked `skipped`.
+    slack_bot_token: SecretStr = SecretStr("")
+    slack_channel: str = ""
+    slack_signing_secret: SecretStr = SecretStr("")
+    slack_api_url: str = "https://slack.com/api/"
+    # Where people reach the form: the links in Slack messages and webhook payloads.
+    public_url: str = "http://127.0.0.1:8000"
     # Timing rules (app.timing). Devices without a time zone are in this one.
     default_timezone: str = "UTC"
     # Device-local quiet hours "HH:MM-HH:MM", or "off"; unset: 21:00-08:00 in production,

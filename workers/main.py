@@ -36,6 +36,7 @@ from workers.coordination import (
 )
 from workers.jobs import SEND_MAX_TRIES, pump_timeout, send_campaign, tick
 from workers.metrics import MetricsServer, start_metrics_server
+from workers.outbox import close_outbox, send_outbox
 from workers.providers import build_providers
 
 # A worker that lost Redis tries again after this long, doubling up to the maximum.
@@ -95,6 +96,7 @@ def build_worker(
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
+        await close_outbox(ctx)
         wc: WorkerContext | None = ctx.get("wavecast")
         if wc is not None:
             # Leave the fair-share count at once: the other workers take over this share.
@@ -116,6 +118,16 @@ def build_worker(
             )
         ],
         cron_jobs=[
+            # The team channel and webhooks (app.notify): beside the tick, never inside it.
+            cron(
+                send_outbox,
+                name="outbox",
+                second=every_second,
+                keep_result=0,
+                run_at_startup=True,
+                max_tries=1,
+                timeout=120,
+            ),
             cron(
                 tick,
                 name="tick",

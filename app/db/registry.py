@@ -10,6 +10,8 @@ from app.delivery.models import Delivery, SandboxMessage
 from app.devices.models import Device
 from app.events.models import EngagementEvent
 from app.killswitch.models import KillSwitch
+from app.notify.models import DeliveryAttempt, OutboxMessage
+from app.webhooks.models import Webhook
 
 __all__ = [
     "ApiKey",
@@ -17,12 +19,15 @@ __all__ = [
     "Campaign",
     "CampaignWave",
     "Delivery",
+    "DeliveryAttempt",
     "Device",
     "EngagementEvent",
     "IdempotentRequest",
     "KillSwitch",
+    "OutboxMessage",
     "SandboxMessage",
     "Segment",
     "WaveCheckResult",
+    "Webhook",
     "metadata",
 ]

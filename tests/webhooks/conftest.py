@@ -1,0 +1,3 @@
+from tests.notify.support import outbox, slack_fake
+
+__all__ = ["outbox", "slack_fake"]
