@@ -242,8 +242,16 @@ def cmd_keys_create(args: argparse.Namespace) -> None:
         sys.exit(f"wavecast: {exc}; scopes are: {', '.join(s.value for s in Scope)}")
 
     async def create(session: AsyncSession) -> CreatedKey:
+        from app.people import service as people_service
+
+        person = await people_service.find(session, args.person)
+        if person is None:
+            sys.exit(
+                f"wavecast keys create: no person {args.person!r} (an id or an exact name); "
+                "create one with `wavecast people create --name NAME --kind human|service`"
+            )
         return await service.create_key(
-            session, settings, cli_principal(), name=args.name, scopes=scopes
+            session, settings, cli_principal(), name=args.name, scopes=scopes, person_id=person.id
         )
 
     created = asyncio.run(_with_session(settings, create))
@@ -252,6 +260,7 @@ def cmd_keys_create(args: argparse.Namespace) -> None:
             {
                 "id": str(created.key.id),
                 "name": created.key.name,
+                "person_id": str(created.key.person_id),
                 "scopes": created.key.scopes,
                 "key": created.raw,
                 "note": "the key is shown only now; store it safely",
@@ -291,6 +300,54 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
     except Problem as refused:
         sys.exit(f"wavecast keys revoke: {refused.detail}")
     print(f"revoked {key.id} (wck_{key.prefix}_…)")
+
+
+# ---------------------------------------------------------------- people
+def cmd_people_create(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from app.auth.principal import cli_principal
+    from app.errors import Problem
+    from app.people import service
+    from app.people.schemas import PersonCreate, PersonOut
+
+    settings = _settings()
+    try:
+        body = PersonCreate.model_validate(
+            {
+                "name": args.name,
+                "kind": args.kind,
+                "email": args.email,
+                "slack_user_id": args.slack_user_id,
+            }
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        sys.exit(f"wavecast people create: {problems}")
+
+    async def create(session: AsyncSession) -> PersonOut:
+        return await service.view(session, await service.create(session, cli_principal(), body))
+
+    try:
+        person = asyncio.run(_with_session(settings, create))
+    except Problem as refused:
+        sys.exit(f"wavecast people create: {refused.detail}")
+    print(person.model_dump_json(indent=2))
+
+
+def cmd_people_list(args: argparse.Namespace) -> None:
+    from app.people import service
+    from app.people.schemas import PersonOut
+
+    settings = _settings()
+
+    async def listing(session: AsyncSession) -> list[PersonOut]:
+        return await service.views(session, await service.list_people(session))
+
+    for person in asyncio.run(_with_session(settings, listing)):
+        slack = person.slack_user_id or "-"
+        scopes = ",".join(person.scopes)
+        print(f"{person.id}  {person.kind:<7}  {person.name:<32} {slack:<12} {scopes}")
 
 
 # ---------------------------------------------------------------- devices
@@ -690,6 +747,8 @@ async def _run_all(settings: Settings, args: argparse.Namespace) -> None:
             keys = await auth_service.list_keys(session, include_revoked=True)
             admin = None
             if not keys:
+                # The installation's first key: a service person named after it (an admin
+                # names the humans behind keys with PATCH /v1/people/{id}).
                 admin = await auth_service.create_key(
                     session, settings, cli_principal(), name="local admin", scopes=list(Scope)
                 )
@@ -772,6 +831,11 @@ def build_parser() -> argparse.ArgumentParser:
     kc = keys.add_parser("create", help="create a key (shown once)")
     kc.add_argument("--name", required=True)
     kc.add_argument(
+        "--person",
+        required=True,
+        help="the person the key belongs to: an id or an exact name (wavecast people list)",
+    )
+    kc.add_argument(
         "--scope",
         action="append",
         required=True,
@@ -786,6 +850,18 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("key_id")
     kr.add_argument("--reason")
     kr.set_defaults(func=cmd_keys_revoke)
+
+    people = sub.add_parser("people", help="people: who holds the keys").add_subparsers(
+        dest="people", required=True
+    )
+    pc = people.add_parser("create", help="add a person (a human or a service)")
+    pc.add_argument("--name", required=True)
+    pc.add_argument("--kind", required=True, choices=["human", "service"])
+    pc.add_argument("--email")
+    pc.add_argument("--slack-user-id", help="Slack member id (U0123ABCD)")
+    pc.set_defaults(func=cmd_people_create)
+    pl = people.add_parser("list", help="list people and the scopes their keys hold")
+    pl.set_defaults(func=cmd_people_list)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="audit", required=True

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from app import errors
+from app.approval.router import router as approval_router
 from app.audiences.router import router as audiences_router
 from app.audit.router import router as audit_router
 from app.auth.router import router as keys_router
@@ -24,6 +25,7 @@ from app.ops.nul_guard import refuse_nul_characters
 from app.ops.ratelimit import Limiter, RateLimit
 from app.ops.router import router as ops_router
 from app.ops.security_headers import SecurityHeaders, headers_for
+from app.people.router import router as people_router
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.ui import install as install_ui
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         events_router,
         killswitch_router,
         policy_router,
+        people_router,
+        approval_router,
     ):
         app.include_router(router)
     install_ui(app)

@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     opens_prior_open_rate: float = Field(default=0.5, gt=0, le=1)
     opens_prior_median_delay_seconds: float = Field(default=5.0, gt=0, le=3600)
 
+    # Four-eyes approval (app.approval): a live campaign whose audience is above this many
+    # devices needs a second person's approval to start; unset: 0 in production (every
+    # live campaign), off elsewhere.
+    approval_required_above: int | None = Field(default=None, ge=0)
+
     # `wavecast worker` serves Prometheus text on this port (all interfaces); 0 turns it off.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
@@ -217,6 +222,13 @@ class Settings(BaseSettings):
         if self.quiet_hours is None:
             return parse_quiet_hours(PRODUCTION_QUIET_HOURS) if self.is_production else None
         return parse_quiet_hours(self.quiet_hours)
+
+    @property
+    def approval_threshold(self) -> int | None:
+        """WAVECAST_APPROVAL_REQUIRED_ABOVE in force: None when approval is off."""
+        if self.approval_required_above is None:
+            return 0 if self.is_production else None
+        return self.approval_required_above
 
     @property
     def cap(self) -> FrequencyCap | None:

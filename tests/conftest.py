@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -145,14 +146,49 @@ async def client(db: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 
 
 KeyMaker = Callable[..., Awaitable[str]]
+PersonMaker = Callable[..., Awaitable[uuid.UUID]]
+
+
+@pytest.fixture
+def make_person(db: Runtime) -> PersonMaker:
+    """A person (app.people), straight through the service: its id."""
+
+    async def make(
+        name: str | None = None, *, kind: str = "human", slack_user_id: str | None = None
+    ) -> uuid.UUID:
+        from app.people import service as people_service
+        from app.people.schemas import PersonCreate
+
+        body = PersonCreate.model_validate(
+            {
+                "name": name or f"person {uuid.uuid4().hex[:8]}",
+                "kind": kind,
+                "slack_user_id": slack_user_id,
+            }
+        )
+        async with unit_of_work(db.sessionmaker) as session:
+            person = await people_service.create(session, SYSTEM, body)
+        return person.id
+
+    return make
 
 
 @pytest.fixture
 def make_key(db: Runtime) -> KeyMaker:
-    async def make(*scopes: Scope | str, name: str = "test key") -> str:
+    """A key with `scopes`, for `person` (an id) or, by default, for a new service person
+    of its own named after the key."""
+
+    async def make(
+        *scopes: Scope | str, name: str = "test key", person: uuid.UUID | None = None
+    ) -> str:
         async with unit_of_work(db.sessionmaker) as session:
             created = await auth_service.create_key(
-                session, db.settings, SYSTEM, name=name, scopes=[Scope(s) for s in scopes]
+                session,
+                db.settings,
+                SYSTEM,
+                name=name,
+                scopes=[Scope(s) for s in scopes],
+                person_id=person,
             )
         return created.raw
 

@@ -263,3 +263,44 @@ async def feed_connections(runtime: Runtime) -> list[int]:
         for c in await runtime.redis.client_list()
         if c.get("name") == CLIENT_NAME and int(c["db"]) == database
     ]
+
+
+async def approve(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    campaign_id: uuid.UUID | str,
+    *,
+    comment: str | None = None,
+) -> dict[str, Any]:
+    """Approve a campaign through the real endpoint, as a second human (four-eyes): a new
+    human person with a `campaigns:approve` key, who wrote nothing of the campaign."""
+    from app.auth import service as auth_service
+    from app.auth.models import Scope
+    from app.auth.principal import SYSTEM
+    from app.people import service as people_service
+    from app.people.schemas import PersonCreate
+
+    async with unit_of_work(runtime.sessionmaker) as session:
+        person = await people_service.create(
+            session,
+            SYSTEM,
+            PersonCreate.model_validate(
+                {"name": f"approver {uuid.uuid4().hex[:8]}", "kind": "human"}
+            ),
+        )
+        key = await auth_service.create_key(
+            session,
+            runtime.settings,
+            SYSTEM,
+            name="approver",
+            scopes=[Scope.campaigns_approve],
+            person_id=person.id,
+        )
+    answer = await client.post(
+        f"/v1/campaigns/{campaign_id}/approve",
+        json={"comment": comment} if comment else None,
+        headers={"Authorization": f"Bearer {key.raw}"},
+    )
+    assert answer.status_code == 200, answer.text
+    approved: dict[str, Any] = answer.json()
+    return approved

@@ -45,6 +45,11 @@ def chain_fields(event: AuditEvent, sequence: int) -> chain.ChainFields:
         reason=event.reason,
         before=event.before,
         after=event.after,
+        person_id=None if event.person_id is None else str(event.person_id),
+        person_name=event.person_name,
+        key_id=None if event.key_id is None else str(event.key_id),
+        channel=event.channel,
+        version=event.hash_version,
     )
 
 

@@ -9,6 +9,13 @@ What the chain cannot show on its own is a missing tail: a log cut short, emptie
 from some event on still links up. A `Head` kept outside the database closes that gap: given
 one, `verify` also requires the log to reach its sequence and to carry its hash there.
 
+Versions. Version 1 (events written before people were recorded) hashes the event's own
+fields; version 2 also hashes who acted: the person's id and name, the key and the channel,
+so a verified log can be trusted on "who" as well as "what". Each event stores its version
+and is verified by its own; a version-1 event may carry no person, key or channel (its hash
+would not cover them, so they could be changed unseen). A log upgraded in place is a mixed
+chain: old events keep their hashes and verify as before.
+
 The serialisation must give the same bytes for an event before it is written and after it
 is read back from PostgreSQL (JSONB) or SQLite (JSON text): JSONB keeps numbers as decimals,
 so a float such as 1e20 comes back as the integer 100000000000000000000. Numbers are
@@ -27,7 +34,11 @@ from decimal import Decimal
 from typing import Any
 
 FORMAT = "wavecast-audit-v1"
+FORMAT_V2 = "wavecast-audit-v2"
 GENESIS = "0" * 64
+# The version new events are written with.
+CURRENT_VERSION = 2
+VERSIONS = (1, CURRENT_VERSION)
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,18 @@ class ChainFields:
     reason: str | None
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    person_id: str | None = None
+    person_name: str | None = None
+    key_id: str | None = None
+    channel: str | None = None
+    # 1 unless said otherwise: what migration 0003 chained the first events with.
+    version: int = 1
+
+    @property
+    def names_someone(self) -> bool:
+        return any(
+            v is not None for v in (self.person_id, self.person_name, self.key_id, self.channel)
+        )
 
 
 def normalise(value: Any) -> Any:
@@ -67,8 +90,11 @@ def stamp(moment: datetime) -> str:
 
 
 def canonical(fields: ChainFields, prev_hash: str) -> bytes:
-    document = [
-        FORMAT,
+    """The bytes the hash covers, by the event's version (ValueError for an unknown one)."""
+    if fields.version not in VERSIONS:
+        raise ValueError(f"unknown hash version {fields.version}")
+    document: list[Any] = [
+        FORMAT if fields.version == 1 else FORMAT_V2,
         fields.sequence,
         stamp(fields.occurred_at),
         fields.actor,
@@ -78,8 +104,10 @@ def canonical(fields: ChainFields, prev_hash: str) -> bytes:
         fields.reason,
         normalise(fields.before),
         normalise(fields.after),
-        prev_hash,
     ]
+    if fields.version >= 2:
+        document += [fields.person_id, fields.person_name, fields.key_id, fields.channel]
+    document.append(prev_hash)
     return json.dumps(
         document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
@@ -195,6 +223,13 @@ class Walker:
             return (
                 f"prev_hash does not match the hash of {after}: "
                 "an event before it was deleted, edited or reordered"
+            )
+        if event.fields.version not in VERSIONS:
+            return f"its hash version {event.fields.version} is unknown (known: 1, 2)"
+        if event.fields.version == 1 and event.fields.names_someone:
+            return (
+                "it is a version 1 event but names a person, key or channel, which its hash "
+                "does not cover: they were added or changed after it was written"
             )
         if digest(event.fields, event.prev_hash) != event.hash:
             return "its hash does not match its contents: the event was edited"

@@ -4,7 +4,9 @@ An export is one stretch of the hash chain with nothing left out, so that an aud
 re-verify it without the database (`app.audit.export_check`):
 
 - one line per event, in chain (sequence) order: the fields the hash covers, written as the
-  hash sees them (`chain.stamp`, `chain.normalise`), then `prev_hash` and `hash`;
+  hash sees them (`chain.stamp`, `chain.normalise`), who acted (`person_id`, `person_name`,
+  `key_id`, `channel`: null on events written before people were recorded, whose
+  `hash_version` 1 does not cover them), the `hash_version`, then `prev_hash` and `hash`;
 - then the head line, always last: the chain's head when the export was made (sequence 0 and
   the genesis value for an empty log), the range asked for, and the first and last sequence
   exported (null when none).
@@ -37,9 +39,17 @@ EVENT_KEYS = (
     "reason",
     "before",
     "after",
+    "person_id",
+    "person_name",
+    "key_id",
+    "channel",
+    "hash_version",
     "prev_hash",
     "hash",
 )
+# Who acted, and the version that says whether the hash covers it: exports written before
+# people were recorded have none of these keys (and only version 1 events).
+WHO_KEYS = ("person_id", "person_name", "key_id", "channel", "hash_version")
 HEAD_KEYS = ("head", "from", "to", "first_sequence", "last_sequence")
 
 
@@ -96,6 +106,11 @@ def event_line(event: chain.StoredEvent) -> bytes:
             "reason": fields.reason,
             "before": chain.normalise(fields.before),
             "after": chain.normalise(fields.after),
+            "person_id": fields.person_id,
+            "person_name": fields.person_name,
+            "key_id": fields.key_id,
+            "channel": fields.channel,
+            "hash_version": fields.version,
             "prev_hash": event.prev_hash,
             "hash": event.hash,
         }

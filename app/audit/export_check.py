@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from app.audit import chain
-from app.audit.export import EVENT_KEYS, HEAD_KEYS
+from app.audit.export import EVENT_KEYS, HEAD_KEYS, WHO_KEYS
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -226,10 +226,18 @@ class _Check:
 
 
 def _event(document: dict[str, Any], number: int) -> chain.StoredEvent:
-    _keys(document, EVENT_KEYS, "an event")
+    if "hash_version" in document:
+        _keys(document, EVENT_KEYS, "an event")
+    else:
+        # An export written before people were recorded: version 1 events only.
+        _keys(document, tuple(k for k in EVENT_KEYS if k not in WHO_KEYS), "an event")
+        document = {**document, **dict.fromkeys(WHO_KEYS), "hash_version": 1}
     sequence = document["sequence"]
     if not _is_int(sequence) or sequence < 1:
         raise _Bad("sequence must be a whole number from 1")
+    version = document["hash_version"]
+    if not _is_int(version) or version not in chain.VERSIONS:
+        raise _Bad(f"hash_version must be one of {', '.join(map(str, chain.VERSIONS))}")
     try:
         fields = chain.ChainFields(
             sequence=sequence,
@@ -241,6 +249,11 @@ def _event(document: dict[str, Any], number: int) -> chain.StoredEvent:
             reason=_text_or_none(document, "reason"),
             before=_object_or_none(document, "before"),
             after=_object_or_none(document, "after"),
+            person_id=_text_or_none(document, "person_id"),
+            person_name=_text_or_none(document, "person_name"),
+            key_id=_text_or_none(document, "key_id"),
+            channel=_text_or_none(document, "channel"),
+            version=version,
         )
         return chain.StoredEvent(
             id=number,

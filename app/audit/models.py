@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, String, Text
+from sqlalchemy import BigInteger, Column, Index, SmallInteger, String, Text, Uuid
 from sqlmodel import Field, SQLModel
 
 from app.db.types import BigIntPK, JSONType, UTCDateTime, utcnow
@@ -29,6 +30,18 @@ class AuditEvent(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    # Who, by which key, through which channel (app.auth.principal). Events written before
+    # people existed have none of the three, and hash_version 1: their hash never covered
+    # them (app.audit.chain).
+    person_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(Uuid, nullable=True, index=True)
+    )
+    person_name: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    key_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    channel: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    hash_version: int = Field(
+        default=2, sa_column=Column(SmallInteger, nullable=False, server_default="1")
+    )
     sequence: int | None = Field(
         default=None, sa_column=Column(BigInteger, nullable=False, unique=True)
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,12 @@ class AuditEventOut(BaseModel):
     reason: str | None
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    # Who acted (null on events written before people were recorded).
+    person_id: uuid.UUID | None = None
+    person_name: str | None = None
+    key_id: uuid.UUID | None = None
+    channel: str | None = None
+    hash_version: int = 1
     sequence: int
     hash: str
 

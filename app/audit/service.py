@@ -39,6 +39,11 @@ def record(
         reason=reason,
         before=before,
         after=after,
+        person_id=principal.person_id,
+        person_name=principal.person_name,
+        key_id=principal.key_id,
+        channel=principal.channel.value,
+        hash_version=chain.CURRENT_VERSION,
     )
     enqueue(session.sync_session, event)
     return event

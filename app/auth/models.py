@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, String
+from sqlalchemy import Column, ForeignKey, String
 from sqlmodel import Field, SQLModel
 
 from app.db.types import JSONType, UTCDateTime, utcnow
@@ -21,6 +21,8 @@ class Scope(StrEnum):
     campaigns_operate = "campaigns:operate"
     # Sets priority "critical": exempt from frequency caps and quiet hours.
     campaigns_critical = "campaigns:critical"
+    # The second pair of eyes: approve a campaign someone else wrote (humans only).
+    campaigns_approve = "campaigns:approve"
     # Engagement reports (POST /v1/events): what the app or the bank's backend holds.
     events_write = "events:write"
     kill = "kill"
@@ -32,6 +34,10 @@ class ApiKey(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=200)
+    # Every key belongs to a person (app.people): the audit log names them with the key.
+    person_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("person.id"), nullable=False, index=True)
+    )
     # The visible part of the key, unique, used to find the row before comparing hashes.
     prefix: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
     key_hash: str = Field(sa_column=Column(String(128), nullable=False))

@@ -23,3 +23,18 @@ async def list_keys(session: AsyncSession, *, include_revoked: bool) -> Sequence
     if not include_revoked:
         query = query.where(col(ApiKey.revoked_at).is_(None))
     return (await session.exec(query)).all()
+
+
+async def active_keys_of(session: AsyncSession, person_id: uuid.UUID) -> Sequence[ApiKey]:
+    query = select(ApiKey).where(ApiKey.person_id == person_id, col(ApiKey.revoked_at).is_(None))
+    return (await session.exec(query.order_by(col(ApiKey.created_at)))).all()
+
+
+async def active_scopes_by_person(session: AsyncSession) -> dict[uuid.UUID, set[str]]:
+    """Each person's scopes over their keys that are not revoked (people without one are
+    left out)."""
+    query = select(ApiKey.person_id, ApiKey.scopes).where(col(ApiKey.revoked_at).is_(None))
+    held: dict[uuid.UUID, set[str]] = {}
+    for person_id, scopes in (await session.exec(query)).all():
+        held.setdefault(person_id, set()).update(scopes)
+    return held

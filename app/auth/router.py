@@ -18,11 +18,13 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     scopes: list[Scope] = Field(min_length=1)
+    person_id: uuid.UUID = Field(description="The person (POST /v1/people) the key belongs to")
 
 
 class KeyOut(BaseModel):
     id: uuid.UUID
     name: str
+    person_id: uuid.UUID
     prefix: str
     scopes: list[str]
     created_by: str
@@ -34,6 +36,7 @@ class KeyOut(BaseModel):
         return cls(
             id=key.id,
             name=key.name,
+            person_id=key.person_id,
             prefix=key.prefix,
             scopes=key.scopes,
             created_by=key.created_by,
@@ -56,7 +59,7 @@ async def create_key(
     body: KeyCreate, session: SessionDep, settings: SettingsDep, principal: Admin
 ) -> KeyCreated:
     created = await service.create_key(
-        session, settings, principal, name=body.name, scopes=body.scopes
+        session, settings, principal, name=body.name, scopes=body.scopes, person_id=body.person_id
     )
     return KeyCreated(**KeyOut.of(created.key).model_dump(), key=created.raw)
 

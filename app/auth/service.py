@@ -12,9 +12,11 @@ from app.audit import service as audit
 from app.auth import keys
 from app.auth import repository as repo
 from app.auth.models import ApiKey, Scope
-from app.auth.principal import Principal
+from app.auth.principal import Channel, Principal
 from app.db.types import utcnow
-from app.errors import Problem, not_found
+from app.errors import FieldError, Problem, not_found, validation_problem
+from app.people import repository as people_repo
+from app.people.models import Person, PersonKind
 from app.settings import Settings
 
 
@@ -39,12 +41,25 @@ async def create_key(
     *,
     name: str,
     scopes: Iterable[Scope],
+    person_id: uuid.UUID | None = None,
 ) -> CreatedKey:
+    """A new key for the person `person_id` (422 naming `person_id` when there is no such
+    person). Without one, for the installation's first key and the tools that make their
+    own: a new `service` person named after the key (the rule keys made before people
+    existed were moved by)."""
     wanted = sorted({Scope(s) for s in scopes})
     if not wanted:
         raise Problem(422, "Invalid request", "scopes: at least one scope is required")
+    if person_id is None:
+        person = await _person_named_after(session, name)
+    else:
+        found = await people_repo.get(session, person_id)
+        if found is None:
+            raise validation_problem([FieldError("person_id", f"no person with id {person_id}")])
+        person = found
     new = keys.generate()
     key = ApiKey(
+        person_id=person.id,
         name=name,
         prefix=new.prefix,
         key_hash=keys.digest(new.raw, _pepper(settings)),
@@ -58,10 +73,29 @@ async def create_key(
         "api_key.created",
         subject_type="api_key",
         subject_id=key.id,
-        after={"name": name, "prefix": key.prefix, "scopes": key.scopes},
+        after={
+            "name": name,
+            "prefix": key.prefix,
+            "scopes": key.scopes,
+            "person_id": str(person.id),
+            "person_name": person.name,
+        },
     )
     await session.flush()
     return CreatedKey(key=key, raw=new.raw)
+
+
+async def _person_named_after(session: AsyncSession, name: str) -> Person:
+    """A new `service` person for a key made without one; a name already taken gets a
+    number (" #2", " #3"...), so no key joins someone else's person by accident."""
+    candidate, number = name, 1
+    while await people_repo.by_name(session, candidate) is not None:
+        number += 1
+        candidate = f"{name[:190]} #{number}"
+    person = Person(name=candidate, kind=PersonKind.service)
+    session.add(person)
+    await session.flush()
+    return person
 
 
 async def revoke_key(
@@ -125,6 +159,13 @@ async def list_keys(session: AsyncSession, *, include_revoked: bool) -> Sequence
     return await repo.list_keys(session, include_revoked=include_revoked)
 
 
+async def active_keys_of(session: AsyncSession, person_id: uuid.UUID) -> Sequence[ApiKey]:
+    return await repo.active_keys_of(session, person_id)
+
+
+active_scopes_by_person = repo.active_scopes_by_person
+
+
 async def authenticate(session: AsyncSession, settings: Settings, raw: str) -> Principal | None:
     """The principal behind a raw key, or None when it is malformed, unknown or revoked.
 
@@ -138,18 +179,31 @@ async def authenticate(session: AsyncSession, settings: Settings, raw: str) -> P
         return None
     if not keys.matches(raw, key.key_hash, _pepper(settings)):
         return None
-    return _principal(key)
+    return await _principal(session, key, Channel.api)
 
 
 async def authenticate_id(session: AsyncSession, key_id: uuid.UUID) -> Principal | None:
-    """The principal behind a key already proven once (a signed-in browser session), or None
-    when the key is gone or revoked: read on every request, so revocation ends the session."""
+    """The principal behind a key already proven once (a signed-in browser session, channel
+    `ui`), or None when the key is gone or revoked: read on every request, so revocation
+    ends the session."""
     key = await repo.get(session, key_id)
     if key is None or key.revoked_at is not None:
         return None
-    return _principal(key)
+    return await _principal(session, key, Channel.ui)
 
 
-def _principal(key: ApiKey) -> Principal:
-    scopes = frozenset(Scope(s) for s in key.scopes if s in Scope._value2member_map_)
-    return Principal(actor=f"{describe(key)} ({key.name})", scopes=scopes, key_id=key.id)
+async def _principal(session: AsyncSession, key: ApiKey, channel: Channel) -> Principal:
+    person = await people_repo.get(session, key.person_id)
+    return Principal(
+        actor=f"{describe(key)} ({key.name})",
+        scopes=known_scopes(key.scopes),
+        key_id=key.id,
+        person_id=key.person_id,
+        person_name=person.name if person is not None else None,
+        person_kind=PersonKind(person.kind) if person is not None else None,
+        channel=channel,
+    )
+
+
+def known_scopes(scopes: Iterable[str]) -> frozenset[Scope]:
+    return frozenset(Scope(s) for s in scopes if s in Scope._value2member_map_)

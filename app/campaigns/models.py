@@ -91,6 +91,15 @@ class Campaign(SQLModel, table=True):
         sa_column=Column(String(8), nullable=False, server_default="normal"),
     )
     created_by: str = Field(sa_column=Column(String(200), nullable=False))
+    # The campaign's authors (app.approval): whoever created it and whoever last edited it
+    # may not approve it. None for campaigns stored before people existed, or made by the
+    # CLI or the system.
+    created_by_person_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(ForeignKey("person.id"), nullable=True)
+    )
+    edited_by_person_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(ForeignKey("person.id"), nullable=True)
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )

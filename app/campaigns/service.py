@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import pagination
+from app.approval import service as approval
 from app.audiences import service as audiences
 from app.audit import service as audit
 from app.auth.models import Scope
@@ -375,6 +376,7 @@ async def create(
         ),
         rotation=campaign_rotation(campaign_id),
         created_by=principal.actor,
+        created_by_person_id=principal.person_id,
         local_time=body.rollout.local_time,
         checks=[c.stored() for c in body.rollout.checks],
         quiet_hours=body.quiet_hours_setting(),
@@ -786,6 +788,10 @@ async def patch(
             _bind_override(campaign, new_override, principal.actor, judgement)
             _audit_guard(session, principal, campaign, verdict, new_override)
     campaign.updated_at = utcnow()
+    # Four-eyes: whoever edits a campaign is its author from now on, and what was approved
+    # is not what would be sent any more.
+    campaign.edited_by_person_id = principal.person_id
+    await approval.void(session, principal, campaign, reason="the campaign was edited")
     session.add(campaign)
     audit.record(
         session,
@@ -893,6 +899,9 @@ async def start(
     )
     guard.refuse_unless_allowed(
         session, principal, verdict, subject_id=campaign.id, attempted="start"
+    )
+    await approval.require_for_start(
+        session, settings, principal, campaign, new_override=override_reason
     )
     if override_reason and verdict.overridden:
         _bind_override(campaign, override_reason, principal.actor, judgement)

@@ -111,6 +111,11 @@ async def test_a_range_is_exported_in_chain_order_with_the_head(
         "reason": "event 3",
         "before": None,
         "after": chain.normalise(TRICKY_VALUES[3]),
+        "person_id": None,
+        "person_name": None,
+        "key_id": None,
+        "channel": "system",
+        "hash_version": 2,
         "prev_hash": rows[3][1],
         "hash": rows[4][1],
     }

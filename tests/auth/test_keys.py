@@ -11,7 +11,7 @@ from app.auth.models import Scope
 from app.main import create_app
 from app.ops.routes import api_routes, required_scopes
 from app.runtime import Runtime
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, PersonMaker, bearer
 
 
 def test_key_format_and_hashing() -> None:
@@ -28,7 +28,7 @@ def test_key_format_and_hashing() -> None:
 
 
 async def test_no_key_bad_key_and_revoked_key_are_401(
-    client: httpx.AsyncClient, make_key: KeyMaker
+    client: httpx.AsyncClient, make_key: KeyMaker, make_person: PersonMaker
 ) -> None:
     assert (await client.get("/v1/devices")).status_code == 401
     answer = await client.get("/v1/devices", headers={"Authorization": "Bearer wck_nope"})
@@ -37,8 +37,11 @@ async def test_no_key_bad_key_and_revoked_key_are_401(
     assert answer.headers["www-authenticate"].startswith("Bearer")
 
     admin = bearer(await make_key(Scope.admin))
+    person = str(await make_person("device reader", kind="service"))
     created = await client.post(
-        "/v1/keys", json={"name": "device reader", "scopes": ["devices:read"]}, headers=admin
+        "/v1/keys",
+        json={"name": "device reader", "scopes": ["devices:read"], "person_id": person},
+        headers=admin,
     )
     assert created.status_code == 201, created.text
     raw = created.json()["key"]
@@ -68,11 +71,14 @@ async def test_no_key_bad_key_and_revoked_key_are_401(
 
 
 async def test_raw_key_is_nowhere_in_the_database(
-    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+    client: httpx.AsyncClient, make_key: KeyMaker, make_person: PersonMaker, db: Runtime
 ) -> None:
     admin = bearer(await make_key(Scope.admin))
+    person = str(await make_person())
     raw = (
-        await client.post("/v1/keys", json={"name": "k", "scopes": ["kill"]}, headers=admin)
+        await client.post(
+            "/v1/keys", json={"name": "k", "scopes": ["kill"], "person_id": person}, headers=admin
+        )
     ).json()["key"]
     secret = raw.split("_", 2)[2]
     async with db.engine.connect() as conn:
@@ -83,12 +89,19 @@ async def test_raw_key_is_nowhere_in_the_database(
             assert raw not in dump
 
 
-async def test_key_creation_validates_scopes(client: httpx.AsyncClient, make_key: KeyMaker) -> None:
+async def test_key_creation_validates_scopes(
+    client: httpx.AsyncClient, make_key: KeyMaker, make_person: PersonMaker
+) -> None:
     admin = bearer(await make_key(Scope.admin))
-    bad = await client.post("/v1/keys", json={"name": "k", "scopes": ["root"]}, headers=admin)
+    person = str(await make_person())
+    bad = await client.post(
+        "/v1/keys", json={"name": "k", "scopes": ["root"], "person_id": person}, headers=admin
+    )
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"].startswith("scopes")
-    empty = await client.post("/v1/keys", json={"name": "k", "scopes": []}, headers=admin)
+    empty = await client.post(
+        "/v1/keys", json={"name": "k", "scopes": [], "person_id": person}, headers=admin
+    )
     assert empty.status_code == 422
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from app.auth.models import Scope
 from app.runtime import Runtime
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, PersonMaker, bearer
 from tests.support import worker_env
 
 
@@ -21,7 +21,7 @@ async def _key_id(client: httpx.AsyncClient, headers: dict[str, str], name: str)
 
 
 async def test_the_last_admin_key_cannot_revoke_itself(
-    client: httpx.AsyncClient, make_key: KeyMaker
+    client: httpx.AsyncClient, make_key: KeyMaker, make_person: PersonMaker
 ) -> None:
     first = bearer(await make_key(Scope.admin, name="first admin"))
     first_id = await _key_id(client, first, "first admin")
@@ -41,7 +41,9 @@ async def test_the_last_admin_key_cannot_revoke_itself(
     assert again.status_code == 409
 
     created = await client.post(
-        "/v1/keys", json={"name": "second admin", "scopes": ["admin"]}, headers=first
+        "/v1/keys",
+        json={"name": "second admin", "scopes": ["admin"], "person_id": str(await make_person())},
+        headers=first,
     )
     assert created.status_code == 201, created.text
     second = bearer(created.json()["key"])

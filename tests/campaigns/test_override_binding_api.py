@@ -20,7 +20,7 @@ from app.rollout.planner import WaveSpec
 from app.runtime import Runtime
 from app.settings import Environment
 from tests.conftest import KeyMaker, bearer
-from tests.support import LIVE_CONTENT, campaign_body
+from tests.support import LIVE_CONTENT, approve, campaign_body
 
 STAGED = {"waves": [{"percent": 1, "hold_seconds": 600}, {"percent": 100}]}
 QUIZ = {"title": "Test your knowledge", "body": "Take our five-question quiz about saving."}
@@ -120,6 +120,7 @@ async def test_an_edit_after_the_override_does_not_inherit_it(
     assert {e["field"] for e in edited.json()["errors"]} >= {"content.title", "content.body"}
     row = await _row(db, campaign_id)
     assert row.content["title"] == QUIZ["title"]
+    await approve(prod, db, campaign_id)  # in production the override is approved with it
     started = await prod.post(f"/v1/campaigns/{campaign_id}/start", json={}, headers=operator)
     assert started.status_code == 200, started.text
     assert started.json()["content"]["title"] == QUIZ["title"]
@@ -202,6 +203,7 @@ async def test_an_audience_or_rollout_edit_keeps_the_override_and_its_author(
         before.guard_override_hash,
     )
     assert await _events(prod, operator, "guard.override_voided") == []
+    await approve(prod, db, campaign_id)
     started = await prod.post(f"/v1/campaigns/{campaign_id}/start", json={}, headers=operator)
     assert started.status_code == 200, started.text
 
@@ -223,9 +225,18 @@ async def test_start_refuses_an_override_that_does_not_cover_the_content(
     assert refused.status_code == 422, refused.text
     assert (await _row(db, campaign_id)).status == "draft"
     again = {"reason": "Re-read the message as it is now; approved by J. Nowak"}
-    started = await prod.post(
+    # In production a new override is approved with the campaign: not given at the start.
+    unapproved = await prod.post(
         f"/v1/campaigns/{campaign_id}/start", json={"override": again}, headers=operator
     )
+    assert unapproved.status_code == 409, unapproved.text
+    assert unapproved.json()["type"].endswith("/approval-required")
+    given = await prod.patch(
+        f"/v1/campaigns/{campaign_id}", json={"override": again}, headers=operator
+    )
+    assert given.status_code == 200, given.text
+    await approve(prod, db, campaign_id)
+    started = await prod.post(f"/v1/campaigns/{campaign_id}/start", json={}, headers=operator)
     assert started.status_code == 200, started.text
     row = await _row(db, campaign_id)
     assert row.guard_override_reason == again["reason"]

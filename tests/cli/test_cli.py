@@ -36,9 +36,23 @@ def wavecast(data_dir: Path, *args: str, check: bool = True) -> subprocess.Compl
 def test_migrate_keys_import_and_seed_on_an_empty_sqlite(tmp_path: Path) -> None:
     assert "database at head" in wavecast(tmp_path, "migrate", "--check").stdout
 
-    created = json.loads(
-        wavecast(tmp_path, "keys", "create", "--name", "crm", "--scope", "devices:write").stdout
+    person = json.loads(
+        wavecast(tmp_path, "people", "create", "--name", "CRM", "--kind", "service").stdout
     )
+    created = json.loads(
+        wavecast(
+            tmp_path,
+            "keys",
+            "create",
+            "--name",
+            "crm",
+            "--person",
+            "CRM",
+            "--scope",
+            "devices:write",
+        ).stdout
+    )
+    assert created["person_id"] == person["id"]
     assert created["key"].startswith("wck_")
     assert created["scopes"] == ["devices:write"]
     listed = wavecast(tmp_path, "keys", "list").stdout
@@ -46,7 +60,9 @@ def test_migrate_keys_import_and_seed_on_an_empty_sqlite(tmp_path: Path) -> None
     wavecast(tmp_path, "keys", "revoke", created["id"], "--reason", "rotated")
     assert "revoked" in wavecast(tmp_path, "keys", "list", "--all").stdout
 
-    bad_scope = wavecast(tmp_path, "keys", "create", "--name", "x", "--scope", "god", check=False)
+    bad_scope = wavecast(
+        tmp_path, "keys", "create", "--name", "x", "--person", "CRM", "--scope", "god", check=False
+    )
     assert bad_scope.returncode != 0
     assert "scopes are" in bad_scope.stderr
 

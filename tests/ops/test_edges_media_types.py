@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.auth.models import Scope
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, PersonMaker, bearer
 from tests.ui.support import sign_in
 
 KEY = json.dumps({"name": "crm", "scopes": ["campaigns:read"]}).encode()
@@ -46,13 +46,15 @@ async def test_a_body_of_the_wrong_type_is_415(
 
 
 async def test_the_types_each_endpoint_takes_still_pass(
-    client: httpx.AsyncClient, make_key: KeyMaker
+    client: httpx.AsyncClient, make_key: KeyMaker, make_person: PersonMaker
 ) -> None:
     admin = await make_key(Scope.admin)
     headers = bearer(admin)
+    person = str(await make_person("crm", kind="service"))
+    key = json.dumps({"name": "crm", "scopes": ["campaigns:read"], "person_id": person})
     for sent in ("application/json", "application/json; charset=utf-8"):
         created = await client.post(
-            "/v1/keys", content=KEY, headers={**headers, "content-type": sent}
+            "/v1/keys", content=key.encode(), headers={**headers, "content-type": sent}
         )
         assert created.status_code == 201, created.text
     imported = await client.post(

@@ -16,7 +16,7 @@ from app.auth.models import Scope
 from app.main import create_app
 from app.runtime import Runtime
 from app.serving import QuietServer
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, PersonMaker, bearer
 from tests.support import wait_for
 
 TIMEOUT = 0.5
@@ -37,17 +37,21 @@ async def _trickle(body: bytes, chunk: int, every: float) -> AsyncIterator[bytes
         await asyncio.sleep(every)
 
 
-def _key_body(size: int) -> bytes:
-    body = json.dumps({"name": "crm", "scopes": ["campaigns:read"]}).encode()
+def _key_body(size: int, person: object) -> bytes:
+    body = json.dumps({"name": "crm", "scopes": ["campaigns:read"], "person_id": str(person)})
+    body = body.encode()
     return body + b" " * (size - len(body))
 
 
-async def test_a_trickled_body_is_408(db: Runtime, make_key: KeyMaker) -> None:
+async def test_a_trickled_body_is_408(
+    db: Runtime, make_key: KeyMaker, make_person: PersonMaker
+) -> None:
+    person = await make_person()
     headers = {**bearer(await make_key(Scope.admin)), "content-type": "application/json"}
     async with _app(db) as client:
         began = time.monotonic()
         answer = await client.post(
-            "/v1/keys", content=_trickle(_key_body(200), 1, 0.05), headers=headers
+            "/v1/keys", content=_trickle(_key_body(200, person), 1, 0.05), headers=headers
         )
         took = time.monotonic() - began
     assert answer.status_code == 408, answer.text
@@ -57,13 +61,16 @@ async def test_a_trickled_body_is_408(db: Runtime, make_key: KeyMaker) -> None:
     assert took < TIMEOUT + 1.5, "cut off near the timeout, not after the whole body"
 
 
-async def test_a_body_arriving_steadily_is_not_cut_off(db: Runtime, make_key: KeyMaker) -> None:
+async def test_a_body_arriving_steadily_is_not_cut_off(
+    db: Runtime, make_key: KeyMaker, make_person: PersonMaker
+) -> None:
+    person = await make_person()
     headers = {**bearer(await make_key(Scope.admin)), "content-type": "application/json"}
     async with _app(db) as client:
         began = time.monotonic()
         # 4000 bytes at 2000 bytes a second: 2 s, four times the base timeout.
         answer = await client.post(
-            "/v1/keys", content=_trickle(_key_body(4000), 400, 0.2), headers=headers
+            "/v1/keys", content=_trickle(_key_body(4000, person), 400, 0.2), headers=headers
         )
         assert time.monotonic() - began > 4 * TIMEOUT
     assert answer.status_code == 201, answer.text

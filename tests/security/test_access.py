@@ -16,7 +16,7 @@ import httpx
 from app.auth.models import Scope
 from app.main import create_app
 from app.ops.routes import FORM_PREFIX, PUBLIC_PATHS, all_paths, api_routes, required_scopes
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, PersonMaker, bearer
 
 
 def test_every_route_is_public_the_forms_or_scoped() -> None:
@@ -45,11 +45,16 @@ async def test_public_routes_answer_without_a_key(client: httpx.AsyncClient) -> 
 
 
 async def test_limited_keys_cannot_manage_keys(
-    client: httpx.AsyncClient, make_key: KeyMaker
+    client: httpx.AsyncClient, make_key: KeyMaker, make_person: PersonMaker
 ) -> None:
     admin = bearer(await make_key(Scope.admin))
+    person = str(await make_person())
     victim = (
-        await client.post("/v1/keys", json={"name": "crm", "scopes": ["kill"]}, headers=admin)
+        await client.post(
+            "/v1/keys",
+            json={"name": "crm", "scopes": ["kill"], "person_id": person},
+            headers=admin,
+        )
     ).json()
     for scope in set(Scope) - {Scope.admin}:
         limited = bearer(await make_key(scope))
@@ -60,7 +65,9 @@ async def test_limited_keys_cannot_manage_keys(
         assert revoke.status_code == 403
         # Nor mint itself a stronger key.
         escalate = await client.post(
-            "/v1/keys", json={"name": "me", "scopes": ["admin"]}, headers=limited
+            "/v1/keys",
+            json={"name": "me", "scopes": ["admin"], "person_id": person},
+            headers=limited,
         )
         assert escalate.status_code == 403
     listing = (await client.get("/v1/keys", headers=admin)).json()

@@ -25,7 +25,7 @@ from wavecast_tools.fakes.fcm import write_service_account
 
 from app.auth.models import Scope
 from app.runtime import Runtime
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, PersonMaker, bearer
 from tests.support import worker_env
 
 
@@ -66,12 +66,19 @@ def assert_absent(secrets: list[str], where: str, text_: str) -> None:
 
 
 async def test_api_keys_never_appear_in_logs_errors_or_the_audit_log(
-    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, logs: Capture
+    client: httpx.AsyncClient,
+    make_key: KeyMaker,
+    make_person: PersonMaker,
+    db: Runtime,
+    logs: Capture,
 ) -> None:
     admin_raw = await make_key(Scope.admin)
     admin = bearer(admin_raw)
+    person = str(await make_person("crm", kind="service"))
     created = await client.post(
-        "/v1/keys", json={"name": "crm", "scopes": ["campaigns:read"]}, headers=admin
+        "/v1/keys",
+        json={"name": "crm", "scopes": ["campaigns:read"], "person_id": person},
+        headers=admin,
     )
     raw = created.json()["key"]  # the one answer allowed to carry it
     prefix, secret = raw.split("_", 2)[1:]

@@ -1,0 +1,292 @@
+"""Four-eyes approval: a live campaign starts only with the approval of a second human,
+bound to what it sends and to whom (`app.approval.binding`).
+
+`approve` is the one approve command: the API, the form and Slack all call it, with the
+principal of the person acting and the channel they came through. `require_for_start` is
+what the start command asks; `void` is what an edit does to a standing approval.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.approval import binding as bound
+from app.approval import repository as repo
+from app.approval.models import CampaignApproval
+from app.approval.schemas import ApprovalOut, ApprovalStatus
+from app.audiences import service as audiences
+from app.audit import service as audit
+from app.auth import service as auth_service
+from app.auth.models import Scope
+from app.auth.principal import Principal
+from app.campaigns import repository as campaigns_repo
+from app.campaigns.models import Campaign, CampaignKind
+from app.campaigns.state import CampaignStatus
+from app.db.types import utcnow
+from app.errors import Problem, not_found
+from app.guard.override import judge_content, standing_reason
+from app.people import repository as people_repo
+from app.people.models import PersonKind
+from app.settings import Settings
+
+APPROVAL_REQUIRED = "https://wavecast.dev/problems/approval-required"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    reasons: list[str]
+    audience_size: int
+
+    @property
+    def required(self) -> bool:
+        return bool(self.reasons)
+
+
+async def current_binding(session: AsyncSession, campaign: Campaign) -> str:
+    """The binding of the campaign as the database holds it now."""
+    waves = await campaigns_repo.waves(session, campaign.id)
+    return bound.binding(
+        kind=str(campaign.kind),
+        content=campaign.content,
+        audience_rules=campaign.audience_rules,
+        waves=[(w.percent, w.hold_seconds) for w in waves],
+        start_at=campaign.start_at,
+        local_time=campaign.local_time,
+        checks=campaign.checks,
+        throttle_per_second=campaign.throttle_per_second,
+        failure_threshold_percent=campaign.failure_threshold_percent,
+        quiet_hours=campaign.quiet_hours,
+        expires_at=campaign.expires_at,
+        priority=str(campaign.priority),
+        override_reason=_standing_override(campaign),
+        override_hash=campaign.guard_override_hash if _standing_override(campaign) else None,
+    )
+
+
+def _standing_override(campaign: Campaign) -> str | None:
+    return standing_reason(
+        campaign.guard_override_reason,
+        campaign.guard_override_hash,
+        judge_content(campaign.content),
+    )
+
+
+async def requirement(
+    session: AsyncSession, settings: Settings, campaign: Campaign, *, new_override: bool = False
+) -> Requirement:
+    """Whether the campaign needs an approval to start now, and why. `new_override`: the
+    start itself brings a guard override."""
+    size, _ = await audiences.estimate(session, campaign.audience_rules)
+    reasons = bound.needed_because(
+        live=campaign.kind == CampaignKind.live,
+        audience_size=size,
+        threshold=settings.approval_threshold,
+        production=settings.is_production,
+        has_override=new_override or _standing_override(campaign) is not None,
+    )
+    return Requirement(reasons, size)
+
+
+async def standing_approval(
+    session: AsyncSession, campaign: Campaign, binding: str | None = None
+) -> CampaignApproval | None:
+    """The approval that covers the campaign as it is now, or None."""
+    binding = binding or await current_binding(session, campaign)
+    for approval in await repo.standing(session, campaign.id):
+        if approval.binding == binding:
+            return approval
+    return None
+
+
+def authors(campaign: Campaign) -> set[uuid.UUID]:
+    """Who may not approve the campaign: whoever created it and whoever last edited it."""
+    return {p for p in (campaign.created_by_person_id, campaign.edited_by_person_id) if p}
+
+
+async def approve(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    *,
+    comment: str | None,
+) -> CampaignApproval:
+    """Approve a draft campaign as it is now: the one approve command, for the API, the form
+    and Slack (pass `app.people.service.slack_principal(...)` from Slack).
+
+    Refused (403) unless `principal` is a human person holding `campaigns:approve` (or
+    admin) who neither created nor last edited the campaign: approving your own campaign is
+    refused whatever keys you hold. Refused (409) once the campaign has left draft. The
+    approval is bound to the campaign's current binding (content, audience, rollout,
+    checks, throttle, the guard override the approver reads) and audited
+    (`campaign.approved`); approving again what the same person already approved changes
+    nothing. Flushes; the caller commits.
+    """
+    if not principal.has(Scope.campaigns_approve):
+        raise Problem(403, "Forbidden", "approving a campaign needs the 'campaigns:approve' scope")
+    campaign = await campaigns_repo.get(session, campaign_id, lock=True)
+    if campaign is None:
+        raise not_found("Campaign", campaign_id)
+    if principal.person_id is None or principal.person_name is None:
+        raise Problem(403, "Forbidden", "only a person may approve a campaign")
+    if not principal.is_human:
+        raise Problem(
+            403,
+            "Forbidden",
+            f"{principal.person_name} is a service, not a human: only a human may approve a "
+            "campaign (the second pair of eyes)",
+        )
+    if principal.person_id in authors(campaign):
+        raise Problem(
+            403,
+            "Forbidden",
+            f"{principal.person_name} created or last edited this campaign: its approval needs "
+            "a second person, whatever keys the author holds",
+            type_=APPROVAL_REQUIRED,
+        )
+    if campaign.status != CampaignStatus.draft:
+        raise Problem(
+            409,
+            "Conflict",
+            f"only a draft campaign is approved; this one is {campaign.status}",
+            extra={"campaign_status": str(campaign.status)},
+        )
+    binding = await current_binding(session, campaign)
+    existing = await standing_approval(session, campaign, binding)
+    if existing is not None and existing.person_id == principal.person_id:
+        return existing
+    override = _standing_override(campaign)
+    approval = CampaignApproval(
+        campaign_id=campaign.id,
+        binding=binding,
+        person_id=principal.person_id,
+        person_name=principal.person_name,
+        key_id=principal.key_id,
+        channel=principal.channel.value,
+        comment=comment,
+        override_reason=override,
+    )
+    session.add(approval)
+    audit.record(
+        session,
+        principal,
+        "campaign.approved",
+        subject_type="campaign",
+        subject_id=campaign.id,
+        reason=comment,
+        after={"binding": binding, "override_reason": override, "approval_id": str(approval.id)},
+    )
+    await session.flush()
+    return approval
+
+
+async def require_for_start(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    campaign: Campaign,
+    *,
+    new_override: str | None,
+) -> CampaignApproval | None:
+    """Refuse (409, naming the missing approval) to start a campaign that needs an approval
+    without one that covers it as it is now; the approval that covers it otherwise (None
+    when none is needed). In production a guard override given with the start itself is
+    refused: it is approved with the campaign, so it is given first (an edit) and approved.
+    """
+    fresh = new_override is not None and new_override != _standing_override(campaign)
+    needed = await requirement(session, settings, campaign, new_override=fresh)
+    if not needed.required:
+        return None
+    if fresh and settings.is_production:
+        raise Problem(
+            409,
+            "Approval required",
+            "in production a guard override is approved with the campaign by a second "
+            'person: give it with PATCH /v1/campaigns/{id} {"override": {"reason": ...}}, '
+            "then have it approved (POST /v1/campaigns/{id}/approve)",
+            type_=APPROVAL_REQUIRED,
+            extra={"approval": {"required": True, "reasons": needed.reasons}},
+        )
+    approval = await standing_approval(session, campaign)
+    if approval is not None:
+        return approval
+    who = await may_approve(session, campaign)
+    latest = await repo.latest(session, campaign.id)
+    voided = (
+        f" (the approval by {latest.person_name} was voided: {latest.void_reason})"
+        if latest is not None and latest.voided_at is not None
+        else ""
+    )
+    raise Problem(
+        409,
+        "Approval required",
+        f"campaign {campaign.id} has no approval{voided}: "
+        + "; ".join(needed.reasons)
+        + ". A human with the 'campaigns:approve' scope who neither created nor last edited "
+        f"it approves it with POST /v1/campaigns/{campaign.id}/approve"
+        + (f" (may approve: {', '.join(who)})" if who else " (no one may approve it yet)"),
+        type_=APPROVAL_REQUIRED,
+        extra={
+            "approval": {
+                "required": True,
+                "missing": "campaign approval",
+                "reasons": needed.reasons,
+                "may_approve": who,
+            }
+        },
+    )
+
+
+async def void(
+    session: AsyncSession, principal: Principal, campaign: Campaign, *, reason: str
+) -> None:
+    """Void the campaign's standing approvals (an edit: what was approved is not what would
+    be sent any more), audited as `campaign.approval_voided`."""
+    now = utcnow()
+    for approval in await repo.standing(session, campaign.id):
+        approval.voided_at = now
+        approval.void_reason = reason
+        session.add(approval)
+        audit.record(
+            session,
+            principal,
+            "campaign.approval_voided",
+            subject_type="campaign",
+            subject_id=campaign.id,
+            reason=reason,
+            before={"approved_by": approval.person_name, "binding": approval.binding},
+        )
+
+
+async def may_approve(session: AsyncSession, campaign: Campaign) -> list[str]:
+    """The names of the humans who may approve the campaign: their keys (not revoked) hold
+    campaigns:approve or admin, and they neither created nor last edited it."""
+    held = await auth_service.active_scopes_by_person(session)
+    rights = {Scope.campaigns_approve.value, Scope.admin.value}
+    ids = [p for p, scopes in held.items() if scopes & rights and p not in authors(campaign)]
+    people = await people_repo.many(session, ids)
+    return sorted(p.name for p in people if p.kind == PersonKind.human)
+
+
+async def status(session: AsyncSession, settings: Settings, campaign: Campaign) -> ApprovalStatus:
+    """The campaign's approval as the API and the form show it."""
+    needed = await requirement(session, settings, campaign)
+    approval = await standing_approval(session, campaign)
+    named = await people_repo.many(session, sorted(authors(campaign)))
+    return ApprovalStatus(
+        campaign_id=campaign.id,
+        required=needed.required,
+        reasons=needed.reasons,
+        approval=None if approval is None else out(approval),
+        waiting=(needed.required and approval is None and campaign.status == CampaignStatus.draft),
+        override_reason=_standing_override(campaign),
+        authors=sorted(p.name for p in named),
+        may_approve=await may_approve(session, campaign),
+    )
+
+
+def out(approval: CampaignApproval) -> ApprovalOut:
+    return ApprovalOut.model_validate(approval, from_attributes=True)
