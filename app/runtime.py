@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -33,8 +33,9 @@ class Runtime:
         await self.engine.dispose()
 
 
-# Every Wavecast client (the API's, the worker's own, arq's queue) fails fast: a Redis
-# outage must surface as an error (and fail closed), never as a long hang.
+# Every Redis client of a process (the API's, the worker's own, arq's queue: all built by
+# `connect_redis`) fails fast: an outage, or a primary that hangs, must surface as an error
+# (and fail closed), never as a long wait.
 CONNECT_TIMEOUT_SECONDS = 2
 COMMAND_TIMEOUT_SECONDS = 5
 # Asking a sentinel where the primary is: short, so a dead sentinel costs little before the
@@ -104,24 +105,3 @@ def _require_redis_url(settings: Settings) -> None:
             "an embedded Redis, or point WAVECAST_REDIS_URL at a Redis server (or "
             "WAVECAST_REDIS_SENTINELS at its sentinels)"
         )
-
-
-def redis_settings(settings: Settings) -> RedisSettings:
-    """arq's connection settings, to the same Redis as `connect_redis`."""
-    if settings.redis_sentinels:
-        found = _database_and_credentials(settings)
-        rs = RedisSettings(
-            host=settings.sentinel_addresses,
-            sentinel=True,
-            sentinel_master=settings.redis_sentinel_master,
-            database=found["db"],
-            username=found.get("username"),
-            password=found.get("password"),
-        )
-    else:
-        _require_redis_url(settings)
-        rs = RedisSettings.from_dsn(settings.redis_url)
-    rs.conn_timeout = CONNECT_TIMEOUT_SECONDS
-    rs.conn_retries = 1
-    rs.conn_retry_delay = 0
-    return rs

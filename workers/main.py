@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from app.control.plane import Control, provider_scope
 from app.delivery.sender import SenderDeps, provider_cap
 from app.guard.policy_log import record_if_changed as record_policy
-from app.runtime import Runtime, redis_settings
+from app.runtime import Runtime, connect_redis
 from app.settings import Settings
 from workers.context import WorkerContext
 from workers.coordination import (
@@ -138,7 +138,10 @@ def build_worker(
                 timeout=60,
             ),
         ],
-        redis_settings=redis_settings(settings),
+        # arq's queue on a client like every other (timeouts; the primary found through
+        # the sentinels when there are some): arq's own Sentinel pool has no socket timeout,
+        # and a primary that hangs instead of dying would hold the worker for good.
+        redis_pool=connect_redis(settings),
         queue_name=QUEUE,
         on_startup=startup,
         on_shutdown=shutdown,
@@ -230,6 +233,8 @@ async def _close(worker: Worker) -> None:
     try:
         await worker.close()
     except (RedisError, OSError):
+        with contextlib.suppress(Exception):
+            await worker.pool.aclose()
         wc: WorkerContext | None = worker.ctx.get("wavecast")
         if wc is not None:
             with contextlib.suppress(Exception):

@@ -102,6 +102,7 @@ class SentinelCluster:
     dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wavecast-sentinel-")))
     nodes: list[Node] = field(default_factory=list)
     sentinels: list[Node] = field(default_factory=list)
+    frozen: list[Node] = field(default_factory=list)
 
     @property
     def sentinel_setting(self) -> str:
@@ -207,6 +208,24 @@ class SentinelCluster:
         node.proc = None
         return node.port
 
+    def freeze_primary(self) -> int:
+        """SIGSTOP the primary (a machine that hangs, or a network that drops every packet:
+        connections stay open and nothing answers); returns its port."""
+        port = self.primary_port()
+        node = next(n for n in self.nodes if n.port == port)
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGSTOP)
+        self.frozen.append(node)
+        return node.port
+
+    def thaw(self) -> None:
+        """The frozen primaries wake up (the sentinels then turn them into replicas)."""
+        for node in self.frozen:
+            if node.alive:
+                assert node.proc is not None
+                node.proc.send_signal(signal.SIGCONT)
+        self.frozen.clear()
+
     def wait_for_new_primary(self, old: int, *, within: float = 20) -> int:
         """The port the sentinels promoted, once they all name it and it answers as a
         primary."""
@@ -238,6 +257,7 @@ class SentinelCluster:
         )
 
     def close(self) -> None:
+        self.thaw()
         for node in [*self.sentinels, *self.nodes]:
             if node.alive:
                 assert node.proc is not None

@@ -132,18 +132,22 @@ async def _closed_grant(cluster: SentinelCluster, port: int) -> str | None:
     return grant if grant.startswith("closed:") else None
 
 
-async def _fail_over(cluster: SentinelCluster) -> tuple[datetime, int, datetime, int]:
-    """Kill the primary; returns when it died, its port, when the replica was promoted and
-    the new primary's port."""
+async def _fail_over(cluster: SentinelCluster, how: str) -> tuple[datetime, int, datetime, int]:
+    """Kill or freeze the primary; returns when it went, its port, when the replica was
+    promoted and the new primary's port."""
     killed_at = utcnow()
-    old = await asyncio.to_thread(cluster.kill_primary)
+    fail = cluster.kill_primary if how == "crash" else cluster.freeze_primary
+    old = await asyncio.to_thread(fail)
     new = await asyncio.to_thread(cluster.wait_for_new_primary, old)
     return killed_at, old, utcnow(), new
 
 
+@pytest.mark.parametrize("how", ["crash", "hang"])
 async def test_failover_mid_campaign_sends_nothing_blind_and_loses_nothing(
-    cluster: tuple[SentinelCluster, Runtime], make_key: KeyMaker
+    cluster: tuple[SentinelCluster, Runtime], make_key: KeyMaker, how: str
 ) -> None:
+    """A crash (SIGKILL: connections refused at once) or a hang (SIGSTOP: connections stay
+    open and nothing answers, as when a network drops every packet)."""
     nodes, runtime = cluster
     await add_devices(runtime, DEVICES)
     operator = bearer(
@@ -158,7 +162,7 @@ async def test_failover_mid_campaign_sends_nothing_blind_and_loses_nothing(
             campaign_id = await _start(client, operator)
             await wait_for(lambda: _sent_at_least(runtime, campaign_id, 300), within=60)
 
-            killed_at, old, promoted_at, new = await _fail_over(nodes)
+            killed_at, old, promoted_at, new = await _fail_over(nodes, how)
             # The window is real: the promotion came well after the fences lapsed.
             assert promoted_at - killed_at > FENCE_LAPSE, (killed_at, promoted_at)
             blind = await _sent_between(runtime, campaign_id, killed_at + FENCE_LAPSE, promoted_at)
@@ -183,8 +187,9 @@ async def test_failover_mid_campaign_sends_nothing_blind_and_loses_nothing(
     assert figures.lost == 0
     assert figures.duplicates == 0, sorted(figures.duplicated_rows)[:10]
     print(
-        f"\nfailover {old} -> {new}: {(promoted_at - killed_at).total_seconds():.2f}s without "
-        f"a primary, {resumed} sent after the promotion, lost 0, duplicates 0"
+        f"\nfailover after a {how} {old} -> {new}: "
+        f"{(promoted_at - killed_at).total_seconds():.2f}s without a primary, "
+        f"{resumed} sent after the promotion, lost 0, duplicates 0"
     )
 
 
