@@ -15,6 +15,7 @@ SCENARIOS: dict[str, str] = {
     "kill": "wavecast_tools.bench.kill",
     "api": "wavecast_tools.bench.api",
     "scale": "wavecast_tools.bench.scale",
+    "workers": "wavecast_tools.bench.workers",
     "events": "wavecast_tools.bench.events",
     "timing": "wavecast_tools.bench.timing_rules",
     "gate": "wavecast_tools.bench.gate",
