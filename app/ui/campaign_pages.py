@@ -17,6 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import idempotency
+from app.approval import service as approval
+from app.approval.schemas import ApproveRequest
 from app.audiences import service as audiences
 from app.audit import repository as audit_repo
 from app.auth.models import Scope
@@ -399,7 +401,11 @@ async def _full_context(
 ) -> dict[str, Any]:
     context = await _campaign_context(session, campaign_id)
     campaign = await service.get(session, campaign_id)
-    return {**context, **(await _plan_context(session, settings, campaign))}
+    return {
+        **context,
+        **(await _plan_context(session, settings, campaign)),
+        "approval": await approval.status(session, settings, campaign),
+    }
 
 
 def available_actions(status: CampaignStatus) -> list[str]:
@@ -466,6 +472,8 @@ async def campaign_action(
 ) -> Response:
     """Start, pause, resume, cancel or kill; each needs its confirmation box ticked, and kill
     a reason. The scope each needs is the API's."""
+    if action == "approve":
+        return await _approve(request, campaign_id, runtime, op)
     scope = ACTIONS.get(action)
     if scope is None:
         raise Problem(404, "Not found", f"there is no campaign action '{action}'")
@@ -488,6 +496,39 @@ async def campaign_action(
             if problem.status in (401, 403, 404):
                 raise
             error = f"{action}: {problem.detail}"
+            status_code = problem.status
+    if error is None:
+        return see_other(f"/ui/campaigns/{campaign_id}")
+    async with unit_of_work(runtime.sessionmaker) as session:
+        context = await _full_context(session, runtime.settings, campaign_id)
+    return page(
+        request, "campaign.html", status_code=status_code, op=op, action_error=error, **context
+    )
+
+
+async def _approve(
+    request: Request, campaign_id: uuid.UUID, runtime: Runtime, op: Operator
+) -> Response:
+    """Approve from the campaign page: the approve command the API and Slack run, with the
+    person signed in (channel `ui`)."""
+    single, _ = await read_form(request)
+    error: str | None = None
+    status_code = 422
+    if single.get("confirm") != "yes":
+        error = "approve: tick the box to say you have read the campaign"
+    else:
+        try:
+            comment = ApproveRequest(comment=single.get("comment", "").strip() or None).comment
+            async with unit_of_work(runtime.sessionmaker) as session:
+                await approval.approve(
+                    session, runtime.settings, op.principal, campaign_id, comment=comment
+                )
+        except ValidationError as exc:
+            error = "; ".join(f"comment: {e['msg']}" for e in exc.errors())
+        except Problem as problem:
+            if problem.status in (401, 404):
+                raise
+            error = f"approve: {problem.detail}"
             status_code = problem.status
     if error is None:
         return see_other(f"/ui/campaigns/{campaign_id}")
