@@ -19,4 +19,5 @@ SCENARIOS: dict[str, str] = {
     "events": "wavecast_tools.bench.events",
     "timing": "wavecast_tools.bench.timing_rules",
     "gate": "wavecast_tools.bench.gate",
+    "opens": "wavecast_tools.bench.opens",
 }

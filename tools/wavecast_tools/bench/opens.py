@@ -1,0 +1,248 @@
+"""Opens budget fidelity: a campaign paced by the opens it causes, against an app population.
+
+`wavecast bench opens`. `--devices` 100,000 Android devices; a campaign in three waves (1 %,
+hold 60 s; 10 %, hold 30 s; 100 %) with `throttle: {"per_second": 2000,
+"max_opens_per_second": 300}`, sent by two `wavecast worker` processes through the real
+firebase-admin client to the FCM fake (its own process, every request recorded). The app
+population (`wavecast_tools.simulator`) reads what the fake received and opens each push with
+probability `--open-rate` 0.3 after a log-normal delay of median `--median-delay` 20 s (shape
+`--sigma` 1), reporting every open to a real `wavecast api` process (POST /v1/events) once
+it has happened. Until the campaign has 20 opens of its own, the engine paces it by the
+deployment's prior (WAVECAST_OPENS_PRIOR_*: open rate 0.5, median 5 s).
+
+Figures:
+- **busiest 10 s of opens**: the most opens the population made in any 10 consecutive whole
+  seconds, per second. Target ≤ 1.1 × the budget.
+- **duration / oracle's**: the campaign's duration (first send to last send, from the
+  ledger) over that of an oracle: the same controller (`app.rollout.opens_budget.decide`,
+  with no headroom) given the population's exact kernel (open rate and delay distribution,
+  `lognormal_kernel`) and the same waves, holds and throttle, run second by second on the
+  expected opens (`oracle_duration`). Target ≤ 1.25.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+import httpx
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from app.auth.models import Scope
+from app.campaigns.models import Campaign
+from app.control.plane import paced
+from app.delivery.models import Delivery
+from app.rollout import opens_budget as ob
+from app.rollout.planner import cumulative_target
+from app.runtime import Runtime
+from app.settings import Settings
+from wavecast_tools.bench import stack
+from wavecast_tools.bench.report import Figure, at_most, reported
+from wavecast_tools.simulator import AppPopulation, FakeHttpSource, busiest_window, running
+
+DESCRIPTION = "opens budget fidelity against a simulated app population (PostgreSQL)"
+TAG = "opens"
+WAVES = ((1, 60), (10, 30), (100, 0))
+WINDOW_RATIO = 1.1
+DURATION_RATIO = 1.25
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--budget", type=int, default=300)
+    parser.add_argument("--per-second", type=int, default=2_000)
+    parser.add_argument("--open-rate", type=float, default=0.3)
+    parser.add_argument("--median-delay", type=float, default=20.0)
+    parser.add_argument("--sigma", type=float, default=1.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--drain", type=float, default=60.0, help="seconds of opens after")
+    parser.add_argument("--seed", type=int, default=16)
+
+
+def oracle_duration(
+    devices: int,
+    waves: tuple[tuple[int, int], ...],
+    kernel: tuple[float, ...],
+    *,
+    budget: float,
+    per_second: float,
+) -> tuple[int, float]:
+    """Seconds from the first send to the end of the last, and the most expected opens in
+    any second, of the controller that knows ``kernel`` exactly: each second it sends
+    ``floor`` of what `decide` allows (no headroom), within the current wave; a wave is
+    finished with its last send, and the next one starts once its hold has passed."""
+    model = ob.OpensModel(kernel, "events")
+    targets = [cumulative_target(Decimal(p), devices) for p, _hold in waves]
+    history: list[int] = []
+    sent, wave, resume_at, last = 0, 0, 0, 0
+    second = 0
+    while sent < devices:
+        if second >= resume_at:
+            ages = list(reversed(history))[: len(kernel) + 1]
+            decision = ob.decide(model, ages, budget=budget, per_second=per_second, headroom=1.0)
+            n = min(math.floor(decision.per_second), targets[wave] - sent)
+        else:
+            n = 0
+        history.append(n)
+        sent += n
+        if n:
+            last = second
+        if sent >= targets[wave] and wave + 1 < len(waves):
+            resume_at = second + 1 + waves[wave][1]
+            wave += 1
+        second += 1
+    opens = [
+        sum(
+            history[s] * kernel[t - s - 1]
+            for s in range(len(history))
+            if 0 <= t - s - 1 < len(kernel)
+        )
+        for t in range(len(history) + len(kernel))
+    ]
+    return last + 1, max(opens)
+
+
+@dataclass
+class Outcome:
+    duration: float
+    opens: list[float]
+    delivered: int
+    rejected: int
+    reasons: list[str]
+    peak_rate: float
+
+
+async def _prepare(settings: Settings, devices: int) -> None:
+    runtime = await Runtime.start(settings)
+    try:
+        await stack.empty_stores(runtime)
+        await stack.add_devices(runtime, devices, tag=TAG, platform="android")
+    finally:
+        await runtime.close()
+
+
+async def _duration(runtime: Runtime, campaign_id: uuid.UUID) -> float:
+    async with runtime.sessionmaker() as session:
+        first, last = (
+            await session.execute(
+                select(func.min(col(Delivery.sent_at)), func.max(col(Delivery.sent_at))).where(
+                    col(Delivery.campaign_id) == campaign_id
+                )
+            )
+        ).one()
+    if first is None or last is None:
+        raise SystemExit("wavecast bench opens: nothing was sent")
+    return float((last - first).total_seconds())
+
+
+async def _run(
+    settings: Settings, args: argparse.Namespace, fake_url: str, api_url: str
+) -> Outcome:
+    runtime = await Runtime.start(settings)
+    try:
+        key = await stack.api_key(runtime, [Scope.events_write])
+        await stack.workers_alive(runtime.redis, args.workers)
+        source = FakeHttpSource(fake_url)
+        events = httpx.AsyncClient(
+            base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {key}"}
+        )
+        population = AppPopulation(
+            source=source,
+            events=events,
+            open_rate=args.open_rate,
+            median_delay=args.median_delay,
+            sigma=args.sigma,
+            seed=args.seed,
+        )
+        reasons: list[str] = []
+        peak_rate = 0.0
+        async with running(population):
+            campaign_id = await stack.start_campaign(
+                runtime,
+                tag=TAG,
+                per_second=args.per_second,
+                rollout={"waves": [{"percent": p, "hold_seconds": h} for p, h in WAVES]},
+                max_opens_per_second=args.budget,
+            )
+            deadline = time.monotonic() + 1_800
+            while True:
+                async with runtime.sessionmaker() as session:
+                    campaign = await session.get(Campaign, campaign_id)
+                    assert campaign is not None
+                if campaign.effective_reason and (
+                    not reasons or reasons[-1] != campaign.effective_reason
+                ):
+                    reasons.append(campaign.effective_reason)
+                peak_rate = max(peak_rate, campaign.effective_per_second or 0.0)
+                if campaign.status == "completed":
+                    break
+                if campaign.status != "running" or time.monotonic() > deadline:
+                    raise SystemExit(f"wavecast bench opens: campaign {campaign.status}")
+                await asyncio.sleep(1)
+            # The opens of the last sends come after the campaign has completed.
+            await asyncio.sleep(args.drain)
+        await source.aclose()
+        await events.aclose()
+        return Outcome(
+            duration=await _duration(runtime, campaign_id),
+            opens=population.opens,
+            delivered=population.delivered,
+            rejected=population.rejected,
+            reasons=reasons,
+            peak_rate=peak_rate,
+        )
+    finally:
+        await runtime.close()
+
+
+def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
+    if not settings.effective_database_url.startswith("postgresql"):
+        raise SystemExit("wavecast bench opens: set WAVECAST_DATABASE_URL to a PostgreSQL db")
+    asyncio.run(_prepare(settings, args.devices))
+    work = stack.workdir("opens")
+    with (
+        stack.fake("fcm", work) as fake,
+        stack.api_process(settings, work) as api_url,
+        stack.workers(settings, args.workers, work, **fake.env),
+    ):
+        outcome = asyncio.run(_run(settings, args, fake.url, api_url))
+    kernel = ob.lognormal_kernel(args.open_rate, args.median_delay, args.sigma)
+    oracle, oracle_peak = oracle_duration(
+        args.devices, WAVES, kernel, budget=args.budget, per_second=paced(args.per_second)
+    )
+    busiest = busiest_window(outcome.opens, 10)
+    for reason in outcome.reasons[-3:]:
+        print(f"effective_reason: {reason}")
+    population = (
+        f"p={args.open_rate:g}, median {args.median_delay:g} s, {args.devices:,} devices, "
+        f"budget {args.budget}/s"
+    )
+    return [
+        at_most(
+            "opens",
+            f"busiest 10 s of opens ({population})",
+            busiest,
+            "opens/s",
+            WINDOW_RATIO * args.budget,
+        ),
+        at_most(
+            "opens",
+            f"duration / oracle's ({outcome.duration:.0f} s / {oracle} s)",
+            outcome.duration / oracle,
+            "",
+            DURATION_RATIO,
+        ),
+        reported("opens", "campaign duration, first send to last", outcome.duration, "s"),
+        reported("opens", "oracle's duration", oracle, "s"),
+        reported("opens", "oracle's busiest second of expected opens", oracle_peak, "opens/s"),
+        reported("opens", "highest effective rate set", outcome.peak_rate, "sends/s"),
+        reported("opens", "pushes the population received", outcome.delivered, ""),
+        reported("opens", "opens reported", len(outcome.opens), ""),
+        at_most("opens", "opens the API rejected", outcome.rejected, "", 0),
+    ]
