@@ -42,18 +42,6 @@ class Principal:
     def is_human(self) -> bool:
         return self.person_id is not None and self.person_kind is PersonKind.human
 
-    def via(self, channel: Channel) -> Principal:
-        """The same person and key, acting through another channel (the form is `ui`)."""
-        return Principal(
-            actor=self.actor,
-            scopes=self.scopes,
-            key_id=self.key_id,
-            person_id=self.person_id,
-            person_name=self.person_name,
-            person_kind=self.person_kind,
-            channel=channel,
-        )
-
 
 SYSTEM = Principal(actor="system", scopes=frozenset(Scope), channel=Channel.system)
 

@@ -497,13 +497,7 @@ async def campaign_action(
                 raise
             error = f"{action}: {problem.detail}"
             status_code = problem.status
-    if error is None:
-        return see_other(f"/ui/campaigns/{campaign_id}")
-    async with unit_of_work(runtime.sessionmaker) as session:
-        context = await _full_context(session, runtime.settings, campaign_id)
-    return page(
-        request, "campaign.html", status_code=status_code, op=op, action_error=error, **context
-    )
+    return await _acted(request, runtime, op, campaign_id, error, status_code)
 
 
 async def _approve(
@@ -530,6 +524,19 @@ async def _approve(
                 raise
             error = f"approve: {problem.detail}"
             status_code = problem.status
+    return await _acted(request, runtime, op, campaign_id, error, status_code)
+
+
+async def _acted(
+    request: Request,
+    runtime: Runtime,
+    op: Operator,
+    campaign_id: uuid.UUID,
+    error: str | None,
+    status_code: int,
+) -> Response:
+    """Back to the campaign page after an action: a redirect when it was done, the page
+    with the error otherwise."""
     if error is None:
         return see_other(f"/ui/campaigns/{campaign_id}")
     async with unit_of_work(runtime.sessionmaker) as session:
