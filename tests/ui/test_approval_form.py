@@ -74,6 +74,8 @@ async def test_the_author_waits_and_a_second_person_approves_from_the_form(
         page = await client.get(f"/ui/campaigns/{campaign_id}")
         assert 'id="approval-given"' in page.text
         assert "Approver Person (ui)" in page.text
+        # The audit trail names the person and the channel.
+        assert '<strong class="audit-person">Approver Person</strong> via ui' in page.text
         status = await client.get(f"/v1/campaigns/{campaign_id}/approval", headers=bearer(approver))
         assert status.json()["approval"]["channel"] == "ui"
         assert status.json()["approval"]["comment"] == "looks right"
