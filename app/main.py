@@ -28,6 +28,7 @@ from app.ops.security_headers import SecurityHeaders, headers_for
 from app.people.router import router as people_router
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
+from app.slack.router import router as slack_router
 from app.ui import install as install_ui
 from app.webhooks.router import router as webhooks_router
 
@@ -98,8 +99,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     ):
         app.include_router(router)
     install_ui(app)
-    # The team channel: webhooks for marketing tools (app.webhooks).
+    # The team channel: webhooks for marketing tools, Slack's commands and buttons.
     app.include_router(webhooks_router)
+    app.include_router(slack_router)
     return app
 
 

@@ -12,6 +12,7 @@ from app.audit import export, service
 from app.audit.schemas import AuditEventOut, AuditPage
 from app.deps import Admin, CampaignsReader, RuntimeDep, SessionDep, SettingsDep
 from app.errors import FieldError, validation_problem
+from app.notify import service as notifications
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -43,8 +44,14 @@ async def list_audit(
         until=until,
     )
     items, next_cursor = pagination.page(rows, limit, lambda e: e.id)
+    posts = await notifications.slack_posts(session, [e.sequence for e in items if e.sequence])
     return AuditPage(
-        items=[AuditEventOut.model_validate(e, from_attributes=True) for e in items],
+        items=[
+            AuditEventOut.model_validate(e, from_attributes=True).model_copy(
+                update=posts.get(e.sequence or 0, {})
+            )
+            for e in items
+        ],
         next_cursor=next_cursor,
     )
 

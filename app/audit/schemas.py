@@ -25,6 +25,10 @@ class AuditEventOut(BaseModel):
     hash_version: int = 1
     sequence: int
     hash: str
+    # The team channel's message of this event, once Slack took it (app.notify): the channel
+    # and the message's timestamp, Slack's id for it.
+    slack_channel: str | None = None
+    slack_ts: str | None = None
 
 
 class AuditPage(BaseModel):

@@ -118,6 +118,13 @@ def facts(notice: Notice) -> list[tuple[str, str]]:
         found = "; ".join(str(f.get("message", f)) for f in findings if isinstance(f, dict))
         if found:
             out.append(("Findings", found))
+    elif notice.kind is Kind.approval_requested:
+        details = notice.details or {}
+        if details.get("reasons"):
+            out.append(("Why", "; ".join(str(r) for r in details["reasons"])))
+        out.append(("May approve", ", ".join(details.get("may_approve") or []) or "no one yet"))
+        if details.get("override_reason"):
+            out.append(("Guard override to approve", str(details["override_reason"])))
     elif notice.kind is Kind.switch_engaged:
         paused = (notice.details or {}).get("paused") or []
         out.append(("Campaigns paused", str(len(paused))))

@@ -24,7 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import httpx
@@ -37,6 +37,7 @@ from app.db.types import utcnow
 from app.notify import repository
 from app.notify.backoff import Backoff
 from app.notify.compose import Notice, answered_message, slack_message, webhook_payload
+from app.notify.conditions import approval_waiting
 from app.notify.kinds import Kind
 from app.notify.models import DeliveryAttempt, OutboxMessage, OutboxStatus
 from app.settings import Settings
@@ -119,6 +120,10 @@ async def send_slack(deps: OutboxDeps, report: DispatchReport) -> None:
             )
             report.failed += 1
             continue
+        if notice.kind is Kind.approval_requested:
+            notice = await _still_waiting(deps, row, token, notice, report)
+            if notice is None:
+                continue
         started, clock = deps.clock(), time.monotonic()
         answer = await deps.slack.post(slack_message(notice))
         took = _ms(clock)
@@ -240,6 +245,10 @@ async def _deliver(
         await _finish(deps, row, token, status=OutboxStatus.failed, error="audit event not found")
         report.failed += 1
         return
+    if notice.kind is Kind.approval_requested:
+        notice = await _still_waiting(deps, row, token, notice, report)
+        if notice is None:
+            return
     body = json.dumps(webhook_payload(notice), separators=(",", ":")).encode()
     started, clock = deps.clock(), time.monotonic()
     headers = signed_headers(hook.secret, message_id(row.audit_sequence), started, body)
@@ -276,6 +285,19 @@ async def _deliver(
 
 
 # ------------------------------------------------------------------------------ shared
+async def _still_waiting(
+    deps: OutboxDeps, row: OutboxMessage, token: str, notice: Notice, report: DispatchReport
+) -> Notice | None:
+    """An approval request with its facts, or None (skipped) when none is awaited now."""
+    async with deps.sessionmaker() as session:
+        facts = await approval_waiting(session, deps.settings, row)
+    if facts is None:
+        await _finish(deps, row, token, status=OutboxStatus.skipped, error="no approval is awaited")
+        report.skipped += 1
+        return None
+    return replace(notice, details=facts)
+
+
 async def _retry_or_give_up(
     deps: OutboxDeps,
     row: OutboxMessage,

@@ -62,7 +62,10 @@ SEVERITY: dict[Kind, Severity] = {
 
 # Audit actions reported one to one. `campaign.auto_pause` is told apart by its reason below.
 ACTIONS: dict[str, Kind] = {
-    "campaign.approval_requested": Kind.approval_requested,
+    # A draft created or edited may be waiting for a second person: the worker asks the
+    # approval rules at send time (`app.notify.conditions`) and skips it when it is not.
+    "campaign.created": Kind.approval_requested,
+    "campaign.edited": Kind.approval_requested,
     "campaign.approved": Kind.approval_approved,
     "campaign.start": Kind.campaign_started,
     "campaign.resume": Kind.campaign_resumed,

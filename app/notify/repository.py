@@ -224,3 +224,18 @@ async def pending_count(session: AsyncSession) -> int:
         .where(col(OutboxMessage.status) == OutboxStatus.pending)
     )
     return int((await session.exec(query)).one())
+
+
+async def newer_of_kind(
+    session: AsyncSession, *, kind: str, campaign_id: str, destination: str, after_sequence: int
+) -> bool:
+    """Whether a later notification of `kind` about the campaign is bound for `destination`."""
+    query = select(
+        exists().where(
+            col(OutboxMessage.kind) == kind,
+            col(OutboxMessage.campaign_id) == campaign_id,
+            col(OutboxMessage.destination) == destination,
+            col(OutboxMessage.audit_sequence) > after_sequence,
+        )
+    )
+    return bool((await session.execute(query)).scalar())

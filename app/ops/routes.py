@@ -42,6 +42,9 @@ def required_scopes(route: APIRoute) -> set[Scope]:
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
 # The internal form authenticates its own way (a session and CSRF tokens), not by API key.
 FORM_PREFIX = "/ui"
+# Slack's commands and buttons (app.slack) carry Slack's signature, not an API key; each
+# action is then allowed by the scopes of the person the Slack user is.
+SLACK_PREFIX = "/slack"
 
 
 def all_paths(app: FastAPI) -> Iterator[tuple[str, Any]]:

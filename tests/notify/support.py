@@ -15,6 +15,7 @@ from wavecast_tools.fakes.slack import DEFAULT_TOKEN, SlackFake
 
 from app.db.types import utcnow
 from app.notify.dispatch import OutboxDeps
+from app.notify.kinds import Kind
 from app.notify.models import SLACK, DeliveryAttempt, OutboxMessage
 from app.runtime import Runtime
 from app.settings import Settings
@@ -63,13 +64,17 @@ async def outbox(db: Runtime, slack_fake: SlackFake) -> AsyncIterator[OutboxDeps
     await deps.aclose()
 
 
-async def slack_rows(runtime: Runtime) -> list[OutboxMessage]:
+async def slack_rows(runtime: Runtime, *, drafts: bool = False) -> list[OutboxMessage]:
+    """The Slack rows in the log's order; without the notes of drafts created or edited
+    (possible approval requests) unless `drafts`."""
     async with runtime.sessionmaker() as session:
         query = (
             select(OutboxMessage)
             .where(col(OutboxMessage.destination) == SLACK)
             .order_by(col(OutboxMessage.audit_sequence))
         )
+        if not drafts:
+            query = query.where(col(OutboxMessage.kind) != Kind.approval_requested.value)
         return list((await session.exec(query)).all())
 
 

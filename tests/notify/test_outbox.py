@@ -60,8 +60,13 @@ async def test_a_decision_writes_its_notification_and_a_refused_one_writes_none(
     assert killed.status_code == 200, killed.text
     again = await client.post(f"/v1/campaigns/{campaign}/pause", headers=headers)
     assert again.status_code == 409
-    rows = await slack_rows(db)
-    assert [r.kind for r in rows] == [Kind.campaign_started, Kind.campaign_killed]
+    rows = await slack_rows(db, drafts=True)
+    assert [r.kind for r in rows] == [
+        Kind.approval_requested,  # the draft's creation: asked at send time whether it waits
+        Kind.campaign_started,
+        Kind.campaign_killed,
+    ]
+    rows = rows[1:]
     assert all(r.campaign_id == str(campaign) for r in rows)
     assert all(r.status == OutboxStatus.pending for r in rows)
 
@@ -75,7 +80,7 @@ async def test_a_decision_writes_its_notification_and_a_refused_one_writes_none(
 
     with pytest.raises(RuntimeError):
         await failing_decision()
-    assert len(await slack_rows(db)) == 2
+    assert len(await slack_rows(db, drafts=True)) == 3
 
 
 async def test_each_decision_reaches_the_channel_in_order_naming_its_audit_event(
@@ -133,6 +138,16 @@ async def test_each_decision_reaches_the_channel_in_order_naming_its_audit_event
     assert "Campaigns paused*\\n1" in str(engaged.blocks)
     killed = posted[5]
     assert "enough" in str(killed.blocks) and "[CRITICAL]" in (killed.text or "")
+    # The log points at the channel: each event lists its message's timestamp.
+    listed = (
+        await client.get("/v1/audit", params={"action": "campaign.kill"}, headers=headers)
+    ).json()["items"][0]
+    assert (listed["sequence"], listed["slack_ts"]) == (rows[-1].audit_sequence, rows[-1].slack_ts)
+    assert listed["slack_channel"] == CHANNEL
+    created = (
+        await client.get("/v1/audit", params={"action": "campaign.created"}, headers=headers)
+    ).json()["items"][0]
+    assert created["slack_ts"] is None  # not posted: no approval was awaited
     # Nothing left: a second run sends nothing again.
     assert (await dispatch(outbox)).sent == 0
     assert len(slack_fake.posted()) == 6
@@ -304,10 +319,10 @@ async def test_without_slack_configured_notifications_are_kept_and_marked_skippe
     await started_campaign(client, headers, db)
     deps = OutboxDeps.build(db.settings, db.sessionmaker)
     try:
-        assert (await dispatch(deps)).skipped == 1
+        assert (await dispatch(deps)).skipped == 2  # the draft's note and the start
     finally:
         await deps.aclose()
-    assert [r.status for r in await slack_rows(db)] == [OutboxStatus.skipped]
+    assert [r.status for r in await slack_rows(db, drafts=True)] == [OutboxStatus.skipped] * 2
 
 
 async def test_workers_dispatching_at_once_send_each_message_once(
