@@ -48,6 +48,7 @@ class Requirement:
 async def current_binding(session: AsyncSession, campaign: Campaign) -> str:
     """The binding of the campaign as the database holds it now."""
     waves = await campaigns_repo.waves(session, campaign.id)
+    override = _standing_override(campaign)
     return bound.binding(
         kind=str(campaign.kind),
         content=campaign.content,
@@ -61,8 +62,8 @@ async def current_binding(session: AsyncSession, campaign: Campaign) -> str:
         quiet_hours=campaign.quiet_hours,
         expires_at=campaign.expires_at,
         priority=str(campaign.priority),
-        override_reason=_standing_override(campaign),
-        override_hash=campaign.guard_override_hash if _standing_override(campaign) else None,
+        override_reason=override,
+        override_hash=campaign.guard_override_hash if override else None,
     )
 
 
