@@ -10,7 +10,9 @@ from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.auth import repository as auth_repo
 from app.auth import service as auth_service
+from app.auth.key_cache import KeyCache
 from app.auth.models import Scope
 from app.auth.principal import Principal
 from app.db import migrate
@@ -20,8 +22,11 @@ from app.ops.ratelimit import charge_failed_auth, charge_key
 from app.runtime import Runtime
 from app.settings import Settings
 
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` in a
+# worker thread, a hop per dependency per request.
 
-def get_runtime(request: Request) -> Runtime:
+
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -29,14 +34,14 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings_dep(runtime: RuntimeDep) -> Settings:
+async def get_settings_dep(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_redis(runtime: RuntimeDep) -> ArqRedis:
+async def get_redis(runtime: RuntimeDep) -> ArqRedis:
     return runtime.redis
 
 
@@ -69,7 +74,10 @@ async def require_schema(request: Request, runtime: Runtime) -> None:
         raise Problem(503, "Service unavailable", str(behind), headers={"Retry-After": "10"})
 
 
-async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    # The runtime straight from the app, not as a dependency of its own: FastAPI walks every
+    # dependency of every request, and the session and the key are on every request.
+    runtime: Runtime = request.app.state.runtime
     await require_schema(request, runtime)
     async with unit_of_work(runtime.sessionmaker) as session:
         yield session
@@ -80,7 +88,8 @@ async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[As
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
+async def get_principal(request: Request) -> Principal:
+    runtime: Runtime = request.app.state.runtime
     header = request.headers.get("authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
@@ -91,8 +100,13 @@ async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
             headers={"WWW-Authenticate": 'Bearer realm="wavecast"'},
         )
     await require_schema(request, runtime)
-    async with unit_of_work(runtime.sessionmaker) as session:
-        principal = await auth_service.authenticate(session, runtime.settings, raw.strip())
+    key = raw.strip()
+
+    async def load() -> Principal | None:
+        async with unit_of_work(runtime.sessionmaker) as session:
+            return await auth_service.authenticate(session, runtime.settings, key)
+
+    principal = await key_cache(request, runtime).authenticate(key, load)
     if principal is None:
         await charge_failed_auth(request.scope)
         raise Problem(
@@ -105,6 +119,24 @@ async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
         await charge_key(request.scope, principal.key_id, may_stop=principal.has(Scope.kill))
     request.state.principal = principal
     return principal
+
+
+def key_cache(request: Request, runtime: Runtime) -> KeyCache:
+    """The application's cache of proven keys, made on first use."""
+    state = request.app.state
+    cache: KeyCache | None = getattr(state, "key_cache", None)
+    if cache is None:
+
+        async def read_watermark() -> tuple[object, ...]:
+            async with runtime.sessionmaker() as session:
+                return await auth_repo.watermark(session)
+
+        cache = state.key_cache = KeyCache(
+            runtime.settings.key_pepper.get_secret_value(),
+            read_watermark,
+            revocation_seconds=runtime.settings.key_revocation_seconds,
+        )
+    return cache
 
 
 def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:

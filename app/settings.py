@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # Requests per second per API key (and per client address without a key); bursts of
     # twice that are allowed; 0 turns the limit off. Far above what any integration needs.
     api_rate_limit: float = Field(default=500, ge=0)
+    # API keys that authenticated are remembered in each API process (app.auth.key_cache): a
+    # revoked key is refused by every process from this many seconds after the revocation
+    # (at once by the process that revoked it); 0 reads the key on every request.
+    key_revocation_seconds: float = Field(default=1.0, ge=0, le=60)
 
     # Production staging policy (SPEC §3 rule 4). A deployment may tighten it freely; in
     # production it may not loosen it past the floors below (PRODUCTION_FIRST_WAVE_CEILING,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.models import ApiKey
@@ -12,6 +12,18 @@ from app.auth.models import ApiKey
 async def by_prefix(session: AsyncSession, prefix: str) -> ApiKey | None:
     result = await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))
     return result.first()
+
+
+async def watermark(session: AsyncSession) -> tuple[object, ...]:
+    """What changes whenever a key is created, revoked or deleted (app.auth.key_cache):
+    keys are never un-revoked, so counts and newest instants only move one way."""
+    query = select(
+        func.count(),
+        func.count(col(ApiKey.revoked_at)),
+        func.max(col(ApiKey.created_at)),
+        func.max(col(ApiKey.revoked_at)),
+    )
+    return tuple((await session.exec(query)).one())
 
 
 async def get(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
