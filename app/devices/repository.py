@@ -53,6 +53,35 @@ async def upsert(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> li
     """
     if not rows:
         return []
+    stmt = _upsert(session).returning(_table.c.id, _table.c.token)
+    result = await session.execute(stmt, list(rows))
+    stored = {token: ident for ident, token in result.all()}
+    return [stored[row["token"]] for row in rows]
+
+
+async def upsert_one(session: AsyncSession, row: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """`upsert` of one row in one statement: the row as stored (every column) and whether it
+    was created.
+
+    Every app registers its token on every start: on PostgreSQL this statement is sent by
+    the driver itself, in the session's transaction (as the import's merge is), because
+    building the statement and its cache key in SQLAlchemy cost more than running it."""
+    if session.get_bind().dialect.name != "postgresql":
+        result = await session.execute(_upsert(session).returning(*_table.c), dict(row))
+        stored = dict(result.mappings().one())
+        return stored, bool(stored["id"] == row["id"])
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    record = list(_row_values(row))
+    for index in _JSON_INDEXES:
+        record[index] = orjson.dumps(record[index]).decode()
+    answer = await driver.fetchrow(_UPSERT_ONE, *record)
+    # JSON goes in as text and comes back decoded (the codecs SQLAlchemy sets on connections).
+    return dict(zip(_COPY_COLUMNS, answer, strict=False)), bool(answer["created"])
+
+
+def _upsert(session: AsyncSession) -> Any:
     stmt = _insert_for(session)
     excluded = stmt.excluded
     updates: dict[str, Any] = {name: excluded[name] for name in _REGISTRATION_COLUMNS}
@@ -60,12 +89,7 @@ async def upsert(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> li
     updates["updated_at"] = excluded.updated_at
     # A token registered again is alive again, whatever a provider said of it before.
     updates["status"] = literal_column(f"'{DeviceStatus.active.value}'")
-    stmt = stmt.on_conflict_do_update(index_elements=[_table.c.token], set_=updates).returning(
-        _table.c.id, _table.c.token
-    )
-    result = await session.execute(stmt, list(rows))
-    stored = {token: ident for ident, token in result.all()}
-    return [stored[row["token"]] for row in rows]
+    return stmt.on_conflict_do_update(index_elements=[_table.c.token], set_=updates)
 
 
 _COPY_COLUMNS = (
@@ -81,15 +105,25 @@ _COPY_COLUMNS = (
 )
 _JSON_INDEXES = tuple(i for i, c in enumerate(_COPY_COLUMNS) if c in {"tags", "attributes"})
 _row_values = operator.itemgetter(*_COPY_COLUMNS)
-_UPSERT_FROM_STAGING = f"""
-    INSERT INTO device ({", ".join(_COPY_COLUMNS)})
-    SELECT {", ".join(_COPY_COLUMNS)} FROM device_import
+# What a registration changes on a token already known (the same as `_upsert`).
+_ON_CONFLICT = f"""
     ON CONFLICT (token) DO UPDATE SET
         {", ".join(f"{c} = EXCLUDED.{c}" for c in _REGISTRATION_COLUMNS)},
         last_seen_at = EXCLUDED.last_seen_at,
         updated_at = EXCLUDED.updated_at,
         status = 'active'
+"""
+_UPSERT_FROM_STAGING = f"""
+    INSERT INTO device ({", ".join(_COPY_COLUMNS)})
+    SELECT {", ".join(_COPY_COLUMNS)} FROM device_import
+    {_ON_CONFLICT}
     RETURNING (xmax = 0)
+"""
+_UPSERT_ONE = f"""
+    INSERT INTO device ({", ".join(_COPY_COLUMNS)})
+    VALUES ({", ".join(f"${i}" for i in range(1, len(_COPY_COLUMNS) + 1))})
+    {_ON_CONFLICT}
+    RETURNING {", ".join(_COPY_COLUMNS)}, (xmax = 0) AS created
 """
 
 

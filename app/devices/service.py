@@ -21,7 +21,12 @@ from app.db.types import utcnow
 from app.devices import lean
 from app.devices import repository as repo
 from app.devices.models import Device, DeviceStatus
-from app.devices.schemas import DevicePatch, DeviceRegistration, check_apns_environment
+from app.devices.schemas import (
+    DeviceOut,
+    DevicePatch,
+    DeviceRegistration,
+    check_apns_environment,
+)
 from app.errors import FieldError, not_found, validation_problem
 from app.rollout.bucketing import device_bucket
 
@@ -134,14 +139,11 @@ class ImportBatch:
         return UpsertOutcome(created=outcome.created, updated=outcome.updated + self.repeats)
 
 
-async def register(session: AsyncSession, reg: DeviceRegistration) -> tuple[Device, bool]:
-    row = registration_row(reg)
-    [stored_id] = await repo.upsert(session, [row])
-    device = await repo.get(session, stored_id)
-    assert device is not None
-    # The upsert ran as a core statement; refresh so the identity map holds what is stored.
-    await session.refresh(device)
-    return device, stored_id == row["id"]
+async def register(session: AsyncSession, reg: DeviceRegistration) -> tuple[DeviceOut, bool]:
+    """The device as stored for this registration, and whether it is new: one statement,
+    read back by RETURNING (no ORM object: the answer is all a registration needs)."""
+    stored, created = await repo.upsert_one(session, registration_row(reg))
+    return DeviceOut.model_validate(stored), created
 
 
 async def get(session: AsyncSession, device_id: uuid.UUID) -> Device:
