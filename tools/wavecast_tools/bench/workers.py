@@ -7,10 +7,11 @@ the rows sent between the 10th and the 90th percentile of their `sent_at`, over 
 (the wave's start, while its first chunks are planned, and its tail are left out). The
 figure is the median of `--repeat` rounds for each N.
 
-Where the time goes: CPU seconds, over each round, of the worker processes, of every
-PostgreSQL and every redis-server process on the machine, and of the whole machine (busy
-cores: the others' processes included, as the machine is shared), in cores (CPU seconds per
-wall second). On a machine with C cores, a resource whose cores add up to C has saturated it.
+Where the time goes: CPU over each round, in cores (CPU seconds per wall second), of the
+worker processes, of the PostgreSQL backends serving the benchmark's database, of the
+redis-server on the benchmark's Redis port, and of the whole machine (other people's
+processes included when it is shared). On a machine with C cores, a machine figure of C
+means the cores were saturated, by whatever ran.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import psutil
 from sqlalchemy import text
@@ -36,7 +38,7 @@ UNTHROTTLED = 1_000_000
 TAG = "bench-workers"
 # The middle of a campaign's sends: its start (first chunks planned) and tail left out.
 LOW, HIGH = 0.10, 0.90
-CPU_GROUPS = ("worker", "postgres", "redis", "machine")
+CPU_GROUPS = ("workers", "postgres", "redis", "machine")
 
 
 @dataclass
@@ -47,48 +49,66 @@ class Round:
     cores: dict[str, float]  # CPU seconds per wall second, by group
 
 
+Reading = tuple[float, dict[tuple[str, int], float]]
+
+
 class Cpu:
-    """CPU seconds of the workers, of PostgreSQL and Redis server processes, and of the
-    whole machine, between two readings."""
+    """CPU seconds, between two readings, of the worker processes; of the PostgreSQL
+    backends serving the benchmark's database (not the server's background processes, nor
+    other databases' backends: the server may be shared); of the redis-server listening on
+    the benchmark's Redis port; and of the whole machine. A process that started between
+    the readings counts whole."""
 
-    def __init__(self, worker_pids: list[int]) -> None:
+    def __init__(self, runtime: Runtime, worker_pids: list[int]) -> None:
+        self._runtime = runtime
         self._workers = worker_pids
+        self._redis = _listening(urlsplit(runtime.settings.redis_url).port or 6379)
 
-    def read(self) -> tuple[float, dict[tuple[str, int], float]]:
+    async def read(self) -> Reading:
+        async with self._runtime.engine.connect() as conn:
+            backends = (
+                await conn.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            ).scalars()
+            groups = [("postgres", int(pid)) for pid in backends]
+        groups += [("workers", pid) for pid in self._workers]
+        groups += [("redis", pid) for pid in self._redis]
         seconds: dict[tuple[str, int], float] = {}
-        groups: list[tuple[str, psutil.Process]] = []
-        for pid in self._workers:
+        for group, pid in groups:
             try:
-                groups.append(("worker", psutil.Process(pid)))
-            except psutil.NoSuchProcess:
-                continue
-        for process in psutil.process_iter(["name"]):
-            name = process.info["name"] or ""
-            if name.startswith("postgres"):
-                groups.append(("postgres", process))
-            elif name.startswith("redis-server"):
-                groups.append(("redis", process))
-        for group, process in groups:
-            try:
-                times = process.cpu_times()
+                times = psutil.Process(pid).cpu_times()
             except psutil.Error:
                 continue
-            seconds[(group, process.pid)] = times.user + times.system
+            seconds[(group, pid)] = times.user + times.system
         machine = psutil.cpu_times()
         seconds[("machine", 0)] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
         return time.monotonic(), seconds
 
     @staticmethod
-    def cores(
-        before: tuple[float, dict[tuple[str, int], float]],
-        after: tuple[float, dict[tuple[str, int], float]],
-    ) -> dict[str, float]:
+    def cores(before: Reading, after: Reading) -> dict[str, float]:
         wall = max(1e-3, after[0] - before[0])
         totals = dict.fromkeys(CPU_GROUPS, 0.0)
         for key, spent in after[1].items():
-            if key in before[1]:  # a process that started meanwhile: not measured whole
-                totals[key[0]] += spent - before[1][key]
+            totals[key[0]] += spent - before[1].get(key, 0.0)
         return {group: total / wall for group, total in totals.items()}
+
+
+def _listening(port: int) -> list[int]:
+    """The pid of the redis-server listening on `port` on this machine (none if remote)."""
+    for process in psutil.process_iter(["name"]):
+        if not (process.info["name"] or "").startswith("redis"):
+            continue
+        try:
+            sockets = process.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in sockets):
+            return [process.pid]
+    return []
 
 
 async def _reset(runtime: Runtime) -> None:
@@ -131,8 +151,8 @@ async def _round(runtime: Runtime, settings: Settings, count: int, within: float
     }
     with stack.workers(settings, count, work, **env) as procs:
         await stack.workers_alive(runtime.redis, count)
-        cpu = Cpu([p.pid for p in procs])
-        before = cpu.read()
+        cpu = Cpu(runtime, [p.pid for p in procs])
+        before = await cpu.read()
         started = time.monotonic()
         campaign_id = await stack.start_campaign(runtime, tag=TAG, per_second=UNTHROTTLED)
         while (status := await stack.campaign_status(runtime, campaign_id)) != "completed":
@@ -142,7 +162,7 @@ async def _round(runtime: Runtime, settings: Settings, count: int, within: float
                 raise RuntimeError(f"the campaign did not complete within {within:.0f}s")
             await asyncio.sleep(0.2)
         seconds = time.monotonic() - started
-        cores = Cpu.cores(before, cpu.read())
+        cores = Cpu.cores(before, await cpu.read())
     return Round(count, await _middle_rate(runtime, campaign_id), seconds, cores)
 
 
