@@ -627,6 +627,8 @@ def cmd_fake(args: argparse.Namespace) -> None:
     _tools("fake")
     if args.kind == "fcm":
         from wavecast_tools.fakes.fcm import main as fake_main
+    elif args.kind == "slack":
+        from wavecast_tools.fakes.slack import main as fake_main
     else:
         from wavecast_tools.fakes.apns import main as fake_main
     sys.exit(fake_main(args.options))
@@ -984,7 +986,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     fake.add_argument("-h", "--help", action="help", help="show this help and exit")
-    fake.add_argument("kind", choices=["fcm", "apns"])
+    fake.add_argument("kind", choices=["fcm", "apns", "slack"])
     fake.add_argument("options", nargs=argparse.REMAINDER, help="the fake's own options")
     fake.set_defaults(func=cmd_fake)
 

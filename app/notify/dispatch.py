@@ -113,23 +113,18 @@ async def send_slack(deps: OutboxDeps, report: DispatchReport) -> None:
             )
             report.skipped += 1
             continue
-        notice = notices.get(row.id)
+        notice = await _prepared(deps, row, token, notices.get(row.id), report)
         if notice is None:
-            await _finish(
-                deps, row, token, status=OutboxStatus.failed, error="audit event not found"
-            )
-            report.failed += 1
             continue
-        if notice.kind is Kind.approval_requested:
-            notice = await _still_waiting(deps, row, token, notice, report)
-            if notice is None:
-                continue
         started, clock = deps.clock(), time.monotonic()
         answer = await deps.slack.post(slack_message(notice))
         took = _ms(clock)
         if answer.ok:
-            await _sent(deps, row, token, answer, started, took)
-            report.sent += 1
+            slack: dict[str, object] = {
+                "slack_ts": answer.ts,
+                "slack_channel": answer.channel or deps.slack.channel,
+            }
+            await _sent(deps, row, token, answer.status_code, started, took, slack, report)
             await _answer_earlier(deps, notice)
             continue
         if answer.permanent:
@@ -151,30 +146,32 @@ async def _sent(
     deps: OutboxDeps,
     row: OutboxMessage,
     token: str,
-    answer: SlackAnswer,
+    status_code: int | None,
     started: datetime,
     took: int,
+    values: dict[str, object],
+    report: DispatchReport,
 ) -> None:
-    assert row.id is not None
+    """Record an acknowledged message first of all: it is never sent again."""
     async with unit_of_work(deps.sessionmaker) as session:
         kept = await repository.finish(
             session,
-            row.id,
+            row.id or 0,
             token,
             values={
                 "status": OutboxStatus.sent,
-                "slack_ts": answer.ts,
-                "slack_channel": answer.channel or deps.slack.channel,
                 "sent_at": deps.clock(),
                 "attempts": row.attempts + 1,
                 "last_error": None,
+                **values,
             },
-            attempt=_attempt(row, started, took, "sent", answer.status_code, None, None),
+            attempt=_attempt(row, started, took, "sent", status_code, None, None),
         )
+    report.sent += 1
     if not kept:
         log.warning(
-            "an outbox message was posted after its claim ran out",
-            extra={"audit_sequence": row.audit_sequence, "slack_ts": answer.ts},
+            "an outbox message was delivered after its claim ran out",
+            extra={"audit_sequence": row.audit_sequence, "destination": row.destination},
         )
 
 
@@ -241,14 +238,9 @@ async def _deliver(
         )
         report.skipped += 1
         return
+    notice = await _prepared(deps, row, token, notice, report)
     if notice is None:
-        await _finish(deps, row, token, status=OutboxStatus.failed, error="audit event not found")
-        report.failed += 1
         return
-    if notice.kind is Kind.approval_requested:
-        notice = await _still_waiting(deps, row, token, notice, report)
-        if notice is None:
-            return
     body = json.dumps(webhook_payload(notice), separators=(",", ":")).encode()
     started, clock = deps.clock(), time.monotonic()
     headers = signed_headers(hook.secret, message_id(row.audit_sequence), started, body)
@@ -261,20 +253,7 @@ async def _deliver(
         error = f"{type(exc).__name__}: {exc}".rstrip(": ")
     took = _ms(clock)
     if status is not None and 200 <= status < 300:
-        async with unit_of_work(deps.sessionmaker) as session:
-            await repository.finish(
-                session,
-                row.id or 0,
-                token,
-                values={
-                    "status": OutboxStatus.sent,
-                    "sent_at": deps.clock(),
-                    "attempts": row.attempts + 1,
-                    "last_error": None,
-                },
-                attempt=_attempt(row, started, took, "sent", status, None, None),
-            )
-        report.sent += 1
+        await _sent(deps, row, token, status, started, took, {}, report)
         return
     answer = SlackAnswer(ok=False, status_code=status, error=error or f"HTTP {status}")
     retry_at = await _retry_or_give_up(deps, row, token, answer, started, took)
@@ -285,10 +264,21 @@ async def _deliver(
 
 
 # ------------------------------------------------------------------------------ shared
-async def _still_waiting(
-    deps: OutboxDeps, row: OutboxMessage, token: str, notice: Notice, report: DispatchReport
+async def _prepared(
+    deps: OutboxDeps,
+    row: OutboxMessage,
+    token: str,
+    notice: Notice | None,
+    report: DispatchReport,
 ) -> Notice | None:
-    """An approval request with its facts, or None (skipped) when none is awaited now."""
+    """The notice to send, or None when the row is settled without sending: its audit event
+    is gone (failed), or it is an approval request and no approval is awaited now (skipped)."""
+    if notice is None:
+        await _finish(deps, row, token, status=OutboxStatus.failed, error="audit event not found")
+        report.failed += 1
+        return None
+    if notice.kind is not Kind.approval_requested:
+        return notice
     async with deps.sessionmaker() as session:
         facts = await approval_waiting(session, deps.settings, row)
     if facts is None:

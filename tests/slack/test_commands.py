@@ -3,6 +3,7 @@ algorithm, the team channel being the Slack fake driven by the real slack_sdk.""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
@@ -13,6 +14,10 @@ from wavecast_tools.fakes.slack import SlackFake
 from app.audit.models import AuditEvent
 from app.auth.models import Scope
 from app.campaigns.state import CampaignStatus
+from app.control.gate import Gate
+from app.control.plane import Control
+from app.killswitch import service as switches
+from app.main import create_app
 from app.notify.compose import APPROVE_ACTION, CONFIRM_ACTION
 from app.notify.dispatch import OutboxDeps, dispatch
 from app.notify.kinds import Kind
@@ -147,8 +152,6 @@ async def test_kill_all_engages_the_switch_and_release_takes_a_second_admin(
     assert own.status_code == 200
     await wait_for(lambda: _ephemeral(slack_fake, "UADA", "a second person"), within=5)
     async with db.sessionmaker() as session:
-        from app.killswitch import service as switches
-
         assert (await switches.get_switch(session)).engaged
     await press(slack_client, CONFIRM_ACTION, button["value"], "UGRACE")
     await wait_for(lambda: _ephemeral(slack_fake, "UGRACE", "released by Grace"), within=5)
@@ -206,10 +209,6 @@ async def test_approve_from_the_approval_request_message(
     outbox: OutboxDeps,
     slack_fake: SlackFake,
 ) -> None:
-    import dataclasses
-
-    from app.main import create_app
-
     settings = slack_runtime.settings.model_copy(update={"approval_required_above": 0})
     runtime = dataclasses.replace(slack_runtime, settings=settings)
     outbox.settings = settings
@@ -256,3 +255,27 @@ async def test_approve_from_the_approval_request_message(
 
 async def _ephemeral(fake: SlackFake, user: str, words: str) -> bool:
     return any(m.ephemeral_to == user and words in (m.text or "") for m in fake.messages)
+
+
+async def test_a_stop_still_confirming_after_slacks_3_seconds_is_answered_in_time_and_followed_up(
+    slack_client: httpx.AsyncClient,
+    make_key: KeyMaker,
+    make_person: PersonMaker,
+    db: Runtime,
+    slack_fake: SlackFake,
+) -> None:
+    await person(make_person, make_key, "Ada", "UADA", Scope.kill)
+    campaign = await running(slack_client, make_key, db)
+    # A batch on the wire that does not finish: its permit holds the drain past 5 s.
+    async with db.sessionmaker() as session:
+        switch = await switches.get_switch(session)
+    await Control(db.redis).publish_switch(switch)
+    await Gate(db.redis).acquire(campaign, ttl_seconds=30)
+    started = time.monotonic()
+    answer = await command(slack_client, f"kill {campaign} stuck provider", "UADA")
+    took = time.monotonic() - started
+    assert answer.status_code == 200
+    assert took < 3.0, f"answered after {took:.2f} s"
+    assert "Recorded and in force" in answer.json()["text"]
+    assert await campaign_status(db, campaign) is CampaignStatus.killed
+    await wait_for(lambda: _ephemeral(slack_fake, "UADA", "not finished within"), within=10)
