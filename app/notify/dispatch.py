@@ -175,29 +175,39 @@ async def _sent(
         )
 
 
+# A decision that answers an earlier message's button: that message loses its button and
+# says who answered (chat.update). The request's kind, and what the answer says.
+_ANSWERS: dict[Kind, tuple[Kind, str]] = {
+    Kind.approval_approved: (Kind.approval_requested, ":white_check_mark: Approved"),
+    Kind.campaign_resumed: (Kind.confirmation_requested, ":arrow_forward: Resumed"),
+    Kind.switch_released: (Kind.confirmation_requested, ":large_green_circle: Released"),
+}
+
+
 async def _answer_earlier(deps: OutboxDeps, notice: Notice) -> None:
-    """An approval takes the Approve button off the message that asked for it (chat.update);
-    cosmetic: a failure is logged and nothing retries it."""
-    if notice.kind is not Kind.approval_approved or notice.campaign_id is None:
+    """Update the message whose button this decision answers; cosmetic: a failure is logged
+    and nothing retries it."""
+    if notice.kind not in _ANSWERS:
         return
+    asked_kind, answered = _ANSWERS[notice.kind]
     async with deps.sessionmaker() as session:
         asked = await repository.slack_message_of(
-            session, kind=Kind.approval_requested.value, campaign_id=notice.campaign_id
+            session,
+            kind=asked_kind.value,
+            campaign_id=notice.campaign_id,
+            before_sequence=notice.sequence,
         )
     if asked is None or asked.id is None or asked.slack_ts is None or asked.slack_channel is None:
         return
     earlier = (await load_notices(deps, [asked])).get(asked.id)
     if earlier is None:
         return
+    text = f"{answered} by {notice.who} (audit #{notice.sequence})"
     answer = await deps.slack.update(
-        asked.slack_channel,
-        asked.slack_ts,
-        answered_message(
-            earlier, f":white_check_mark: Approved by {notice.who} (audit #{notice.sequence})"
-        ),
+        asked.slack_channel, asked.slack_ts, answered_message(earlier, text)
     )
     if not answer.ok:
-        log.warning("could not update an approval request", extra={"error": answer.error})
+        log.warning("could not update an answered message", extra={"error": answer.error})
 
 
 # ---------------------------------------------------------------------------- webhooks

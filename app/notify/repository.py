@@ -150,20 +150,28 @@ async def campaign_names(session: AsyncSession, ids: Sequence[str]) -> dict[str,
 
 
 async def slack_message_of(
-    session: AsyncSession, *, kind: str, campaign_id: str | None = None, sequence: int | None = None
+    session: AsyncSession, *, kind: str, campaign_id: str | None, before_sequence: int
 ) -> OutboxMessage | None:
-    """The newest posted Slack message of `kind` (about `campaign_id`, or of the event
-    `sequence`): the message a later decision answers (chat.update)."""
-    query = select(OutboxMessage).where(
-        col(OutboxMessage.destination) == SLACK,
-        col(OutboxMessage.kind) == kind,
-        col(OutboxMessage.slack_ts).is_not(None),
+    """The newest Slack message of `kind` about `campaign_id` (None: about no campaign, the
+    global switch) posted for an event before `before_sequence`: the message a later
+    decision answers (chat.update)."""
+    subject = (
+        col(OutboxMessage.campaign_id).is_(None)
+        if campaign_id is None
+        else col(OutboxMessage.campaign_id) == campaign_id
     )
-    if campaign_id is not None:
-        query = query.where(col(OutboxMessage.campaign_id) == campaign_id)
-    if sequence is not None:
-        query = query.where(col(OutboxMessage.audit_sequence) == sequence)
-    query = query.order_by(col(OutboxMessage.audit_sequence).desc()).limit(1)
+    query = (
+        select(OutboxMessage)
+        .where(
+            col(OutboxMessage.destination) == SLACK,
+            col(OutboxMessage.kind) == kind,
+            col(OutboxMessage.slack_ts).is_not(None),
+            col(OutboxMessage.audit_sequence) < before_sequence,
+            subject,
+        )
+        .order_by(col(OutboxMessage.audit_sequence).desc())
+        .limit(1)
+    )
     return (await session.exec(query)).first()
 
 

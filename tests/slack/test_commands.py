@@ -162,6 +162,8 @@ async def test_kill_all_engages_the_switch_and_release_takes_a_second_admin(
     assert await campaign_status(db, campaign) is CampaignStatus.paused  # resumed one by one
     await press(slack_client, CONFIRM_ACTION, button["value"], "UGRACE")
     await wait_for(lambda: _ephemeral(slack_fake, "UGRACE", "Already confirmed"), within=5)
+    await dispatch(outbox)
+    assert "Released by Grace (via slack)" in str(request.blocks)
 
 
 async def test_resume_needs_a_second_person_with_the_scope(
@@ -199,6 +201,10 @@ async def test_resume_needs_a_second_person_with_the_scope(
     assert (resume.person_name, resume.channel) == ("Grace", "slack")
     refused = await events(db, "slack.refused")
     assert [e.person_name for e in refused] == ["Ada", "Reader"]
+    # The request's message loses its Confirm button and says who resumed it.
+    await dispatch(outbox)
+    assert request.edits and "Resumed by Grace (via slack)" in str(request.blocks)
+    assert all(b["type"] != "actions" for b in request.blocks or [])
 
 
 async def test_approve_from_the_approval_request_message(
