@@ -222,6 +222,11 @@ def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:
     return sorted(found | {"OPTIONS"}) if found else []
 
 
+_UNKNOWN = object()
+# Paths carry ids: the table of what each takes is bounded.
+_MAX_REMEMBERED = 4096
+
+
 class RouteMethods:
     """What a route takes, answered before the route runs.
 
@@ -238,6 +243,9 @@ class RouteMethods:
         self.app = app
         self.prefix = prefix
         self._table: list[_Entry] | None = None
+        # What each (method, path) takes, found once: a POST to a fixed path (every app's
+        # device registration) would otherwise match every route's pattern each time.
+        self._accepted: dict[tuple[str, str], tuple[str, ...] | None] = {}
 
     def _routes(self, scope: Scope) -> list[_Entry]:
         if self._table is None:
@@ -269,14 +277,24 @@ class RouteMethods:
                 return
         await self.app(scope, receive, send)
 
-    def _refusal(
-        self, scope: Scope, method: str, path: str
-    ) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
-        """The 415 body and headers when the route does not take the body's type."""
+    def _accepted_by(self, scope: Scope, method: str, path: str) -> tuple[str, ...] | None:
+        found = self._accepted.get((method, path), _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found  # type: ignore[return-value]
         accepted = next(
             (e.accepted for e in self._routes(scope) if method in e.methods and e.path.match(path)),
             None,
         )
+        if len(self._accepted) >= _MAX_REMEMBERED:
+            self._accepted.clear()
+        self._accepted[(method, path)] = accepted
+        return accepted
+
+    def _refusal(
+        self, scope: Scope, method: str, path: str
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+        """The 415 body and headers when the route does not take the body's type."""
+        accepted = self._accepted_by(scope, method, path)
         if accepted is None:
             return None
         received = media_type(dict(scope["headers"]).get(b"content-type"))
@@ -302,6 +320,7 @@ class RouteMethods:
 class RequestMetrics:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._known: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -321,5 +340,18 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
-            HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - start)
+            counter, latency = self._series(scope["method"], path, status)
+            counter.inc()
+            latency.observe(time.perf_counter() - start)
+
+    def _series(self, method: str, path: str, status: int) -> tuple[Any, Any]:
+        """The request's two series, looked up by their labels once (`labels` takes a lock
+        and builds the label tuple on every call). Routes and methods are few."""
+        key = (method, path, status)
+        series = self._known.get(key)
+        if series is None:
+            series = self._known[key] = (
+                HTTP_REQUESTS.labels(method, path, str(status)),
+                HTTP_LATENCY.labels(method, path),
+            )
+        return series

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UI_CSP = (
@@ -58,26 +57,44 @@ def headers_for(path: str, environment: str) -> list[tuple[str, str]]:
     ]
 
 
+_NO_STORE = (b"cache-control", b"no-store")
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, environment: str) -> None:
         self.app = app
         self.environment = environment
+        # Encoded once per policy: every answer carries them.
+        self._encoded = {
+            policy: [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in headers_for(path, environment)
+            ]
+            for policy, path in ((UI_CSP, "/ui"), (DOCS_CSP, "/docs"), (API_CSP, "/"))
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        fixed = headers_for(path, self.environment)
+        fixed = self._encoded[policy_for(path)]
         authenticated = path.startswith("/v1/") or path == "/v1"
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in fixed:
-                    headers.setdefault(name, value)
+                # A header the answer sets itself is kept (`setdefault`); Cache-Control on an
+                # authenticated answer is always no-store.
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", ())
+                    if not (authenticated and name.lower() == b"cache-control")
+                ]
+                present = {name.lower() for name, _ in headers}
+                headers += [header for header in fixed if header[0] not in present]
                 if authenticated:
-                    headers["Cache-Control"] = "no-store"
+                    headers.append(_NO_STORE)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, with_headers)
