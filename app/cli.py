@@ -614,6 +614,62 @@ TOOLS_MISSING = (
 )
 
 
+def cmd_ledger_prune(args: argparse.Namespace) -> None:
+    from app.auth.principal import cli_principal
+    from app.db.session import create_engine, create_sessionmaker
+    from app.db.types import utcnow
+    from app.delivery import retention
+
+    settings = _settings()
+    _configure_logging(settings)
+    days = args.days if args.days is not None else settings.ledger_retention_days
+    if days is None:
+        raise SystemExit(
+            "wavecast ledger prune: no retention: set WAVECAST_LEDGER_RETENTION_DAYS or --days"
+        )
+    now = utcnow()
+    before = retention.cutoff(now, days)
+
+    def line(campaign_id: object, rows: int, events: int, rest: str) -> str:
+        return f"{campaign_id}  {rows:>10} rows  {events:>10} events  {rest}"
+
+    async def run() -> None:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            sessionmaker = create_sessionmaker(engine)
+            if args.dry_run:
+                async with sessionmaker() as session:
+                    listed = await retention.prunable(session, before=before)
+                print(f"would prune {len(listed)} campaigns that ended before {_when(before)}")
+                for c in listed:
+                    ended = f"{c.status} {_when(c.finished_at)}"
+                    again = " (resumes an interrupted prune)" if c.resumed else ""
+                    print(line(c.campaign_id, c.rows, c.events, f"{ended}  {c.name}{again}"))
+                return
+            done = await retention.prune(
+                sessionmaker,
+                cli_principal(),
+                retention_days=days,
+                now=now,
+                on_pruned=lambda p: print(line(p.campaign_id, p.rows, p.events, "pruned")),
+            )
+            print(f"pruned {len(done)} campaigns that ended before {_when(before)}")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _positive_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 day: {text!r}")
+    return days
+
+
 def _tools(command: str) -> None:
     """Exit with a one-line answer when the development tools are not installed."""
     try:
@@ -966,6 +1022,20 @@ def build_parser() -> argparse.ArgumentParser:
         ca.add_argument("campaign_id")
         ca.add_argument("--reason", required=action == "kill")
         ca.set_defaults(func=cmd_campaigns_act, action=action)
+
+    led = sub.add_parser("ledger", help="the delivery ledger").add_subparsers(
+        dest="ledger", required=True
+    )
+    lp = led.add_parser(
+        "prune",
+        help="prune the ledger of campaigns that ended long ago, keeping their figures",
+        description="Campaigns that ended more than the retention ago (WAVECAST_LEDGER_"
+        "RETENTION_DAYS, or --days) lose their ledger rows and engagement events; their "
+        "per-wave figures are kept and the audit log records each prune.",
+    )
+    lp.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    lp.add_argument("--days", type=_positive_days, help="the retention, instead of the setting")
+    lp.set_defaults(func=cmd_ledger_prune)
 
     dev = sub.add_parser("devices", help="devices").add_subparsers(dest="devices", required=True)
     di = dev.add_parser("import", help="import devices from an NDJSON file")

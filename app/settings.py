@@ -178,6 +178,11 @@ class Settings(BaseSettings):
     # `wavecast worker` serves Prometheus text on this port (all interfaces); 0 turns it off.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
+    # Ledger retention (app.delivery.retention): the ledger rows and engagement events of a
+    # campaign that ended more than this many days ago are pruned, its per-wave figures kept
+    # in ledger_wave_summary and its audit trail untouched. Unset keeps every row forever.
+    ledger_retention_days: int | None = Field(default=None, ge=1)
+
     # Redis through Sentinel (docs/scaling.md): each sentinel as host:port, separated by
     # commas, and the name they monitor the primary under. WAVECAST_REDIS_URL then only
     # gives the database number and credentials (redis://:password@sentinel/2): every

@@ -38,6 +38,7 @@ from workers.jobs import SEND_MAX_TRIES, pump_timeout, send_campaign, tick
 from workers.metrics import MetricsServer, start_metrics_server
 from workers.outbox import close_outbox, send_outbox
 from workers.providers import build_providers
+from workers.retention import PRUNE_MINUTE, PRUNE_TIMEOUT_SECONDS, prune_ledger
 
 # A worker that lost Redis tries again after this long, doubling up to the maximum.
 RECONNECT_FIRST_SECONDS = 0.5
@@ -136,6 +137,15 @@ def build_worker(
                 run_at_startup=True,
                 max_tries=1,
                 timeout=60,
+            ),
+            cron(
+                prune_ledger,
+                name="prune_ledger",
+                minute=PRUNE_MINUTE,
+                second=0,
+                keep_result=0,
+                max_tries=1,
+                timeout=PRUNE_TIMEOUT_SECONDS,
             ),
         ],
         # arq's queue on a client like every other (timeouts; the primary found through

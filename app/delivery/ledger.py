@@ -45,12 +45,20 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.campaigns.repository import may_send_clause, stopped_for_good_clause
-from app.delivery.models import CLAIMABLE_PREDICATE, OPEN_STATUSES, Delivery, DeliveryStatus
+from app.delivery.models import (
+    CLAIMABLE_PREDICATE,
+    OPEN_STATUSES,
+    Delivery,
+    DeliveryStatus,
+    LedgerWaveSummary,
+    claim_due,
+)
 from app.devices.models import Device, DeviceStatus
 from app.rollout.bucketing import BUCKET_SPACE
 
 _delivery = Delivery.__table__  # type: ignore[attr-defined]
 _device = Device.__table__  # type: ignore[attr-defined]
+_summary = LedgerWaveSummary.__table__  # type: ignore[attr-defined]
 
 
 def order_key(rotation: int) -> ColumnElement[int]:
@@ -296,22 +304,23 @@ _CLAIMED_DEVICE = (
 def _claimable(campaign_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
     return and_(
         _delivery.c.campaign_id == campaign_id,
-        # Literal, as in ix_delivery_claimable's definition: the planner then walks that
-        # index in id order instead of every row of the campaign.
+        # Literal, as in ix_delivery_claimable_due's definition, and the due time as that
+        # index's expression: the claim is a range of the index (the rows due by now), never
+        # a walk over the rows that wait.
         text(f"delivery.{CLAIMABLE_PREDICATE}"),
         # Queued rows wait for their due time when they have one (a local time, the end of
         # quiet hours); retrying rows always have one.
+        _claim_due_at <= now,
         or_(
-            and_(
-                _delivery.c.status == DeliveryStatus.queued.value,
-                or_(_delivery.c.next_attempt_at.is_(None), _delivery.c.next_attempt_at <= now),
-            ),
-            and_(
-                _delivery.c.status == DeliveryStatus.retrying.value,
-                _delivery.c.next_attempt_at <= now,
-            ),
+            _delivery.c.status == DeliveryStatus.queued.value,
+            _delivery.c.next_attempt_at.is_not(None),
         ),
     )
+
+
+_claim_due_at = claim_due(_delivery)
+# ix_delivery_claimable_due's order.
+_claim_order = (_delivery.c.campaign_id, _claim_due_at, _delivery.c.id)
 
 
 # Why a claimed row was not sent: its device left the campaign's audience after its wave was
@@ -349,7 +358,8 @@ async def claim(
     now: datetime,
     audience: ColumnElement[bool] | None = None,
 ) -> list[Claimed]:
-    """Lease up to `limit` sendable rows of a running campaign.
+    """Lease up to `limit` sendable rows of a running campaign: the rows due earliest, then in
+    id order (rows due at once, a wave's members in the campaign's order, have no due time).
 
     On PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED); on
     SQLite the database-wide write lock serialises claims. Nothing is claimed while the
@@ -391,7 +401,7 @@ async def _claim_once(
     picking = (
         select(_delivery.c.id)
         .where(_claimable(campaign_id, now))
-        .order_by(_delivery.c.id)
+        .order_by(*_claim_order)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -792,6 +802,11 @@ async def cancel_open(
 async def counts_by_wave(
     session: AsyncSession, campaign_id: uuid.UUID
 ) -> dict[int, dict[str, int]]:
+    """Rows per wave and status; for a pruned campaign, as the ledger held them when it was
+    pruned (its summary)."""
+    pruned = await summaries(session, campaign_id)
+    if pruned:
+        return {wave: dict(s.counts) for wave, s in pruned.items()}
     rows = (
         await session.execute(
             select(_delivery.c.wave, _delivery.c.status, func.count())
@@ -819,7 +834,12 @@ async def open_in_wave(session: AsyncSession, campaign_id: uuid.UUID, wave: int)
 
 
 async def has_claimable(session: AsyncSession, campaign_id: uuid.UUID, now: datetime) -> bool:
-    query = select(_delivery.c.id).where(_claimable(campaign_id, now)).limit(1)
+    # In the claim's order, so the first row of ix_delivery_claimable_due's range answers: the
+    # planner expects a third of the rows to be due and would otherwise scan the table for
+    # one, every row of a waiting local-time backlog when none is.
+    query = (
+        select(_delivery.c.id).where(_claimable(campaign_id, now)).order_by(*_claim_order).limit(1)
+    )
     return (await session.execute(query)).first() is not None
 
 
@@ -845,3 +865,40 @@ async def page(
     if wave is not None:
         query = query.where(col(Delivery.wave) == wave)
     return list((await session.execute(query)).scalars().all())
+
+
+@dataclass(frozen=True)
+class WaveSummary:
+    """A pruned campaign's wave (ledger_wave_summary)."""
+
+    counts: dict[str, int]
+    received: int
+    opened: int
+    converted: int
+    # Seconds from send to open, p50 and p90; None when nothing sent was opened.
+    time_to_open: tuple[float, float] | None
+
+
+async def summaries(session: AsyncSession, campaign_id: uuid.UUID) -> dict[int, WaveSummary]:
+    """The kept figures of a pruned campaign's waves; empty while its ledger is whole."""
+    rows = await session.execute(
+        select(
+            _summary.c.wave,
+            _summary.c.counts,
+            _summary.c.received,
+            _summary.c.opened,
+            _summary.c.converted,
+            _summary.c.time_to_open_p50,
+            _summary.c.time_to_open_p90,
+        ).where(_summary.c.campaign_id == campaign_id)
+    )
+    return {
+        wave: WaveSummary(
+            counts={str(k): int(v) for k, v in counts.items()},
+            received=int(received),
+            opened=int(opened),
+            converted=int(converted),
+            time_to_open=None if p50 is None or p90 is None else (float(p50), float(p90)),
+        )
+        for wave, counts, received, opened, converted, p50, p90 in rows
+    }

@@ -10,13 +10,18 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
+    Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
+    func,
+    literal_column,
     text,
 )
 from sqlmodel import Field, SQLModel
@@ -56,6 +61,9 @@ OPEN_STATUSES = frozenset(set(DeliveryStatus) - FINAL_STATUSES)
 # Rows a sender may claim (with `retrying` also due); literal in the claim query too, so
 # PostgreSQL can prove it implies the partial index's predicate.
 CLAIMABLE_PREDICATE = "status IN ('queued', 'retrying')"
+# When a claimable row is due: a queued row without a due time is due at once. The claim
+# reads and orders by this very expression, which ix_delivery_claimable_due indexes.
+CLAIM_DUE_FALLBACK = "'-infinity'"
 
 
 class Delivery(SQLModel, table=True):
@@ -70,15 +78,6 @@ class Delivery(SQLModel, table=True):
         Index("ix_delivery_campaign_wave_status", "campaign_id", "wave", "status"),
         # The reconciler looks for leases that expired.
         Index("ix_delivery_status_lease_until", "status", "lease_until"),
-        # The sender's claim: a campaign's sendable rows in id order, without walking the rows
-        # already sent (ordering by the primary key alone scans them all, every claim).
-        Index(
-            "ix_delivery_claimable",
-            "campaign_id",
-            "id",
-            postgresql_where=text(CLAIMABLE_PREDICATE),
-            sqlite_where=text(CLAIMABLE_PREDICATE),
-        ),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True))
@@ -113,6 +112,28 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
+def claim_due(table: Table) -> ColumnElement[datetime]:
+    """When a row of `table` (the ledger) is due for a claim."""
+    due: ColumnElement[datetime] = func.coalesce(
+        table.c.next_attempt_at, literal_column(CLAIM_DUE_FALLBACK), type_=UTCDateTime
+    )
+    return due
+
+
+# The sender's claim: a campaign's rows that are due, earliest first, then in id order. A range
+# of this index is exactly the claimable rows: neither the rows already sent nor a local-time
+# backlog that is not due yet are walked (ordering by id alone read every waiting row, every
+# claim: about 150 ms at 1,000,000 rows of a local-time wave).
+Index(
+    "ix_delivery_claimable_due",
+    Delivery.__table__.c.campaign_id,  # type: ignore[attr-defined]
+    claim_due(Delivery.__table__),  # type: ignore[attr-defined]
+    Delivery.__table__.c.id,  # type: ignore[attr-defined]
+    postgresql_where=text(CLAIMABLE_PREDICATE),
+    sqlite_where=text(CLAIMABLE_PREDICATE),
+)
+
+
 class SandboxMessage(SQLModel, table=True):
     """What the sandbox provider would have sent."""
 
@@ -128,3 +149,25 @@ class SandboxMessage(SQLModel, table=True):
     payload: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
     worker: str = Field(sa_column=Column(String(200), nullable=False))
     sent_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class LedgerWaveSummary(SQLModel, table=True):
+    """A wave's figures, kept when its campaign's ledger rows and engagement events are
+    pruned (app.delivery.retention): what the campaign's view and engagement read from then
+    on. A row here means the campaign's ledger is pruned (or being pruned)."""
+
+    __tablename__ = "ledger_wave_summary"
+
+    campaign_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True)
+    )
+    wave: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    # Rows per delivery status (DeliveryStatus values), as the ledger held them.
+    counts: dict[str, int] = Field(sa_column=Column(JSONType, nullable=False))
+    received: int = Field(sa_column=Column(BigInteger, nullable=False))
+    opened: int = Field(sa_column=Column(BigInteger, nullable=False))
+    converted: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # Seconds from send to open (nearest rank); None when nothing sent was opened.
+    time_to_open_p50: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    time_to_open_p90: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    pruned_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

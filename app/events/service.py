@@ -68,7 +68,18 @@ async def by_wave(
 ) -> dict[int, WaveFigures]:
     """Each wave's counts of reports by type, with time-to-open p50 and p90 unless
     `timings` is false (they join the ledger: the campaign view, refreshed every few
-    seconds, shows the counts only)."""
+    seconds, shows the counts only). A pruned campaign's come from its kept summary."""
+    pruned = await ledger.summaries(session, campaign_id)
+    if pruned:
+        return {
+            wave: WaveFigures(
+                received=s.received,
+                opened=s.opened,
+                converted=s.converted,
+                time_to_open=s.time_to_open if timings else None,
+            )
+            for wave, s in pruned.items()
+        }
     counts = await repo.counts_by_wave(session, campaign_id)
     timed = await repo.time_to_open(session, campaign_id, QUANTILES) if timings else {}
     figures = {}

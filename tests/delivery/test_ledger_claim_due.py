@@ -1,0 +1,145 @@
+"""The claim reads the rows due by now, earliest first, from ix_delivery_claimable_due: a
+local-time backlog that is not due yet neither blocks the rows that are nor is walked by each
+claim (on PostgreSQL the plan is a range of that index, checked with EXPLAIN)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects import postgresql
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.auth.models import Scope
+from app.control.plane import Control
+from app.db.session import unit_of_work
+from app.db.types import utcnow
+from app.delivery import ledger
+from app.delivery.models import Delivery, DeliveryStatus
+from app.rollout import engine
+from app.runtime import Runtime
+from tests.conftest import KeyMaker, bearer
+from tests.support import add_devices, campaign_body, create_and_start, deliveries
+
+_delivery = Delivery.__table__  # type: ignore[attr-defined]
+
+
+async def _released(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, devices: int
+) -> list[int]:
+    """A running campaign's whole audience in the ledger, queued; its row ids in order."""
+    await add_devices(db, devices)
+    headers = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+    campaign_id = await create_and_start(
+        client, headers, campaign_body(rollout={"waves": [{"percent": 100}]})
+    )
+    control = Control(db.redis)
+    try:
+        while len(await deliveries(db, campaign_id)) < devices:
+            await engine.tick(db.sessionmaker, control, db.settings)
+    finally:
+        await control.watch.aclose()
+    return sorted(r.id for r in await deliveries(db, campaign_id) if r.id is not None)
+
+
+async def _campaign_of(db: Runtime, row: int) -> uuid.UUID:
+    async with db.sessionmaker() as session:
+        query = select(_delivery.c.campaign_id).where(_delivery.c.id == row)
+        found: uuid.UUID = (await session.execute(query)).scalar_one()
+        return found
+
+
+async def _claim(
+    session: AsyncSession, campaign_id: uuid.UUID, limit: int, now: datetime
+) -> list[ledger.Claimed]:
+    return await ledger.claim(
+        session,
+        campaign_id=campaign_id,
+        limit=limit,
+        lease_token=uuid.uuid4(),
+        lease_until=now + timedelta(minutes=1),
+        now=now,
+    )
+
+
+async def test_rows_due_are_claimed_earliest_first_past_a_backlog_that_waits(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    ids = await _released(client, make_key, db, 40)
+    campaign_id = await _campaign_of(db, ids[0])
+    now = utcnow()
+    # The last rows are due, in the reverse of their id order; one more is a retry that is
+    # due; a retry without a due time is never claimed; everything else waits for tomorrow.
+    due = {ids[-1]: now - timedelta(minutes=3), ids[-2]: now - timedelta(minutes=2)}
+    due[ids[-3]] = now - timedelta(minutes=1)
+    async with unit_of_work(db.sessionmaker) as session:
+        await session.execute(
+            update(_delivery).values(next_attempt_at=now + timedelta(days=1), status="queued")
+        )
+        for row, at in due.items():
+            await session.execute(
+                update(_delivery).where(_delivery.c.id == row).values(next_attempt_at=at)
+            )
+        await session.execute(
+            update(_delivery)
+            .where(_delivery.c.id == ids[-4])
+            .values(status=DeliveryStatus.retrying.value, next_attempt_at=now)
+        )
+        await session.execute(
+            update(_delivery)
+            .where(_delivery.c.id == ids[0])
+            .values(status=DeliveryStatus.retrying.value, next_attempt_at=None)
+        )
+        # Queued without a due time: due at once, ahead of every dated row.
+        await session.execute(
+            update(_delivery).where(_delivery.c.id == ids[1]).values(next_attempt_at=None)
+        )
+
+    claimed: list[list[int]] = []
+    async with unit_of_work(db.sessionmaker) as session:
+        assert await ledger.has_claimable(session, campaign_id, now)
+        for _ in range(3):
+            batch = await _claim(session, campaign_id, 2, now)
+            claimed.append([c.delivery_id for c in batch])
+        assert not await ledger.has_claimable(session, campaign_id, now)
+
+    # Each batch picks the rows due earliest (and returns them in id order).
+    assert claimed == [[ids[1], ids[-1]], [ids[-3], ids[-2]], [ids[-4]]]
+    # A day later the backlog is due, in id order (one due time), the dead retry still not.
+    async with unit_of_work(db.sessionmaker) as session:
+        later = now + timedelta(days=1)
+        rest = await _claim(session, campaign_id, 100, later)
+    assert [c.delivery_id for c in rest] == ids[2:-4]
+
+
+async def test_on_postgresql_the_claim_reads_a_range_of_the_due_index(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, is_postgres: bool
+) -> None:
+    if not is_postgres:
+        return  # the plan is PostgreSQL's; SQLite has the same index and the same query
+    ids = await _released(client, make_key, db, 3000)
+    campaign_id = await _campaign_of(db, ids[0])
+    now = utcnow()
+    async with unit_of_work(db.sessionmaker) as session:
+        await session.execute(update(_delivery).values(next_attempt_at=now + timedelta(days=1)))
+    async with db.engine.connect() as conn:
+        await conn.execute(text("ANALYZE delivery"))
+        await conn.commit()
+    picking = (
+        select(_delivery.c.id)
+        .where(ledger._claimable(campaign_id, now))
+        .order_by(*ledger._claim_order)
+        .limit(500)
+        .with_for_update(skip_locked=True)
+    )
+    sql = picking.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    async with db.engine.connect() as conn:
+        plan = "\n".join(
+            r[0] for r in await conn.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {sql}"))
+        )
+    assert "Index Scan using ix_delivery_claimable_due" in plan, plan
+    assert "Seq Scan" not in plan and "Sort" not in plan, plan

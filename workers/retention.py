@@ -1,0 +1,46 @@
+"""The worker's ledger retention job: once an hour, prune the ledger of the campaigns that
+ended more than WAVECAST_LEDGER_RETENTION_DAYS ago (`app.delivery.retention`).
+
+arq enqueues each run of a cron job under one id, so one worker of the deployment runs it;
+two runs that overlap anyway are safe (a campaign's summary is written once, under its lock,
+and deleting rows another run already deleted deletes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.auth.principal import SYSTEM
+from app.db.types import utcnow
+from app.delivery import retention
+from workers.context import WorkerContext
+
+log = logging.getLogger("wavecast.worker")
+
+# Minute of each hour the job runs at.
+PRUNE_MINUTE = 17
+# A large backlog of campaigns is pruned over several runs rather than in one long job.
+PRUNE_TIMEOUT_SECONDS = 3000
+
+
+async def prune_ledger(ctx: dict[str, Any]) -> dict[str, int]:
+    wc = WorkerContext.of(ctx)
+    days = wc.runtime.settings.ledger_retention_days
+    if days is None:
+        return {"campaigns": 0, "rows": 0, "events": 0}
+
+    def pruned(p: retention.Pruned) -> None:
+        log.info(
+            "ledger pruned",
+            extra={"campaign_id": str(p.campaign_id), "rows": p.rows, "events": p.events},
+        )
+
+    done = await retention.prune(
+        wc.runtime.sessionmaker, SYSTEM, retention_days=days, now=utcnow(), on_pruned=pruned
+    )
+    return {
+        "campaigns": len(done),
+        "rows": sum(p.rows for p in done),
+        "events": sum(p.events for p in done),
+    }
