@@ -118,7 +118,8 @@ def create_app(database_url: str, pepper: str) -> FastAPI:
                     schema="pg_catalog",
                 )
 
-        app.state.pool = await asyncpg.create_pool(dsn, min_size=10, max_size=20, init=init)
+        # Up to 20 connections, opened as needed and kept: as Wavecast's pool.
+        app.state.pool = await asyncpg.create_pool(dsn, min_size=1, max_size=20, init=init)
         try:
             yield
         finally:
