@@ -10,6 +10,7 @@ import uuid
 import httpx
 import pytest
 from sqlalchemy import func, select
+from wavecast_tools.fakes.records import Record
 from wavecast_tools.fakes.slack import DEFAULT_TOKEN, SlackFake
 
 from app.auth.models import Scope
@@ -33,6 +34,13 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.slow
+
+
+async def _outcome(fake: SlackFake) -> Record | None:
+    for record in fake.records():
+        if record.endpoint == "chat.postMessage" and "killed by On-call" in str(record.payload):
+            return record
+    return None
 
 
 async def _at_least(db: Runtime, campaign: uuid.UUID, n: int) -> bool:
@@ -63,9 +71,15 @@ async def test_a_kill_from_slack_mid_send_leaves_nothing_sent_after_its_answer(
         await wait_for(lambda: _at_least(db, campaign, 400), within=60)
         answer = await command(slack_client, f"kill {campaign} wrong segment", "UONCALL")
         answered_at = time.time()
-        at_answer = await sandbox_count(db, campaign)
         assert answer.status_code == 200, answer.text
-        assert "killed by On-call" in answer.json()["text"], answer.text
+        if "Recorded and in force" in answer.json()["text"]:
+            # The drain outlasted Slack's 3 s (a loaded machine): the outcome is posted to
+            # the channel once confirmed, and that post is the answer the guarantee is about.
+            outcome = await wait_for(lambda: _outcome(slack_fake), within=15)
+            answered_at = outcome.wall
+        else:
+            assert "killed by On-call" in answer.json()["text"], answer.text
+        at_answer = await sandbox_count(db, campaign)
         await asyncio.sleep(2.0)
         later = await sandbox_count(db, campaign)
 
@@ -95,7 +109,8 @@ async def test_a_kill_from_slack_mid_send_leaves_nothing_sent_after_its_answer(
         Kind.campaign_killed,
     ]
     assert all(r.status == OutboxStatus.sent for r in rows)
-    posted = slack_fake.posted(CHANNEL)
+    # The notifications, once each and in order (a reply to the command may sit between).
+    posted = [m for m in slack_fake.posted(CHANNEL) if "audit #" in (m.text or "")]
     assert [m.ts for m in posted] == [r.slack_ts for r in rows]
     assert "wrong segment" in str(posted[-1].blocks) and "On-call (via slack)" in str(
         posted[-1].blocks
