@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -14,12 +15,13 @@ from app.auth.principal import Channel, Principal
 from app.db import migrate
 from app.db.session import create_sessionmaker, unit_of_work
 from app.settings import normalise_database_url
+from tests.audit.test_export import wavecast
 
 OLD_KEYS = [("CRM", "aaaaaaaaaaaa"), ("CRM", "bbbbbbbbbbbb"), ("on-call laptop", "cccccccccccc")]
 
 
 async def test_keys_made_before_people_move_to_a_service_person_named_after_them(
-    tmp_path: object, database_url: str, is_postgres: bool
+    tmp_path: Path, database_url: str, is_postgres: bool
 ) -> None:
     if is_postgres:
         url = normalise_database_url(database_url).rsplit("/", 1)[0] + "/test_a_migration"
@@ -122,3 +124,12 @@ async def test_keys_made_before_people_move_to_a_service_person_named_after_them
         )
     assert list(versions) == [1, 1, 1, 2]
     await engine.dispose()
+
+    # The commands a regulator's auditor runs agree on the mixed chain.
+    assert (await asyncio.to_thread(wavecast, url, "verify")).returncode == 0
+    exported = tmp_path / "mixed.ndjson"
+    made = await asyncio.to_thread(wavecast, url, "export", "--output", str(exported))
+    assert made.returncode == 0, made.stderr
+    checked = await asyncio.to_thread(wavecast, url, "verify-export", str(exported))
+    assert checked.returncode == 0, checked.stderr
+    assert b"4 events" in checked.stdout
