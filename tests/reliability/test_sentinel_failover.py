@@ -261,6 +261,8 @@ async def test_stop_during_failover_is_honoured_after_it(
     assert figures.lost == 0
     assert figures.duplicates == 0, sorted(figures.duplicated_rows)[:10]
     print(
-        f"\nstop during failover {old} -> {new}: held at {held} of {DEVICES}, the new "
+        f"\nstop during failover {old} -> {new} "
+        f"({(promoted_at - killed_at).total_seconds():.2f}s without a primary): "
+        f"held at {held} of {DEVICES}, the new "
         f"primary's global grant {grant!r}, completed after the release, lost 0, duplicates 0"
     )
