@@ -203,7 +203,6 @@ class Settings(BaseSettings):
         """WAVECAST_REDIS_SENTINELS as (host, port) pairs (empty: no Sentinel)."""
         return [parse_host_port(entry) for entry in self.redis_sentinels]
 
-
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

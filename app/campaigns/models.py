@@ -117,7 +117,6 @@ class Campaign(SQLModel, table=True):
     effective_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
-
 class CampaignWave(SQLModel, table=True):
     __tablename__ = "campaign_wave"
 
