@@ -73,9 +73,7 @@ class AcyclicModulesContract(Contract):
 
     def check(self, graph: grimp.ImportGraph, verbose: bool) -> ContractCheck:
         roots = list(self.modules)  # type: ignore[call-overload]
-        inside = {
-            m for m in graph.modules if any(m == r or m.startswith(r + ".") for r in roots)
-        }
+        inside = {m for m in graph.modules if any(m == r or m.startswith(r + ".") for r in roots)}
         edges = {
             m: [d for d in graph.find_modules_directly_imported_by(m) if d in inside]
             for m in inside
