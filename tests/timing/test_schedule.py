@@ -319,6 +319,9 @@ def test_zone_of() -> None:
         ("02:30", WARSAW, utc(2026, 10, 24, 12), utc(2026, 10, 25, 0, 30)),
         # ... and between the two, not the repeat but the next day's.
         ("02:30", WARSAW, utc(2026, 10, 25, 0, 45), utc(2026, 10, 26, 1, 30)),
+        # From inside the repeat itself: St John's fell back at 00:01 NDT on 28 October 1990
+        # (02:31 UTC), so its 00:00 came at 02:30 UTC and its repeat at 03:30 names nothing.
+        ("00:00", ZoneInfo("America/St_Johns"), utc(1990, 10, 28, 2, 31), utc(1990, 10, 29, 3, 30)),
         ("09:30", WARSAW, utc(2026, 10, 24, 12), utc(2026, 10, 25, 8, 30)),
         ("09:30", NEW_YORK, utc(2026, 3, 7, 20), utc(2026, 3, 8, 13, 30)),  # EDT after the change
         ("02:15", NEW_YORK, utc(2026, 3, 7, 20), utc(2026, 3, 8, 7)),  # gap 02:00-03:00 EST→EDT
@@ -428,9 +431,13 @@ def test_next_local_occurrence_is_the_first_instant_naming_it(
     after = data.draw(instants(zone))
     got = next_local_occurrence(local, zone, after)
     assert got >= after
-    # A day, plus however far the clocks fell back in between (a day exactly from the repeat
-    # of a time the clocks fell back over: that repeat names nothing).
-    assert got - after <= DAY + max(timedelta(0), offset(zone, after) - offset(zone, got))
+    # A day, plus however far the clocks fell back in between, or in the day before `after`
+    # when `after` lies in the repeat of a fall-back: that repeat names nothing, so the next
+    # reading is a day after the first one (St John's, 28 Oct 1990: 00:00 came at 02:30 UTC,
+    # the clocks fell back at 02:31, and from then the next first 00:00 was 29 Oct 03:30 UTC).
+    fell_between = max(timedelta(0), offset(zone, after) - offset(zone, got))
+    fell_before = max(timedelta(0), offset(zone, after - DAY) - offset(zone, after))
+    assert got - after <= DAY + fell_between + fell_before
     assert got.second == 0 and got.microsecond == 0
     # `got` names `local`: its first reading of it, or the end of a gap that swallowed it.
     assert local in [reading.time() for reading in named(got, zone)]
