@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from typing import Annotated, Literal, Self
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -23,29 +22,23 @@ from pydantic import (
     model_validator,
 )
 
+from app import urls
+
 Builtin = Literal["failure_rate", "opens_per_second"]
 MAX_CHECKS = 20
 
 
+MAX_URL_LENGTH = 2048
+
+
 def _plain_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - an out-of-range port raises here
-    except ValueError as exc:
-        raise ValueError(f"not a URL: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("the URL's scheme must be http or https")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("the URL may not carry credentials")
-    if not host:
-        raise ValueError("the URL needs a host")
-    if any(c.isspace() or ord(c) < 0x20 for c in url):
-        raise ValueError("the URL may not contain spaces or control characters")
+    problems = urls.url_problems(url, max_length=MAX_URL_LENGTH)
+    if problems:
+        raise ValueError(f"the URL {'; '.join(problems)}")
     return url
 
 
-Url = Annotated[str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_plain_url)]
+Url = Annotated[str, StringConstraints(min_length=1), AfterValidator(_plain_url)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
 # A dotted path into a JSON answer: object keys, or list indexes written as digits.
 JsonPath = Annotated[

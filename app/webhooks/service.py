@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app import urls
 from app.audit import service as audit
 from app.auth.principal import Principal
 from app.db.types import utcnow
@@ -26,29 +26,8 @@ EVENT_NAMES = frozenset(k.value for k in Kind) | {"*"}
 
 
 def url_problems(url: str) -> list[str]:
-    """Why `url` is no webhook address: only plain http(s) URLs with a host, and never with
-    credentials in them (they would sit in the database and in every log line)."""
-    if len(url) > MAX_URL_LENGTH:
-        return [f"at most {MAX_URL_LENGTH} characters"]
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return [f"not a URL: {exc}"]
-    problems = []
-    if parts.scheme not in ("http", "https"):
-        problems.append("must be an http:// or https:// URL")
-    if not parts.hostname:
-        problems.append("must name a host")
-    if parts.username is not None or parts.password is not None:
-        problems.append("must not carry credentials (user:password@)")
-    if parts.fragment:
-        problems.append("must not have a #fragment")
-    if port == 0:
-        problems.append("port 0 is not a port")
-    if any(c.isspace() for c in url):
-        problems.append("must not contain whitespace")
-    return problems
+    """Why `url` is no webhook address (`app.urls.url_problems`)."""
+    return urls.url_problems(url, max_length=MAX_URL_LENGTH)
 
 
 def event_problems(events: Sequence[str]) -> list[FieldError]:

@@ -62,7 +62,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 def test_webhook_urls_are_plain_http_addresses() -> None:
     assert url_problems("https://crm.example/hooks?x=1") == []
     assert url_problems("http://10.0.0.5:8080/h") == []
-    assert "must be an http:// or https:// URL" in url_problems("ftp://crm.example/h")
+    assert "must be an http:// or https:// URL (scheme)" in url_problems("ftp://crm.example/h")
     assert "must not carry credentials (user:password@)" in url_problems(
         "https://u:p@crm.example/h"
     )
