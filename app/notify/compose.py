@@ -90,11 +90,14 @@ class Notice:
 
 
 def summary(notice: Notice) -> str:
-    """The plain-text line: notifications, screen readers and clients without blocks."""
+    """The plain-text line: notifications, screen readers and clients without blocks.
+
+    Slack reads `text` as mrkdwn too, so names are escaped as in the blocks: a campaign
+    named `<!channel>` must not ping the channel."""
     what = f"[{notice.severity.value.upper()}] {notice.title}"
     if notice.campaign_name or notice.campaign_id:
-        what += f": {notice.campaign_name or notice.campaign_id}"
-    return f"{what} (by {notice.who}; audit #{notice.sequence})"
+        what += f": {_escape(notice.campaign_name or notice.campaign_id or '')}"
+    return f"{what} (by {_escape(notice.who)}; audit #{notice.sequence})"
 
 
 def facts(notice: Notice) -> list[tuple[str, str]]:

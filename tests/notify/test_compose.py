@@ -105,9 +105,25 @@ def test_the_system_is_named_when_no_person_acted_and_a_switch_has_no_campaign()
     assert n.link is None
 
 
+def test_names_in_the_plain_text_line_are_escaped_as_in_the_blocks() -> None:
+    n = notice(
+        Kind.approval_requested, campaign_name="<!channel> & <@U0BOSS>", person="Eve <!here>"
+    )
+    message = slack_message(n)
+    assert message["text"] == (
+        "[INFO] Approval requested: &lt;!channel&gt; &amp; &lt;@U0BOSS&gt; "
+        "(by Eve &lt;!here&gt; (via slack); audit #42)"
+    )
+    no_name = notice(Kind.campaign_paused, campaign_name=None, person=None, actor="<!everyone>")
+    assert "<" not in slack_message(no_name)["text"]
+
+
 @given(st.text(max_size=5000))
 def test_any_reason_fits_slacks_limits_and_cannot_forge_a_link(reason: str) -> None:
-    message = slack_message(notice(Kind.campaign_paused, reason=reason, campaign_name=reason[:200]))
+    message = slack_message(
+        notice(Kind.campaign_paused, reason=reason, campaign_name=reason[:200], person=reason[:200])
+    )
+    assert "<" not in message["text"] and ">" not in message["text"]
     for block in message["blocks"]:
         if block["type"] == "section":
             for item in block.get("fields", []):
