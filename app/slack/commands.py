@@ -19,7 +19,7 @@ form, as the person the Slack user is.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -45,7 +45,6 @@ from app.slack import repository
 from app.slack.parse import USAGE, Command, CommandError, Verb, parse
 
 CONFIRMATION = "slack.confirmation_requested"
-CONFIRMED = "slack.confirmed"
 REFUSED = "slack.refused"
 # A request for a second person's Confirm lapses after this long: ask again.
 CONFIRM_WITHIN = timedelta(hours=1)
@@ -78,7 +77,6 @@ class SlackDeps:
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     control: Control
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------ people
@@ -283,7 +281,7 @@ async def confirm(deps: SlackDeps, user_id: str, request_sequence: int) -> Reply
             audit.record(
                 session,
                 who,
-                CONFIRMED,
+                repository.CONFIRMED,
                 subject_type=request.subject_type,
                 subject_id=request.subject_id,
                 reason=request.reason,

@@ -15,6 +15,7 @@ from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus
 
 MIN_PREFIX = 8
+# The audit action of a Confirm pressed (app.slack.commands.confirm records it).
 CONFIRMED = "slack.confirmed"
 
 
