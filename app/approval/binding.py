@@ -9,7 +9,8 @@ fast. Its binding is a SHA-256 over a canonical JSON of everything that decides 
 * the kind and the audience rules (copied into the campaign when it was made or edited: a
   later change to a saved segment changes no campaign);
 * the rollout: each wave's percentage and hold, the start time, the local send time, the
-  wave checks; the throttle and the failure threshold; quiet hours, deadline and priority;
+  wave checks; the throttle, the opens budget (max opens per second, which sets how fast
+  it is sent) and the failure threshold; quiet hours, deadline and priority;
 * the guard override, if any (its reason and what it covers): in production it is approved
   with the campaign, so a new override is a new approval.
 
@@ -31,7 +32,8 @@ from app.guard.override import judge_content
 
 # Changes whenever what goes into the binding changes, so an old approval never matches a
 # new scheme by accident.
-BINDING_SCHEME = "wavecast.approval.v1"
+# v2: the opens budget is bound (an approval given under v1 never covered it).
+BINDING_SCHEME = "wavecast.approval.v2"
 
 
 def number(value: Decimal | int) -> str:
@@ -49,6 +51,7 @@ def binding(
     local_time: str | None,
     checks: Sequence[Mapping[str, Any]] | None,
     throttle_per_second: int,
+    max_opens_per_second: int | None,
     failure_threshold_percent: Decimal,
     quiet_hours: str | None,
     expires_at: datetime | None,
@@ -67,6 +70,7 @@ def binding(
         "local_time": local_time,
         "checks": normalise([dict(c) for c in checks or []]),
         "throttle_per_second": throttle_per_second,
+        "max_opens_per_second": max_opens_per_second,
         "failure_threshold_percent": number(failure_threshold_percent),
         "quiet_hours": quiet_hours,
         "expires_at": None if expires_at is None else stamp(expires_at),

@@ -9,6 +9,7 @@ what the start command asks; `void` is what an edit does to a standing approval.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,7 +24,7 @@ from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.auth.principal import Principal
 from app.campaigns import repository as campaigns_repo
-from app.campaigns.models import Campaign, CampaignKind
+from app.campaigns.models import Campaign, CampaignKind, CampaignWave
 from app.campaigns.state import CampaignStatus
 from app.db.types import utcnow
 from app.errors import Problem, not_found
@@ -47,7 +48,12 @@ class Requirement:
 
 async def current_binding(session: AsyncSession, campaign: Campaign) -> str:
     """The binding of the campaign as the database holds it now."""
-    waves = await campaigns_repo.waves(session, campaign.id)
+    return campaign_binding(campaign, await campaigns_repo.waves(session, campaign.id))
+
+
+def campaign_binding(campaign: Campaign, waves: Sequence[CampaignWave]) -> str:
+    """The binding of `campaign` with its `waves` (in order): which of their columns are
+    bound is decided column by column (tests/approval/test_binding.py)."""
     override = _standing_override(campaign)
     return bound.binding(
         kind=str(campaign.kind),
@@ -58,6 +64,7 @@ async def current_binding(session: AsyncSession, campaign: Campaign) -> str:
         local_time=campaign.local_time,
         checks=campaign.checks,
         throttle_per_second=campaign.throttle_per_second,
+        max_opens_per_second=campaign.max_opens_per_second,
         failure_threshold_percent=campaign.failure_threshold_percent,
         quiet_hours=campaign.quiet_hours,
         expires_at=campaign.expires_at,
