@@ -78,6 +78,15 @@ class Delivery(SQLModel, table=True):
         Index("ix_delivery_campaign_wave_status", "campaign_id", "wave", "status"),
         # The reconciler looks for leases that expired.
         Index("ix_delivery_status_lease_until", "status", "lease_until"),
+        # The opens budget reads a campaign's sends by the second, each tick
+        # (app.rollout.opens_repository.sends_per_second).
+        Index(
+            "ix_delivery_campaign_sent_at",
+            "campaign_id",
+            "sent_at",
+            postgresql_where=text("sent_at IS NOT NULL"),
+            sqlite_where=text("sent_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True))

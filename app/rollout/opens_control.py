@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -51,6 +52,60 @@ def by_delay(per_delay: Sequence[tuple[int, int]], horizon: int) -> list[int]:
     return bins
 
 
+# A campaign's whole history (every second it sent in, every open's delay) is read at most
+# this often; the ticks between read again only the sends of the last RECENT_SECONDS (a
+# range of ix_delivery_campaign_sent_at) and the recent opens. Reading the whole history every
+# second cost a pass over the campaign's ledger per tick (about 200 ms at 100,000 rows, and
+# growing with the audience). The kernel is estimated from the whole history, so it is at
+# most this old; the sends it is applied to, and the feedback, are at most a tick old.
+FULL_READ_SECONDS = 5.0
+RECENT_SECONDS = 30
+
+
+@dataclass(slots=True)
+class _History:
+    read_at: float
+    """Unix time of the last full read."""
+    sends: dict[int, int]
+    """Sends per Unix second."""
+    delays: list[tuple[int, int]]
+    """(Seconds from send to open, opens)."""
+
+
+# Per campaign, in the process that ticks (one at a time holds the tick lock; a process that
+# takes it over reads the history afresh once its copy is FULL_READ_SECONDS old).
+_histories: dict[uuid.UUID, _History] = {}
+
+
+async def _history(session: AsyncSession, campaign_id: uuid.UUID, now: datetime) -> _History:
+    at = now.timestamp()
+    history = _histories.get(campaign_id)
+    if history is None or not 0.0 <= at - history.read_at < FULL_READ_SECONDS:
+        history = _History(
+            read_at=at,
+            sends=dict(await repo.sends_per_second(session, campaign_id)),
+            delays=await repo.opens_by_delay(session, campaign_id),
+        )
+        _histories[campaign_id] = history
+        return history
+    # Seconds from `first` on are read again whole: a batch's sends are recorded a moment
+    # after their `sent_at`, so a recent second may have grown since the last read.
+    first = int(at) - RECENT_SECONDS
+    fresh = await repo.sends_per_second(
+        session, campaign_id, since=datetime.fromtimestamp(first, tz=UTC)
+    )
+    for second in [s for s in history.sends if s >= first]:
+        del history.sends[second]
+    history.sends.update(fresh)
+    return history
+
+
+def forget_others(running: Sequence[uuid.UUID]) -> None:
+    """Drop the histories of campaigns no longer running with a budget."""
+    for campaign_id in set(_histories) - set(running):
+        del _histories[campaign_id]
+
+
 async def decide_for(
     session: AsyncSession,
     settings: Settings,
@@ -64,8 +119,9 @@ async def decide_for(
     prior = prior_of(settings)
     horizon = len(prior.kernel)
     now_second = int(now.timestamp())
-    sends = by_age(await repo.sends_per_second(session, campaign_id), now_second, horizon)
-    delays = by_delay(await repo.opens_by_delay(session, campaign_id), horizon)
+    history = await _history(session, campaign_id, now)
+    sends = by_age(list(history.sends.items()), now_second, horizon)
+    delays = by_delay(history.delays, horizon)
     model = budget.estimate(sends, delays, prior)
     since = now - timedelta(
         seconds=budget.FEEDBACK_WINDOW_SECONDS + budget.FEEDBACK_LAG_SECONDS + 1
@@ -89,6 +145,7 @@ async def steer(
     many. One campaign's failure is logged and leaves the others (and its last rate) alone."""
     async with unit_of_work(sessionmaker) as session:
         campaigns = await repo.budgeted_running(session)
+    forget_others([campaign_id for campaign_id, _, _ in campaigns])
     for campaign_id, max_opens, per_second in campaigns:
         try:
             async with unit_of_work(sessionmaker) as session:

@@ -36,12 +36,19 @@ def _delay_second(session: AsyncSession) -> ColumnElement[Any]:
     return func.max(0, func.cast(days * 86400.0, Integer))
 
 
-async def sends_per_second(session: AsyncSession, campaign_id: uuid.UUID) -> list[tuple[int, int]]:
-    """(Unix second, sends) of every second the campaign sent in."""
+async def sends_per_second(
+    session: AsyncSession, campaign_id: uuid.UUID, since: datetime | None = None
+) -> list[tuple[int, int]]:
+    """(Unix second, sends) of every second the campaign sent in (since ``since``, when
+    given). Read from ``ix_delivery_campaign_sent_at``: a range of the campaign's sends, not
+    its whole ledger."""
     second = _unix_second(session, _delivery.c.sent_at)
+    condition = _delivery.c.sent_at.is_not(None)
+    if since is not None:
+        condition = _delivery.c.sent_at >= since
     rows = await session.execute(
         select(second.label("second"), func.count())
-        .where(_delivery.c.campaign_id == campaign_id, _delivery.c.sent_at.is_not(None))
+        .where(_delivery.c.campaign_id == campaign_id, condition)
         .group_by(second)
     )
     return [(int(s), int(n)) for s, n in rows]
