@@ -43,7 +43,7 @@ class ApprovalStatus(BaseModel):
     waiting: bool
     # The guard override an approver approves with the campaign, if any.
     override_reason: str | None
-    # Who may not approve: the people who created or last edited it.
+    # Who may not approve: the people who created or edited it.
     authors: list[str]
     # Humans holding campaigns:approve (or admin) who are not among the authors.
     may_approve: list[str]

@@ -109,9 +109,14 @@ async def standing_approval(
     return None
 
 
-def authors(campaign: Campaign) -> set[uuid.UUID]:
-    """Who may not approve the campaign: whoever created it and whoever last edited it."""
-    return {p for p in (campaign.created_by_person_id, campaign.edited_by_person_id) if p}
+async def authors(session: AsyncSession, campaign: Campaign) -> set[uuid.UUID]:
+    """Who may not approve the campaign: whoever created it and everyone who edited it
+    since, read from the audit log (`campaign.created`, `campaign.edited`), so a later edit
+    by someone else, or by no person at all, never clears an earlier author's hand. The
+    campaign's own author columns count too (a campaign whose events predate people)."""
+    written = await repo.writers(session, campaign.id)
+    stored = {campaign.created_by_person_id, campaign.edited_by_person_id}
+    return written | {p for p in stored if p is not None}
 
 
 async def approve(
@@ -126,7 +131,7 @@ async def approve(
     and Slack (pass `app.people.service.slack_principal(...)` from Slack).
 
     Refused (403) unless `principal` is a human person holding `campaigns:approve` (or
-    admin) who neither created nor last edited the campaign: approving your own campaign is
+    admin) who neither created nor edited the campaign: approving your own campaign is
     refused whatever keys you hold. Refused (409) once the campaign has left draft. The
     approval is bound to the campaign's current binding (content, audience, rollout,
     checks, throttle, the guard override the approver reads) and audited
@@ -147,11 +152,11 @@ async def approve(
             f"{principal.person_name} is a service, not a human: only a human may approve a "
             "campaign (the second pair of eyes)",
         )
-    if principal.person_id in authors(campaign):
+    if principal.person_id in await authors(session, campaign):
         raise Problem(
             403,
             "Forbidden",
-            f"{principal.person_name} created or last edited this campaign: its approval needs "
+            f"{principal.person_name} created or edited this campaign: its approval needs "
             "a second person, whatever keys the author holds",
             type_=APPROVAL_REQUIRED,
         )
@@ -233,7 +238,7 @@ async def require_for_start(
         "Approval required",
         f"campaign {campaign.id} has no approval{voided}: "
         + "; ".join(needed.reasons)
-        + ". A human with the 'campaigns:approve' scope who neither created nor last edited "
+        + ". A human with the 'campaigns:approve' scope who neither created nor edited "
         f"it approves it with POST /v1/campaigns/{campaign.id}/approve"
         + (f" (may approve: {', '.join(who)})" if who else " (no one may approve it yet)"),
         type_=APPROVAL_REQUIRED,
@@ -269,12 +274,16 @@ async def void(
         )
 
 
-async def may_approve(session: AsyncSession, campaign: Campaign) -> list[str]:
+async def may_approve(
+    session: AsyncSession, campaign: Campaign, wrote: set[uuid.UUID] | None = None
+) -> list[str]:
     """The names of the humans who may approve the campaign: their keys (not revoked) hold
-    campaigns:approve or admin, and they neither created nor last edited it."""
+    campaigns:approve or admin, and they neither created nor edited it (`wrote`: its
+    authors, when the caller has them)."""
+    wrote = await authors(session, campaign) if wrote is None else wrote
     held = await auth_service.active_scopes_by_person(session)
     rights = {Scope.campaigns_approve.value, Scope.admin.value}
-    ids = [p for p, scopes in held.items() if scopes & rights and p not in authors(campaign)]
+    ids = [p for p, scopes in held.items() if scopes & rights and p not in wrote]
     people = await people_repo.many(session, ids)
     return sorted(p.name for p in people if p.kind == PersonKind.human)
 
@@ -283,7 +292,8 @@ async def status(session: AsyncSession, settings: Settings, campaign: Campaign) 
     """The campaign's approval as the API and the form show it."""
     needed = await requirement(session, settings, campaign)
     approval = await standing_approval(session, campaign)
-    named = await people_repo.many(session, sorted(authors(campaign)))
+    wrote = await authors(session, campaign)
+    named = await people_repo.many(session, sorted(wrote))
     return ApprovalStatus(
         campaign_id=campaign.id,
         required=needed.required,
@@ -292,7 +302,7 @@ async def status(session: AsyncSession, settings: Settings, campaign: Campaign) 
         waiting=(needed.required and approval is None and campaign.status == CampaignStatus.draft),
         override_reason=_standing_override(campaign),
         authors=sorted(p.name for p in named),
-        may_approve=await may_approve(session, campaign),
+        may_approve=await may_approve(session, campaign, wrote),
     )
 
 
