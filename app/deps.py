@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from arq.connections import ArqRedis
 from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth import repository as auth_repo
@@ -86,6 +87,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response is sent, so a client never sees
 # success for a change that then failed to commit.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_reader(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A connection for an answer that only reads, in one statement (PostgreSQL) or in one
+    deferred transaction (SQLite, `app.db.session`): no unit of work, nothing to commit, and
+    none of a session's bookkeeping."""
+    runtime: Runtime = request.app.state.runtime
+    await require_schema(request, runtime)
+    async with runtime.engine.connect() as connection:
+        yield connection
+
+
+ReaderDep = Annotated[AsyncConnection, Depends(get_reader, scope="function")]
 
 
 async def get_principal(request: Request) -> Principal:

@@ -3,20 +3,30 @@
 `may_send` is the database's last word before a send, written once: the send loop asks it
 right before a batch's requests start, and the ledger's claim carries the same condition
 (`may_send_clause`), so no row of a stopped campaign is even leased.
+
+`read_view` reads everything the campaign's view shows (`GET /v1/campaigns/{id}`, polled by
+the form and by marketing tools) in one statement on PostgreSQL, without the ORM.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_
+from sqlalchemy import select as core_select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave
 from app.campaigns.state import SENDING_STATUSES, CampaignStatus
+from app.checks.models import WaveCheckResult
+from app.delivery.models import Delivery, LedgerWaveSummary
+from app.events.models import EngagementEvent
 from app.killswitch.models import KillSwitch
 
 # A campaign that can start sending without a person: the global switch pauses these.
@@ -137,3 +147,231 @@ async def due_scheduled(session: AsyncSession, now: datetime) -> list[uuid.UUID]
 async def changed(session: AsyncSession, wanted: ColumnElement[bool]) -> Sequence[Campaign]:
     """The campaigns the grant sync re-publishes (`engine.sync_grants` says which)."""
     return (await session.exec(select(Campaign).where(wanted))).all()
+
+
+# ---------------------------------------------------------------- the view's one read
+_campaign = Campaign.__table__  # type: ignore[attr-defined]
+_wave = CampaignWave.__table__  # type: ignore[attr-defined]
+_delivery = Delivery.__table__  # type: ignore[attr-defined]
+_event = EngagementEvent.__table__  # type: ignore[attr-defined]
+_summary = LedgerWaveSummary.__table__  # type: ignore[attr-defined]
+_check = WaveCheckResult.__table__  # type: ignore[attr-defined]
+
+# The campaign's columns the view shows, by name in `CampaignRead.campaign`.
+VIEW_COLUMNS = (
+    "id",
+    "name",
+    "kind",
+    "status",
+    "status_reason",
+    "content",
+    "segment_id",
+    "audience_rules",
+    "start_at",
+    "throttle_per_second",
+    "max_opens_per_second",
+    "effective_per_second",
+    "effective_reason",
+    "failure_threshold_percent",
+    "current_wave",
+    "guard_override_reason",
+    "local_time",
+    "checks",
+    "quiet_hours",
+    "expires_at",
+    "priority",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+)
+# A wave: (index, percent, hold_seconds, status, audience_size, target_count, released_at,
+# finished_at).
+_WAVE_COLUMNS = (
+    '"index"',
+    "percent",
+    "hold_seconds",
+    "status",
+    "audience_size",
+    "target_count",
+    "released_at",
+    "finished_at",
+)
+# A check's newest result: (check_name, wave, result, value, detail, observed_at).
+_CHECK_COLUMNS = ("check_name", "wave", "result", "value", "detail", "observed_at")
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRead:
+    """What the campaign's view is made of, as stored.
+
+    `counts` and `engagement` are per wave: rows per delivery status, and (received, opened,
+    converted). For a pruned campaign both are its kept summary (`ledger_wave_summary`), as
+    `app.delivery.ledger.counts_by_wave` and `app.events.service.by_wave` give them.
+    `check_results` are the current wave's newest result of each check, by check name (none
+    before the first wave is out), as `app.checks.repository.latest`."""
+
+    campaign: Mapping[str, Any]
+    waves: Sequence[Sequence[Any]]
+    counts: dict[int, dict[str, int]]
+    engagement: dict[int, tuple[int, int, int]]
+    check_results: Sequence[Sequence[Any]]
+
+
+def _rows(columns: Sequence[str], source: str, where: str) -> str:
+    return f"ARRAY(SELECT ROW({', '.join(columns)}) FROM {source} WHERE {where})"
+
+
+_PRUNED = "EXISTS (SELECT FROM ledger_wave_summary s WHERE s.campaign_id = c.id)"
+# One statement, so one snapshot: the counts always belong to the waves beside them. Each
+# ARRAY(...) is a list of anonymous records, which asyncpg reads as tuples with the columns'
+# own types (timestamptz, numeric, jsonb through the connection's codecs). A branch of a CASE
+# is only run when taken: a pruned campaign never counts its (deleted) ledger.
+_VIEW_SQL = f"""
+SELECT {", ".join(f"c.{name}" for name in VIEW_COLUMNS)},
+    {_rows(_WAVE_COLUMNS, "campaign_wave w", 'w.campaign_id = c.id ORDER BY w."index"')},
+    {
+    _rows(
+        ("wave", "counts", "received", "opened", "converted"),
+        "ledger_wave_summary s",
+        "s.campaign_id = c.id",
+    )
+},
+    CASE WHEN NOT {_PRUNED} THEN {
+    _rows(
+        ("wave", "status", "count(*)"), "delivery d", "d.campaign_id = c.id GROUP BY wave, status"
+    )
+} END,
+    CASE WHEN NOT {_PRUNED} THEN {
+    _rows(
+        ("wave", "type", "count(*)"),
+        "engagement_event e",
+        "e.campaign_id = c.id GROUP BY wave, type",
+    )
+} END,
+    CASE WHEN c.current_wave >= 0 THEN {
+    _rows(
+        _CHECK_COLUMNS,
+        "wave_check_result r",
+        '''r.id IN (
+            SELECT max(n.id) FROM wave_check_result n
+            WHERE n.campaign_id = c.id AND n.wave = c.current_wave GROUP BY n.check_name
+        ) ORDER BY r.check_name''',
+    )
+} END
+FROM campaign c WHERE c.id = $1
+"""
+
+
+def _by_wave(rows: Sequence[Sequence[Any]]) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {}
+    for wave, key, n in rows:
+        counts.setdefault(wave, {})[key] = int(n)
+    return counts
+
+
+def _read(
+    campaign: Mapping[str, Any],
+    waves: Sequence[Sequence[Any]],
+    pruned: Sequence[Sequence[Any]],
+    ledger: Sequence[Sequence[Any]],
+    events: Sequence[Sequence[Any]],
+    check_results: Sequence[Sequence[Any]],
+) -> CampaignRead:
+    if pruned:
+        counts = {w: {str(k): int(v) for k, v in c.items()} for w, c, *_ in pruned}
+        engagement = {w: (int(r), int(o), int(v)) for w, _, r, o, v in pruned}
+    else:
+        counts = _by_wave(ledger)
+        engagement = {
+            wave: (n.get("received", 0), n.get("opened", 0), n.get("converted", 0))
+            for wave, n in _by_wave(events).items()
+        }
+    return CampaignRead(campaign, waves, counts, engagement, check_results)
+
+
+async def read_view(connection: AsyncConnection, campaign_id: uuid.UUID) -> CampaignRead | None:
+    """Everything `GET /v1/campaigns/{id}` shows, or None when there is no such campaign.
+
+    PostgreSQL: one statement, sent by the driver itself outside any transaction (a single
+    statement sees one snapshot), so the read costs one round trip and no ORM work.
+    SQLite: one statement per part, inside the connection's one deferred transaction."""
+    if connection.dialect.name == "postgresql":
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        row = await driver.fetchrow(_VIEW_SQL, campaign_id)
+        if row is None:
+            return None
+        n = len(VIEW_COLUMNS)
+        waves, pruned, ledger, events, checks = row[n:]
+        return _read(
+            dict(zip(VIEW_COLUMNS, row[:n], strict=True)),
+            waves,
+            pruned,
+            ledger or (),
+            events or (),
+            checks or (),
+        )
+    return await _read_portably(connection, campaign_id)
+
+
+async def _read_portably(
+    connection: AsyncConnection, campaign_id: uuid.UUID
+) -> CampaignRead | None:
+    """`read_view` statement by statement, through the tables' own column types."""
+
+    async def rows(query: Any) -> list[Any]:
+        return list((await connection.execute(query)).all())
+
+    found = (
+        (
+            await connection.execute(
+                core_select(*(_campaign.c[name] for name in VIEW_COLUMNS)).where(
+                    _campaign.c.id == campaign_id
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if found is None:
+        return None
+    waves = await rows(
+        core_select(*(_wave.c[name.strip('"')] for name in _WAVE_COLUMNS))
+        .where(_wave.c.campaign_id == campaign_id)
+        .order_by(_wave.c["index"])
+    )
+    summary = _summary.c
+    pruned = await rows(
+        core_select(
+            summary.wave, summary.counts, summary.received, summary.opened, summary.converted
+        ).where(summary.campaign_id == campaign_id)
+    )
+    ledger: list[Any] = []
+    events: list[Any] = []
+    if not pruned:
+        ledger = await rows(
+            core_select(_delivery.c.wave, _delivery.c.status, func.count())
+            .where(_delivery.c.campaign_id == campaign_id)
+            .group_by(_delivery.c.wave, _delivery.c.status)
+        )
+        events = await rows(
+            core_select(_event.c.wave, _event.c.type, func.count())
+            .where(_event.c.campaign_id == campaign_id)
+            .group_by(_event.c.wave, _event.c.type)
+        )
+    current = found["current_wave"]
+    checks: list[Any] = []
+    if current >= 0:
+        newest = (
+            core_select(func.max(_check.c.id))
+            .where(_check.c.campaign_id == campaign_id, _check.c.wave == current)
+            .group_by(_check.c.check_name)
+        )
+        checks = await rows(
+            core_select(*(_check.c[name] for name in _CHECK_COLUMNS))
+            .where(_check.c.id.in_(newest))
+            .order_by(_check.c.check_name)
+        )
+    return _read(dict(found), waves, pruned, ledger, events, checks)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import pagination
@@ -554,18 +555,62 @@ waves = repository.waves
 
 
 def hold_until(wave: CampaignWave) -> datetime | None:
-    if wave.finished_at is None:
+    return _hold_end(wave.finished_at, wave.hold_seconds)
+
+
+def _hold_end(finished_at: datetime | None, hold_seconds: int) -> datetime | None:
+    return None if finished_at is None else finished_at + timedelta(seconds=hold_seconds)
+
+
+def wave_figures(
+    counts: Mapping[str, int], received: int, opened: int, converted: int
+) -> dict[str, Any]:
+    """A wave's figures as the view shows them, from its ledger rows per status and its
+    engagement reports."""
+    sent = counts.get("sent", 0)
+    return {
+        "targeted": sum(counts.values()),
+        "queued": counts.get("queued", 0),
+        "sending": counts.get("sending", 0),
+        "retrying": counts.get("retrying", 0),
+        "sent": sent,
+        "failed": counts.get("failed", 0),
+        "invalid": counts.get("invalid_token", 0),
+        "cancelled": counts.get("cancelled", 0),
+        "blocked": counts.get("blocked", 0),
+        "expired": counts.get("expired", 0),
+        "capped": counts.get("capped", 0),
+        "received": received,
+        "opened": opened,
+        "converted": converted,
+        "open_rate": events_service.open_rate(opened, sent),
+    }
+
+
+def _next_wave_at(
+    status: CampaignStatus,
+    current: int,
+    starts: datetime | None,
+    holds: Sequence[datetime | None],
+) -> datetime | None:
+    """When the engine may release the next wave: `starts` (the start time, or when it
+    started) before the first; the current wave's hold end while another follows."""
+    if status not in (CampaignStatus.running, CampaignStatus.scheduled):
         return None
-    return wave.finished_at + timedelta(seconds=wave.hold_seconds)
+    if current < 0:
+        return starts
+    return holds[current] if current + 1 < len(holds) else None
 
 
 async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
+    """The campaign as the API shows it, read through the ORM in the caller's session (what
+    an edit or a transition answers, with its own changes). `read_view` answers the same for
+    a campaign read by id."""
     wave_rows = await waves(session, campaign.id)
     counts = await ledger.counts_by_wave(session, campaign.id)
     engagement = await events_service.by_wave(session, campaign.id, timings=False)
     out_waves = []
     for w in wave_rows:
-        c = counts.get(w.index, {})
         e = engagement.get(w.index, events_service.WaveFigures())
         out_waves.append(
             WaveOut(
@@ -575,33 +620,19 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
                 status=w.status,
                 audience_size=w.audience_size,
                 target_count=w.target_count,
-                targeted=sum(c.values()),
-                queued=c.get("queued", 0),
-                sending=c.get("sending", 0),
-                retrying=c.get("retrying", 0),
-                sent=c.get("sent", 0),
-                failed=c.get("failed", 0),
-                invalid=c.get("invalid_token", 0),
-                cancelled=c.get("cancelled", 0),
-                blocked=c.get("blocked", 0),
-                expired=c.get("expired", 0),
-                capped=c.get("capped", 0),
-                received=e.received,
-                opened=e.opened,
-                converted=e.converted,
-                open_rate=events_service.open_rate(e.opened, c.get("sent", 0)),
+                **wave_figures(counts.get(w.index, {}), e.received, e.opened, e.converted),
                 started_at=w.released_at,
                 finished_at=w.finished_at,
                 hold_until=hold_until(w),
             )
         )
-    next_wave_at = None
     current = campaign.current_wave
-    if campaign.status in (CampaignStatus.running, CampaignStatus.scheduled):
-        if current < 0:
-            next_wave_at = campaign.start_at or campaign.started_at
-        elif current + 1 < len(wave_rows):
-            next_wave_at = hold_until(wave_rows[current])
+    next_wave_at = _next_wave_at(
+        campaign.status,
+        current,
+        campaign.start_at or campaign.started_at,
+        [hold_until(w) for w in wave_rows],
+    )
     results = await checks_repo.latest(session, campaign.id, current) if current >= 0 else []
     return CampaignOut(
         id=campaign.id,
@@ -640,6 +671,85 @@ async def view(session: AsyncSession, campaign: Campaign) -> CampaignOut:
         started_at=campaign.started_at,
         finished_at=campaign.finished_at,
     )
+
+
+async def read_view(connection: AsyncConnection, campaign_id: uuid.UUID) -> bytes:
+    """`view` of the campaign `campaign_id` as JSON (404 when there is none): one read
+    (`repository.read_view`), built straight into the answer.
+
+    The models are made with `model_construct`: every value comes from the database with the
+    type its field declares, so validating them again would only spend time; they are then
+    serialised by the same pydantic serialiser as `view`'s, so the JSON is the same, field for
+    field (tests/campaigns/test_campaign_read.py holds the two side by side)."""
+    read = await repository.read_view(connection, campaign_id)
+    if read is None:
+        raise not_found("Campaign", campaign_id)
+    c = read.campaign
+    no_engagement = (0, 0, 0)
+    out_waves = []
+    holds = []
+    for index, percent, hold_seconds, status, size, target, released, finished in read.waves:
+        until = _hold_end(finished, hold_seconds)
+        holds.append(until)
+        out_waves.append(
+            WaveOut.model_construct(
+                index=index,
+                percent=percent,
+                hold_seconds=hold_seconds,
+                status=status,
+                audience_size=size,
+                target_count=target,
+                **wave_figures(
+                    read.counts.get(index, {}), *read.engagement.get(index, no_engagement)
+                ),
+                started_at=released,
+                finished_at=finished,
+                hold_until=until,
+            )
+        )
+    status = CampaignStatus(c["status"])
+    current: int = c["current_wave"]
+    out = CampaignOut.model_construct(
+        id=c["id"],
+        name=c["name"],
+        kind=CampaignKind(c["kind"]),
+        status=status,
+        status_reason=c["status_reason"],
+        content=c["content"],
+        audience={"segment_id": c["segment_id"], "rules": c["audience_rules"]},
+        start_at=c["start_at"],
+        throttle=_throttle(
+            c["throttle_per_second"],
+            c["max_opens_per_second"],
+            c["effective_per_second"],
+            c["effective_reason"],
+        ),
+        failure_threshold_percent=c["failure_threshold_percent"],
+        current_wave=current if current >= 0 else None,
+        next_wave_at=_next_wave_at(status, current, c["start_at"] or c["started_at"], holds),
+        waves=out_waves,
+        guard_override_reason=c["guard_override_reason"],
+        local_time=c["local_time"],
+        checks=c["checks"] or [],
+        check_results=[
+            CheckResultOut.model_construct(
+                name=name, wave=wave, result=result, value=value, detail=detail, observed_at=at
+            )
+            for name, wave, result, value, detail, at in read.check_results
+        ],
+        quiet_hours=c["quiet_hours"],
+        expires_at=c["expires_at"],
+        priority=CampaignPriority(c["priority"]),
+        created_by=c["created_by"],
+        created_at=c["created_at"],
+        updated_at=c["updated_at"],
+        started_at=c["started_at"],
+        finished_at=c["finished_at"],
+    )
+    return _CAMPAIGN_JSON(out)
+
+
+_CAMPAIGN_JSON = CampaignOut.__pydantic_serializer__.to_json
 
 
 async def page_campaigns(
@@ -1109,11 +1219,25 @@ def _iso(moment: datetime | None) -> str | None:
 def throttle_view(campaign: Campaign) -> dict[str, Any]:
     """The campaign's throttle as the API shows it: what was set and, with an opens budget,
     the send rate the engine last allowed and why."""
-    view: dict[str, Any] = {"per_second": campaign.throttle_per_second}
-    if campaign.max_opens_per_second is not None:
-        view["max_opens_per_second"] = campaign.max_opens_per_second
-        view["effective_per_second"] = campaign.effective_per_second
-        view["effective_reason"] = campaign.effective_reason or (
+    return _throttle(
+        campaign.throttle_per_second,
+        campaign.max_opens_per_second,
+        campaign.effective_per_second,
+        campaign.effective_reason,
+    )
+
+
+def _throttle(
+    per_second: int,
+    max_opens_per_second: int | None,
+    effective_per_second: float | None,
+    effective_reason: str | None,
+) -> dict[str, Any]:
+    view: dict[str, Any] = {"per_second": per_second}
+    if max_opens_per_second is not None:
+        view["max_opens_per_second"] = max_opens_per_second
+        view["effective_per_second"] = effective_per_second
+        view["effective_reason"] = effective_reason or (
             "no estimate yet: the budget itself, as if every send were opened at once"
         )
     return view
