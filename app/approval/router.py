@@ -22,7 +22,10 @@ CampaignsApprover = Annotated[Principal, Depends(require(Scope.campaigns_approve
     response_model=ApprovalStatus,
     responses={
         403: {"description": "not a human with campaigns:approve, or the campaign's author"},
-        409: {"description": "the campaign is no longer a draft"},
+        409: {
+            "description": "the campaign is no longer a draft, or it changed since it was "
+            "read (expected_binding)"
+        },
     },
 )
 async def approve_campaign(
@@ -32,11 +35,18 @@ async def approve_campaign(
     principal: CampaignsApprover,
     body: Annotated[ApproveRequest | None, Body()] = None,
 ) -> ApprovalStatus:
-    """Approve a draft campaign as it is now (content, audience, rollout, checks, throttle
-    and any guard override): by a human other than the person who created or last edited
-    it. Any edit voids the approval."""
+    """Approve a draft campaign (content, audience, rollout, checks, throttle and any guard
+    override): by a human other than the people who created or edited it. With
+    `expected_binding` (the `binding` of GET .../approval when it was read), refused 409 if
+    the campaign changed since; without it, the campaign as it is now is approved. Any edit
+    voids the approval."""
     await service.approve(
-        session, settings, principal, campaign_id, comment=body.comment if body else None
+        session,
+        settings,
+        principal,
+        campaign_id,
+        comment=body.comment if body else None,
+        expected_binding=body.expected_binding if body else None,
     )
     return await service.status(session, settings, await campaigns.get(session, campaign_id))
 

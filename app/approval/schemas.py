@@ -8,6 +8,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+# A binding as app.approval.binding writes it: a hex SHA-256.
+Binding = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
 
 class ApproveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -15,6 +18,10 @@ class ApproveRequest(BaseModel):
         Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
         | None
     ) = None
+    # The binding of the campaign as the approver read it (`binding` in
+    # GET /v1/campaigns/{id}/approval): given, the approval is refused (409) if the campaign
+    # has changed since, so what is approved is what was read.
+    expected_binding: Binding | None = None
 
 
 class ApprovalOut(BaseModel):
@@ -47,3 +54,6 @@ class ApprovalStatus(BaseModel):
     authors: list[str]
     # Humans holding campaigns:approve (or admin) who are not among the authors.
     may_approve: list[str]
+    # What the campaign is bound to as it is now (app.approval.binding): an approver who
+    # read it passes this back as `expected_binding`, so an edit in between is refused.
+    binding: str

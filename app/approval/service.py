@@ -34,6 +34,7 @@ from app.people.models import PersonKind
 from app.settings import Settings
 
 APPROVAL_REQUIRED = "https://wavecast.dev/problems/approval-required"
+CHANGED_SINCE_READ = "https://wavecast.dev/problems/changed-since-read"
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,15 @@ async def approve(
     campaign_id: uuid.UUID,
     *,
     comment: str | None,
+    expected_binding: str | None = None,
 ) -> CampaignApproval:
-    """Approve a draft campaign as it is now: the one approve command, for the API, the form
-    and Slack (pass `app.people.service.slack_principal(...)` from Slack).
+    """Approve a draft campaign as the approver read it: the one approve command, for the
+    API, the form and Slack (pass `app.people.service.slack_principal(...)` from Slack).
+
+    `expected_binding` is the campaign's binding when the approver read it (the form and
+    the Slack button always carry it; an API caller may): refused (409) when the campaign
+    has changed since, so an edit landing between reading and approving is never approved
+    unseen. Without it, the campaign as it is now is approved.
 
     Refused (403) unless `principal` is a human person holding `campaigns:approve` (or
     admin) who neither created nor edited the campaign: approving your own campaign is
@@ -168,6 +175,15 @@ async def approve(
             extra={"campaign_status": str(campaign.status)},
         )
     binding = await current_binding(session, campaign)
+    if expected_binding is not None and expected_binding != binding:
+        raise Problem(
+            409,
+            "Conflict",
+            "the campaign changed since it was read for approval: read it again as it is now "
+            "and approve that",
+            type_=CHANGED_SINCE_READ,
+            extra={"expected_binding": expected_binding, "binding": binding},
+        )
     existing = await standing_approval(session, campaign, binding)
     if existing is not None and existing.person_id == principal.person_id:
         return existing
@@ -291,7 +307,8 @@ async def may_approve(
 async def status(session: AsyncSession, settings: Settings, campaign: Campaign) -> ApprovalStatus:
     """The campaign's approval as the API and the form show it."""
     needed = await requirement(session, settings, campaign)
-    approval = await standing_approval(session, campaign)
+    binding = await current_binding(session, campaign)
+    approval = await standing_approval(session, campaign, binding)
     wrote = await authors(session, campaign)
     named = await people_repo.many(session, sorted(wrote))
     return ApprovalStatus(
@@ -303,6 +320,7 @@ async def status(session: AsyncSession, settings: Settings, campaign: Campaign) 
         override_reason=_standing_override(campaign),
         authors=sorted(p.name for p in named),
         may_approve=await may_approve(session, campaign, wrote),
+        binding=binding,
     )
 
 

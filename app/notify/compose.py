@@ -192,15 +192,22 @@ def answered_message(notice: Notice, answer: str) -> dict[str, Any]:
     return {"text": message["text"], "blocks": blocks}
 
 
+def approve_value(campaign_id: str, binding: str) -> str:
+    """The Approve button's value: the campaign and its binding as the message showed it,
+    so a press after an edit is refused instead of approving what no one read."""
+    return f"{campaign_id}:{binding}"
+
+
 def _buttons(notice: Notice) -> list[dict[str, Any]]:
-    if notice.kind is Kind.approval_requested and notice.campaign_id:
+    binding = (notice.details or {}).get("binding")
+    if notice.kind is Kind.approval_requested and notice.campaign_id and binding:
         return [
             {
                 "type": "button",
                 "action_id": APPROVE_ACTION,
                 "text": {"type": "plain_text", "text": "Approve"},
                 "style": "primary",
-                "value": notice.campaign_id,
+                "value": approve_value(notice.campaign_id, str(binding)),
             }
         ]
     if notice.kind is Kind.confirmation_requested:

@@ -49,4 +49,6 @@ async def approval_waiting(
         "reasons": status.reasons,
         "may_approve": status.may_approve,
         "override_reason": status.override_reason,
+        # What the message shows: its Approve button approves this version only.
+        "binding": status.binding,
     }

@@ -304,8 +304,11 @@ async def confirm(deps: SlackDeps, user_id: str, request_sequence: int) -> Reply
     return Reply(text, public=True)
 
 
-async def approve(deps: SlackDeps, user_id: str, campaign_ref: str) -> Reply:
-    """The Approve button: the one approve command, as the person pressing it."""
+async def approve(deps: SlackDeps, user_id: str, value: str) -> Reply:
+    """The Approve button: the one approve command, as the person pressing it, for the
+    campaign as the message showed it (its value: `campaign id:binding`); refused when the
+    campaign has changed since the message was posted."""
+    campaign_ref, _, binding = value.partition(":")
     who = await acting_person(deps, user_id, f"approve {campaign_ref}", None)
     if isinstance(who, Reply):
         return who
@@ -313,9 +316,19 @@ async def approve(deps: SlackDeps, user_id: str, campaign_ref: str) -> Reply:
         campaign_id = uuid.UUID(campaign_ref)
     except ValueError:
         return Reply(":warning: not a campaign id", ok=False)
+    if not binding:
+        # A button posted before buttons carried what they showed: nothing says which
+        # version of the campaign its reader saw.
+        return Reply(
+            ":warning: this Approve button does not say which version of the campaign it "
+            "showed: approve from the newest approval request or the campaign page.",
+            ok=False,
+        )
     try:
         async with unit_of_work(deps.sessionmaker) as session:
-            await approval.approve(session, deps.settings, who, campaign_id, comment=None)
+            await approval.approve(
+                session, deps.settings, who, campaign_id, comment=None, expected_binding=binding
+            )
             campaign = await campaigns.get(session, campaign_id)
     except Problem as problem:
         if problem.status == 403:

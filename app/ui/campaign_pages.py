@@ -504,21 +504,32 @@ async def _approve(
     request: Request, campaign_id: uuid.UUID, runtime: Runtime, op: Operator
 ) -> Response:
     """Approve from the campaign page: the approve command the API and Slack run, with the
-    person signed in (channel `ui`)."""
+    person signed in (channel `ui`), for the campaign as the page showed it (the form
+    carries its binding: an edit landing after the page was read is refused)."""
     single, _ = await read_form(request)
     error: str | None = None
     status_code = 422
     if single.get("confirm") != "yes":
         error = "approve: tick the box to say you have read the campaign"
+    elif not single.get("expected_binding"):
+        error = "approve: the form does not say which version of the campaign you read: reload"
     else:
         try:
-            comment = ApproveRequest(comment=single.get("comment", "").strip() or None).comment
+            asked = ApproveRequest(
+                comment=single.get("comment", "").strip() or None,
+                expected_binding=single["expected_binding"],
+            )
             async with unit_of_work(runtime.sessionmaker) as session:
                 await approval.approve(
-                    session, runtime.settings, op.principal, campaign_id, comment=comment
+                    session,
+                    runtime.settings,
+                    op.principal,
+                    campaign_id,
+                    comment=asked.comment,
+                    expected_binding=asked.expected_binding,
                 )
         except ValidationError as exc:
-            error = "; ".join(f"comment: {e['msg']}" for e in exc.errors())
+            error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         except Problem as problem:
             if problem.status in (401, 404):
                 raise

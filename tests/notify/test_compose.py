@@ -68,23 +68,36 @@ def test_every_kind_says_what_how_bad_which_campaign_who_why_and_where_in_the_lo
     assert payload["timestamp"] == "2026-12-06T09:30:00Z"
 
 
+BINDING = "ab" * 32
+
+
 def test_buttons_only_where_a_person_must_answer() -> None:
-    def actions(kind: Kind) -> list[str]:
+    def buttons(kind: Kind, **overrides: object) -> list[tuple[str, str]]:
         return [
-            e["action_id"]
-            for b in slack_message(notice(kind))["blocks"]
+            (e["action_id"], e["value"])
+            for b in slack_message(notice(kind, **overrides))["blocks"]
             if b["type"] == "actions"
             for e in b["elements"]
         ]
 
-    assert actions(Kind.approval_requested) == [APPROVE_ACTION]
+    def actions(kind: Kind) -> list[str]:
+        return [action for action, _ in buttons(kind, details={"binding": BINDING})]
+
+    # The Approve button carries the version of the campaign the message showed; a request
+    # composed without one has no button (nothing would say what it approves).
+    assert buttons(Kind.approval_requested, details={"binding": BINDING}) == [
+        (APPROVE_ACTION, f"{CAMPAIGN}:{BINDING}")
+    ]
+    assert buttons(Kind.approval_requested) == []
     assert actions(Kind.confirmation_requested) == [CONFIRM_ACTION]
     assert all(
         actions(k) == []
         for k in Kind
         if k not in (Kind.approval_requested, Kind.confirmation_requested)
     )
-    answered = answered_message(notice(Kind.approval_requested), "Approved by Grace")
+    answered = answered_message(
+        notice(Kind.approval_requested, details={"binding": BINDING}), "Approved by Grace"
+    )
     assert all(b["type"] != "actions" for b in answered["blocks"])
     assert "Approved by Grace" in json.dumps(answered["blocks"])
 

@@ -223,7 +223,11 @@ async def test_approve_from_the_approval_request_message(
     await person(make_person, make_key, "Bot", "UBOT")
     writer = bearer(
         await make_key(
-            Scope.campaigns_write, Scope.campaigns_operate, name="Ada's API key", person=author
+            Scope.campaigns_write,
+            Scope.campaigns_operate,
+            Scope.campaigns_read,
+            name="Ada's API key",
+            person=author,
         )
     )
     await add_devices(db, 3)
@@ -240,13 +244,15 @@ async def test_approve_from_the_approval_request_message(
         assert "Approval requested" in (request.text or "")
         assert "Grace" in str(request.blocks)  # who may approve
         button = next(b for b in request.blocks or [] if b["type"] == "actions")["elements"][0]
-        assert (button["action_id"], button["value"]) == (APPROVE_ACTION, campaign)
+        read = await client.get(f"/v1/campaigns/{campaign}/approval", headers=writer)
+        shown = f"{campaign}:{read.json()['binding']}"
+        assert (button["action_id"], button["value"]) == (APPROVE_ACTION, shown)
 
-        await press(client, APPROVE_ACTION, campaign, "UADA")
+        await press(client, APPROVE_ACTION, shown, "UADA")
         await wait_for(lambda: _ephemeral(slack_fake, "UADA", "Refused"), within=5)
-        await press(client, APPROVE_ACTION, campaign, "UBOT")
+        await press(client, APPROVE_ACTION, shown, "UBOT")
         await wait_for(lambda: _ephemeral(slack_fake, "UBOT", "Refused"), within=5)
-        await press(client, APPROVE_ACTION, campaign, "UGRACE")
+        await press(client, APPROVE_ACTION, shown, "UGRACE")
         await wait_for(lambda: _ephemeral(slack_fake, "UGRACE", "approved by Grace"), within=5)
         approved = (await events(db, "campaign.approved"))[0]
         assert (approved.person_name, approved.channel) == ("Grace", "slack")
@@ -257,6 +263,61 @@ async def test_approve_from_the_approval_request_message(
     assert request.edits and "Approved by Grace" in str(request.blocks)
     assert all(b["type"] != "actions" for b in request.blocks or [])
     assert [e.person_name for e in await events(db, "slack.refused")] == ["Ada", "Bot"]
+
+
+async def test_an_approve_button_posted_before_an_edit_approves_nothing(
+    slack_runtime: Runtime,
+    make_key: KeyMaker,
+    make_person: PersonMaker,
+    db: Runtime,
+    outbox: OutboxDeps,
+    slack_fake: SlackFake,
+) -> None:
+    settings = slack_runtime.settings.model_copy(update={"approval_required_above": 0})
+    runtime = dataclasses.replace(slack_runtime, settings=settings)
+    outbox.settings = settings
+    author = await person(make_person, make_key, "Ada", "UADA")
+    await person(make_person, make_key, "Grace", "UGRACE", Scope.campaigns_approve)
+    writer = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_read, name="Ada's", person=author)
+    )
+    app = create_app(settings, runtime=runtime)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        created = await client.post("/v1/campaigns", json=campaign_body(), headers=writer)
+        campaign = created.json()["id"]
+        await dispatch(outbox)
+        first = slack_fake.posted()[-1]
+        old = next(b for b in first.blocks or [] if b["type"] == "actions")["elements"][0]
+
+        # The author rewrites the content after the message was posted.
+        edited = await client.patch(
+            f"/v1/campaigns/{campaign}",
+            json={"content": {"title": "Your statement", "body": "Now with a new fee."}},
+            headers=writer,
+        )
+        assert edited.status_code == 200, edited.text
+        await press(client, APPROVE_ACTION, old["value"], "UGRACE")
+        changed = "changed since it was read"
+        await wait_for(lambda: _ephemeral(slack_fake, "UGRACE", changed), within=5)
+        # A button from before buttons said what they showed approves nothing either.
+        await press(client, APPROVE_ACTION, campaign, "UGRACE")
+        await wait_for(lambda: _ephemeral(slack_fake, "UGRACE", "which version"), within=5)
+        waiting = await client.get(f"/v1/campaigns/{campaign}/approval", headers=writer)
+        assert waiting.json()["approval"] is None and waiting.json()["waiting"] is True
+        assert await events(db, "campaign.approved") == []
+
+        # The edit's own request carries the version as edited: that one approves it.
+        await dispatch(outbox)
+        second = slack_fake.posted()[-1]
+        assert second is not first
+        new = next(b for b in second.blocks or [] if b["type"] == "actions")["elements"][0]
+        assert new["value"] == f"{campaign}:{waiting.json()['binding']}" != old["value"]
+        await press(client, APPROVE_ACTION, new["value"], "UGRACE")
+        await wait_for(lambda: _ephemeral(slack_fake, "UGRACE", "approved by Grace"), within=5)
+        approved = (await events(db, "campaign.approved"))[0]
+        assert approved.after and approved.after["binding"] == waiting.json()["binding"]
 
 
 async def _ephemeral(fake: SlackFake, user: str, words: str) -> bool:
