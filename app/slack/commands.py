@@ -8,9 +8,11 @@ form, as the person the Slack user is.
   command (`app.campaigns.commands`) before answering, so once the answer says stopped,
   nothing more of it is sent.
 - Starting again takes two: `release` and `resume` only record a request
-  (`slack.confirmation_requested`); the team channel shows it with a Confirm button, which
-  only a different person with the right scope can press (`confirm`), and which then runs
-  the command as that person.
+  (`slack.confirmation_requested`) with the version of what it would start again (the kill
+  switch's `version`, the campaign's `control_version`); the team channel shows it with a
+  Confirm button, which only a different person with the right scope can press (`confirm`),
+  within an hour and while that version has not moved (a Confirm never undoes a newer stop
+  than the one it was asked about), and which then runs the command as that person.
 - Approve (the button on an approval request) runs the one approve command
   (`app.approval.service.approve`), with its rules: a human, not the campaign's author,
   holding `campaigns:approve`.
@@ -48,6 +50,9 @@ CONFIRMATION = "slack.confirmation_requested"
 REFUSED = "slack.refused"
 # A request for a second person's Confirm lapses after this long: ask again.
 CONFIRM_WITHIN = timedelta(hours=1)
+# A Confirm whose request was made about another state than the current one (a Problem
+# type, so the refusal can be told apart and audited).
+STATE_MOVED = "https://wavecast.dev/problems/confirm-state-moved"
 
 SCOPE: dict[Verb, Scope] = {
     Verb.status: Scope.campaigns_read,
@@ -222,13 +227,19 @@ async def status(deps: SlackDeps) -> Reply:
 async def _ask_confirmation(
     deps: SlackDeps, principal: Principal, command: Command, campaign: Campaign | None
 ) -> Reply:
-    """Record the request; the outbox posts it with its Confirm button."""
+    """Record the request, with the version of the state it asks to leave; the outbox
+    posts it with its Confirm button."""
     async with unit_of_work(deps.sessionmaker) as session:
         if campaign is None:
-            if not (await switches.get_switch(session)).engaged:
+            switch = await switches.get_switch(session)
+            if not switch.engaged:
                 raise Problem(409, "Conflict", "the global kill switch is not engaged")
-        elif campaign.status != CampaignStatus.paused:
-            raise Problem(409, "Conflict", f"{campaign.name} is {campaign.status}, not paused")
+            version = switch.version
+        else:
+            current = await campaigns.get(session, campaign.id)
+            if current.status != CampaignStatus.paused:
+                raise Problem(409, "Conflict", f"{current.name} is {current.status}, not paused")
+            version = current.control_version
         audit.record(
             session,
             principal,
@@ -241,6 +252,8 @@ async def _ask_confirmation(
                 "campaign_id": None if campaign is None else str(campaign.id),
                 "requested_by": str(principal.person_id),
                 "scope": SCOPE[command.verb].value,
+                # What the Confirm may start again: this stop, not a later one.
+                "state_version": version,
             },
         )
     what = "release the global kill switch" if campaign is None else f"resume {campaign.name}"
@@ -278,6 +291,9 @@ async def confirm(deps: SlackDeps, user_id: str, request_sequence: int) -> Reply
     reason = f"{request.reason} (asked by {asker}, confirmed by {who.person_name})"
     try:
         async with unit_of_work(deps.sessionmaker) as session:
+            # Locked until the command has run: the state cannot move between this check
+            # and the command.
+            await _still_as_requested(session, command, request.after)
             audit.record(
                 session,
                 who,
@@ -300,8 +316,40 @@ async def confirm(deps: SlackDeps, user_id: str, request_sequence: int) -> Reply
                 )
                 text = f":arrow_forward: {resumed.name} resumed by {who.person_name}."
     except Problem as problem:
+        if problem.type == STATE_MOVED:
+            return await refuse(deps, who, attempted, problem.detail)
         return Reply(f":warning: {problem.detail}", ok=False)
     return Reply(text, public=True)
+
+
+async def _still_as_requested(
+    session: AsyncSession, command: Verb, requested: dict[str, Any]
+) -> None:
+    """Refuse (STATE_MOVED) a Confirm when what it would start again is no longer the state
+    the request was made about: the switch was released and engaged again, or the campaign
+    resumed and paused again (by a check, a person, the switch) since. Locks the row."""
+    version = requested.get("state_version")
+    if command is Verb.release:
+        current = (await switches.get_switch(session, lock=True)).version
+        what = "the global kill switch was released or engaged again"
+    else:
+        campaign_id = uuid.UUID(str(requested.get("campaign_id")))
+        campaign = await campaigns.get(session, campaign_id, lock=True)
+        current = campaign.control_version
+        what = f"{campaign.name} changed state (now {campaign.status})"
+    if version is None:
+        why = "this request does not record the state it was made about"
+    elif version != current:
+        why = f"{what} since this request was made"
+    else:
+        return
+    raise Problem(
+        409,
+        "Conflict",
+        f"{why}: confirming it could undo a newer stop; ask again if it should still start",
+        type_=STATE_MOVED,
+        extra={"requested_version": version, "current_version": current},
+    )
 
 
 async def approve(deps: SlackDeps, user_id: str, value: str) -> Reply:
