@@ -31,7 +31,14 @@ async def run_once(
     principal: Principal,
     body: Any,
     create: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
+    *,
+    stored: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> JSONResponse:
+    """Answer a creating request once per Idempotency-Key: a retry with the same key and body
+    gets the first answer again (`Idempotent-Replayed: true`), another body 422.
+
+    `stored` gives what is kept for replays when the first answer holds something that must be
+    shown only once (a secret): the replay then carries the stored form, never the secret."""
     key = request.headers.get(HEADER)
     if key is None:
         status, payload = await create()
@@ -59,7 +66,7 @@ async def run_once(
             headers={"Idempotent-Replayed": "true"},
         )
     status, payload = await create()
-    remember(session, principal, route, key, body, status, payload)
+    remember(session, principal, route, key, body, status, stored(payload) if stored else payload)
     try:
         await session.flush()
     except IntegrityError:

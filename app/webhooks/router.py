@@ -43,9 +43,10 @@ class WebhookOut(BaseModel):
 
 
 class WebhookCreated(WebhookOut):
-    secret: str = Field(
+    secret: str | None = Field(
         description="whsec_...: verify each delivery's webhook-signature with it (Standard "
-        "Webhooks). Shown once, never again."
+        "Webhooks). Shown once, never again: null when the answer is a replay of the same "
+        "Idempotency-Key (delete the webhook and create it again if the first answer was lost)."
     )
 
 
@@ -89,7 +90,13 @@ async def create_webhook(
         out = WebhookCreated(**WebhookOut.of(webhook).model_dump(), secret=webhook.secret)
         return 201, out.model_dump(mode="json")
 
-    return await idempotency.run_once(session, request, principal, body.model_dump(), create)
+    return await idempotency.run_once(
+        session, request, principal, body.model_dump(), create, stored=_without_secret
+    )
+
+
+def _without_secret(answer: dict[str, object]) -> dict[str, object]:
+    return {**answer, "secret": None}
 
 
 @router.get("", response_model=list[WebhookOut])

@@ -11,10 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.auth.models import Scope
+from app.campaigns.models import IdempotentRequest
 from app.notify.dispatch import OutboxDeps, dispatch
 from app.runtime import Runtime
 from app.webhooks.service import url_problems
@@ -115,6 +117,29 @@ async def test_the_api_validates_shows_the_secret_once_and_needs_admin(
     assert (await client.delete(f"/v1/webhooks/{webhook_id}", headers=admin)).status_code == 204
     assert (await client.get("/v1/webhooks", headers=admin)).json() == []
     assert (await client.delete(f"/v1/webhooks/{webhook_id}", headers=admin)).status_code == 404
+
+
+async def test_a_replayed_creation_never_shows_the_secret_again(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    admin = bearer(await make_key(Scope.admin))
+    body = {"url": "https://crm.example/h", "events": ["campaign.killed"]}
+    headers = {**admin, "Idempotency-Key": "hook-1"}
+    first = await client.post("/v1/webhooks", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    secret = first.json()["secret"]
+    assert secret.startswith("whsec_")
+    again = await client.post("/v1/webhooks", json=body, headers=headers)
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["secret"] is None
+    assert secret not in again.text
+    # Nothing the service stored for replays holds it either.
+    async with db.sessionmaker() as session:
+        stored = (await session.execute(select(IdempotentRequest))).scalars().all()
+    assert stored and all(secret not in json.dumps(r.response) for r in stored)
+    assert len((await client.get("/v1/webhooks", headers=admin)).json()) == 1
 
 
 async def test_deliveries_are_signed_retried_and_listed(
