@@ -309,6 +309,14 @@ class Settings(BaseSettings):
                 "WAVECAST_REDIS_SENTINELS is set but WAVECAST_REDIS_SENTINEL_MASTER is empty: "
                 "name the primary as the sentinels monitor it (their `sentinel monitor <name>`)"
             )
+        if self.redis_sentinels and self.redis_url.lower().startswith(("rediss:", "unix:")):
+            # Through Sentinel the URL gives only the database and credentials; a TLS or
+            # socket URL would be silently dropped and the password sent in the clear.
+            raise ValueError(
+                "WAVECAST_REDIS_URL must be a redis:// URL when WAVECAST_REDIS_SENTINELS is "
+                "set (it gives only the database and credentials): TLS or a Unix socket to a "
+                "primary found through Sentinel is not supported"
+            )
         if self.redis_sentinel_master.strip() and not self.redis_sentinels:
             raise ValueError(
                 "WAVECAST_REDIS_SENTINEL_MASTER is set but WAVECAST_REDIS_SENTINELS is empty: "

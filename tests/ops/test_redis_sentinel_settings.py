@@ -47,6 +47,14 @@ def test_sentinels_need_the_master_name_and_the_other_way_round() -> None:
         settings(redis_sentinel_master="wavecast")
 
 
+@pytest.mark.parametrize("url", ["rediss://:pw@primary:6380/1", "unix:///run/redis.sock"])
+def test_a_tls_or_socket_url_is_refused_with_sentinels(url: str) -> None:
+    with pytest.raises(ValueError, match="must be a redis:// URL"):
+        settings(redis_sentinels="a:1", redis_sentinel_master="m", redis_url=url)
+    # Without sentinels the same URLs are the client's own business.
+    assert settings(redis_url=url).redis_url == url
+
+
 async def test_no_sentinels_is_the_plain_url() -> None:
     s = settings(redis_url="redis://127.0.0.1:6379/3")
     assert s.sentinel_addresses == []
