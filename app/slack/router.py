@@ -6,7 +6,9 @@ stale one answers 401 and nothing else happens. Slack waits 3 seconds for an ans
 each request gets ANSWER_WITHIN: a command done by then (a stop whose drain is confirmed,
 as usual) answers with its outcome; one still confirming its stop answers that the stop is
 recorded and in force, and its outcome is posted to the channel once confirmed. Button
-presses are answered to the person who pressed, through the Web API."""
+presses are answered to the person who pressed, through the Web API. A command that fails
+for a reason of ours (anything but a Problem) is logged with its traceback and answered, or
+followed up, to the person alone: "failed: see the service's logs"."""
 
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ log = logging.getLogger("wavecast.slack")
 ANSWER_WITHIN = 2.5
 # Replies still being worked on after the answer (kept referenced until done).
 _pending: set[asyncio.Task[None]] = set()
+# What the person sees when a command fails for a reason of ours (not a refusal): the
+# details, with the traceback, are in the service's log.
+FAILED = Reply(":x: failed: see the service's logs", ok=False)
 
 
 async def signed_body(request: Request, settings: SettingsDep) -> bytes:
@@ -77,7 +82,7 @@ async def slash_command(
     work = asyncio.ensure_future(commands.run(_deps(runtime, redis), user, form.get("text", "")))
     done, _ = await asyncio.wait({work}, timeout=ANSWER_WITHIN)
     if done:
-        return JSONResponse(work.result().slack())
+        return JSONResponse(_outcome(work, user).slack())
     # Still confirming a stop: it is committed and in force; its outcome follows.
     _follow(work, runtime.settings, channel, user)
     return JSONResponse(
@@ -124,6 +129,9 @@ def _follow(
             reply = await work
         except Problem as problem:
             reply = Reply(f":warning: {problem.detail}", ok=False)
+        except Exception:
+            log.exception("a Slack command failed", extra={"slack_user": user})
+            reply = FAILED
         client = SlackClient(settings)
         if not client.configured or not channel:
             return
@@ -137,3 +145,15 @@ def _follow(
     task = asyncio.ensure_future(post())
     _pending.add(task)
     task.add_done_callback(_pending.discard)
+
+
+def _outcome(work: asyncio.Future[Reply], user: str) -> Reply:
+    """The reply of a command done within Slack's wait; a failure of ours is logged with
+    its traceback and answered, never a 500 Slack would show as a timeout."""
+    try:
+        return work.result()
+    except Problem as problem:
+        return Reply(f":warning: {problem.detail}", ok=False)
+    except Exception:
+        log.exception("a Slack command failed", extra={"slack_user": user})
+        return FAILED
