@@ -41,6 +41,7 @@ from app.notify.conditions import approval_waiting
 from app.notify.kinds import Kind
 from app.notify.models import DeliveryAttempt, OutboxMessage, OutboxStatus
 from app.settings import Settings
+from app.slack.client import TIMEOUT_SECONDS as SLACK_TIMEOUT_SECONDS
 from app.slack.client import SlackAnswer, SlackClient
 from app.webhooks.models import Webhook
 from app.webhooks.signing import message_id, signed_headers
@@ -52,6 +53,11 @@ WEBHOOK_BATCH = 20
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 # A claim outlives the longest run that holds it: every call's timeout, plus room.
 SLACK_LEASE = timedelta(seconds=SLACK_BATCH * 6 + 10)
+# The most one message can take: its post and the update of an earlier message (each up to
+# the client's timeout) and the transactions around them. A run posts the next message only
+# while its claim has that much left, and hands the rest back otherwise: a message posted
+# after the claim ran out could be posted again, out of order, by another worker's run.
+SLACK_MESSAGE_WORST = timedelta(seconds=2 * SLACK_TIMEOUT_SECONDS + 5)
 WEBHOOK_LEASE = timedelta(seconds=WEBHOOK_TIMEOUT_SECONDS * 2 + 10)
 
 
@@ -105,8 +111,13 @@ async def send_slack(deps: OutboxDeps, report: DispatchReport) -> None:
     if not rows:
         return
     notices = await load_notices(deps, rows)
+    claim_ends = now + SLACK_LEASE
     for index, row in enumerate(rows):
         assert row.id is not None
+        if deps.clock() + SLACK_MESSAGE_WORST > claim_ends:
+            async with unit_of_work(deps.sessionmaker) as session:
+                await repository.release(session, [r.id for r in rows[index:] if r.id], token)
+            return
         if not deps.slack.configured:
             await _finish(
                 deps, row, token, status=OutboxStatus.skipped, error="Slack is not configured"

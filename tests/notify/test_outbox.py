@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -354,3 +354,52 @@ async def test_workers_dispatching_at_once_send_each_message_once(
     assert all(r.status == OutboxStatus.sent for r in rows)
     posted = slack_fake.posted()
     assert [m.ts for m in posted] == [r.slack_ts for r in rows]
+
+
+class _SlowClock(Clock):
+    """Every reading is `step` seconds after the one before: a run whose calls are slow."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def __call__(self) -> datetime:
+        self.move(self.step)
+        return super().__call__()
+
+
+async def test_a_run_hands_back_what_its_claim_has_no_time_left_for(
+    client: httpx.AsyncClient,
+    make_key: KeyMaker,
+    db: Runtime,
+    outbox: OutboxDeps,
+    slack_fake: SlackFake,
+) -> None:
+    headers = await operator(make_key)
+    campaign = await started_campaign(client, headers, db)
+    for n in range(4):
+        for path in ("pause", "resume"):
+            answer = await client.post(
+                f"/v1/campaigns/{campaign}/{path}", json={"reason": f"r{n}"}, headers=headers
+            )
+            assert answer.status_code == 200, answer.text
+    total = len(await slack_rows(db))
+    assert total == 9  # started, then 4 pauses and 4 resumes
+    # Each reading of the clock is 8 s after the last: a claim of SLACK_LEASE (70 s) has room
+    # for a few messages, never for all nine.
+    outbox.clock = _SlowClock(8)
+    first = await dispatch(outbox)
+    assert 0 < first.sent < total
+    rows = await slack_rows(db)
+    left = [r for r in rows if r.status != OutboxStatus.sent]
+    assert len(left) == total - first.sent
+    # What was handed back is free for the next run at once, not when the claim runs out.
+    assert all(r.claim_token is None and r.claimed_until is None for r in left)
+    for _ in range(total):
+        if (await dispatch(outbox)).sent == 0:
+            break
+    rows = await slack_rows(db)
+    assert all(r.status == OutboxStatus.sent for r in rows)
+    posted = slack_fake.posted(CHANNEL)
+    assert len(posted) == total  # nothing posted twice
+    assert [m.ts for m in posted] == [r.slack_ts for r in rows]  # and in the log's order
