@@ -327,10 +327,13 @@ async def _still_as_requested(
 ) -> None:
     """Refuse (STATE_MOVED) a Confirm when what it would start again is no longer the state
     the request was made about: the switch was released and engaged again, or the campaign
-    resumed and paused again (by a check, a person, the switch) since. Locks the row."""
+    resumed and paused again (by a check, a person, the switch) since. Locks the rows, the
+    switch first: the order every command that makes a campaign live and `engage_switch`
+    take them in, so a Confirm and a concurrent stop never deadlock."""
     version = requested.get("state_version")
+    switch = await switches.get_switch(session, lock=True)
     if command is Verb.release:
-        current = (await switches.get_switch(session, lock=True)).version
+        current = switch.version
         what = "the global kill switch was released or engaged again"
     else:
         campaign_id = uuid.UUID(str(requested.get("campaign_id")))
