@@ -27,6 +27,7 @@ from app.ops.router import router as ops_router
 from app.ops.security_headers import SecurityHeaders, headers_for
 from app.people.router import router as people_router
 from app.runtime import Runtime
+from app.serving import PrefixRouter
 from app.settings import Settings, get_settings
 from app.slack.router import router as slack_router
 from app.ui import install as install_ui
@@ -65,7 +66,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.state.rate_limiter = Limiter(runtime.redis, settings.api_rate_limit)
     environment = settings.env.value
     errors.install(app, answer_headers=lambda path: headers_for(path, environment))
-    openapi.install(app)
 
     def body_limit(path: str) -> int:
         if path == "/v1/devices/import":
@@ -84,6 +84,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(
         SecurityHeaders, environment=environment
     )  # outermost: every answer carries the headers
+    # In the order of the API's description (`/docs`). FastAPI tries them in this order too,
+    # each guarded by its routes' heads (`PrefixRouter`), so a request no longer pays ~7 µs
+    # for every route declared before its own.
     for router in (
         ops_router,
         keys_router,
@@ -97,7 +100,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         people_router,
         approval_router,
     ):
-        app.include_router(router)
+        app.include_router(
+            router if isinstance(router, PrefixRouter) else PrefixRouter.around(router)
+        )
+    # The document's pages after the API's routes (they are not in it): no API call waits
+    # behind them.
+    openapi.install(app)
     install_ui(app)
     # The team channel: webhooks for marketing tools, Slack's commands and buttons.
     app.include_router(webhooks_router)

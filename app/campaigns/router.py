@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request, status
+from fastapi import Body, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from app import idempotency, pagination
@@ -37,8 +37,9 @@ from app.deps import (
     SessionDep,
     SettingsDep,
 )
+from app.serving import PrefixRouter
 
-router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+router = PrefixRouter(prefix="/v1/campaigns", tags=["campaigns"])
 JSON = "application/json"
 
 

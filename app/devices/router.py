@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app import pagination
@@ -13,8 +13,9 @@ from app.deps import Admin, DevicesReader, DevicesWriter, RuntimeDep, SessionDep
 from app.devices import importer, service
 from app.devices.models import DeviceStatus, Platform
 from app.devices.schemas import DeviceOut, DevicePage, DevicePatch, DeviceRegistration, ImportResult
+from app.serving import PrefixRouter
 
-router = APIRouter(prefix="/v1/devices", tags=["devices"])
+router = PrefixRouter(prefix="/v1/devices", tags=["devices"])
 
 
 class TestDeviceChange(BaseModel):
