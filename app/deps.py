@@ -102,6 +102,20 @@ async def get_reader(request: Request) -> AsyncIterator[AsyncConnection]:
 ReaderDep = Annotated[AsyncConnection, Depends(get_reader, scope="function")]
 
 
+async def get_writer(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A connection for an answer that is one write statement: its transaction commits (or
+    rolls back) before the answer is sent, as a unit of work's does, without a session's
+    bookkeeping. One statement needs no lock taken ahead of it, so SQLite's deferred BEGIN
+    is enough here (`app.db.session`)."""
+    runtime: Runtime = request.app.state.runtime
+    await require_schema(request, runtime)
+    async with runtime.engine.begin() as connection:
+        yield connection
+
+
+WriterDep = Annotated[AsyncConnection, Depends(get_writer, scope="function")]
+
+
 async def get_principal(request: Request) -> Principal:
     runtime: Runtime = request.app.state.runtime
     header = request.headers.get("authorization", "")

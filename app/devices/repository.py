@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Table, func, literal_column, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,7 +38,10 @@ _table: Table = Device.__table__  # type: ignore[attr-defined]
 
 
 def _insert_for(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
+    return _insert_of(session.get_bind().dialect.name)
+
+
+def _insert_of(dialect: str) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(_table)
     if dialect == "sqlite":
@@ -59,18 +63,23 @@ async def upsert(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> li
     return [stored[row["token"]] for row in rows]
 
 
-async def upsert_one(session: AsyncSession, row: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+async def upsert_one(
+    db: AsyncSession | AsyncConnection, row: Mapping[str, Any]
+) -> tuple[dict[str, Any], bool]:
     """`upsert` of one row in one statement: the row as stored (every column) and whether it
-    was created.
+    was created. `db` is a session, or a connection whose transaction the caller commits.
 
     Every app registers its token on every start: on PostgreSQL this statement is sent by
-    the driver itself, in the session's transaction (as the import's merge is), because
-    building the statement and its cache key in SQLAlchemy cost more than running it."""
-    if session.get_bind().dialect.name != "postgresql":
-        result = await session.execute(_upsert(session).returning(*_table.c), dict(row))
+    the driver itself, in the transaction `db` has begun if any, else on its own (one
+    statement is atomic), because building the statement and its cache key in SQLAlchemy
+    cost more than running it."""
+    connection = db if isinstance(db, AsyncConnection) else await db.connection()
+    dialect = connection.dialect.name
+    if dialect != "postgresql":
+        stmt = _upsert_into(_insert_of(dialect)).returning(*_table.c)
+        result = await connection.execute(stmt, dict(row))
         stored = dict(result.mappings().one())
         return stored, bool(stored["id"] == row["id"])
-    connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
     record = list(_row_values(row))
@@ -82,7 +91,10 @@ async def upsert_one(session: AsyncSession, row: Mapping[str, Any]) -> tuple[dic
 
 
 def _upsert(session: AsyncSession) -> Any:
-    stmt = _insert_for(session)
+    return _upsert_into(_insert_for(session))
+
+
+def _upsert_into(stmt: Any) -> Any:
     excluded = stmt.excluded
     updates: dict[str, Any] = {name: excluded[name] for name in _REGISTRATION_COLUMNS}
     updates["last_seen_at"] = excluded.last_seen_at

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -139,10 +140,13 @@ class ImportBatch:
         return UpsertOutcome(created=outcome.created, updated=outcome.updated + self.repeats)
 
 
-async def register(session: AsyncSession, reg: DeviceRegistration) -> tuple[DeviceOut, bool]:
+async def register(
+    db: AsyncSession | AsyncConnection, reg: DeviceRegistration
+) -> tuple[DeviceOut, bool]:
     """The device as stored for this registration, and whether it is new: one statement,
-    read back by RETURNING (no ORM object: the answer is all a registration needs)."""
-    stored, created = await repo.upsert_one(session, registration_row(reg))
+    read back by RETURNING (no ORM object: the answer is all a registration needs). `db`:
+    the API's one-write connection (`app.deps.WriterDep`), or a session."""
+    stored, created = await repo.upsert_one(db, registration_row(reg))
     return DeviceOut.model_validate(stored), created
 
 
