@@ -32,10 +32,10 @@ from app.deps import (
     CampaignsReader,
     CampaignsWriter,
     KillOperator,
-    ReaderDep,
     RedisDep,
     SessionDep,
     SettingsDep,
+    reading,
 )
 from app.serving import PrefixRouter
 
@@ -97,12 +97,12 @@ async def list_campaigns(
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
-async def get_campaign(
-    campaign_id: uuid.UUID, _: CampaignsReader, connection: ReaderDep
-) -> Response:
+async def get_campaign(campaign_id: uuid.UUID, request: Request, _: CampaignsReader) -> Response:
+    async with reading(request) as connection:
+        view = await service.read_view(connection, campaign_id)
     # Built and serialised by the service, once: returned as a model it would be validated
     # again against `response_model` (which stays, for the API's description).
-    return Response(await service.read_view(connection, campaign_id), media_type=JSON)
+    return Response(view, media_type=JSON)
 
 
 @router.patch("/{campaign_id}", response_model=CampaignOut)

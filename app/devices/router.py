@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app import pagination
 from app.auth.principal import Principal
-from app.deps import Admin, DevicesReader, DevicesWriter, RuntimeDep, SessionDep, WriterDep
+from app.deps import Admin, DevicesReader, DevicesWriter, RuntimeDep, SessionDep, writing
 from app.devices import importer, service
 from app.devices.models import DeviceStatus, Platform
 from app.devices.schemas import DeviceOut, DevicePage, DevicePatch, DeviceRegistration, ImportResult
@@ -60,10 +60,9 @@ class TestMarksOut(BaseModel):
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": DeviceOut, "description": "An existing token was updated"}},
 )
-async def register_device(
-    body: DeviceRegistration, _: DevicesWriter, connection: WriterDep
-) -> Response:
-    device, created = await service.register(connection, body)
+async def register_device(body: DeviceRegistration, request: Request, _: DevicesWriter) -> Response:
+    async with writing(request) as connection:
+        device, created = await service.register(connection, body)
     # Serialised here, once: returned as a model it would be validated again against
     # `response_model` (which stays, for the API's description).
     return Response(

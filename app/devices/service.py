@@ -145,7 +145,7 @@ async def register(
 ) -> tuple[DeviceOut, bool]:
     """The device as stored for this registration, and whether it is new: one statement,
     read back by RETURNING (no ORM object: the answer is all a registration needs). `db`:
-    the API's one-write connection (`app.deps.WriterDep`), or a session."""
+    the API's one-write connection (`app.deps.writing`), or a session."""
     stored, created = await repo.upsert_one(db, registration_row(reg))
     return DeviceOut.model_validate(stored), created
 
