@@ -8,7 +8,18 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    Uuid,
+)
 from sqlmodel import Field, SQLModel
 
 from app.campaigns.state import CampaignStatus
@@ -115,6 +126,14 @@ class Campaign(SQLModel, table=True):
     max_opens_per_second: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     effective_per_second: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
     effective_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Release planning (app.delivery.ledger.next_members): the furthest device of the
+    # campaign's order put in the ledger so far, as (bucket, device id), so each release
+    # chunk reads on from there instead of ordering the whole audience again; None: nothing
+    # planned yet. plan_swept_wave is the wave whose release has already put in the ledger
+    # the devices that joined the audience behind that position.
+    plan_bucket: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    plan_device_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    plan_swept_wave: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
 
 
 class CampaignWave(SQLModel, table=True):

@@ -37,6 +37,9 @@ class Device(SQLModel, table=True):
         Index("ix_device_tags", "tags", postgresql_using="gin"),
         # Version rules compare the sort key (eq, lt, gte, ...).
         Index("ix_device_app_version_key", "app_version_key"),
+        # A campaign's send order is (bucket - rotation) mod 2**32, then id: two ranges of
+        # this index, read from where the campaign's planning stopped (app.delivery.ledger).
+        Index("ix_device_bucket_id", "bucket", "id"),
     )
 
     id: uuid.UUID = Field(primary_key=True)
