@@ -24,14 +24,22 @@ cumulative: ledger rows are never removed and keep their wave, so earlier waves 
 change, a device is sent at most once per campaign, and a re-run, a crash or a resume never
 changes who was in an earlier wave.
 
-How a release runs. Counting H joins the ledger with the audience, which at 1,000,000
-devices costs about as much as finding the next devices, so it stays off the path to the
-first send: the release counts N and the whole ledger (H is at most that), commits the
-first min(⌈p_k·N⌉ − |ledger|, RELEASE_CHUNK_ROWS) devices, which the wave adds whatever H
-is, and sending starts. The next tick counts H over the earlier waves' rows, records the
-wave's size (`campaign.wave_sized`: target, held, members) and adds the rest, a chunk per
-tick, from the audience as it is then. A wave does not finish before it holds its members
-or the audience has none left to give.
+How a release runs. The first send of a wave waits for one transaction, which never reads
+the whole audience (that took about ten seconds at 10,000,000 devices). Three reads run
+side by side on three connections: the next RELEASE_CHUNK_ROWS devices of the campaign's
+order past its plan position (a range of the device (bucket, id) index,
+app.delivery.ledger.plan_members), the sweep for devices that joined the audience behind
+that position (a hash anti-join growing with the ledger, not the audience), and the
+ledger's rows with the audience counted up to a bound (_count_bound): far enough to prove
+the wave covers the ledger and a whole chunk, or the audience's exact size when the count
+stops short of it. N ≥ the count and the whole ledger ≥ H, so the first chunk,
+min(⌈p·count⌉ − |ledger|, RELEASE_CHUNK_ROWS) devices, is one the wave adds whatever N and
+H are; it is committed and sending starts. The next tick counts N if the release only
+bounded it (the wave's size is then the audience's a tick after its release; the first
+chunk fits it unless devices left in between), counts H over the earlier waves' rows,
+records the wave's size (`campaign.wave_sized`: target, held, members) and adds the rest, a
+chunk per tick, from the audience as it is then. A wave does not finish before it holds its
+members or the audience has none left to give.
 
 Guard rule 4 (staging) is checked again before the release and before every later chunk, in
 production: a campaign that reached the database by another road, its wave already
@@ -43,10 +51,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -364,26 +374,42 @@ async def _release(
     now: datetime,
 ) -> int:
     audience = audience_filter(campaign.audience_rules, now=now)
-    # The wave's size needs the audience's (N), the first chunk the next devices in the
-    # campaign's order: each a full read of the audience. They run side by side on two
-    # connections, and the chunk is cut to size once N is known (candidates come in order,
+    percent = Decimal(wave.percent)
+    position = _plan_position(campaign)
+    sweep = campaign.plan_swept_wave != wave.index
+    # The first chunk's devices (read from the campaign's plan position, in the release's
+    # transaction) and a lower bound of the audience (read beside it on a second
+    # connection, on PostgreSQL; SQLite has one writer and gains nothing from a second
+    # reader). The chunk is cut to size once the bound is known (candidates come in order,
     # so their prefix is exactly what one INSERT ... SELECT ... LIMIT would have added).
-    candidates, size = await _candidates_and_size(
-        sessionmaker, session, campaign, audience, RELEASE_CHUNK_ROWS
+    candidates, (in_ledger, counted, bound) = await _candidates_and_bound(
+        sessionmaker, session, campaign, audience, percent, position, sweep
     )
-    # The whole ledger stands in for the devices it still covers (at least as many): what
-    # this leaves out, the next tick adds once it has counted them (_wave_members).
-    in_ledger = await ledger.count_in_ledger(session, campaign.id)
-    target = cumulative_target(Decimal(wave.percent), size)
-    take = min(new_members_for_wave(target, in_ledger), RELEASE_CHUNK_ROWS)
+    # N is at least `counted`, exactly that when the count stopped short of its bound, so
+    # ⌈p·counted⌉ never exceeds the wave. The whole ledger stands in for the devices it
+    # still covers (at least as many): what this leaves out, the next tick adds once it
+    # has counted them (_wave_members).
+    lower = cumulative_target(percent, counted)
+    take = min(new_members_for_wave(lower, in_ledger), RELEASE_CHUNK_ROWS)
+    exact = counted < bound
+    size = counted if exact else None
+    target = lower if exact else None
     wave.released_at = now
+    taken = candidates[:take]
     added = await ledger.add_members(
         session,
         campaign_id=campaign.id,
         wave=wave.index,
-        device_ids=candidates[:take],
+        device_ids=[c.device_id for c in taken],
         now=now,
         due_in=_due_in(settings, campaign, wave),
+    )
+    behind = sum(1 for c in candidates if c.behind)
+    _store_plan(
+        campaign,
+        ledger.plan_position(taken, position),
+        swept=not sweep or (behind < RELEASE_CHUNK_ROWS and take >= behind),
+        wave=wave.index,
     )
     wave.status = WaveStatus.sending
     wave.audience_size = size
@@ -392,57 +418,140 @@ async def _release(
     campaign.current_wave = wave.index
     campaign.updated_at = now
     session.add(campaign)
+    after: dict[str, object] = {
+        "wave": wave.index,
+        "percent": str(wave.percent),
+        "audience_size": size,
+        "target": target,
+        "added": added,
+    }
+    if not exact:
+        after["audience_at_least"] = counted
     audit.record(
         session,
         SYSTEM,
         "campaign.wave_released",
         subject_type="campaign",
         subject_id=campaign.id,
-        after={
-            "wave": wave.index,
-            "percent": str(wave.percent),
-            "audience_size": size,
-            "target": target,
-            "added": added,
-        },
+        after=after,
     )
     log.info(
         "wave released",
         extra={
             "campaign_id": str(campaign.id),
             "wave": wave.index,
-            "audience_size": size,
+            "audience_size": size if exact else f">= {counted}",
             "added": added,
         },
     )
     return added
 
 
-async def _candidates_and_size(
+# The most audience devices a release counts before its first chunk, unless fewer would
+# not bound the wave above what the ledger holds (a later wave over a large ledger): then
+# it counts as far as a whole first chunk needs. A bounded read, a few hundred milliseconds
+# per million devices, where counting ten million took seconds; what it leaves unknown, the
+# next tick counts (_size_wave).
+RELEASE_COUNT_ROWS = 1_000_000
+
+
+def _count_bound(percent: Decimal, in_ledger: int) -> int:
+    """How many audience devices a release counts at most. A wave of p % covers X devices
+    once p·N > X − 1, that is from N = ⌊(X − 1)·100/p⌋ + 1 on: counting that many proves
+    ⌈p·N⌉ ≥ X without counting N."""
+
+    def needed(devices: int) -> int:
+        return math.floor(Fraction(devices - 1) * 100 / Fraction(percent)) + 1
+
+    if percent <= 0:
+        return 0
+    whole_chunk = needed(in_ledger + RELEASE_CHUNK_ROWS)
+    if needed(in_ledger + 1) > RELEASE_COUNT_ROWS:
+        return whole_chunk
+    return min(whole_chunk, RELEASE_COUNT_ROWS)
+
+
+def _plan_position(campaign: Campaign) -> ledger.PlanPosition | None:
+    if campaign.plan_bucket is None or campaign.plan_device_id is None:
+        return None
+    return ledger.PlanPosition(campaign.plan_bucket, campaign.plan_device_id)
+
+
+def _store_plan(
+    campaign: Campaign, position: ledger.PlanPosition | None, *, swept: bool, wave: int
+) -> None:
+    """Written with the ledger rows, in their transaction, under the campaign's lock: the
+    position never runs ahead of (or behind) what the ledger holds."""
+    campaign.plan_bucket = position.bucket if position else None
+    campaign.plan_device_id = position.device_id if position else None
+    if swept:
+        campaign.plan_swept_wave = wave
+
+
+async def _candidates_and_bound(
     sessionmaker: async_sessionmaker[AsyncSession],
     session: AsyncSession,
     campaign: Campaign,
     audience: ColumnElement[bool],
-    limit: int,
-) -> tuple[list[uuid.UUID], int]:
-    """The next `limit` devices for the ledger (read in the release's transaction, under
-    the campaign's lock) and the audience size (read beside it on a second connection, on
-    PostgreSQL; SQLite has one writer and gains nothing from a second reader)."""
-    candidates = ledger.next_members(
+    percent: Decimal,
+    position: ledger.PlanPosition | None,
+    sweep: bool,
+) -> tuple[list[ledger.Candidate], tuple[int, int, int]]:
+    """The next RELEASE_CHUNK_ROWS devices for the ledger and (ledger rows, audience
+    counted, bound): the ledger's rows, then the audience counted up to `_count_bound`.
+
+    On PostgreSQL three reads run side by side, each on its own connection: the devices
+    past the plan position (in the release's transaction, under the campaign's lock), the
+    sweep behind it and the bounded count. The other two need no lock of their own: only a
+    holder of the campaign's lock adds its ledger rows. SQLite has one writer and gains
+    nothing from more readers: one after the other, the plain query."""
+    rows = RELEASE_CHUNK_ROWS
+
+    async def bound(reader: AsyncSession) -> tuple[int, int, int]:
+        in_ledger = await ledger.count_in_ledger(reader, campaign.id)
+        limit = _count_bound(percent, in_ledger)
+        return in_ledger, await ledger.count_audience_upto(reader, audience, limit), limit
+
+    if session.get_bind().dialect.name != "postgresql":
+        candidates = await ledger.plan_members(
+            session,
+            campaign_id=campaign.id,
+            rotation=campaign.rotation,
+            audience=audience,
+            limit=rows,
+            position=position,
+            sweep_behind=sweep,
+        )
+        return candidates, await bound(session)
+
+    async def beside() -> tuple[int, int, int]:
+        async with sessionmaker() as reader:
+            return await bound(reader)
+
+    async def behind() -> list[ledger.Candidate]:
+        if position is None or not sweep:
+            return []
+        async with sessionmaker() as reader, reader.begin():
+            return await ledger.behind_members(
+                reader,
+                campaign_id=campaign.id,
+                rotation=campaign.rotation,
+                audience=audience,
+                limit=rows,
+                position=position,
+            )
+
+    ahead = ledger.ahead_members(
         session,
         campaign_id=campaign.id,
         rotation=campaign.rotation,
         audience=audience,
-        limit=limit,
+        limit=rows,
+        position=position,
     )
-    if session.get_bind().dialect.name != "postgresql":
-        return await candidates, await ledger.count_audience(session, audience)
-
-    async def size() -> int:
-        async with sessionmaker() as reader:
-            return await ledger.count_audience(reader, audience)
-
-    return await asyncio.gather(candidates, size())
+    swept, past, counts = await asyncio.gather(behind(), ahead, beside())
+    # Every device behind the position comes before every one past it.
+    return (swept + past)[:rows], counts
 
 
 def _due_in(settings: Settings, campaign: Campaign, wave: CampaignWave) -> DueIn | None:
@@ -475,17 +584,21 @@ async def _release_chunk(
 ) -> int:
     """Add the next chunk of a released wave's devices; 0 once the wave holds its members
     (or the audience has no more devices to give)."""
-    if wave.target_count is None:
+    if wave.released_at is None:
         return 0
     try:
         audience = audience_filter(campaign.audience_rules, now=now)
     except RuleErrors:
         return 0
-    members = await _wave_members(session, campaign.id, wave.index, wave.target_count, audience)
+    counted, target = None, wave.target_count
+    if target is None:
+        counted, target = await _size_wave(session, wave, audience)
+    members = await _wave_members(session, campaign.id, wave.index, target, audience, counted)
     missing = members - await ledger.count_in_wave(session, campaign.id, wave.index)
     if missing <= 0:
         return 0
-    return await ledger.add_wave_members(
+    position = _plan_position(campaign)
+    planned = await ledger.add_wave_members(
         session,
         campaign_id=campaign.id,
         rotation=campaign.rotation,
@@ -494,7 +607,26 @@ async def _release_chunk(
         count=min(missing, rows),
         now=now,
         due_in=due_in,
+        position=position,
+        sweep_behind=campaign.plan_swept_wave != wave.index,
     )
+    _store_plan(campaign, planned.position, swept=planned.swept, wave=wave.index)
+    session.add(campaign)
+    return planned.added
+
+
+async def _size_wave(
+    session: AsyncSession, wave: CampaignWave, audience: ColumnElement[bool]
+) -> tuple[int, int]:
+    """N for a wave whose release only bounded it (a large audience): counted by the first
+    tick after the release, before any device beyond the first chunk is added. The first
+    chunk fits whatever this finds, unless devices left the audience in between."""
+    size = await ledger.count_audience(session, audience)
+    wave.audience_size = size
+    target = cumulative_target(Decimal(wave.percent), size)
+    wave.target_count = target
+    session.add(wave)
+    return size, target
 
 
 async def _wave_members(
@@ -503,12 +635,13 @@ async def _wave_members(
     wave: int,
     target: int,
     audience: ColumnElement[bool],
+    counted: int | None = None,
 ) -> int:
     """How many devices a released wave adds: its target, ⌈p·N⌉, minus the devices of
     earlier waves still in the audience. Counted by the first tick after the release (or
     the first to see a wave that reached the database by another road) and recorded with
-    the decision; later ticks read the record. Both run under the campaign's lock, so a
-    wave is sized once."""
+    the decision (with N, `counted`, when that tick counted it too); later ticks read the
+    record. Both run under the campaign's lock, so a wave is sized once."""
     recorded = await _recorded_members(session, campaign_id, wave)
     if recorded is not None:
         # However the record reads, a wave never adds more than its share.
@@ -517,13 +650,16 @@ async def _wave_members(
         session, campaign_id=campaign_id, audience=audience, before_wave=wave
     )
     members = new_members_for_wave(target, held)
+    after: dict[str, object] = {"wave": wave, "target": target, "held": held, "members": members}
+    if counted is not None:
+        after["audience_size"] = counted
     audit.record(
         session,
         SYSTEM,
         "campaign.wave_sized",
         subject_type="campaign",
         subject_id=campaign_id,
-        after={"wave": wave, "target": target, "held": held, "members": members},
+        after=after,
     )
     return members
 
