@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -677,10 +678,12 @@ async def read_view(connection: AsyncConnection, campaign_id: uuid.UUID) -> byte
     """`view` of the campaign `campaign_id` as JSON (404 when there is none): one read
     (`repository.read_view`), built straight into the answer.
 
-    The models are made with `model_construct`: every value comes from the database with the
-    type its field declares, so validating them again would only spend time; they are then
-    serialised by the same pydantic serialiser as `view`'s, so the JSON is the same, field for
-    field (tests/campaigns/test_campaign_read.py holds the two side by side)."""
+    The answer is built as plain data, in `CampaignOut`'s field order, and serialised by
+    pydantic-core, the serialiser the response model's fields use: every value comes from the
+    database with the type its field declares (datetimes aware UTC, numerics as Decimal), so
+    building and validating models again would only spend time. The JSON is the same as
+    `view`'s, field for field (tests/campaigns/test_campaign_read.py holds the two side by
+    side)."""
     read = await repository.read_view(connection, campaign_id)
     if read is None:
         raise not_found("Campaign", campaign_id)
@@ -692,64 +695,67 @@ async def read_view(connection: AsyncConnection, campaign_id: uuid.UUID) -> byte
         until = _hold_end(finished, hold_seconds)
         holds.append(until)
         out_waves.append(
-            WaveOut.model_construct(
-                index=index,
-                percent=percent,
-                hold_seconds=hold_seconds,
-                status=status,
-                audience_size=size,
-                target_count=target,
+            {
+                "index": index,
+                "percent": percent,
+                "hold_seconds": hold_seconds,
+                "status": status,
+                "audience_size": size,
+                "target_count": target,
                 **wave_figures(
                     read.counts.get(index, {}), *read.engagement.get(index, no_engagement)
                 ),
-                started_at=released,
-                finished_at=finished,
-                hold_until=until,
-            )
+                "started_at": released,
+                "finished_at": finished,
+                "hold_until": until,
+            }
         )
     status = CampaignStatus(c["status"])
     current: int = c["current_wave"]
-    out = CampaignOut.model_construct(
-        id=c["id"],
-        name=c["name"],
-        kind=CampaignKind(c["kind"]),
-        status=status,
-        status_reason=c["status_reason"],
-        content=c["content"],
-        audience={"segment_id": c["segment_id"], "rules": c["audience_rules"]},
-        start_at=c["start_at"],
-        throttle=_throttle(
-            c["throttle_per_second"],
-            c["max_opens_per_second"],
-            c["effective_per_second"],
-            c["effective_reason"],
-        ),
-        failure_threshold_percent=c["failure_threshold_percent"],
-        current_wave=current if current >= 0 else None,
-        next_wave_at=_next_wave_at(status, current, c["start_at"] or c["started_at"], holds),
-        waves=out_waves,
-        guard_override_reason=c["guard_override_reason"],
-        local_time=c["local_time"],
-        checks=c["checks"] or [],
-        check_results=[
-            CheckResultOut.model_construct(
-                name=name, wave=wave, result=result, value=value, detail=detail, observed_at=at
-            )
-            for name, wave, result, value, detail, at in read.check_results
-        ],
-        quiet_hours=c["quiet_hours"],
-        expires_at=c["expires_at"],
-        priority=CampaignPriority(c["priority"]),
-        created_by=c["created_by"],
-        created_at=c["created_at"],
-        updated_at=c["updated_at"],
-        started_at=c["started_at"],
-        finished_at=c["finished_at"],
+    return to_json(
+        {
+            "id": c["id"],
+            "name": c["name"],
+            "kind": c["kind"],
+            "status": status,
+            "status_reason": c["status_reason"],
+            "content": c["content"],
+            "audience": {"segment_id": c["segment_id"], "rules": c["audience_rules"]},
+            "start_at": c["start_at"],
+            "throttle": _throttle(
+                c["throttle_per_second"],
+                c["max_opens_per_second"],
+                c["effective_per_second"],
+                c["effective_reason"],
+            ),
+            "failure_threshold_percent": c["failure_threshold_percent"],
+            "current_wave": current if current >= 0 else None,
+            "next_wave_at": _next_wave_at(status, current, c["start_at"] or c["started_at"], holds),
+            "waves": out_waves,
+            "guard_override_reason": c["guard_override_reason"],
+            "local_time": c["local_time"],
+            "checks": c["checks"] or [],
+            "check_results": [
+                {
+                    "name": name,
+                    "wave": wave,
+                    "result": result,
+                    "value": value,
+                    "detail": detail,
+                    "observed_at": at,
+                }
+                for name, wave, result, value, detail, at in read.check_results
+            ],
+            "quiet_hours": c["quiet_hours"],
+            "expires_at": c["expires_at"],
+            "priority": c["priority"],
+            "created_by": c["created_by"],
+            "created_at": c["created_at"],
+            "updated_at": c["updated_at"],
+            "started_at": c["started_at"],
+            "finished_at": c["finished_at"],
+        }
     )
-    return _CAMPAIGN_JSON(out)
-
-
-_CAMPAIGN_JSON = CampaignOut.__pydantic_serializer__.to_json
 
 
 async def page_campaigns(
