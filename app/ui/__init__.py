@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import Problem, problem_response
-from app.ui import auth_pages, campaign_pages, ops_pages
+from app.ui import auth_pages, campaign_edit, campaign_pages, ops_pages
 from app.ui.deps import SignInRequired
 from app.ui.render import STATIC, page, see_other
 
@@ -27,7 +27,9 @@ def install(app: FastAPI) -> None:
     """Mount the form's pages and assets, and answer errors under `/ui` with pages (the JSON
     endpoints under `/ui/api/` keep problem+json, like the API)."""
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
-    for module in (auth_pages, campaign_pages, ops_pages):
+    # The edit page before the campaign pages: their POST /campaigns/{id}/{action} would
+    # take /campaigns/{id}/edit as an unknown action.
+    for module in (auth_pages, campaign_edit, campaign_pages, ops_pages):
         app.include_router(module.router)
 
     api_handlers = {

@@ -8,6 +8,7 @@ the API's does; one unit of work per request.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -26,6 +27,7 @@ from app.campaigns import commands, service
 from app.campaigns.models import Campaign, CampaignKind, CampaignPriority
 from app.campaigns.schemas import CampaignCreate, CampaignOut, Content, OptionalReason, Reason
 from app.campaigns.state import TRANSITIONS, CampaignAction, CampaignStatus, is_terminal
+from app.checks.spec import MAX_CHECKS
 from app.control.plane import Control
 from app.db.session import unit_of_work
 from app.db.types import utcnow
@@ -37,7 +39,7 @@ from app.guard.verdict import GuardVerdict
 from app.ops.nul_guard import MESSAGE as NUL_MESSAGE
 from app.runtime import Runtime
 from app.settings import Settings
-from app.ui import campaign_view, forms, opens_chart
+from app.ui import campaign_view, check_rows, forms, opens_chart
 from app.ui.deps import Operator, Reader, Watcher, Writer
 from app.ui.render import page, see_other
 
@@ -174,6 +176,10 @@ async def _form_page(
         presets=forms.PRESETS,
         rule_fields=forms.RULE_FIELDS,
         rule_ops=forms.RULE_OPS,
+        max_checks=MAX_CHECKS,
+        sources=check_rows.SOURCES,
+        builtins=check_rows.BUILTINS,
+        signs=check_rows.SIGNS,
     )
 
 
@@ -182,8 +188,12 @@ async def new_campaign_form(request: Request, session: SessionDep, op: Writer) -
     return await _form_page(request, session, op, forms.CampaignForm())
 
 
-def problem_errors(problem: Problem, wave_rows: list[int]) -> dict[str, list[str]]:
-    placed = forms.place(((e["field"], e["message"]) for e in problem.errors), wave_rows)
+def problem_errors(
+    problem: Problem, wave_rows: Sequence[int], check_rows: Sequence[int] = ()
+) -> dict[str, list[str]]:
+    placed = forms.place(
+        ((e["field"], e["message"]) for e in problem.errors), wave_rows, check_rows
+    )
     if not problem.errors:
         placed.setdefault(forms.GENERAL, []).append(problem.detail)
     return placed
@@ -249,7 +259,11 @@ async def create_campaign(request: Request, runtime: RuntimeDep, op: Writer) -> 
             status_code = problem.status
             refused = guard_refusal(problem)
             # The guard's findings are its verdict's to show (once); not input errors too.
-            errors = {} if refused is not None else problem_errors(problem, form.wave_rows())
+            errors = (
+                {}
+                if refused is not None
+                else problem_errors(problem, form.wave_rows(), form.check_rows())
+            )
     async with unit_of_work(runtime.sessionmaker) as session:
         return await _form_page(request, session, op, form, errors, status_code, refused)
 
@@ -300,7 +314,9 @@ async def preview_campaign(request: Request, runtime: RuntimeDep, op: Writer) ->
                 mode="json"
             )
     except Problem as problem:
-        return JSONResponse({"ok": False, "errors": problem_errors(problem, form.wave_rows())})
+        return JSONResponse(
+            {"ok": False, "errors": problem_errors(problem, form.wave_rows(), form.check_rows())}
+        )
     per_second = body.throttle.per_second if body.throttle else service.DEFAULT_THROTTLE
     result["durations"] = _durations(result, per_second)
     result["wave_rows"] = form.wave_rows()
@@ -393,6 +409,9 @@ async def _plan_context(
         },
         "policy": effective_policy(settings),
         "default_zone": settings.default_timezone,
+        "default_checks": [c.stored() for c in settings.default_checks],
+        "source_text": check_rows.source_text,
+        "condition_text": check_rows.condition_text,
     }
 
 

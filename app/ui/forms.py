@@ -20,8 +20,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.campaigns.schemas import CampaignCreate
+from app.campaigns.service import DEFAULT_THROTTLE
 from app.errors import describe
 from app.timing.schedule import parse_local_time
+from app.ui import check_rows
+from app.ui.check_rows import Check
 
 LIST_OPS = frozenset({"in", "contains_any", "contains_all", "contains_none"})
 DAY_OPS = frozenset({"within_days", "not_within_days"})
@@ -110,6 +113,9 @@ class CampaignForm:
         default_factory=lambda: [Wave(p, h) for p, h in PRESETS[DEFAULT_PRESET]]
     )
     throttle: str = ""
+    # The opens budget (`throttle.max_opens_per_second`); empty: none.
+    max_opens: str = ""
+    checks: list[Check] = field(default_factory=lambda: [Check()])
     local_time: str = ""
     quiet_mode: str = "default"
     quiet_start: str = ""
@@ -151,6 +157,8 @@ class CampaignForm:
             rules=[Rule(f, o, v) for f, o, v in zip(fields, ops, values, strict=True)] or [Rule()],
             waves=[Wave(p, h) for p, h in zip(percents, holds, strict=True)] or [Wave()],
             throttle=one("throttle"),
+            max_opens=one("max_opens_per_second"),
+            checks=check_rows.from_lists(lists),
             local_time=one("local_time"),
             quiet_mode=one("quiet_mode", "default"),
             quiet_start=one("quiet_start"),
@@ -165,6 +173,14 @@ class CampaignForm:
     def wave_rows(self) -> list[int]:
         """Form row of each wave in the body (blank rows are left out of the body)."""
         return [i for i, w in enumerate(self.waves) if not w.blank]
+
+    def check_rows(self) -> list[int]:
+        """Form row of each check in the body."""
+        return check_rows.rows(self.checks)
+
+    def place(self, errors: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+        """`place` for this form's rows."""
+        return place(errors, self.wave_rows(), self.check_rows())
 
     def to_body(self) -> tuple[dict[str, Any], dict[str, list[str]]]:
         """The API body, and the problems found before the API could even read it."""
@@ -184,12 +200,12 @@ class CampaignForm:
             "audience": self._audience(errors),
             "rollout": {"waves": self._waves(errors)},
         }
-        if self.throttle.strip():
-            per_second = _integer(self.throttle)
-            if per_second is None:
-                errors.setdefault("throttle", []).append("a whole number of sends per second")
-            else:
-                body["throttle"] = {"per_second": per_second}
+        checks = check_rows.to_json(self.checks, errors)
+        if checks:
+            body["rollout"]["checks"] = checks
+        throttle = throttle_json(self.throttle, self.max_opens, errors)
+        if throttle is not None:
+            body["throttle"] = throttle
         self._timing(body, errors)
         if self.override_reason.strip():
             body["override"] = {"reason": self.override_reason.strip()}
@@ -264,13 +280,36 @@ class CampaignForm:
         try:
             return CampaignCreate.model_validate(raw), {}
         except ValidationError as exc:
-            return None, place(
-                (
-                    (".".join(str(p) for p in err["loc"]) or "body", describe(err))
-                    for err in exc.errors()
-                ),
-                self.wave_rows(),
+            return None, self.place(pydantic_errors(exc))
+
+
+def pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    """A model's errors as (API field path, message) pairs, as the API reports them."""
+    return [(".".join(str(p) for p in err["loc"]) or "body", describe(err)) for err in exc.errors()]
+
+
+def throttle_json(
+    throttle: str, max_opens: str, errors: dict[str, list[str]], *, keep_budget: bool = False
+) -> dict[str, Any] | None:
+    """The API's `throttle` from its two inputs, or None when neither was typed. A budget
+    without a rate keeps the default rate. `keep_budget` (an edit): an empty budget is sent
+    as null, which removes the one stored."""
+    if not (throttle.strip() or max_opens.strip() or keep_budget):
+        return None
+    per_second = _integer(throttle) if throttle.strip() else DEFAULT_THROTTLE
+    if per_second is None:
+        errors.setdefault("throttle", []).append("a whole number of sends per second")
+    body: dict[str, Any] = {"per_second": per_second}
+    if max_opens.strip():
+        budget = _integer(max_opens)
+        if budget is None:
+            errors.setdefault("max_opens_per_second", []).append(
+                "a whole number of opens per second, or empty for no budget"
             )
+        body["max_opens_per_second"] = budget
+    elif keep_budget:
+        body["max_opens_per_second"] = None
+    return body
 
 
 def _clock(text: str) -> str | None:
@@ -338,9 +377,10 @@ def rule_json(rule: Rule) -> dict[str, Any]:
 
 
 _WAVE_PATH = re.compile(r"^rollout\.waves(?:\[(\d+)\]|\.(\d+))")
+_CHECK_PATH = re.compile(r"^rollout\.checks(?:\[(\d+)\]|\.(\d+))?\.?(.*)$")
 
 
-def form_field(path: str, wave_rows: Sequence[int] = ()) -> str:
+def form_field(path: str, wave_rows: Sequence[int] = (), check_rows: Sequence[int] = ()) -> str:
     """The form input an API error path belongs to ("" for the summary at the top)."""
     if path.startswith("body."):
         path = path[len("body.") :]
@@ -356,6 +396,14 @@ def form_field(path: str, wave_rows: Sequence[int] = ()) -> str:
         return f"waves.{wave_rows[index]}" if index < len(wave_rows) else "waves"
     if path.startswith("rollout.local_time"):
         return "local_time"
+    check = _CHECK_PATH.match(path)
+    if check:
+        if check.group(1) is None and check.group(2) is None:
+            return "checks"
+        index = int(check.group(1) or check.group(2))
+        return f"checks.{check_rows[index]}" if index < len(check_rows) else "checks"
+    if path.startswith("throttle.max_opens_per_second"):
+        return "max_opens_per_second"
     if head.startswith("rollout"):
         return "waves"
     if head in ("quiet_hours", "expires_at", "priority"):
@@ -385,14 +433,29 @@ def split_guard(
     return beside, rest
 
 
-def place(errors: Iterable[tuple[str, str]], wave_rows: Sequence[int] = ()) -> dict[str, list[str]]:
+def place(
+    errors: Iterable[tuple[str, str]],
+    wave_rows: Sequence[int] = (),
+    check_rows: Sequence[int] = (),
+) -> dict[str, list[str]]:
     """Group (API field path, message) pairs by form input; the message keeps the path's tail
     when the input alone would not say which part is meant."""
     placed: dict[str, list[str]] = {}
     for path, message in errors:
-        target = form_field(path, wave_rows)
+        target = form_field(path, wave_rows, check_rows)
         text = message
         if target in (GENERAL, "content", "audience", "waves") and path not in ("", "body"):
             text = f"{path}: {message}"
+        elif target.startswith("checks.") and (tail := _check_tail(path)):
+            text = f"{tail}: {message}"
         placed.setdefault(target, []).append(text)
     return placed
+
+
+def _check_tail(path: str) -> str:
+    """The part of a check an error path names ("pass_when", "prometheus.url"), for the
+    message beside the check's row."""
+    if path.startswith("body."):
+        path = path[len("body.") :]
+    found = _CHECK_PATH.match(path)
+    return found.group(3) if found else ""

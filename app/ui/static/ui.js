@@ -68,9 +68,31 @@
     });
   }
 
+  // ------------------------------------------------------------ wave checks
+  // Each check row shows the inputs of its source only; the others stay in the form (and
+  // are ignored by the server), so switching back keeps what was typed.
+  function wireChecks(root) {
+    function apply() {
+      root.querySelectorAll("#checks > li").forEach(function (row) {
+        var select = row.querySelector("[data-check-source-select]");
+        var source = select ? select.value : "";
+        row.querySelectorAll("[data-for-source]").forEach(function (part) {
+          part.hidden = part.getAttribute("data-for-source").split(" ").indexOf(source) < 0;
+        });
+      });
+    }
+    root.addEventListener("change", apply);
+    root.addEventListener("click", function (event) {
+      var target = event.target;
+      if (target instanceof HTMLElement && target.hasAttribute("data-add-row")) apply();
+    });
+    apply();
+  }
+
   // ------------------------------------------------------------ new campaign
   function wireCampaignForm(form) {
     wireRows(form);
+    wireChecks(form);
     var modes = form.querySelectorAll('input[name="audience_mode"]');
     function showAudience() {
       var mode = form.querySelector('input[name="audience_mode"]:checked');
@@ -217,11 +239,18 @@
     }
 
     // Errors of the fields that carry their own list (timing), placed beside them live.
-    var BESIDE = ["local_time", "quiet_hours", "expires_at", "priority"];
+    var BESIDE = ["local_time", "quiet_hours", "expires_at", "priority", "max_opens_per_second", "checks"];
+    function besideInput(field) {
+      return BESIDE.indexOf(field) >= 0 || /^checks\.\d+$/.test(field);
+    }
     function placeErrors(errors) {
       BESIDE.forEach(function (name) {
         var list = form.querySelector('[data-errors-for="' + name + '"]');
         if (list) setList(list, errors[name] || []);
+      });
+      form.querySelectorAll("#checks > li").forEach(function (row, i) {
+        var list = row.querySelector("[data-check-errors]");
+        if (list) setList(list, errors["checks." + i] || []);
       });
     }
 
@@ -243,7 +272,7 @@
         if (!answer.ok) {
           var messages = [];
           Object.keys(answer.errors).forEach(function (field) {
-            if (BESIDE.indexOf(field) >= 0) return;  // shown beside its input instead
+            if (besideInput(field)) return;  // shown beside its input instead
             answer.errors[field].forEach(function (m) { messages.push((field ? field.replace("waves.", "wave row ") + ": " : "") + m); });
           });
           setList(problems, messages);
@@ -338,6 +367,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("campaign-form");
     if (form) wireCampaignForm(form);
+    var edit = document.getElementById("campaign-edit");
+    if (edit) { wireRows(edit); wireChecks(edit); }
     var live = document.getElementById("live");
     if (live) wireLive(live);
   });
