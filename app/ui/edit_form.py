@@ -68,6 +68,10 @@ class EditForm:
         """The edit as the API's body (validated by its model), or the errors by input."""
         errors: dict[str, list[str]] = {}
         raw: dict[str, Any] = {}
+        if not self.throttle.strip():
+            # On a new campaign empty means the default rate; here it would change the rate
+            # the campaign has without anyone typing the new one.
+            errors["throttle"] = ["a whole number of sends per second"]
         throttle = throttle_json(self.throttle, self.max_opens, errors, keep_budget=True)
         stored = {
             "per_second": campaign.throttle_per_second,

@@ -326,6 +326,7 @@ async def test_the_edit_page_changes_and_removes_the_budget_and_checks(
         ("max_opens_per_second", None, "-5", "max_opens_per_second", "a whole number of opens"),
         ("max_opens_per_second", None, "2000000", "max_opens_per_second", "less than or equal"),
         ("throttle", None, "0", "throttle", "greater than or equal to 1"),
+        ("throttle", None, "", "throttle", "a whole number of sends per second"),
         ("check_interval", 1, "99999", "checks.1", "interval_seconds: Input should be less"),
         ("check_url", 1, "http://prometheus:9090/#x", "checks.1", "prometheus.url: Value error"),
     ],
