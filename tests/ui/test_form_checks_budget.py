@@ -23,7 +23,7 @@ from app.main import create_app
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.support import campaign_body
-from tests.ui.browser import shot
+from tests.ui.browser import no_horizontal_scroll, shot
 from tests.ui.browser import sign_in as browser_sign_in
 from tests.ui.support import form_token, sign_in
 from tests.ui.test_campaign_form import form_fields, text_between
@@ -450,6 +450,7 @@ async def test_a_manager_sets_a_budget_and_checks_and_edits_them_in_chromium(
     await second.locator('input[name="check_bound"]').fill("800")
     # The live preview says what is wrong with the URL beside its row.
     await expect(second.locator("[data-check-errors]")).to_contain_text("http.url")
+    await no_horizontal_scroll(page)
     await shot(page, "40-new-campaign-checks")
     await page.locator("#campaign-form button[type=submit]").press("Enter")
     await expect(page.locator("#form-problems")).to_be_visible()
@@ -479,6 +480,8 @@ async def test_a_manager_sets_a_budget_and_checks_and_edits_them_in_chromium(
     await page.fill("#max_opens_per_second", "")
     rows = page.locator("#checks > li")
     await expect(rows).to_have_count(3)
+    await no_horizontal_scroll(page)
+    await shot(page, "41-edit-campaign-checks")
     await rows.nth(0).locator("button[data-remove-row]").click()
     await page.locator("#campaign-edit button[type=submit]").press("Enter")
     await page.wait_for_url(re.compile(r"/ui/campaigns/[0-9a-f-]{36}$"))
