@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from typing import Any
 
@@ -173,10 +174,10 @@ async def serve(
     """Run a worker until SIGTERM or SIGINT, or until `stop` is set when the caller owns the
     signals (in burst mode, until the queue is empty).
 
-    On SIGTERM the worker takes no new job and lets the send jobs in progress finish (each
-    starts batches for PUMP_BUDGET_SECONDS, and its last one ends within the provider
-    timeout), so a rolling restart neither re-sends nor strands a
-    leased row; what is still running after `pump_timeout` is cancelled, and its rows go
+    On SIGTERM the worker takes no new job, and its send jobs start no new batch: each ends
+    with the batch in flight (within the provider timeout), recorded, so a rolling restart
+    neither re-sends nor strands a leased row, and the campaign's other rows are sent by the
+    other workers; what is still running after `pump_timeout` is cancelled, and its rows go
     back to the queue when their lease ends. Losing Redis does not end the process: the
     worker is built again once Redis answers, and the reconciler (the tick) restores from
     PostgreSQL whatever Redis lost.
@@ -210,9 +211,10 @@ async def _serve(
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        running.cancel()  # stops polling for jobs; the jobs themselves are separate tasks
+        # Stops polling for jobs; the jobs themselves are separate tasks.
+        await _stop_polling(running)
         try:
-            await running
+            running.result()
             if burst:
                 stop.set()
         except asyncio.CancelledError:
@@ -223,18 +225,56 @@ async def _serve(
             )
         else:
             delay = RECONNECT_FIRST_SECONDS
-        # Send jobs stop by themselves (their budget, or their next failed Redis call),
-        # recording what they sent and giving back what they did not; cancelling them
-        # instead could leave sent rows on a lease, to be sent again when it ends.
-        jobs = [t for t in worker.tasks.values() if not t.done()]
+        # Send jobs stop by themselves: told to, they start no new batch and end with the
+        # one in flight, recorded (`SenderDeps.stopping`); cancelling them instead could
+        # leave sent rows on a lease, to be sent again when it ends.
+        wc: WorkerContext | None = worker.ctx.get("wavecast")
+        if wc is not None:
+            wc.sender.stopping.set()
+        jobs = {job_id: t for job_id, t in worker.tasks.items() if not t.done()}
         if jobs:
-            await asyncio.wait(jobs, timeout=pump_timeout(settings))
+            await _drain(jobs, within=pump_timeout(settings))
         if metrics is not None:
             metrics.attach(None)
         await _close(worker)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=delay)
         delay = min(RECONNECT_MAX_SECONDS, delay * 2)
+
+
+# How often the stop repeats the cancellation of arq's poller until it has ended.
+POLLER_CANCEL_EVERY = 1.0
+
+
+async def _stop_polling(running: asyncio.Task[None]) -> None:
+    """Cancel arq's poller (`Worker.main`) and wait until it has ended.
+
+    Once is not always enough: a cancellation that lands inside a library call can be
+    swallowed there, and the poller then went on starting cron jobs for as long as the
+    process lived (seen under load: a worker still polling 30 s after SIGTERM, the outbox job
+    started every second). So the cancellation is repeated until the task ends."""
+    while not running.done():
+        running.cancel()
+        await asyncio.wait({running}, timeout=POLLER_CANCEL_EVERY)
+
+
+# A stop that takes longer than this names the jobs it is waiting for (in the log).
+DRAIN_REPORT_SECONDS = 5.0
+
+
+async def _drain(jobs: dict[str, asyncio.Task[Any]], *, within: float) -> None:
+    """Wait for the running jobs to end, up to `within` seconds; say which ones a slow stop waits
+    for, and which were still running when it gave up on them."""
+    started = time.monotonic()
+    _, pending = await asyncio.wait(jobs.values(), timeout=min(within, DRAIN_REPORT_SECONDS))
+    if not pending:
+        return
+    waiting = sorted(job_id for job_id, t in jobs.items() if t in pending)
+    log.warning("stopping: waiting for running jobs", extra={"jobs": waiting})
+    _, pending = await asyncio.wait(pending, timeout=within - (time.monotonic() - started))
+    if pending:
+        left = sorted(job_id for job_id, t in jobs.items() if t in pending)
+        log.warning("stopping: jobs still running are cancelled", extra={"jobs": left})
 
 
 async def _close(worker: Worker) -> None:

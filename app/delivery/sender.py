@@ -87,6 +87,10 @@ class SenderDeps:
     control: Control
     providers: Callable[[Message], Provider]
     worker_id: str
+    # Set when the worker is stopping (SIGTERM, or its connection to the queue ended): send
+    # loops start no new batch; the batch in flight still ends, recorded. The campaign's
+    # other rows stay claimable, and the next tick asks another worker to send them.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -125,6 +129,7 @@ PROVIDER_GRACE_SECONDS = 1.0
 
 # Why a send loop ended with rows possibly left to send: its time was up, not its work.
 OUT_OF_BUDGET = "budget"
+WORKER_STOPPING = "worker stopping"
 
 
 class _Stop(Exception):
@@ -160,6 +165,9 @@ async def pump(
     deadline = time.monotonic() + budget_seconds
     try:
         while time.monotonic() < deadline:
+            if deps.stopping.is_set():
+                report.stopped_because = WORKER_STOPPING
+                break
             if not await _one_batch(deps, campaign, kind, content, timing, report):
                 report.stopped_because = report.stopped_because or "drained"
                 break

@@ -3,6 +3,7 @@ claim and the send, and Redis losing the campaign's rate after a stop."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -252,3 +253,32 @@ async def test_rows_whose_quiet_hours_begin_while_they_wait_are_held_not_sent(
         datetime.combine(now.date(), end, tzinfo=UTC)
         + (timedelta(days=1) if end < start else timedelta(0))
     }
+
+
+async def test_a_stopping_worker_ends_its_send_loop_after_the_batch_in_flight(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime
+) -> None:
+    # 200 sends a second: a batch of 8 every 40 ms, so 1,000 rows would take 5 s.
+    campaign_id, _ = await _released(client, make_key, db, devices=1_000, rate=200)
+    deps = await sender_deps(db)
+    try:
+        deps.stopping.set()
+        told = await sender.pump(deps, campaign_id, budget_seconds=10)
+        assert told.stopped_because == sender.WORKER_STOPPING
+        assert told.batches == 0 and await sandbox_count(db, campaign_id) == 0
+
+        deps.stopping.clear()
+        loop = asyncio.create_task(sender.pump(deps, campaign_id, budget_seconds=10))
+        await asyncio.sleep(0.5)
+        deps.stopping.set()
+        started = time.monotonic()
+        report = await loop
+        assert time.monotonic() - started < 1.0
+        assert report.stopped_because == sender.WORKER_STOPPING
+        sent = await sandbox_count(db, campaign_id)
+        assert 0 < sent < 1_000 and report.sent == sent
+        # Nothing left leased: every claimed row was recorded, the rest wait for a sender.
+        statuses = Counter(r.status for r in await deliveries(db, campaign_id))
+        assert statuses == {DeliveryStatus.sent: sent, DeliveryStatus.queued: 1_000 - sent}
+    finally:
+        await deps.control.watch.aclose()

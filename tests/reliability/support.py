@@ -80,7 +80,22 @@ class WorkerPool:
 
     def terminate(self, proc: subprocess.Popen[bytes], *, within: float = 30) -> int:
         proc.send_signal(signal.SIGTERM)
-        return proc.wait(timeout=within)
+        try:
+            return proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            # Its threads' stacks, where py-spy is installed (a diagnosis, not a dependency).
+            spy = Path(sys.executable).with_name("py-spy")
+            stacks = subprocess.run(
+                [str(spy), "dump", "--pid", str(proc.pid)] if spy.exists() else ["true"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            log = self._logs[self.procs.index(proc)].read_text(errors="replace")
+            raise AssertionError(
+                f"worker {proc.pid} still running {within:.0f}s after SIGTERM\n"
+                f"--- its log\n{log}\n--- its stacks\n{stacks.stdout}{stacks.stderr}"
+            ) from None
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in self._logs)
