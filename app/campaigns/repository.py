@@ -224,11 +224,12 @@ def _rows(columns: Sequence[str], source: str, where: str) -> str:
 
 
 _PRUNED = "EXISTS (SELECT FROM ledger_wave_summary s WHERE s.campaign_id = c.id)"
-# One statement, so one snapshot: the counts always belong to the waves beside them. Each
+# One statement, so one snapshot: the counts always belong to the waves beside them (the API
+# benchmark's ceiling, wavecast_tools.bench.api_ceiling, sends the same statement). Each
 # ARRAY(...) is a list of anonymous records, which asyncpg reads as tuples with the columns'
 # own types (timestamptz, numeric, jsonb through the connection's codecs). A branch of a CASE
 # is only run when taken: a pruned campaign never counts its (deleted) ledger.
-_VIEW_SQL = f"""
+VIEW_SQL = f"""
 SELECT {", ".join(f"c.{name}" for name in VIEW_COLUMNS)},
     {_rows(_WAVE_COLUMNS, "campaign_wave w", 'w.campaign_id = c.id ORDER BY w."index"')},
     {
@@ -300,7 +301,7 @@ async def read_view(connection: AsyncConnection, campaign_id: uuid.UUID) -> Camp
     if connection.dialect.name == "postgresql":
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
-        row = await driver.fetchrow(_VIEW_SQL, campaign_id)
+        row = await driver.fetchrow(VIEW_SQL, campaign_id)
         if row is None:
             return None
         n = len(VIEW_COLUMNS)

@@ -11,9 +11,10 @@ SHA-256 compared (`app.auth.keys`), and the scope checked. Then
   same validation), the row Wavecast proposes (`registration_row`: id, bucket, version key),
   one `INSERT ... ON CONFLICT (token) DO UPDATE ... RETURNING` with Wavecast's columns, the
   row answered as JSON, 201 or 200;
-- `GET /v1/campaigns/{id}`: the campaign row, its waves, the ledger's counts per wave and
-  status, the engagement counts per wave and type, and the current wave's newest check
-  results when a wave is out; answered as JSON.
+- `GET /v1/campaigns/{id}`: Wavecast's own one statement (`app.campaigns.repository.VIEW_SQL`:
+  the campaign row, its waves, the ledger's counts per wave and status or a pruned
+  campaign's kept summary, the engagement counts per wave and type, and the current wave's
+  newest check results when a wave is out), answered as JSON.
 
 No middleware, no dependency injection beyond the body, no ORM, no rate limit, no audit:
 what is left is the framework, the driver and PostgreSQL.
@@ -36,6 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from app.auth import keys
+from app.campaigns.repository import VIEW_COLUMNS, VIEW_SQL
 from app.devices.schemas import DeviceRegistration
 from app.devices.service import registration_row
 from app.settings import get_settings
@@ -83,20 +85,6 @@ UPSERT = f"""
     RETURNING {", ".join(_OUT)}, (xmax = 0) AS created
 """
 KEY = "SELECT id, key_hash, revoked_at, scopes FROM api_key WHERE prefix = $1"
-CAMPAIGN = "SELECT * FROM campaign WHERE id = $1"
-WAVES = 'SELECT * FROM campaign_wave WHERE campaign_id = $1 ORDER BY "index"'
-LEDGER_COUNTS = (
-    "SELECT wave, status, count(*) FROM delivery WHERE campaign_id = $1 GROUP BY wave, status"
-)
-EVENT_COUNTS = (
-    "SELECT wave, type, count(*) FROM engagement_event WHERE campaign_id = $1 GROUP BY wave, type"
-)
-CHECKS = """
-    SELECT * FROM wave_check_result WHERE id IN (
-        SELECT max(id) FROM wave_check_result WHERE campaign_id = $1 AND wave = $2
-        GROUP BY check_name
-    ) ORDER BY check_name
-"""
 
 
 def _problem(status: int, detail: str) -> Response:
@@ -163,33 +151,18 @@ def create_app(database_url: str, pepper: str) -> FastAPI:
         async with app.state.pool.acquire() as connection:
             if not await authorised(request, connection, "campaigns:read"):
                 return _problem(401, "the API key is unknown or revoked")
-            async with connection.transaction():
-                found = await connection.fetchrow(CAMPAIGN, campaign_id)
-                if found is None:
-                    return _problem(404, "no such campaign")
-                waves = await connection.fetch(WAVES, campaign_id)
-                ledger = await connection.fetch(LEDGER_COUNTS, campaign_id)
-                events = await connection.fetch(EVENT_COUNTS, campaign_id)
-                current = found["current_wave"]
-                checks = (
-                    await connection.fetch(CHECKS, campaign_id, current) if current >= 0 else []
-                )
-        counts: dict[int, dict[str, int]] = {}
-        for wave, status, n in ledger:
-            counts.setdefault(wave, {})[status] = n
-        engagement: dict[int, dict[str, int]] = {}
-        for wave, kind, n in events:
-            engagement.setdefault(wave, {})[kind] = n
-        out = dict(found)
-        out["waves"] = [
-            {
-                **dict(w),
-                "counts": counts.get(w["index"], {}),
-                "engagement": engagement.get(w["index"], {}),
-            }
-            for w in waves
-        ]
-        out["check_results"] = [dict(c) for c in checks]
+            # One statement: one snapshot, no transaction needed (as in Wavecast).
+            found = await connection.fetchrow(VIEW_SQL, campaign_id)
+        if found is None:
+            return _problem(404, "no such campaign")
+        width = len(VIEW_COLUMNS)
+        out: dict[str, Any] = dict(zip(VIEW_COLUMNS, found[:width], strict=True))
+        waves, pruned, ledger, events, checks = found[width:]
+        out["waves"] = [list(w) for w in waves]
+        out["pruned"] = [list(p) for p in pruned]
+        out["counts"] = [list(c) for c in ledger or ()]
+        out["engagement"] = [list(e) for e in events or ()]
+        out["check_results"] = [list(c) for c in checks or ()]
         return Response(orjson.dumps(out, default=str), media_type="application/json")
 
     return app
