@@ -167,10 +167,10 @@ active_scopes_by_person = repo.active_scopes_by_person
 
 
 async def authenticate(session: AsyncSession, settings: Settings, raw: str) -> Principal | None:
-    """The principal behind a raw key, or None when it is malformed, unknown or revoked.
-
-    Read from the database on every request, so a revocation takes effect on the next one.
-    """
+    """The principal behind a raw key, or None when it is malformed, unknown or revoked, as
+    the database says now. API requests reach it through the key cache
+    (`app.auth.key_cache`): a revocation is refused at once by the process that made it and
+    by every other within WAVECAST_KEY_REVOCATION_SECONDS."""
     prefix = keys.split(raw)
     if prefix is None:
         return None
