@@ -220,8 +220,8 @@ async def plan_members(
     position: the furthest device of its order planned so far (None: nothing yet).
 
     PostgreSQL reads the order as ranges of ix_device_bucket_id (bucket, id) past
-    `position`, each device checked against the ledger by its unique index (a nested loop
-    over the few rows a chunk reads, never over the audience): a chunk costs about the rows
+    `position`, each device checked against the ledger by its unique index (a probe per
+    row read, never a join over the audience): a chunk costs about the rows
     it returns, however large the audience (ordering the whole audience for every 50,000-row
     chunk took about ten seconds at 10,000,000 devices).
 
@@ -280,9 +280,6 @@ async def ahead_members(
     position: PlanPosition | None,
 ) -> list[Candidate]:
     """`plan_members` past the position only (PostgreSQL)."""
-    # A few rows past the position, each looked up in the ledger's unique index: a nested
-    # loop, whatever an earlier statement of the transaction set.
-    await session.execute(text("SET LOCAL enable_nestloop = on"))
     found: list[Candidate] = []
     for part in _ahead(rotation, position):
         if len(found) >= limit:
@@ -391,10 +388,21 @@ async def _read_range(
     audience: ColumnElement[bool],
     limit: int,
 ) -> list[Candidate]:
-    # Within one range the order is (bucket, id): the index's, so nothing is sorted.
+    # Within one range the order is (bucket, id): the index's, so nothing is sorted. Each
+    # device read is looked up in the ledger's unique index, one probe per device: OFFSET 0
+    # keeps the check from becoming a join, which a planner that believes the campaign's
+    # ledger tiny (its statistics predate the last wave) turned into comparing every device
+    # with every ledger row (4-5 s for a 5,000-row chunk against 10,000 rows).
+    held = (
+        select(literal(1))
+        .select_from(_delivery)
+        .where(_delivery.c.campaign_id == campaign_id, _delivery.c.device_id == _device.c.id)
+        .offset(0)
+        .exists()
+    )
     rows = await session.execute(
         select(_device.c.id, _device.c.bucket)
-        .where(part, audience, _not_in_ledger(campaign_id))
+        .where(part, audience, ~held)
         .order_by(_device.c.bucket, _device.c.id)
         .limit(limit)
     )
