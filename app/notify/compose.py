@@ -26,6 +26,7 @@ _ICON = {
 _TITLE: dict[Kind, str] = {
     Kind.approval_requested: "Approval requested",
     Kind.approval_approved: "Campaign approved",
+    Kind.approval_voided: "Approval voided by an edit: the campaign needs approving again",
     Kind.campaign_started: "Campaign started",
     Kind.campaign_resumed: "Campaign resumed",
     Kind.wave_released: "Wave released",
@@ -128,6 +129,10 @@ def facts(notice: Notice) -> list[tuple[str, str]]:
         out.append(("May approve", ", ".join(details.get("may_approve") or []) or "no one yet"))
         if details.get("override_reason"):
             out.append(("Guard override to approve", str(details["override_reason"])))
+    elif notice.kind is Kind.approval_voided:
+        approved_by = (notice.before or {}).get("approved_by")
+        if approved_by:
+            out.append(("Had been approved by", str(approved_by)))
     elif notice.kind is Kind.switch_engaged:
         paused = (notice.details or {}).get("paused") or []
         out.append(("Campaigns paused", str(len(paused))))

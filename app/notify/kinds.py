@@ -22,6 +22,7 @@ class Severity(StrEnum):
 class Kind(StrEnum):
     approval_requested = "approval.requested"
     approval_approved = "approval.approved"
+    approval_voided = "approval.voided"
     campaign_started = "campaign.started"
     campaign_resumed = "campaign.resumed"
     wave_released = "campaign.wave_released"
@@ -43,6 +44,7 @@ class Kind(StrEnum):
 SEVERITY: dict[Kind, Severity] = {
     Kind.approval_requested: Severity.info,
     Kind.approval_approved: Severity.info,
+    Kind.approval_voided: Severity.warning,
     Kind.campaign_started: Severity.info,
     Kind.campaign_resumed: Severity.info,
     Kind.wave_released: Severity.info,
@@ -67,6 +69,8 @@ ACTIONS: dict[str, Kind] = {
     "campaign.created": Kind.approval_requested,
     "campaign.edited": Kind.approval_requested,
     "campaign.approved": Kind.approval_approved,
+    # An edit after the approval: what was approved is not what would be sent any more.
+    "campaign.approval_voided": Kind.approval_voided,
     "campaign.start": Kind.campaign_started,
     "campaign.resume": Kind.campaign_resumed,
     "campaign.wave_released": Kind.wave_released,

@@ -40,8 +40,10 @@ def test_a_provider_halt_is_told_apart_from_other_automatic_pauses() -> None:
 
 
 def test_actions_that_are_not_decisions_worth_telling_are_not_told() -> None:
-    for action in ("campaign.wave_sized", "campaign.approval_voided", "key.created"):
+    for action in ("campaign.wave_sized", "key.created"):
         assert kind_of(action, None) is None
+    # An approval voided by an edit is told: its approver learns the campaign needs them again.
+    assert kind_of("campaign.approval_voided", None) is Kind.approval_voided
     # A draft created or edited may await approval: the worker decides when it is due.
     assert kind_of("campaign.created", None) is Kind.approval_requested
     assert kind_of("campaign.edited", None) is Kind.approval_requested
