@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
@@ -68,9 +69,22 @@ async def _browser_page(chromium: Any, base_url: str) -> AsyncIterator[Any]:
     context = await chromium.new_context(base_url=base_url, viewport={"width": 375, "height": 800})
 
     async def with_csp(route: Any) -> None:
-        response = await route.fetch(max_redirects=0)
-        headers = {**response.headers, "content-security-policy": CSP}
-        await route.fulfill(response=response, headers=headers)
+        # Under load Playwright can dispose of a fetched answer before it is handed on
+        # ("Fetch response has been disposed"): fetch it once more. A request the page has
+        # dropped meanwhile (it navigated on) needs no answer at all.
+        for attempt in (1, 2):
+            try:
+                response = await route.fetch(max_redirects=0)
+                headers = {**response.headers, "content-security-policy": CSP}
+                await route.fulfill(response=response, headers=headers)
+                return
+            except Exception as exc:  # playwright's Error, imported only with the browser
+                gone = "disposed" in str(exc) or "closed" in str(exc)
+                if not gone:
+                    raise
+                if attempt == 2:
+                    with contextlib.suppress(Exception):
+                        await route.abort()
 
     await context.route("**/ui/**", with_csp)
     page = await context.new_page()
