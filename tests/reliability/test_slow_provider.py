@@ -313,8 +313,12 @@ async def test_kill_switch_under_a_slow_provider(
         assert seen.started_before > 0, f"nothing was sent through {tag}"
         assert len(after_release[tag]) == len(requests[tag]), "requests after the release"
         assert duplicates(requests[tag]) == {}
-        # Paused, not killed: what the switch kept off the wire waits, queued, for a resume.
-        assert statuses["queued"] > 0, f"the {tag} campaign finished before the switch"
+        # Paused, not killed: what the switch kept off the wire waits for a resume, queued in
+        # the ledger or not yet in it (a wave's rows are added a chunk per tick, so the
+        # switch can land while every row added so far is sent).
+        assert statuses["sent"] < STOP_DEVICES // 2, (
+            f"the {tag} campaign finished before the switch"
+        )
         check_ledger_against_fake(rows[tag], requests[tag], stopped_as="queued")
         assert await campaign_status(db, campaign) is CampaignStatus.paused
 
