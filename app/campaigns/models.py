@@ -19,11 +19,13 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
 from app.campaigns.state import CampaignStatus
 from app.db.types import BigIntPK, JSONType, UTCDateTime, utcnow
+from app.delivery import partitions
 
 
 class CampaignKind(StrEnum):
@@ -134,6 +136,12 @@ class Campaign(SQLModel, table=True):
     plan_bucket: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     plan_device_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
     plan_swept_wave: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    # The month the campaign was created in: its ledger rows live in that month's partition
+    # (app.delivery.partitions). 0: created before the ledger was partitioned.
+    ledger_month: int = Field(
+        default_factory=lambda: partitions.month_of(utcnow()),
+        sa_column=Column(Integer, nullable=False, server_default=text("0")),
+    )
 
 
 class CampaignWave(SQLModel, table=True):

@@ -25,6 +25,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     DateTime,
+    Integer,
     Select,
     String,
     Text,
@@ -46,7 +47,9 @@ from sqlalchemy.dialects import sqlite
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.campaigns.models import Campaign
 from app.campaigns.repository import may_send_clause, stopped_for_good_clause
+from app.delivery import partitions
 from app.delivery.models import (
     CLAIMABLE_PREDICATE,
     OPEN_STATUSES,
@@ -61,6 +64,26 @@ from app.rollout.bucketing import BUCKET_SPACE
 _delivery = Delivery.__table__  # type: ignore[attr-defined]
 _device = Device.__table__  # type: ignore[attr-defined]
 _summary = LedgerWaveSummary.__table__  # type: ignore[attr-defined]
+_campaign = Campaign.__table__  # type: ignore[attr-defined]
+
+
+def in_campaign(campaign_id: uuid.UUID) -> ColumnElement[bool]:
+    """A campaign's rows. With its ledger month, read once per statement (an init plan), so
+    PostgreSQL reads the campaign's partition only (app.delivery.partitions)."""
+    month = select(_campaign.c.ledger_month).where(_campaign.c.id == campaign_id)
+    return and_(
+        _delivery.c.campaign_id == campaign_id,
+        _delivery.c.ledger_month == month.scalar_subquery(),
+    )
+
+
+def by_ids(session: AsyncSession, ids: Sequence[int]) -> ColumnElement[bool]:
+    """Rows by id. On PostgreSQL with their months (a row id names its partition): the
+    statement reads those partitions only."""
+    found = _delivery.c.id.in_(ids)
+    if session.get_bind().dialect.name != "postgresql":
+        return found
+    return and_(_delivery.c.ledger_month.in_(partitions.months_of_refs(ids)), found)
 
 
 def order_key(rotation: int) -> ColumnElement[int]:
@@ -88,9 +111,7 @@ async def count_audience_upto(
 
 
 async def count_in_ledger(session: AsyncSession, campaign_id: uuid.UUID) -> int:
-    query = (
-        select(func.count()).select_from(_delivery).where(_delivery.c.campaign_id == campaign_id)
-    )
+    query = select(func.count()).select_from(_delivery).where(in_campaign(campaign_id))
     return int((await session.execute(query)).scalar_one())
 
 
@@ -99,7 +120,7 @@ async def count_in_wave(session: AsyncSession, campaign_id: uuid.UUID, wave: int
     query = (
         select(func.count())
         .select_from(_delivery)
-        .where(_delivery.c.campaign_id == campaign_id, _delivery.c.wave == wave)
+        .where(in_campaign(campaign_id), _delivery.c.wave == wave)
     )
     return int((await session.execute(query)).scalar_one())
 
@@ -135,7 +156,7 @@ async def count_held(
     query = (
         select(func.count())
         .select_from(_delivery.join(_device, _delivery.c.device_id == _device.c.id))
-        .where(_delivery.c.campaign_id == campaign_id, _delivery.c.wave < before_wave, audience)
+        .where(in_campaign(campaign_id), _delivery.c.wave < before_wave, audience)
     )
     return int((await session.execute(query)).scalar_one())
 
@@ -189,9 +210,7 @@ async def next_members(
 
 
 def _not_in_ledger(campaign_id: uuid.UUID) -> ColumnElement[bool]:
-    return ~exists().where(
-        and_(_delivery.c.campaign_id == campaign_id, _delivery.c.device_id == _device.c.id)
-    )
+    return ~exists().where(and_(in_campaign(campaign_id), _delivery.c.device_id == _device.c.id))
 
 
 def _from_the_start(
@@ -396,7 +415,7 @@ async def _read_range(
     held = (
         select(literal(1))
         .select_from(_delivery)
-        .where(_delivery.c.campaign_id == campaign_id, _delivery.c.device_id == _device.c.id)
+        .where(in_campaign(campaign_id), _delivery.c.device_id == _device.c.id)
         .offset(0)
         .exists()
     )
@@ -432,6 +451,8 @@ async def add_members(
     (a local-time campaign); without, rows are due at once."""
     if not device_ids:
         return 0
+    month = await ledger_month(session, campaign_id)
+    await partitions.ensure(session, month)
     dues: list[datetime | None] = [None] * len(device_ids)
     if due_in is not None:
         zones = await _timezones(session, device_ids)
@@ -442,6 +463,7 @@ async def add_members(
             _ADD_MEMBERS,
             {
                 "campaign": campaign_id,
+                "month": month,
                 "ids": list(device_ids),
                 "dues": dues,
                 "wave": wave,
@@ -456,6 +478,7 @@ async def add_members(
             {
                 "campaign_id": campaign_id,
                 "device_id": device_id,
+                "ledger_month": month,
                 "wave": wave,
                 "status": DeliveryStatus.queued.value,
                 "attempts": 0,
@@ -467,6 +490,14 @@ async def add_members(
         ],
     )
     return await count_in_ledger(session, campaign_id) - before
+
+
+async def ledger_month(session: AsyncSession, campaign_id: uuid.UUID) -> int:
+    """The campaign's ledger month: the partition its rows live in."""
+    month = await session.execute(
+        select(_campaign.c.ledger_month).where(_campaign.c.id == campaign_id)
+    )
+    return int(month.scalar_one())
 
 
 # When a device's row of a local-time campaign is due, from its time zone (None: none set).
@@ -493,13 +524,13 @@ _LOOKUP_SLICE = 10_000
 
 _ADD_MEMBERS = text(
     """
-    INSERT INTO delivery (campaign_id, device_id, wave, status, attempts, next_attempt_at,
-                          created_at, updated_at)
-    SELECT :campaign, ids.id, :wave, 'queued', 0, ids.due, :now, :now
+    INSERT INTO delivery (campaign_id, device_id, ledger_month, wave, status, attempts,
+                          next_attempt_at, created_at, updated_at)
+    SELECT :campaign, ids.id, :month, :wave, 'queued', 0, ids.due, :now, :now
     FROM unnest(CAST(:ids AS uuid[]), CAST(:dues AS timestamptz[]))
          WITH ORDINALITY AS ids(id, due, position)
     ORDER BY ids.position
-    ON CONFLICT (campaign_id, device_id) DO NOTHING
+    ON CONFLICT (campaign_id, device_id, ledger_month) DO NOTHING
     """
 ).bindparams(
     bindparam("campaign", type_=Uuid),
@@ -592,7 +623,7 @@ _CLAIMED_DEVICE = (
 
 def _claimable(campaign_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
     return and_(
-        _delivery.c.campaign_id == campaign_id,
+        in_campaign(campaign_id),
         # Literal, as in ix_delivery_claimable_due's definition, and the due time as that
         # index's expression: the claim is a range of the index (the rows due by now), never
         # a walk over the rows that wait.
@@ -704,7 +735,11 @@ async def _claim_once(
     if audience is None:
         stmt = (
             update(_delivery)
-            .where(_delivery.c.id.in_(picking.scalar_subquery()), may_send_clause(campaign_id))
+            .where(
+                in_campaign(campaign_id),
+                _delivery.c.id.in_(picking.scalar_subquery()),
+                may_send_clause(campaign_id),
+            )
             .values(
                 status=DeliveryStatus.sending.value,
                 lease_token=lease_token,
@@ -719,7 +754,11 @@ async def _claim_once(
         sendable = picked.c.verdict == _IN_AUDIENCE
         stmt = (
             update(_delivery)
-            .where(_delivery.c.id == picked.c.id, may_send_clause(campaign_id))
+            .where(
+                in_campaign(campaign_id),
+                _delivery.c.id == picked.c.id,
+                may_send_clause(campaign_id),
+            )
             .values(
                 status=case(
                     (sendable, DeliveryStatus.sending.value),
@@ -788,7 +827,7 @@ async def failed_since(
         select(func.count())
         .select_from(_delivery)
         .where(
-            _delivery.c.campaign_id == campaign_id,
+            in_campaign(campaign_id),
             _delivery.c.wave == wave,
             _delivery.c.status == DeliveryStatus.failed.value,
             _delivery.c.updated_at >= since,
@@ -871,7 +910,7 @@ async def _cancel_if_stopped(session: AsyncSession, ids: list[int], now: datetim
     await session.execute(
         update(_delivery)
         .where(
-            _delivery.c.id.in_(ids),
+            by_ids(session, ids),
             _delivery.c.status == DeliveryStatus.retrying.value,
             _campaign_stopped_for_good(),
         )
@@ -944,10 +983,12 @@ _RECORD_ARRAYS = text(
         CAST(:error_details AS text[]),
         CAST(:next_attempts AS timestamptz[])
     ) AS v(id, status, provider, message_id, error_code, error_detail, next_attempt_at)
-    WHERE d.id = v.id AND d.lease_token = :lease AND d.status = 'sending'
+    WHERE d.id = v.id AND d.ledger_month = ANY(CAST(:months AS integer[]))
+      AND d.lease_token = :lease AND d.status = 'sending'
     """
 ).bindparams(
     bindparam("ids", type_=ARRAY(BigInteger)),
+    bindparam("months", type_=ARRAY(Integer)),
     bindparam("statuses", type_=ARRAY(String)),
     bindparam("providers", type_=ARRAY(String)),
     bindparam("message_ids", type_=ARRAY(String)),
@@ -966,6 +1007,8 @@ async def _record_postgresql(
         _RECORD_ARRAYS,
         {
             "ids": [o.delivery_id for o in outcomes],
+            # The partitions the rows live in (a row id names its month).
+            "months": partitions.months_of_refs(o.delivery_id for o in outcomes),
             "statuses": [o.status.value for o in outcomes],
             "providers": [o.provider for o in outcomes],
             "message_ids": [o.message_id for o in outcomes],
@@ -1003,7 +1046,7 @@ async def _give_back(
     result = await session.execute(
         update(_delivery)
         .where(
-            _delivery.c.id.in_(ids),
+            by_ids(session, ids),
             _delivery.c.lease_token == lease_token,
             _delivery.c.status == DeliveryStatus.sending.value,
         )
@@ -1029,14 +1072,14 @@ async def deactivate_devices(
     dead_now = [o.delivery_id for o in outcomes if o.invalid_since is None]
     dated = [o for o in outcomes if o.invalid_since is not None]
     if dead_now:
-        ids = select(_delivery.c.device_id).where(_delivery.c.id.in_(dead_now))
+        ids = select(_delivery.c.device_id).where(by_ids(session, dead_now))
         await session.execute(
             update(_device)
             .where(_device.c.id.in_(ids))
             .values(status=DeviceStatus.invalid.value, updated_at=now)
         )
     for outcome in dated:
-        device = select(_delivery.c.device_id).where(_delivery.c.id == outcome.delivery_id)
+        device = select(_delivery.c.device_id).where(by_ids(session, [outcome.delivery_id]))
         await session.execute(
             update(_device)
             .where(_device.c.id.in_(device), _device.c.last_seen_at < outcome.invalid_since)
@@ -1074,7 +1117,7 @@ async def cancel_open(
     result = await session.execute(
         update(_delivery)
         .where(
-            _delivery.c.campaign_id == campaign_id,
+            in_campaign(campaign_id),
             _delivery.c.status.in_([DeliveryStatus.queued.value, DeliveryStatus.retrying.value]),
         )
         .values(
@@ -1099,7 +1142,7 @@ async def counts_by_wave(
     rows = (
         await session.execute(
             select(_delivery.c.wave, _delivery.c.status, func.count())
-            .where(_delivery.c.campaign_id == campaign_id)
+            .where(in_campaign(campaign_id))
             .group_by(_delivery.c.wave, _delivery.c.status)
         )
     ).all()
@@ -1114,7 +1157,7 @@ async def open_in_wave(session: AsyncSession, campaign_id: uuid.UUID, wave: int)
         select(func.count())
         .select_from(_delivery)
         .where(
-            _delivery.c.campaign_id == campaign_id,
+            in_campaign(campaign_id),
             _delivery.c.wave == wave,
             _delivery.c.status.in_([s.value for s in OPEN_STATUSES]),
         )

@@ -72,7 +72,9 @@ class Delivery(SQLModel, table=True):
 
     __tablename__ = "delivery"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "device_id"),
+        # With the partition key (PostgreSQL partitions the ledger by ledger_month; see
+        # app.delivery.partitions): a campaign has one month, so this is (campaign, device).
+        UniqueConstraint("campaign_id", "device_id", "ledger_month"),
         # Claims read one status of a campaign in id order (app.delivery.ledger.claim).
         Index("ix_delivery_campaign_status_id", "campaign_id", "status", "id"),
         Index("ix_delivery_campaign_wave_status", "campaign_id", "wave", "status"),
@@ -95,6 +97,10 @@ class Delivery(SQLModel, table=True):
     )
     device_id: uuid.UUID = Field(sa_column=Column(ForeignKey("device.id"), nullable=False))
     wave: int = Field(sa_column=Column(Integer, nullable=False))
+    # The campaign's ledger_month (app.delivery.partitions): the partition the row lives in.
+    ledger_month: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
     status: DeliveryStatus = Field(
         default=DeliveryStatus.queued, sa_column=Column(String(16), nullable=False)
     )

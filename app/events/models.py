@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.db.types import BigIntPK, UTCDateTime, utcnow
@@ -32,9 +32,11 @@ class EngagementEvent(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True))
-    delivery_id: int = Field(
-        sa_column=Column(BigInteger, ForeignKey("delivery.id", ondelete="CASCADE"), nullable=False)
-    )
+    # The ledger row (its `wavecast_ref`). No foreign key: PostgreSQL partitions the ledger
+    # (app.delivery.partitions), and a key to a partitioned table must name its partition
+    # key. The store keeps only refs it finds in the ledger, and retention deletes a
+    # campaign's events before its rows.
+    delivery_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     # Copied from the delivery row when the event is stored, so aggregation never joins the
     # ledger (a delivery's campaign and wave never change).
     campaign_id: uuid.UUID = Field(nullable=False)

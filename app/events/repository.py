@@ -26,6 +26,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.delivery import ledger
 from app.delivery.models import Delivery
 from app.events.models import EngagementEvent, EventType
 
@@ -56,7 +57,10 @@ _STORE = text(
         ) AS v(idx, ref, type, at)
     ), known AS MATERIALIZED (
         SELECT v.idx, v.ref, v.type, v.at, d.campaign_id, d.wave
-        FROM v JOIN delivery d ON d.id = v.ref
+        -- A ref names its ledger partition (app.delivery.partitions.months_of_refs): one
+        -- partition read per ref (and month 0's while it is there), however many months
+        -- the ledger holds.
+        FROM v JOIN delivery d ON d.id = v.ref AND d.ledger_month IN (0, v.ref >> 40)
     ), stored AS (
         INSERT INTO engagement_event
             (delivery_id, campaign_id, wave, type, occurred_at, received_at)
@@ -212,7 +216,7 @@ async def time_to_open(
     value with at least that share of the opens at or below it)."""
     dialect = session.get_bind().dialect.name
     seconds = _seconds_to_open(dialect)
-    where = (_event.c.campaign_id == campaign_id) & _OPENED_SENT
+    where = (_event.c.campaign_id == campaign_id) & _OPENED_SENT & ledger.in_campaign(campaign_id)
     if dialect == "postgresql":
         rows = await session.execute(
             select(

@@ -1,6 +1,8 @@
 """Migration 0014 on PostgreSQL with a campaign running: down to 0013 and back up while rows
 are claimed and recorded, the campaign then completes with every row sent exactly once, and
-engagement events for refs handed out before the migration still land.
+engagement events for refs handed out before the migration still land. The sender during the
+migration is one of the previous release (tests/delivery/sending_through_migrations.py): the
+code of today needs the columns of later migrations.
 
 PostgreSQL only: the index is built CONCURRENTLY there, while the ledger takes writes; SQLite
 has one writer and builds it in place (the round trip is in tests/db/test_migrations.py)."""
@@ -9,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
-from datetime import timedelta
 
 import httpx
 import pytest
@@ -22,11 +22,11 @@ from app.control.plane import Control
 from app.db import migrate
 from app.db.session import unit_of_work
 from app.db.types import utcnow
-from app.delivery import ledger
 from app.delivery.models import Delivery, DeliveryStatus
 from app.rollout import engine
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
+from tests.delivery import sending_through_migrations as old_sender
 from tests.support import (
     add_devices,
     campaign_body,
@@ -46,35 +46,6 @@ async def _indexes(db: Runtime) -> set[str]:
             text("SELECT indexname FROM pg_indexes WHERE tablename = 'delivery'")
         )
         return {r[0] for r in rows}
-
-
-async def _send(db: Runtime, campaign_id: uuid.UUID, limit: int) -> int:
-    """Claim and record up to `limit` rows, as a sender does."""
-    now = utcnow()
-    lease = uuid.uuid4()
-    async with unit_of_work(db.sessionmaker) as session:
-        claimed = await ledger.claim(
-            session,
-            campaign_id=campaign_id,
-            limit=limit,
-            lease_token=lease,
-            lease_until=now + timedelta(minutes=1),
-            now=now,
-        )
-    outcomes = [
-        ledger.Outcome(c.delivery_id, DeliveryStatus.sent, provider="sandbox") for c in claimed
-    ]
-    async with unit_of_work(db.sessionmaker) as session:
-        return await ledger.record(session, lease_token=lease, outcomes=outcomes, now=now)
-
-
-async def _send_some(db: Runtime, campaign_id: uuid.UUID, stop: threading.Event) -> int:
-    """Five rows at a time until told to stop."""
-    sent = 0
-    while not stop.is_set():
-        sent += await _send(db, campaign_id, 5)
-        await asyncio.sleep(0.005)
-    return sent
 
 
 async def test_0014_moves_a_running_campaigns_ledger_without_stopping_it(
@@ -98,7 +69,7 @@ async def test_0014_moves_a_running_campaigns_ledger_without_stopping_it(
     finally:
         await control.watch.aclose()
     assert len(await deliveries(db, campaign_id)) == DEVICES // 2
-    sent_before = await _send(db, campaign_id, 30)
+    sent_before = await old_sender.send(db, campaign_id, 30)
     first = [r for r in await deliveries(db, campaign_id) if r.status == "sent"]
     assert sent_before == len(first) == 30
     url = db.settings.effective_database_url
@@ -110,7 +81,7 @@ async def test_0014_moves_a_running_campaigns_ledger_without_stopping_it(
         assert "ix_delivery_claimable_due" not in await _indexes(db)
         # Up again while a sender claims and records the first wave's rows.
         stop = threading.Event()
-        sending = asyncio.create_task(_send_some(db, campaign_id, stop))
+        sending = asyncio.create_task(old_sender.send_until(db, campaign_id, stop))
         try:
             await asyncio.to_thread(migrate.upgrade, url)
         finally:
