@@ -170,10 +170,16 @@ def key_cache(request: Request, runtime: Runtime) -> KeyCache:
     return cache
 
 
+# Marks a dependency that authenticates the request's key itself (`app.ops.openapi` declares
+# such routes' `security` from it, as from `get_principal`).
+AUTHENTICATES = "authenticates"
+
+
 def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    async def dependency(
-        principal: Annotated[Principal, Depends(get_principal)],
-    ) -> Principal:
+    # Calls `get_principal` itself instead of depending on it: FastAPI spends 12-20 µs on
+    # each dependency of each request, and every keyed request has this one.
+    async def dependency(request: Request) -> Principal:
+        principal = await get_principal(request)
         if not principal.has(scope):
             raise Problem(403, "Forbidden", f"this API key lacks the '{scope.value}' scope")
         return principal
@@ -181,6 +187,7 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
     dependency.__name__ = f"require_{scope.name}"
     # The scope matrix test reads this to know what each route demands.
     dependency.required_scope = scope  # type: ignore[attr-defined]
+    setattr(dependency, AUTHENTICATES, True)
     return dependency
 
 

@@ -8,7 +8,8 @@ malformed, oversized, too slow or wrongly typed bodies (400, 413, 408, 415), unk
 
 Each operation also declares what it needs (`security`, and a line of its description), read
 from the dependencies that enforce it: `require(Scope...)` for a scope (`app.ops.routes`),
-`get_principal` for a key. So the document cannot say anything the code does not do.
+`get_principal` (or a dependency marked `AUTHENTICATES`, as `require` is) for a key. So the
+document cannot say anything the code does not do.
 Operations that ask for no key declare `security: []`: they are public.
 
 The pages that show the document, Swagger UI (`/docs`) and ReDoc (`/redoc`), are served with
@@ -34,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.auth.keys import KEY_MARK
 from app.auth.models import Scope
-from app.deps import get_principal
+from app.deps import AUTHENTICATES, get_principal
 from app.ops.routes import api_routes, required_scopes
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -133,10 +134,16 @@ def _requirement(scopes: set[Scope]) -> str:
 
 
 def authenticates(route: APIRoute) -> bool:
-    """Whether the route asks for an API key (`get_principal`), with or without a scope."""
+    """Whether the route asks for an API key (`get_principal`, or `require`, which calls it),
+    with or without a scope."""
 
     def visit(dependant: Dependant) -> bool:
-        return dependant.call is get_principal or any(map(visit, dependant.dependencies))
+        call = dependant.call
+        return (
+            call is get_principal
+            or getattr(call, AUTHENTICATES, False) is True
+            or any(map(visit, dependant.dependencies))
+        )
 
     return visit(route.dependant)
 
