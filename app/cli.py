@@ -618,7 +618,7 @@ def cmd_ledger_prune(args: argparse.Namespace) -> None:
     from app.auth.principal import cli_principal
     from app.db.session import create_engine, create_sessionmaker
     from app.db.types import utcnow
-    from app.delivery import retention
+    from app.delivery import partitions, retention
 
     settings = _settings()
     _configure_logging(settings)
@@ -640,11 +640,16 @@ def cmd_ledger_prune(args: argparse.Namespace) -> None:
             if args.dry_run:
                 async with sessionmaker() as session:
                     listed = await retention.prunable(session, before=before)
+                    months = await retention.droppable_months(
+                        session, now=now, pruning=[c.campaign_id for c in listed]
+                    )
                 print(f"would prune {len(listed)} campaigns that ended before {_when(before)}")
                 for c in listed:
                     ended = f"{c.status} {_when(c.finished_at)}"
                     again = " (resumes an interrupted prune)" if c.resumed else ""
                     print(line(c.campaign_id, c.rows, c.events, f"{ended}  {c.name}{again}"))
+                for month in months:
+                    print(f"would drop the ledger partition {partitions.table_name(month)} whole")
                 return
             done = await retention.prune(
                 sessionmaker,
@@ -652,6 +657,7 @@ def cmd_ledger_prune(args: argparse.Namespace) -> None:
                 retention_days=days,
                 now=now,
                 on_pruned=lambda p: print(line(p.campaign_id, p.rows, p.events, "pruned")),
+                on_dropped=lambda m: print(f"dropped ledger partition {partitions.table_name(m)}"),
             )
             print(f"pruned {len(done)} campaigns that ended before {_when(before)}")
         finally:

@@ -39,7 +39,13 @@ from workers.jobs import SEND_MAX_TRIES, pump_timeout, send_campaign, tick
 from workers.metrics import MetricsServer, start_metrics_server
 from workers.outbox import close_outbox, send_outbox
 from workers.providers import build_providers
-from workers.retention import PRUNE_MINUTE, PRUNE_TIMEOUT_SECONDS, prune_ledger
+from workers.retention import (
+    PARTITIONS_MINUTE,
+    PRUNE_MINUTE,
+    PRUNE_TIMEOUT_SECONDS,
+    partitions_ahead,
+    prune_ledger,
+)
 
 # A worker that lost Redis tries again after this long, doubling up to the maximum.
 RECONNECT_FIRST_SECONDS = 0.5
@@ -147,6 +153,16 @@ def build_worker(
                 keep_result=0,
                 max_tries=1,
                 timeout=PRUNE_TIMEOUT_SECONDS,
+            ),
+            cron(
+                partitions_ahead,
+                name="ledger_partitions_ahead",
+                minute=PARTITIONS_MINUTE,
+                second=0,
+                keep_result=0,
+                run_at_startup=True,
+                max_tries=1,
+                timeout=120,
             ),
         ],
         # arq's queue on a client like every other (timeouts; the primary found through

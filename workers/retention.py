@@ -1,5 +1,7 @@
-"""The worker's ledger retention job: once an hour, prune the ledger of the campaigns that
-ended more than WAVECAST_LEDGER_RETENTION_DAYS ago (`app.delivery.retention`).
+"""The worker's ledger jobs: once an hour, prune the ledger of the campaigns that ended more
+than WAVECAST_LEDGER_RETENTION_DAYS ago (`app.delivery.retention`), and make the ledger's
+partitions ahead (PostgreSQL: this month's and the next one's, `app.delivery.partitions`;
+also when the worker starts).
 
 arq enqueues each run of a cron job under one id, so one worker of the deployment runs it;
 two runs that overlap anyway are safe (a campaign's summary is written once, under its lock,
@@ -13,7 +15,7 @@ from typing import Any
 
 from app.auth.principal import SYSTEM
 from app.db.types import utcnow
-from app.delivery import retention
+from app.delivery import partitions, retention
 from workers.context import WorkerContext
 
 log = logging.getLogger("wavecast.worker")
@@ -22,6 +24,16 @@ log = logging.getLogger("wavecast.worker")
 PRUNE_MINUTE = 17
 # A large backlog of campaigns is pruned over several runs rather than in one long job.
 PRUNE_TIMEOUT_SECONDS = 3000
+# Minute of each hour the partitions ahead are made at.
+PARTITIONS_MINUTE = 7
+
+
+async def partitions_ahead(ctx: dict[str, Any]) -> dict[str, list[int]]:
+    wc = WorkerContext.of(ctx)
+    made = await partitions.ensure_ahead(wc.runtime.engine, utcnow())
+    for month in made:
+        log.info("ledger partition made", extra={"partition": partitions.table_name(month)})
+    return {"made": made}
 
 
 async def prune_ledger(ctx: dict[str, Any]) -> dict[str, int]:
@@ -36,8 +48,16 @@ async def prune_ledger(ctx: dict[str, Any]) -> dict[str, int]:
             extra={"campaign_id": str(p.campaign_id), "rows": p.rows, "events": p.events},
         )
 
+    def dropped(month: int) -> None:
+        log.info("ledger partition dropped", extra={"partition": partitions.table_name(month)})
+
     done = await retention.prune(
-        wc.runtime.sessionmaker, SYSTEM, retention_days=days, now=utcnow(), on_pruned=pruned
+        wc.runtime.sessionmaker,
+        SYSTEM,
+        retention_days=days,
+        now=utcnow(),
+        on_pruned=pruned,
+        on_dropped=dropped,
     )
     return {
         "campaigns": len(done),

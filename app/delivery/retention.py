@@ -15,6 +15,11 @@ Pruning a campaign, in order:
    half deleted;
 2. its engagement events, then its ledger rows, are deleted in batches of `batch` rows, one
    short transaction each (a large campaign never holds a long lock or a long transaction).
+   On PostgreSQL, when every campaign created in the campaign's month has been pruned (or
+   ended without a row) and the month is over by a month, its rows are not deleted: the
+   month's partition is detached CONCURRENTLY and dropped whole (`droppable_months`,
+   `app.delivery.partitions.drop`), which frees its space at once and leaves nothing for
+   vacuum.
 A prune interrupted between batches is finished by the next run: a campaign with a summary
 and rows left is a candidate again, and its summary (taken from the whole ledger) is kept.
 
@@ -24,11 +29,11 @@ The audit log is never touched: its events name campaigns by id and stay verifia
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Table, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, not_, or_, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,7 +42,7 @@ from app.auth.principal import Principal
 from app.campaigns.models import Campaign
 from app.campaigns.state import TERMINAL_STATUSES
 from app.db.session import unit_of_work
-from app.delivery import ledger
+from app.delivery import ledger, partitions
 from app.delivery.models import OPEN_STATUSES, Delivery, LedgerWaveSummary
 from app.events import service as events_service
 from app.events.models import EngagementEvent
@@ -64,6 +69,8 @@ class Prunable:
     events: int
     # True when an earlier prune wrote its summary and was interrupted.
     resumed: bool
+    # The campaign's ledger month (app.delivery.partitions).
+    month: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,16 +126,45 @@ async def prunable(session: AsyncSession, *, before: datetime) -> list[Prunable]
             rows,
             events,
             summarised,
+            _campaign.c.ledger_month,
         )
         .where(*_eligible(before), or_(has_rows, has_events))
         .order_by(_campaign.c.finished_at, _campaign.c.id)
     )
     return [
-        Prunable(cid, name, status, finished, int(n_rows), int(n_events), bool(resumed))
-        for cid, name, status, finished, n_rows, n_events, resumed in (
+        Prunable(cid, name, status, finished, int(n_rows), int(n_events), bool(resumed), month)
+        for cid, name, status, finished, n_rows, n_events, resumed, month in (
             await session.execute(query)
         ).all()
     ]
+
+
+async def droppable_months(
+    session: AsyncSession, *, now: datetime, pruning: Collection[uuid.UUID] = ()
+) -> list[int]:
+    """The months whose partition may be dropped whole (PostgreSQL; none on SQLite): over
+    by a month at least (no campaign can be created in them any more), and every campaign
+    created in them ended and was pruned (has its summary), ended without a ledger row, or
+    is in `pruning` (about to be)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    current = partitions.month_of(now)
+    candidates = sorted(m for m in await partitions.existing(session) if m < current - 1)
+    if not candidates:
+        return []
+    summarised = exists().where(_summary.c.campaign_id == _campaign.c.id)
+    has_rows = exists().where(_delivery.c.campaign_id == _campaign.c.id)
+    done = and_(
+        _campaign.c.status.in_(sorted(s.value for s in TERMINAL_STATUSES)),
+        or_(summarised, ~has_rows, _campaign.c.id.in_(list(pruning))),
+    )
+    blocked = await session.execute(
+        select(_campaign.c.ledger_month)
+        .where(_campaign.c.ledger_month.in_(candidates), not_(done))
+        .distinct()
+    )
+    held = {month for (month,) in blocked}
+    return [m for m in candidates if m not in held]
 
 
 async def _summarise(
@@ -207,12 +243,14 @@ async def prune(
     now: datetime,
     batch: int = BATCH,
     on_pruned: Callable[[Pruned], None] | None = None,
+    on_dropped: Callable[[int], None] | None = None,
 ) -> list[Pruned]:
-    """Prune every eligible campaign (see the module's docstring); returns what went."""
+    """Prune every eligible campaign (see the module's docstring); returns what went.
+    `on_dropped` hears of each month whose partition was dropped."""
     before = cutoff(now, retention_days)
     async with sessionmaker() as session:
         listed = await prunable(session, before=before)
-    done: list[Pruned] = []
+    summarised: list[Prunable] = []
     for campaign in listed:
         async with unit_of_work(sessionmaker) as session:
             eligible = await _summarise(
@@ -223,18 +261,39 @@ async def prune(
                 retention_days=retention_days,
                 now=now,
             )
-        if not eligible:
-            continue
-        deleted = {"events": 0, "rows": 0}
-        for kind, table in (("events", _event), ("rows", _delivery)):
-            while True:
-                async with unit_of_work(sessionmaker) as session:
-                    n = await _delete_batch(session, table, campaign.campaign_id, batch)
-                deleted[kind] += n
-                if n < batch:
-                    break
-        pruned = Pruned(campaign.campaign_id, rows=deleted["rows"], events=deleted["events"])
+        if eligible:
+            summarised.append(campaign)
+    async with sessionmaker() as session:
+        dropping = set(await droppable_months(session, now=now))
+    done: list[Pruned] = []
+    with_partition: dict[int, list[Pruned]] = {}
+
+    def report(pruned: Pruned) -> None:
         done.append(pruned)
         if on_pruned is not None:
             on_pruned(pruned)
+
+    for campaign in summarised:
+        tables = [_event] if campaign.month in dropping else [_event, _delivery]
+        deleted = {_event.name: 0, _delivery.name: 0}
+        for table in tables:
+            while True:
+                async with unit_of_work(sessionmaker) as session:
+                    n = await _delete_batch(session, table, campaign.campaign_id, batch)
+                deleted[table.name] += n
+                if n < batch:
+                    break
+        if campaign.month in dropping:
+            # Its rows go with the month's partition, below.
+            pruned = Pruned(campaign.campaign_id, campaign.rows, deleted[_event.name])
+            with_partition.setdefault(campaign.month, []).append(pruned)
+            continue
+        report(Pruned(campaign.campaign_id, deleted[_delivery.name], deleted[_event.name]))
+    engine = sessionmaker.kw["bind"]
+    for month in sorted(dropping):
+        await partitions.drop(engine, month)
+        if on_dropped is not None:
+            on_dropped(month)
+        for pruned in with_partition.get(month, []):
+            report(pruned)
     return done
