@@ -127,6 +127,8 @@ async def test_on_postgresql_the_claim_reads_a_range_of_the_due_index(
     async with unit_of_work(db.sessionmaker) as session:
         await session.execute(update(_delivery).values(next_attempt_at=now + timedelta(days=1)))
         month = await ledger.ledger_month(session, campaign_id)
+    # Next month's partition beside this month's: the plan must read this month's only.
+    await partitions.ensure_ahead(db.engine, now)
     async with db.engine.connect() as conn:
         await conn.execute(text("ANALYZE delivery"))
         await conn.commit()
