@@ -2,7 +2,9 @@
 
 A real `wavecast api` process (uvicorn, one process) and, in this process, `--concurrency`
 HTTP connections each posting its next batch (`--batch` events, NDJSON) as soon as the last
-is answered. The ledger holds `--deliveries` sent rows of one campaign; every row gets a
+is answered. The ledger holds `--deliveries` sent rows, split over `--months` campaigns, one
+created in each of the last `--months` months, so the rows live in that many month partitions
+of the ledger (app.delivery.partitions; default 12: a year of campaigns). Every row gets a
 `received` and an `opened` report, in an order shuffled across rows (as reports from many
 phones arrive), so a run stores 2 × deliveries events. Bodies are encoded before the clock
 starts: the figure is the API's (parse, check, one statement per batch, commit), not the
@@ -31,6 +33,7 @@ from sqlalchemy import text
 from app.auth.models import Scope
 from app.db.session import unit_of_work
 from app.db.types import utcnow
+from app.delivery import partitions
 from app.events import parse
 from app.events import repository as events_repo
 from app.runtime import Runtime
@@ -47,27 +50,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=parse.MAX_EVENTS)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--months",
+        type=int,
+        default=12,
+        help="month partitions the ledger's rows are spread over (one campaign each)",
+    )
 
 
-async def _prepare(settings: Settings, deliveries: int) -> tuple[str, list[int]]:
-    """`deliveries` sent ledger rows of one campaign; an events:write key."""
+async def _prepare(settings: Settings, deliveries: int, months: int) -> tuple[str, list[int]]:
+    """`deliveries` sent ledger rows, split over campaigns of the last `months` months (each
+    in its month's partition); an events:write key."""
     runtime = await Runtime.start(settings)
     try:
         await stack.empty_stores(runtime)
         await stack.add_devices(runtime, deliveries, tag="events", platform="android")
-        campaign = await stack.start_campaign(runtime, tag="events", per_second=1)
+        this_month = partitions.month_of(utcnow())
+        share = -(-deliveries // months)
+        for i in range(months):
+            month = this_month - i
+            campaign = await stack.start_campaign(runtime, tag="events", per_second=1)
+            async with unit_of_work(runtime.sessionmaker) as session:
+                await partitions.ensure(session, month)
+                await session.execute(
+                    text("UPDATE campaign SET ledger_month = :month WHERE id = :campaign"),
+                    {"month": month, "campaign": campaign},
+                )
+                await session.execute(
+                    text(
+                        """
+                        INSERT INTO delivery (campaign_id, device_id, ledger_month, wave, status,
+                                              attempts, created_at, updated_at, sent_at)
+                        SELECT :campaign, id, :month, 0, 'sent', 1, now(), now(),
+                               now() - interval '1 min'
+                        FROM device ORDER BY id OFFSET :skip LIMIT :share
+                        """
+                    ),
+                    {"campaign": campaign, "month": month, "skip": i * share, "share": share},
+                )
         async with runtime.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    """
-                    INSERT INTO delivery (campaign_id, device_id, wave, status, attempts,
-                                          created_at, updated_at, sent_at)
-                    SELECT :campaign, id, 0, 'sent', 1, now(), now(), now() - interval '1 min'
-                    FROM device
-                    """
-                ),
-                {"campaign": campaign},
-            )
+            await conn.execute(text("ANALYZE delivery"))
             refs = [int(r) for (r,) in await conn.execute(text("SELECT id FROM delivery"))]
         key = await stack.api_key(runtime, [Scope.events_write])
     finally:
@@ -147,7 +169,9 @@ async def _database_alone(settings: Settings, bodies: list[bytes]) -> float:
 def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
     if not settings.effective_database_url.startswith("postgresql"):
         raise SystemExit("wavecast bench events: set WAVECAST_DATABASE_URL to a PostgreSQL db")
-    key, refs = asyncio.run(_prepare(settings, args.deliveries))
+    if args.months < 1:
+        raise SystemExit("wavecast bench events: --months is at least 1")
+    key, refs = asyncio.run(_prepare(settings, args.deliveries, args.months))
     bodies = _bodies(_events(refs), args.batch)
     total = 2 * len(refs)
     work = stack.workdir("events")
@@ -168,7 +192,7 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
     alone = asyncio.run(_database_alone(settings, bodies))
     setup = (
         f"{total:,} events in batches of {args.batch:,}, {args.concurrency} connections, "
-        f"median of {args.repeat}"
+        f"ledger in {args.months} month partitions, median of {args.repeat}"
     )
     return [
         at_least(
