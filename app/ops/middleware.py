@@ -1,12 +1,11 @@
-"""ASGI middleware: body size and time caps, the media types and methods each route takes,
-and request metrics."""
+"""What the application's one middleware (`app.ops.edge.Edge`) does to each request: body
+size and time caps, the media types and methods each route takes, and request metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +89,7 @@ def _has_body(scope: Scope) -> bool:
 
 class BodyLimit:
     """Refuse bodies over a size limit, whether or not they declare a Content-Length, and
-    bodies that arrive too slowly.
+    bodies that arrive too slowly (run by `app.ops.edge.Edge`).
 
     The limit is counted while streaming, so a client cannot make the service buffer more
     than the limit by lying about (or omitting) the length. A body must arrive within
@@ -101,30 +100,37 @@ class BodyLimit:
 
     def __init__(
         self,
-        app: ASGIApp,
         limit_for: Callable[[str], int],
         timeout: float = 15.0,
         min_rate: float = 65_536,
     ) -> None:
-        self.app = app
         self.limit_for = limit_for
         self.timeout = timeout
         self.min_rate = min_rate
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limit_for(scope["path"])
+    async def refused(self, scope: Scope, send: Send, limit: int) -> bool:
+        """Whether the request was refused for the length it declares (413)."""
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await send_problem(send, 413, _too_large(limit))
-            return
+            return True
+        return False
+
+    async def run(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        limit: int,
+        started: list[bool],
+    ) -> None:
+        """`app` with the body capped at `limit`; `started[0]` is whether an answer has
+        begun (kept by the caller's `send`), as a refusal can only be sent before one has."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         seen = 0
         complete = False
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal seen, complete
@@ -145,19 +151,13 @@ class BodyLimit:
                 complete = True
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await app(scope, limited_receive, send)
         except BodyTooLarge:
-            if not started:
+            if not started[0]:
                 await send_problem(send, 413, _too_large(limit))
         except BodyTimedOut as exc:
-            if not started:
+            if not started[0]:
                 await send_problem(send, 408, _problem_body(408, "Request timeout", exc.detail))
 
 
@@ -228,7 +228,7 @@ _MAX_REMEMBERED = 4096
 
 
 class RouteMethods:
-    """What a route takes, answered before the route runs.
+    """What a route takes, answered before the route runs (by `app.ops.edge.Edge`).
 
     - OPTIONS: 204 with `Allow` listing every method served at the path.
     - A body in a media type the route does not take: 415 naming the type received and
@@ -239,8 +239,7 @@ class RouteMethods:
     the application's routes, on the first such request.
     """
 
-    def __init__(self, app: ASGIApp, prefix: str = "/v1/") -> None:
-        self.app = app
+    def __init__(self, prefix: str = "/v1/") -> None:
         self.prefix = prefix
         self._table: list[_Entry] | None = None
         # What each (method, path) takes, found once: a POST to a fixed path (every app's
@@ -252,10 +251,8 @@ class RouteMethods:
             self._table = _entries(scope["app"].router.routes)
         return self._table
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def answered(self, scope: Scope, send: Send) -> bool:
+        """Whether the request was answered here (OPTIONS, or 415)."""
         method: str = scope["method"]
         path: str = scope["path"]
         if method == "OPTIONS":
@@ -269,13 +266,13 @@ class RouteMethods:
                     }
                 )
                 await send({"type": "http.response.body", "body": b""})
-                return
+                return True
         elif path.startswith(self.prefix) and _has_body(scope):
             refusal = self._refusal(scope, method, path)
             if refusal is not None:
                 await send_problem(send, 415, *refusal)
-                return
-        await self.app(scope, receive, send)
+                return True
+        return False
 
     def _accepted_by(self, scope: Scope, method: str, path: str) -> tuple[str, ...] | None:
         found = self._accepted.get((method, path), _UNKNOWN)
@@ -318,31 +315,16 @@ class RouteMethods:
 
 
 class RequestMetrics:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    """Each answer counted and timed by method, route template and status (recorded by
+    `app.ops.edge.Edge`)."""
+
+    def __init__(self) -> None:
         self._known: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            counter, latency = self._series(scope["method"], path, status)
-            counter.inc()
-            latency.observe(time.perf_counter() - start)
+    def record(self, method: str, path: str, status: int, seconds: float) -> None:
+        counter, latency = self._series(method, path, status)
+        counter.inc()
+        latency.observe(seconds)
 
     def _series(self, method: str, path: str, status: int) -> tuple[Any, Any]:
         """The request's two series, looked up by their labels once (`labels` takes a lock

@@ -61,10 +61,10 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.auth import keys
-from app.errors import FieldError, Problem, problem_response
+from app.errors import FieldError, Problem
 from app.ops.metrics import RATE_LIMIT_FALLBACK, RATE_LIMITED
 from app.ops.ratelimit_math import burst_for, gcra
 
@@ -82,7 +82,7 @@ _LOCAL_MAX_BUCKETS = 50_000
 # How long a lease's requests may be admitted after it was asked for (see the module's text).
 LEASE_SECONDS = 0.05
 # Where the middleware leaves a keyed request's pending charge for `charge_key`.
-_PENDING = "wavecast.ratelimit.pending"
+PENDING = "wavecast.ratelimit.pending"
 # The stop endpoints whose capacity is reserved for keys holding the `kill` scope.
 _STOP_PATH = re.compile(r"/v1/campaigns/[^/]+/(?:kill|pause|cancel)|/v1/kill-switch")
 
@@ -212,7 +212,10 @@ def is_stop(scope: Scope) -> bool:
 
 
 @dataclass
-class _Pending:
+class Pending:
+    """A keyed API request not charged yet: authentication charges it (`charge_key`,
+    `charge_failed_auth`); `app.ops.edge.Edge` charges its address afterwards if not."""
+
     charged: bool = False
 
 
@@ -248,9 +251,9 @@ def too_many(retry_after: float, bucket: str) -> Problem:
 async def charge_key(scope: Scope, key_id: uuid.UUID, *, may_stop: bool) -> None:
     """Charge an authenticated key's request to its key, or to its stop bucket when it is a
     stop and `may_stop` (the key holds `kill`); raise the 429 when over the limit."""
-    pending = scope.get(_PENDING)
+    pending = scope.get(PENDING)
     limiter = limiter_of(scope)
-    if not isinstance(pending, _Pending) or pending.charged or limiter is None:
+    if not isinstance(pending, Pending) or pending.charged or limiter is None:
         return
     pending.charged = True
     bucket = f"{'stop' if may_stop and is_stop(scope) else 'key'}:{key_id}"
@@ -262,8 +265,8 @@ async def charge_failed_auth(scope: Scope) -> None:
     limiter = limiter_of(scope)
     if limiter is None or not limiter.enabled:
         return
-    pending = scope.get(_PENDING)
-    if isinstance(pending, _Pending):
+    pending = scope.get(PENDING)
+    if isinstance(pending, Pending):
         if pending.charged:
             return
         pending.charged = True
@@ -287,34 +290,3 @@ def exempt(path: str) -> bool:
     # The form's own stylesheet and script, and the API pages' bundles, are static files of
     # this service.
     return path in EXEMPT_PATHS or path.startswith(("/ui/static/", "/docs/assets/"))
-
-
-class RateLimit:
-    """ASGI middleware: charges every request but a keyed API request before it is handled;
-    a keyed one is charged by authentication (`charge_key`, `charge_failed_auth`), or to its
-    address afterwards when it never got that far."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limiter = limiter_of(scope) if scope["type"] == "http" else None
-        path = scope["path"] if scope["type"] == "http" else ""
-        if limiter is None or not limiter.enabled or exempt(path):
-            await self.app(scope, receive, send)
-            return
-        bucket = bucket_for(scope)
-        if bucket is None:
-            pending = _Pending()
-            scope[_PENDING] = pending
-            await self.app(scope, receive, send)
-            if not pending.charged:
-                # Too late to refuse this one; the address pays for it from the next request on.
-                await limiter.check(address_bucket(scope))
-            return
-        retry_after = await limiter.check(bucket)
-        if retry_after is None:
-            await self.app(scope, receive, send)
-            return
-        RATE_LIMITED.labels(bucket.split(":", 1)[0]).inc()
-        await problem_response(too_many(retry_after, bucket))(scope, receive, send)

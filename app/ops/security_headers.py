@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message
 
 UI_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -61,10 +61,11 @@ _NO_STORE = (b"cache-control", b"no-store")
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp, environment: str) -> None:
-        self.app = app
+    """The headers above, encoded once per policy, stamped on each answer's start by the
+    application's one middleware (`app.ops.edge.Edge`)."""
+
+    def __init__(self, environment: str) -> None:
         self.environment = environment
-        # Encoded once per policy: every answer carries them.
         self._encoded = {
             policy: [
                 (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -73,28 +74,21 @@ class SecurityHeaders:
             for policy, path in ((UI_CSP, "/ui"), (DOCS_CSP, "/docs"), (API_CSP, "/"))
         }
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        fixed = self._encoded[policy_for(path)]
-        authenticated = path.startswith("/v1/") or path == "/v1"
+    def for_path(self, path: str) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """The fixed headers for `path`, and whether its answers are authenticated ones."""
+        return self._encoded[policy_for(path)], path.startswith("/v1/") or path == "/v1"
 
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # A header the answer sets itself is kept (`setdefault`); Cache-Control on an
-                # authenticated answer is always no-store.
-                headers = [
-                    (name, value)
-                    for name, value in message.get("headers", ())
-                    if not (authenticated and name.lower() == b"cache-control")
-                ]
-                present = {name.lower() for name, _ in headers}
-                headers += [header for header in fixed if header[0] not in present]
-                if authenticated:
-                    headers.append(_NO_STORE)
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+    @staticmethod
+    def stamp(message: Message, fixed: list[tuple[bytes, bytes]], authenticated: bool) -> None:
+        """Add the headers to an `http.response.start` message. A header the answer sets
+        itself is kept; Cache-Control on an authenticated answer is always no-store."""
+        headers = [
+            (name, value)
+            for name, value in message.get("headers", ())
+            if not (authenticated and name.lower() == b"cache-control")
+        ]
+        present = {name.lower() for name, _ in headers}
+        headers += [header for header in fixed if header[0] not in present]
+        if authenticated:
+            headers.append(_NO_STORE)
+        message["headers"] = headers
