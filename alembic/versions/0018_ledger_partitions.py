@@ -9,7 +9,8 @@ On PostgreSQL `delivery` becomes a table partitioned by LIST (ledger_month), and
 it was becomes its partition for month 0, without copying a row and without stopping the
 campaigns that are sending:
 
-1. the columns are added with a constant default (a change to the catalog, no rewrite);
+1. the columns are added with a constant default (a change to the catalog, no rewrite); the
+   partitioned ledger's column has no default: a row inserted from then on names its month;
 2. on the old table, CONCURRENTLY (reads and writes go on): unique indexes on (id,
    ledger_month) and (campaign_id, device_id, ledger_month), and the checks the partition
    needs (`ledger_month = 0`, and a row id names its month) added NOT VALID, then validated
@@ -96,7 +97,8 @@ $$
 """
 _ID_MONTH_TRIGGER = """
 CREATE TRIGGER delivery_id_in_month BEFORE INSERT ON delivery FOR EACH ROW
-WHEN (NEW.ledger_month <> 0 AND (NEW.id >> 40) <> NEW.ledger_month) EXECUTE FUNCTION delivery_id_in_month()
+WHEN (NEW.ledger_month <> 0 AND (NEW.id >> 40) <> NEW.ledger_month)
+EXECUTE FUNCTION delivery_id_in_month()
 """
 
 # A row id names its month, except in month 0: the legacy partition holds the ledger from
@@ -146,7 +148,7 @@ def _swap() -> None:
     op.execute(
         f"""
         CREATE TABLE delivery ({_COLUMNS},
-            ledger_month integer NOT NULL DEFAULT 0,
+            ledger_month integer NOT NULL,
             CONSTRAINT pk_delivery PRIMARY KEY (id, ledger_month),
             CONSTRAINT uq_delivery_campaign_id_device_id_ledger_month
                 UNIQUE (campaign_id, device_id, ledger_month),
@@ -218,6 +220,9 @@ def _upgrade_sqlite() -> None:
             "uq_delivery_campaign_id_device_id_ledger_month",
             ["campaign_id", "device_id", "ledger_month"],
         )
+    with op.batch_alter_table("delivery") as batch:
+        # Existing rows have their 0; a row inserted from now on must name its month.
+        batch.alter_column("ledger_month", server_default=None)
     op.execute(_SQLITE_CLAIMABLE_DUE)
     with op.batch_alter_table("engagement_event") as batch:
         batch.drop_constraint("fk_engagement_event_delivery_id_delivery", type_="foreignkey")

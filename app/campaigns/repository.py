@@ -228,7 +228,8 @@ _PRUNED = "EXISTS (SELECT FROM ledger_wave_summary s WHERE s.campaign_id = c.id)
 # benchmark's ceiling, wavecast_tools.bench.api_ceiling, sends the same statement). Each
 # ARRAY(...) is a list of anonymous records, which asyncpg reads as tuples with the columns'
 # own types (timestamptz, numeric, jsonb through the connection's codecs). A branch of a CASE
-# is only run when taken: a pruned campaign never counts its (deleted) ledger.
+# is only run when taken: a pruned campaign never counts its (deleted) ledger. The counts name
+# the campaign's ledger month, so they read its partition only (app.delivery.partitions).
 VIEW_SQL = f"""
 SELECT {", ".join(f"c.{name}" for name in VIEW_COLUMNS)},
     {_rows(_WAVE_COLUMNS, "campaign_wave w", 'w.campaign_id = c.id ORDER BY w."index"')},
@@ -241,7 +242,9 @@ SELECT {", ".join(f"c.{name}" for name in VIEW_COLUMNS)},
 },
     CASE WHEN NOT {_PRUNED} THEN {
     _rows(
-        ("wave", "status", "count(*)"), "delivery d", "d.campaign_id = c.id GROUP BY wave, status"
+        ("wave", "status", "count(*)"),
+        "delivery d",
+        "d.campaign_id = c.id AND d.ledger_month = c.ledger_month GROUP BY wave, status",
     )
 } END,
     CASE WHEN NOT {_PRUNED} THEN {

@@ -98,9 +98,8 @@ class Delivery(SQLModel, table=True):
     device_id: uuid.UUID = Field(sa_column=Column(ForeignKey("device.id"), nullable=False))
     wave: int = Field(sa_column=Column(Integer, nullable=False))
     # The campaign's ledger_month (app.delivery.partitions): the partition the row lives in.
-    ledger_month: int = Field(
-        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
-    )
+    # No default: a row must name its campaign's month, or the claims would never find it.
+    ledger_month: int = Field(sa_column=Column(Integer, nullable=False))
     status: DeliveryStatus = Field(
         default=DeliveryStatus.queued, sa_column=Column(String(16), nullable=False)
     )

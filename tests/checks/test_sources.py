@@ -28,6 +28,7 @@ from app.checks.sources import (
 from app.checks.spec import HttpSource, PrometheusSource
 from app.db.session import unit_of_work
 from app.db.types import utcnow
+from app.delivery import ledger, partitions
 from app.delivery.models import Delivery, DeliveryStatus
 from app.events.models import EngagementEvent, EventType
 from app.runtime import Runtime
@@ -168,6 +169,9 @@ async def test_builtins_read_the_wave_and_the_campaign(
         assert isinstance(await failure_rate(session, campaign_id, 0), Unreadable)
         assert await opens_per_second(session, campaign_id, now) == 0.0
     async with unit_of_work(db.sessionmaker) as session:
+        # Rows straight into the ledger: in the campaign's month's partition.
+        month = await ledger.ledger_month(session, campaign_id)
+        await partitions.ensure(session, month)
         rows = []
         for i, status in enumerate(
             [DeliveryStatus.sent, DeliveryStatus.sent, DeliveryStatus.sent, DeliveryStatus.failed]
@@ -176,6 +180,7 @@ async def test_builtins_read_the_wave_and_the_campaign(
                 Delivery(
                     campaign_id=campaign_id,
                     device_id=devices[i],
+                    ledger_month=month,
                     wave=0,
                     status=status,
                 )

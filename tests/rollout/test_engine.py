@@ -13,6 +13,7 @@ from sqlalchemy import insert, select
 from app.auth.models import Scope
 from app.campaigns.state import CampaignStatus
 from app.db.types import utcnow
+from app.delivery import ledger
 from app.delivery.models import Delivery, SandboxMessage
 from app.delivery.sender import pump
 from app.rollout import engine
@@ -145,14 +146,16 @@ async def test_a_test_campaign_never_reaches_a_non_test_device(
     deps = await sender_deps(db)
     await engine.tick(db.sessionmaker, deps.control, db.settings)
     # Wave 1 holds 3 of the 5 test devices. Then someone inserts rows for non-test devices
-    # straight into the ledger.
+    # straight into the ledger (in the campaign's month's partition, where claims look).
     async with db.sessionmaker() as session:
+        month = await ledger.ledger_month(session, campaign_id)
         await session.execute(
             insert(Delivery.__table__),  # type: ignore[attr-defined]
             [
                 {
                     "campaign_id": campaign_id,
                     "device_id": d,
+                    "ledger_month": month,
                     "wave": 0,
                     "status": "queued",
                     "attempts": 0,

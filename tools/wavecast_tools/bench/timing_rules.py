@@ -364,13 +364,14 @@ _FILL = """
 # The benchmark's own completion of a stalled release: the devices the ledger lacks, due as
 # the release would have made them (one due time per zone, computed in Python).
 _COMPLETE = """
-    INSERT INTO delivery (campaign_id, device_id, wave, status, attempts, next_attempt_at,
-                          created_at, updated_at)
-    SELECT CAST(:campaign AS uuid), d.id, 0, 'queued', 0, z.due, now(), now()
+    INSERT INTO delivery (campaign_id, device_id, ledger_month, wave, status, attempts,
+                          next_attempt_at, created_at, updated_at)
+    SELECT CAST(:campaign AS uuid), d.id, c.ledger_month, 0, 'queued', 0, z.due, now(), now()
     FROM device d
     JOIN unnest(CAST(:zones AS text[]), CAST(:dues AS timestamptz[])) AS z(zone, due)
       ON z.zone = d.timezone
-    ON CONFLICT (campaign_id, device_id) DO NOTHING
+    JOIN campaign c ON c.id = CAST(:campaign AS uuid)
+    ON CONFLICT (campaign_id, device_id, ledger_month) DO NOTHING
 """
 
 
