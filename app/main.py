@@ -27,7 +27,7 @@ from app.ops.router import router as ops_router
 from app.ops.security_headers import headers_for
 from app.people.router import router as people_router
 from app.runtime import Runtime
-from app.serving import PrefixRouter
+from app.serving import PrefixRouter, settle_heap
 from app.settings import Settings, get_settings
 from app.slack.router import router as slack_router
 from app.ui import install as install_ui
@@ -45,6 +45,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if own:
             await record_policy(app.state.runtime.sessionmaker, settings, process="api")
         app.state.rate_limiter = Limiter(app.state.runtime.redis, settings.api_rate_limit)
+        if own:  # the process is this API's (not a test's, nor `wavecast run`'s shared one)
+            settle_heap()
         try:
             yield
         finally:
