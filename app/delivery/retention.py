@@ -230,8 +230,14 @@ async def _summarise(
 
 
 async def _delete_batch(session: AsyncSession, table: Table, campaign_id: uuid.UUID, n: int) -> int:
-    ids = select(table.c.id).where(table.c.campaign_id == campaign_id).limit(n).scalar_subquery()
-    result = await session.execute(delete(table).where(table.c.id.in_(ids)))
+    # The ledger's rows with their campaign's month: one partition read, not each one's.
+    mine = (
+        ledger.in_campaign(campaign_id)
+        if table is _delivery
+        else table.c.campaign_id == campaign_id
+    )
+    ids = select(table.c.id).where(mine).limit(n).scalar_subquery()
+    result = await session.execute(delete(table).where(mine, table.c.id.in_(ids)))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
