@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +13,7 @@ from app import errors
 from app.approval.router import router as approval_router
 from app.audiences.router import router as audiences_router
 from app.audit.router import router as audit_router
+from app.auth.key_cache import listen_for_changes
 from app.auth.router import router as keys_router
 from app.campaigns.router import router as campaigns_router
 from app.devices.router import router as devices_router
@@ -47,9 +50,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.state.rate_limiter = Limiter(app.state.runtime.redis, settings.api_rate_limit)
         if own:  # the process is this API's (not a test's, nor `wavecast run`'s shared one)
             settle_heap()
+        # Revocations made through any API process reach this one's key cache at once.
+        key_changes = asyncio.create_task(listen_for_changes(app.state.runtime.redis))
         try:
             yield
         finally:
+            key_changes.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await key_changes
             if own:
                 await app.state.runtime.close()
 

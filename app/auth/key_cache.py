@@ -18,7 +18,18 @@ that commits between the two still changes what the entry was stored under. Henc
     refused, in every API process (WAVECAST_KEY_REVOCATION_SECONDS, 1 s by default);
 
 and in the process that revoked the key, at once: a commit that changed an ApiKey row
-forgets this process's keys right away (an ORM event, below). When the watermark cannot be
+forgets this process's keys right away (an ORM event, below).
+
+Every other API process learns of a revocation made through the API before it is answered:
+`DELETE /v1/keys/{id}` commits, then publishes on Redis (`announce_change`), and every API
+process listens for the duration of its life (`listen_for_changes`) and forgets its keys on
+each message. Redis sends the message to every listener as it answers the publish, so by the time
+the revoking client reads its answer the message has left for every process: a request sent
+after the answer finds it already read (short of a process too busy to read its sockets in
+that order). The watermark remains the bound
+when a message cannot be delivered (Redis unreachable, a listener reconnecting: it forgets
+everything when it subscribes again) and for revocations made elsewhere (`wavecast keys
+revoke`, an edit of the database). When the watermark cannot be
 read, nothing is used from memory. Failed authentications are never remembered (a flood of
 made-up keys reads the database as before, and is charged to its address by the rate limit).
 An entry also expires after `MAX_AGE_SECONDS`, so a person's renamed name reaches the audit
@@ -28,6 +39,7 @@ log within a minute. `revocation_seconds = 0` turns the cache off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -35,6 +47,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -45,6 +59,9 @@ from app.auth.principal import Principal
 log = logging.getLogger("wavecast.auth")
 
 MAX_AGE_SECONDS = 60.0
+# Where API key changes are announced to every API process.
+CHANNEL = "wavecast:api-keys:changed"
+LISTEN_RETRY_SECONDS = 1.0
 MAX_ENTRIES = 10_000
 
 Watermark = tuple[Any, ...]
@@ -152,12 +169,51 @@ def _note_key_changes(session: Session, _context: Any) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _forget_after_key_changes(session: Session) -> None:
-    # This process learns of its own revocations at once; others by the watermark.
+    # This process learns of its own revocations at once; others by `announce_change`, or
+    # the watermark.
     if session.info.pop(_CHANGED, False):
-        for cache in list(_CACHES):
-            cache.forget()
+        forget_all()
 
 
 @event.listens_for(Session, "after_rollback")
 def _nothing_changed(session: Session) -> None:
     session.info.pop(_CHANGED, None)
+
+
+def forget_all() -> None:
+    """Forget every key every cache of this process remembers."""
+    for cache in list(_CACHES):
+        cache.forget()
+
+
+async def announce_change(redis: Redis) -> None:
+    """Tell every API process that API keys changed; call it once the change has committed.
+    Unreachable, Redis only leaves the other processes to the watermark's bound."""
+    try:
+        await redis.publish(CHANNEL, b"changed")
+    except (RedisError, OSError):
+        log.warning(
+            "could not announce an API key change; other processes notice it "
+            "within the key revocation bound",
+            exc_info=True,
+        )
+
+
+async def listen_for_changes(redis: Redis) -> None:
+    """Forget every remembered key on each announcement (`announce_change`), for as long as
+    it runs (an API process's life). Everything is forgotten too each time it subscribes:
+    what was announced while it was not listening is not missed."""
+    while True:
+        pubsub = redis.pubsub()
+        try:
+            await pubsub.subscribe(CHANNEL)
+            forget_all()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    forget_all()
+        except (RedisError, OSError):
+            log.warning("API key announcements: Redis unreachable, listening again shortly")
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+        await asyncio.sleep(LISTEN_RETRY_SECONDS)

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Body, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth import service
+from app.auth.key_cache import announce_change
 from app.auth.models import ApiKey, Scope
-from app.deps import Admin, SessionDep, SettingsDep
+from app.db.session import commit_now
+from app.deps import Admin, RedisDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/v1/keys", tags=["api keys"])
 
@@ -74,7 +76,12 @@ async def revoke_key(
     key_id: uuid.UUID,
     session: SessionDep,
     principal: Admin,
+    redis: RedisDep,
     body: Annotated[KeyRevoke | None, Body()] = None,
 ) -> KeyOut:
     key = await service.revoke_key(session, principal, key_id, reason=body.reason if body else None)
+    # Committed, then announced, then answered: once the client reads the answer, every API
+    # process has the announcement and refuses the key (`app.auth.key_cache`).
+    await commit_now(session)
+    await announce_change(redis)
     return KeyOut.of(key)
