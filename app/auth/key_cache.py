@@ -39,7 +39,6 @@ log within a minute. `revocation_seconds = 0` turns the cache off.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -204,16 +203,13 @@ async def listen_for_changes(redis: Redis) -> None:
     it runs (an API process's life). Everything is forgotten too each time it subscribes:
     what was announced while it was not listening is not missed."""
     while True:
-        pubsub = redis.pubsub()
         try:
-            await pubsub.subscribe(CHANNEL)
-            forget_all()
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    forget_all()
+            async with redis.pubsub() as pubsub:
+                await pubsub.subscribe(CHANNEL)
+                forget_all()
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        forget_all()
         except (RedisError, OSError):
             log.warning("API key announcements: Redis unreachable, listening again shortly")
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
         await asyncio.sleep(LISTEN_RETRY_SECONDS)
