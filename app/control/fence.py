@@ -146,6 +146,21 @@ class GateWatch:
         send."""
         asked = time.monotonic()
         permit = await self._gate.acquire(campaign_id, self._permit_seconds)
+        async with self.hold(campaign_id, permit, asked) as fence:
+            yield fence
+
+    @property
+    def permit_seconds(self) -> float:
+        """How long a permit lives in Redis without a renewal: what a permit taken elsewhere
+        (`app.control.admit`) is given, for `hold` to keep alive."""
+        return self._permit_seconds
+
+    @asynccontextmanager
+    async def hold(self, campaign_id: uuid.UUID, permit: str, asked: float) -> AsyncIterator[Fence]:
+        """Keep a permit already taken (`app.control.admit`, asked at `asked`, monotonic)
+        renewed and fenced, as `permit` does, and release it on exit. Enter it as soon as
+        the permit is taken: until then nothing renews it, and until it is released every
+        stop of its campaign waits for it."""
         fence = Fence(campaign_id, permit, asked + self._fence_seconds)
         self._fences.add(fence)
         self._ensure_running()

@@ -3,6 +3,7 @@
 -- from the database.
 --
 -- set:      KEYS[1] = the grant to write ("open:<version>" | "closed:<version>")
+-- check:    KEYS[1] = global grant, KEYS[2] = campaign grant
 -- acquire:  KEYS[1] = global grant, KEYS[2] = campaign grant, KEYS[3] = permits
 -- release, inflight: KEYS[1] = permits (sorted set: "<campaign>|<permit>" → expiry ms)
 -- renew:    KEYS[1] = global grant, KEYS[2] = permits, KEYS[3..] = the permits' campaign grants
@@ -17,6 +18,16 @@ end
 local function now_ms()
   local t = redis.call("TIME")
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- KEYS[1] = global grant, KEYS[2] = campaign grant: 1 when both are open, -1 when the
+-- global one is not, -2 when the campaign's is not.
+local function grants_open()
+  local global = redis.call("GET", KEYS[1])
+  if not global or string.sub(global, 1, 5) ~= "open:" then return -1 end
+  local campaign = redis.call("GET", KEYS[2])
+  if not campaign or string.sub(campaign, 1, 5) ~= "open:" then return -2 end
+  return 1
 end
 
 if op == "set" then
@@ -34,13 +45,14 @@ if op == "set" then
     redis.call("SET", KEYS[1], value)
   end
   return 1
+elseif op == "check" then
+  -- Returns 1 when both grants are open, else the refusal; writes nothing.
+  return grants_open()
 elseif op == "acquire" then
   -- ARGV: op, campaign, permit, ttl_ms
   -- Returns 1 and records a permit only when both grants are open.
-  local global = redis.call("GET", KEYS[1])
-  local campaign = redis.call("GET", KEYS[2])
-  if not global or string.sub(global, 1, 5) ~= "open:" then return -1 end
-  if not campaign or string.sub(campaign, 1, 5) ~= "open:" then return -2 end
+  local open = grants_open()
+  if open ~= 1 then return open end
   redis.call("ZADD", KEYS[3], now_ms() + tonumber(ARGV[4]), ARGV[2] .. "|" .. ARGV[3])
   return 1
 elseif op == "renew" then

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus, is_terminal
+from app.control.admit import Admit
 from app.control.caps import CapStore
 from app.control.fence import FENCE_SECONDS, GateWatch
 from app.control.gate import Gate
@@ -98,6 +99,8 @@ class Control:
         self._redis = redis
         self.gate = Gate(redis)
         self.throttle = Throttle(redis)
+        # A batch's grants, throttle reservation and permit, in one round trip.
+        self.admit = Admit(redis, self.throttle)
         # Frequency caps: each device's slots, shared by every campaign and worker.
         self.caps = CapStore(redis)
         # The worker's side of the gate: permits kept alive and fenced (idle in the API).

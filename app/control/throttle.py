@@ -29,7 +29,7 @@ from app.control.throttle_math import (
     batch_size_for_rate,
 )
 
-__all__ = ["Grant", "RatePaused", "RateUnknown", "Throttle"]
+__all__ = ["Grant", "RatePaused", "RateUnknown", "Throttle", "grant_of", "rate_of"]
 
 _LUA = Path(__file__).with_name("throttle.lua").read_text(encoding="utf-8")
 _UNLIMITED = "unlimited"
@@ -93,8 +93,7 @@ class Throttle:
         raw = await self._redis.get(self._key(scope, "rate"))
         if raw is None:
             raise RateUnknown([scope])
-        text = _text(raw)
-        return None if text == _UNLIMITED else float(text)
+        return rate_of(raw)
 
     async def reserve(self, scopes: Sequence[str], n: int) -> float:
         """Atomically reserve exactly ``n`` sends on all ``scopes``; returns seconds to wait
@@ -162,6 +161,22 @@ class Throttle:
         max_batch: int = DEFAULT_MAX_BATCH,
         window_fraction: float = DEFAULT_WINDOW_FRACTION,
     ) -> Grant:
+        keys, args = self.reservation(
+            scopes, want, batched=batched, max_batch=max_batch, window_fraction=window_fraction
+        )
+        return grant_of(scopes, await self._script(keys=keys, args=args))
+
+    def reservation(
+        self,
+        scopes: Sequence[str],
+        want: int,
+        *,
+        batched: bool,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        window_fraction: float = DEFAULT_WINDOW_FRACTION,
+    ) -> tuple[list[str], list[str]]:
+        """The keys and arguments of the script's `reserve` operation (`app.control.admit`
+        runs it inside a batch's admission); its reply is read by `grant_of`."""
         if isinstance(scopes, str):
             raise TypeError("scopes must be a sequence of scope names, not one string")
         if not scopes:
@@ -180,17 +195,7 @@ class Throttle:
             str(max_batch),
             repr(window_fraction),
         ]
-        reply = [_text(item) for item in await self._script(keys=keys, args=args)]
-        status, rest = reply[0], reply[1:]
-        if status == "unknown":
-            raise RateUnknown([scopes[int(i)] for i in rest])
-        if status == "paused":
-            raise RatePaused(scopes[int(i)] for i in rest)
-        if status == "blocked":
-            wait, now, block_end = rest
-            return Grant(n=0, wait=float(wait), start=float(block_end), now=float(now))
-        n, wait, now, start = rest
-        return Grant(n=int(n), wait=float(wait), start=float(start), now=float(now))
+        return keys, args
 
     def _key(self, scope: str, part: str) -> str:
         return f"{self._prefix}:{scope}:{part}"
@@ -198,3 +203,24 @@ class Throttle:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def rate_of(raw: bytes | str) -> float | None:
+    """A stored rate: sends per second (0.0 = paused), None = unlimited."""
+    text = _text(raw)
+    return None if text == _UNLIMITED else float(text)
+
+
+def grant_of(scopes: Sequence[str], reply: Sequence[bytes | str]) -> Grant:
+    """The script's `reserve` reply: a Grant, or RateUnknown / RatePaused."""
+    items = [_text(item) for item in reply]
+    status, rest = items[0], items[1:]
+    if status == "unknown":
+        raise RateUnknown([scopes[int(i)] for i in rest])
+    if status == "paused":
+        raise RatePaused(scopes[int(i)] for i in rest)
+    if status == "blocked":
+        wait, now, block_end = rest
+        return Grant(n=0, wait=float(wait), start=float(block_end), now=float(now))
+    n, wait, now, start = rest[:4]
+    return Grant(n=int(n), wait=float(wait), start=float(start), now=float(now))

@@ -3,21 +3,24 @@
 Once per job, before the loop, the guard's send-time check (`guard.send_check`): data may
 have reached the database by another road, and an override counts only for the content it
 was given for. Then one iteration per batch, and why it is in this order:
-1. size the batch from the campaign's current rate, and claim that many rows under a lease
-   (only rows of a running campaign are claimable; the claim re-applies the audience, so a
-   device that left it is cancelled there);
+1. size the batch from the campaign's current rate and its provider's cap (as the last
+   batch's admission read them), and claim that many rows under a lease (only rows of a
+   running campaign are claimable; the claim re-applies the audience, so a device that
+   left it is cancelled there);
 2. decide each row's fate before any provider sees it (`outcomes.pre_send_outcomes`):
    inactive devices are cancelled, non-test devices are blocked (of a test campaign, and of
    every campaign outside production with a real provider), stale
    notifications expire;
-3. reserve throttle tokens for the rest, sized at the rate in force now (rows claimed at a
-   rate cut since go back untouched), and wait until they are due;
-4. reserve provider-wide tokens;
-5. take a gate permit (fails when the campaign or everything was stopped), then ask the
-   database whether the campaign may send — a stop that was answered is visible there;
-6. send under the permit's fence (each request looks at it right before it starts, so a
-   stop closes a batch that a slow provider is still working through), release the
-   permit, record every outcome under the lease.
+3. admit the rest, in one Redis round trip (`app.control.admit`): the gate's grants open
+   (fails when the campaign or everything was stopped, or Redis lost them), throttle
+   tokens reserved on the campaign's rate and the provider's cap at the rates in force now
+   (rows claimed at a rate cut since go back untouched), and the gate permit taken when
+   they are due within CHECKS_LEAD_SECONDS (else it is taken on its own that long before);
+4. ask the database whether the campaign may send — the last word, under the permit;
+5. wait until the tokens are due, send under the permit's fence (each request looks at it
+   right before it starts, so a stop closes a batch that a slow provider is still working
+   through), release the permit, record every outcome under the lease — while the next
+   batch is claimed and sent, when this one went as planned (`_Recording`).
 If any step says stop, the claimed rows are given back untouched (not an attempt).
 
 Once rows are claimed, the rest of their batch runs to its record even when the job is
@@ -33,7 +36,7 @@ import logging
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,10 +52,11 @@ from app.campaigns import repository as campaigns_repo
 from app.campaigns.models import Campaign, CampaignKind
 from app.campaigns.schemas import Content
 from app.campaigns.state import CampaignStatus
+from app.control.admit import Admission
 from app.control.gate import GateClosed
 from app.control.plane import Control, paced, provider_scope, throttle_scope
 from app.control.throttle import RatePaused, RateUnknown
-from app.control.throttle_math import batch_size_for_rate
+from app.control.throttle_math import batch_size_for_rate, tightest_rate
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger
@@ -116,6 +120,61 @@ class PumpReport:
             self.add(stage, time.perf_counter() - started)
 
 
+@dataclass
+class _Pace:
+    """What a send loop learnt from its last batch's admission, so the next batch is sized
+    without a round trip of its own before its claim."""
+
+    # The campaign's rate as the last admission read it (None: unlimited); unknown until
+    # the loop's first batch reads it.
+    rate: float | None = None
+    known: bool = False
+    # The tightest provider-wide cap of the last batch's providers: a claim sized to it is
+    # never cut by the provider's reservation (rows claimed and given back cost a write).
+    caps: float | None = None
+    # The last admission took its permit (its sends were due at once): the database's last
+    # word is then asked beside the next admission rather than after it.
+    immediate: bool = False
+
+
+@dataclass
+class _Recording:
+    """A send loop's last batch, recorded while the loop claims and sends its next one.
+
+    Its rows are leased to this loop, so no claim can take them meanwhile; at most one
+    batch is being recorded at a time, and the loop ends only once it is recorded
+    (`settle`), whatever happens to the loop's task. Only a batch that went as planned is
+    recorded this way: one that gave rows back, or must stop the loop, is recorded before
+    the loop goes on, so its rows are claimable again by the very next claim."""
+
+    task: asyncio.Future[None] | None = None
+
+    def start(
+        self, deps: SenderDeps, lease: uuid.UUID, outcomes: list[Outcome], report: PumpReport
+    ) -> None:
+        if self.task is not None:
+            raise RuntimeError("the last batch is still being recorded")
+        self.task = asyncio.ensure_future(_record(deps, lease, outcomes, report))
+
+    async def settle(self) -> None:
+        """Wait until the batch being recorded is; raises its error. A cancellation waits
+        for the record too, then goes on."""
+        task, self.task = self.task, None
+        if task is None:
+            return
+        cancelled = False
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done() and not task.cancelled():
+                    break
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        task.result()
+
+
 # The stages of one batch, in order: read the rate and claim rows; wait on the campaign's and
 # the provider's throttles; gate permit and the database's last word; the provider call
 # (payload building included); recording outcomes.
@@ -163,18 +222,22 @@ async def pump(
     kind = CampaignKind(campaign.kind)
     timing = send_timing(deps.settings, campaign, content.ttl_seconds, wave_rows)
     deadline = time.monotonic() + budget_seconds
+    pace = _Pace(caps=_tightest_cap(deps.settings, PROVIDERS_CAPPED))
+    recording = _Recording()
     try:
         while time.monotonic() < deadline:
             if deps.stopping.is_set():
                 report.stopped_because = WORKER_STOPPING
                 break
-            if not await _one_batch(deps, campaign, kind, content, timing, report):
+            if not await _one_batch(deps, campaign, kind, content, timing, report, pace, recording):
                 report.stopped_because = report.stopped_because or "drained"
                 break
         else:
             report.stopped_because = OUT_OF_BUDGET
     except _Stop as stop:
         report.stopped_because = stop.why
+    finally:
+        await recording.settle()
     return report
 
 
@@ -189,18 +252,26 @@ async def _republish(deps: SenderDeps, campaign_id: uuid.UUID) -> None:
     await deps.control.publish_campaign(current)
 
 
-async def _batch_size(deps: SenderDeps, campaign_id: uuid.UUID) -> int:
-    """How many rows to claim now: a slice of the campaign's current rate (read from Redis
-    each time, so a throttle change applies to the very next batch)."""
-    scope = throttle_scope(campaign_id)
-    try:
-        rate = await deps.control.throttle.get_rate(scope)
-    except RateUnknown:
-        await _republish(deps, campaign_id)
-        rate = await deps.control.throttle.get_rate(scope)
-    if rate == 0:
+async def _batch_size(deps: SenderDeps, campaign_id: uuid.UUID, pace: _Pace | None = None) -> int:
+    """How many rows to claim now: a slice of the campaign's current rate, and of the
+    provider caps its rows were charged to last. The rate is read from Redis by the loop's
+    first batch; after that, each batch's admission brings it back, so a throttle change
+    sizes the next claim (and the admission itself, sized in Redis, applies a cut to the
+    batch it admits: rows claimed at the old rate go back untouched)."""
+    pace = pace or _Pace()
+    if not pace.known:
+        scope = throttle_scope(campaign_id)
+        try:
+            pace.rate = await deps.control.throttle.get_rate(scope)
+        except RateUnknown:
+            await _republish(deps, campaign_id)
+            pace.rate = await deps.control.throttle.get_rate(scope)
+        pace.known = True
+    if pace.rate == 0:
         raise _Stop("rate is zero")
-    return batch_size_for_rate(rate, max_batch=deps.settings.chunk_size)
+    return batch_size_for_rate(
+        tightest_rate([pace.rate, pace.caps]), max_batch=deps.settings.chunk_size
+    )
 
 
 # The checks before a batch leaves (provider caps, the gate's permit, the database's last
@@ -212,36 +283,53 @@ async def _batch_size(deps: SenderDeps, campaign_id: uuid.UUID) -> int:
 CHECKS_LEAD_SECONDS = 0.2
 
 
-async def _reserve_tokens(deps: SenderDeps, campaign_id: uuid.UUID, n: int) -> tuple[int, float]:
-    """Reserve up to `n` sends on the campaign's rate as it is in Redis now: `(granted,
-    due)`, the `time.monotonic()` instant they are due. Sleeps until CHECKS_LEAD_SECONDS
-    before it. Reserved after the claim, so the instant a batch leaves is the instant its
-    tokens were due (`_until_due`); sized at reservation time, so rows claimed at a rate
-    that was cut since leave at most one batch of the new rate (the rest go back)."""
-    scope = throttle_scope(campaign_id)
-    throttle = deps.control.throttle
-    max_batch = deps.settings.chunk_size
+async def _admit(
+    deps: SenderDeps, campaign_id: uuid.UUID, scopes: Sequence[str], n: int, *, lead: float
+) -> Admission:
+    """Admit up to `n` sends on `scopes` (the campaign's first, then the provider caps the
+    batch is charged to): the grants open, the sends reserved at the rates as they are in
+    Redis now, and the permit taken when they are due within `lead` (`app.control.admit`),
+    all in one round trip. A rate Redis lost is written again from the database (the
+    campaign's) or the settings (a provider's cap) and the admission asked again; while a
+    provider's Retry-After block holds, it waits and asks again. Raises `_Stop` when a grant
+    is closed or the rate is zero, with nothing reserved."""
+    names = {provider_scope(name): name for name in PROVIDERS_CAPPED}
     while True:
         try:
-            grant = await throttle.reserve_batch([scope], n, max_batch=max_batch)
-        except RateUnknown:
-            await _republish(deps, campaign_id)
+            admission = await deps.control.admit(
+                campaign_id,
+                scopes,
+                n,
+                max_batch=deps.settings.chunk_size,
+                lead=lead,
+                permit_seconds=deps.control.watch.permit_seconds,
+            )
+        except RateUnknown as exc:
+            for scope in exc.scopes:
+                if scope in names:
+                    await deps.control.throttle.set_rate(
+                        scope, provider_cap(deps.settings, names[scope])
+                    )
+                else:
+                    await _republish(deps, campaign_id)
             continue
         except RatePaused as exc:
             raise _Stop("rate is zero") from exc
-        if grant.n > 0:
-            break
-        await asyncio.sleep(grant.wait)
-    due = time.monotonic() + grant.wait
-    if grant.wait > CHECKS_LEAD_SECONDS:
-        await asyncio.sleep(grant.wait - CHECKS_LEAD_SECONDS)
-    return grant.n, due
+        except GateClosed as exc:
+            raise _Stop(f"gate closed ({exc.refusal.name})") from exc
+        if admission.grant.n > 0:
+            return admission
+        await asyncio.sleep(admission.grant.wait)
 
 
 async def _until_due(due: float) -> None:
     left = due - time.monotonic()
     if left > 0:
         await asyncio.sleep(left)
+
+
+# The providers with a provider-wide cap (`provider_cap`).
+PROVIDERS_CAPPED = ("fcm", "apns")
 
 
 def provider_cap(settings: Settings, provider: str) -> float | None:
@@ -253,6 +341,10 @@ def provider_cap(settings: Settings, provider: str) -> float | None:
     return None if cap is None else paced(float(cap))
 
 
+def _tightest_cap(settings: Settings, providers: Iterable[str]) -> float | None:
+    return tightest_rate(provider_cap(settings, name) for name in providers)
+
+
 async def _one_batch(
     deps: SenderDeps,
     campaign: Campaign,
@@ -260,12 +352,14 @@ async def _one_batch(
     content: Content,
     timing: SendTiming,
     report: PumpReport,
+    pace: _Pace,
+    recording: _Recording,
 ) -> bool:
-    """One claim → reserve → send → record round; False when there is nothing left."""
+    """One claim → admit → send → record round; False when there is nothing left."""
     settings = deps.settings
     with report.timing("claim"):
         try:
-            n = await _batch_size(deps, campaign.id)
+            n = await _batch_size(deps, campaign.id, pace)
         except RedisError as exc:
             raise _Stop("redis unreachable") from exc
         lease = uuid.uuid4()
@@ -296,7 +390,19 @@ async def _one_batch(
     # The rows are leased to this job now: the batch runs to its record whatever happens to
     # the job meanwhile.
     batch = asyncio.ensure_future(
-        _send_and_record(deps, campaign, kind, content, timing, rows, lease, now, report)
+        _send_and_record(
+            deps,
+            campaign,
+            kind,
+            content,
+            timing,
+            rows,
+            lease,
+            now,
+            report,
+            pace=pace,
+            recording=recording,
+        )
     )
     try:
         stop = await asyncio.shield(batch)
@@ -320,9 +426,13 @@ async def _send_and_record(
     lease: uuid.UUID,
     claimed_at: datetime,
     report: PumpReport,
+    *,
+    pace: _Pace | None = None,
+    recording: _Recording | None = None,
 ) -> str | None:
     """Send what may be sent of a claimed batch and record every row's outcome under its
-    lease; returns why the send loop must stop, or None."""
+    lease; returns why the send loop must stop, or None. With `recording`, a batch that
+    went as planned is recorded while the loop goes on (`_Recording`)."""
     to_send, decided = pre_send_outcomes(
         kind, rows, claimed_at, test_devices_only=deps.settings.test_devices_only, timing=timing
     )
@@ -338,14 +448,7 @@ async def _send_and_record(
     stop: str | None = None
     try:
         if to_send:
-            with report.timing("throttle"):
-                asked = time.monotonic()
-                granted, due = await _reserve_tokens(deps, campaign.id, len(to_send))
-            THROTTLE_WAIT.labels("campaign").observe(max(0.0, due - asked))
-            # Claimed at a rate that was cut since: the rest goes back untouched.
-            to_send, surplus = list(to_send[:granted]), to_send[granted:]
-            outcomes += [give_back(r) for r in surplus]
-            sent, stop = await _send(deps, campaign, content, timing, to_send, report, due)
+            sent, stop = await _send(deps, campaign, content, timing, to_send, report, pace)
             outcomes += sent
     except RedisError:
         outcomes += [give_back(r) for r in to_send]
@@ -355,6 +458,11 @@ async def _send_and_record(
         stop = exc.why
     if taken:
         await _return_cap_slots(deps, campaign, rows, outcomes, taken)
+    if recording is not None:
+        await recording.settle()
+        if stop is None and not any(o.give_back for o in outcomes):
+            recording.start(deps, lease, outcomes, report)
+            return None
     await _record(deps, lease, outcomes, report)
     return stop
 
@@ -408,9 +516,19 @@ async def _send(
     timing: SendTiming,
     rows: Sequence[Claimed],
     report: PumpReport,
-    due: float,
+    pace: _Pace | None = None,
 ) -> tuple[list[Outcome], str | None]:
-    """Check, wait until `due` (monotonic), send under a gate permit, map the results.
+    """Admit, check, wait until due, send under a gate permit, map the results.
+
+    The admission (`_admit`) reserves the batch's sends on the campaign's rate and on its
+    provider's cap as they are in Redis now (rows claimed at a rate cut since go back
+    untouched, not an attempt), and takes the permit when they are due within
+    CHECKS_LEAD_SECONDS. A batch due later, or charged to two capped providers, takes its
+    permit on its own CHECKS_LEAD_SECONDS before it is due, after the providers' waits.
+    Under the permit, the database has the last word (`may_send`): asked beside the
+    admission when the loop's batches leave at once (a stop that was answered closed the
+    grants first, so the admission refuses; one answered later waits for this permit),
+    else after the permit.
 
     Right before the requests start, rows that must not leave now (a deadline passed, or
     quiet hours began, while they waited: `outcomes.not_now`) are decided instead, and the
@@ -421,8 +539,8 @@ async def _send(
     provider halt, Redis gone), so no answer is ever given back as unsent."""
     if not rows:
         return [], None
-    by_provider: dict[str, list[tuple[Claimed, Message]]] = defaultdict(list)
-    providers: dict[str, Provider] = {}
+    pace = pace or _Pace()
+    routed: list[tuple[Claimed, Message, Provider]] = []
     for row in rows:
         message = Message(
             row.delivery_id,
@@ -432,25 +550,71 @@ async def _send(
             row.locale,
             row.apns_environment,
         )
-        provider = deps.providers(message)
+        routed.append((row, message, deps.providers(message)))
+    capped = sorted(
+        {p.name for _r, _m, p in routed if provider_cap(deps.settings, p.name) is not None}
+    )
+    # One capped provider (the usual batch) is charged in the admission itself; two would
+    # be charged the whole batch each there, so they reserve their own shares afterwards.
+    scopes = [throttle_scope(campaign.id)]
+    if len(capped) == 1:
+        scopes.append(provider_scope(capped[0]))
+    lead = CHECKS_LEAD_SECONDS if len(capped) <= 1 else -1.0
+    early = _EarlyCheck.start(deps, campaign.id) if pace.immediate else None
+    try:
+        with report.timing("throttle"):
+            admission = await _admit(deps, campaign.id, scopes, len(rows), lead=lead)
+    except BaseException:
+        if early is not None:
+            await early.drop()
+        raise
+    due = time.monotonic() + admission.grant.wait
+    THROTTLE_WAIT.labels("campaign").observe(admission.grant.wait)
+    pace.rate, pace.known = admission.rate, True
+    pace.caps = _tightest_cap(deps.settings, capped)
+    pace.immediate = admission.permit is not None
+    permit = None
+    if admission.permit is not None:
+        # Entered below before anything else awaits: until then nothing renews the permit.
+        permit = deps.control.watch.hold(campaign.id, admission.permit, admission.asked)
+    elif early is not None:
+        # The database is asked after the permit instead.
+        await early.drop()
+        early = None
+    # Claimed at a rate that was cut since: the rest goes back untouched.
+    granted = admission.grant.n
+    outcomes: list[Outcome] = [give_back(r) for r, _m, _p in routed[granted:]]
+    by_provider: dict[str, list[tuple[Claimed, Message]]] = defaultdict(list)
+    providers: dict[str, Provider] = {}
+    for row, message, provider in routed[:granted]:
         providers[provider.name] = provider
         by_provider[provider.name].append((row, message))
-    with report.timing("throttle"):
-        for name, group in by_provider.items():
-            if provider_cap(deps.settings, name) is not None:
-                await _wait_provider(deps, name, len(group))
+    if permit is None:
+        with report.timing("throttle"):
+            await _until_due(due - CHECKS_LEAD_SECONDS)
+            if len(capped) > 1:
+                for name in capped:
+                    await _wait_provider(deps, name, len(by_provider[name]))
     checks = waited = started = time.perf_counter()
     elapsed = 0.0
     late: list[Outcome] = []
     try:
-        async with deps.control.watch.permit(campaign.id) as fence:
+        async with permit or deps.control.watch.permit(campaign.id) as fence:
             try:
-                async with unit_of_work(deps.sessionmaker) as session:
-                    if not await campaigns_repo.may_send(session, campaign.id):
-                        raise _Stop("stopped in the database")
+                if early is not None and admission.asked - early.asked > CHECKS_LEAD_SECONDS:
+                    # The admission waited (a Retry-After block, a lost rate): the early
+                    # answer is too old to be the last word.
+                    await early.drop()
+                    early = None
+                if early is not None:
+                    may_send = await early.task
+                else:
+                    may_send = await _may_send(deps, campaign.id)
+                if not may_send:
+                    raise _Stop("stopped in the database")
                 waited = time.perf_counter()
                 await _until_due(due)
-                late = not_now(timing, rows, utcnow())
+                late = not_now(timing, rows[:granted], utcnow())
                 if late:
                     by_provider = _without(by_provider, {o.delivery_id for o in late})
                 content = with_time_left(
@@ -481,7 +645,10 @@ async def _send(
     except RedisError as exc:
         # Only taking the permit talks to Redis here: nothing was sent.
         raise _Stop("redis unreachable") from exc
-    outcomes: list[Outcome] = list(late)
+    finally:
+        if early is not None:
+            await early.drop()
+    outcomes += late
     now = utcnow()
     halt: SendResult | None = None
     stop: str | None = None
@@ -522,6 +689,31 @@ async def _send(
             # The pause is committed; the tick publishes its grant once Redis is back.
             log.warning("could not publish an automatic pause", exc_info=True)
     return outcomes, stop
+
+
+async def _may_send(deps: SenderDeps, campaign_id: uuid.UUID) -> bool:
+    """The database's last word before a batch's requests start."""
+    async with unit_of_work(deps.sessionmaker) as session:
+        return await campaigns_repo.may_send(session, campaign_id)
+
+
+@dataclass
+class _EarlyCheck:
+    """`may_send` asked beside a batch's admission rather than after its permit."""
+
+    task: asyncio.Future[bool]
+    asked: float
+
+    @classmethod
+    def start(cls, deps: SenderDeps, campaign_id: uuid.UUID) -> _EarlyCheck:
+        return cls(asyncio.ensure_future(_may_send(deps, campaign_id)), time.monotonic())
+
+    async def drop(self) -> None:
+        """Cancel and wait it out: it is no longer wanted."""
+        if not self.task.done():
+            self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
 
 
 def _without(

@@ -127,8 +127,9 @@ async def test_a_lost_rate_is_restored_from_the_database_not_from_a_stale_copy(
     await Control(db.redis).gate.set_global(True, 1)
     with pytest.raises(sender._Stop, match="not running"):
         await sender._batch_size(deps, campaign_id)
-    with pytest.raises(sender._Stop, match="not running"):
-        await sender._reserve_tokens(deps, campaign_id, 5)
+    # The admission finds the campaign's grant gone (closed) before it looks at the rate.
+    with pytest.raises(sender._Stop, match=r"gate closed \(campaign_closed\)"):
+        await sender._admit(deps, campaign_id, [throttle_scope(campaign_id)], 5, lead=1.0)
     assert await db.redis.get(f"wavecast:throttle:{throttle_scope(campaign_id)}:rate") is None
     with pytest.raises(GateClosed):
         await Control(db.redis).gate.acquire(campaign_id, 1)
@@ -238,9 +239,7 @@ async def test_rows_whose_quiet_hours_begin_while_they_wait_are_held_not_sent(
     )
     report = sender.PumpReport()
     try:
-        outcomes, stop = await sender._send(
-            deps, campaign, content, timing, rows, report, time.monotonic()
-        )
+        outcomes, stop = await sender._send(deps, campaign, content, timing, rows, report)
         await sender._record(deps, lease, outcomes, report)
     finally:
         await deps.control.watch.aclose()
