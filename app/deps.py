@@ -68,6 +68,10 @@ async def schema_behind(request: Request, runtime: Runtime) -> migrate.SchemaBeh
 
 async def require_schema(request: Request, runtime: Runtime) -> None:
     """An unmigrated database answers 503 naming `wavecast migrate`, never a 500."""
+    # Known at the head: answered here, without awaiting `schema_behind` (every keyed request
+    # asks twice: for its key, then for its connection).
+    if getattr(request.app.state, "schema_at_head", False):
+        return
     try:
         behind = await schema_behind(request, runtime)
     except (SQLAlchemyError, OSError):
