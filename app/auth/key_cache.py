@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -61,6 +62,9 @@ MAX_AGE_SECONDS = 60.0
 # Where API key changes are announced to every API process.
 CHANNEL = "wavecast:api-keys:changed"
 LISTEN_RETRY_SECONDS = 1.0
+LISTEN_SECONDS = 1.0
+CONFIRM_SECONDS = 5.0
+PING_AFTER_SECONDS = 30.0
 MAX_ENTRIES = 10_000
 
 Watermark = tuple[Any, ...]
@@ -200,16 +204,48 @@ async def announce_change(redis: Redis) -> None:
 
 async def listen_for_changes(redis: Redis) -> None:
     """Forget every remembered key on each announcement (`announce_change`), for as long as
-    it runs (an API process's life). Everything is forgotten too each time it subscribes:
-    what was announced while it was not listening is not missed."""
+    it runs (an API process's life). Everything is forgotten too each time the subscription
+    is confirmed: what was announced while it was not listening is not missed.
+
+    Messages are read a second at a time, below the client's socket timeout (a blocking read
+    would time out every few seconds on a quiet channel), and a PING after a quiet
+    PING_AFTER_SECONDS finds a connection that died without a word."""
+    down = False
     while True:
         try:
             async with redis.pubsub() as pubsub:
                 await pubsub.subscribe(CHANNEL)
+                confirmed = await pubsub.get_message(timeout=CONFIRM_SECONDS)
+                if confirmed is None or confirmed["type"] != "subscribe":
+                    raise ConnectionError("the subscription was not confirmed")
                 forget_all()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        forget_all()
-        except (RedisError, OSError):
-            log.warning("API key announcements: Redis unreachable, listening again shortly")
+                if down:
+                    log.info("API key announcements: listening again")
+                    down = False
+                await _listen(pubsub)
+        except (RedisError, OSError) as exc:
+            if not down:
+                log.warning(
+                    "API key announcements: not subscribed, retrying (revocations made "
+                    "elsewhere reach this process within the key revocation bound)",
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
+                )
+                down = True
         await asyncio.sleep(LISTEN_RETRY_SECONDS)
+
+
+async def _listen(pubsub: PubSub) -> None:
+    heard, pinged = time.monotonic(), False
+    while True:
+        message = await pubsub.get_message(timeout=LISTEN_SECONDS)
+        now = time.monotonic()
+        if message is not None:
+            heard, pinged = now, False
+            if message["type"] == "message":
+                forget_all()
+            continue
+        if now - heard > 2 * PING_AFTER_SECONDS:
+            raise ConnectionError(f"no answer to a PING within {PING_AFTER_SECONDS:.0f} s")
+        if now - heard > PING_AFTER_SECONDS and not pinged:
+            await pubsub.ping()
+            pinged = True

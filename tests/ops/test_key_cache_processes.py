@@ -123,6 +123,9 @@ async def test_a_revocation_through_the_api_is_refused_at_once_by_every_process(
             await wait_for(lambda: _up(http, first), within=90, interval=0.2)
             await wait_for(lambda: _up(http, second), within=90, interval=0.2)
             keys = (await http.get(f"{first}/v1/keys", headers=admin)).json()
+            # Quiet for longer than the Redis client's 5 s socket timeout: the listeners must
+            # still be subscribed after it.
+            await asyncio.sleep(6)
             for n, raw in enumerate(raws):
                 for url in (first, second):  # both remember the key
                     for _ in range(3):
