@@ -43,6 +43,7 @@ from workers.retention import (
     PARTITIONS_MINUTE,
     PRUNE_MINUTE,
     PRUNE_TIMEOUT_SECONDS,
+    make_partitions_ahead,
     partitions_ahead,
     prune_ledger,
 )
@@ -64,6 +65,9 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         runtime = await Runtime.start(settings)
         await record_policy(runtime.sessionmaker, settings, process="worker")
+        # The ledger's partitions for this month and the next (PostgreSQL), before any
+        # release; then hourly (ledger_partitions_ahead).
+        await make_partitions_ahead(runtime)
         if metrics is not None:
             metrics.attach(runtime.sessionmaker)
         worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -160,7 +164,6 @@ def build_worker(
                 minute=PARTITIONS_MINUTE,
                 second=0,
                 keep_result=0,
-                run_at_startup=True,
                 max_tries=1,
                 timeout=120,
             ),

@@ -16,6 +16,7 @@ from typing import Any
 from app.auth.principal import SYSTEM
 from app.db.types import utcnow
 from app.delivery import partitions, retention
+from app.runtime import Runtime
 from workers.context import WorkerContext
 
 log = logging.getLogger("wavecast.worker")
@@ -28,12 +29,15 @@ PRUNE_TIMEOUT_SECONDS = 3000
 PARTITIONS_MINUTE = 7
 
 
-async def partitions_ahead(ctx: dict[str, Any]) -> dict[str, list[int]]:
-    wc = WorkerContext.of(ctx)
-    made = await partitions.ensure_ahead(wc.runtime.engine, utcnow())
+async def make_partitions_ahead(runtime: Runtime) -> list[int]:
+    made = await partitions.ensure_ahead(runtime.engine, utcnow())
     for month in made:
         log.info("ledger partition made", extra={"partition": partitions.table_name(month)})
-    return {"made": made}
+    return made
+
+
+async def partitions_ahead(ctx: dict[str, Any]) -> dict[str, list[int]]:
+    return {"made": await make_partitions_ahead(WorkerContext.of(ctx).runtime)}
 
 
 async def prune_ledger(ctx: dict[str, Any]) -> dict[str, int]:

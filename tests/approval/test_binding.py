@@ -110,6 +110,7 @@ NOT_BOUND: dict[str, str] = {
     "plan_bucket": "release progress (app.delivery.ledger)",
     "plan_device_id": "release progress (app.delivery.ledger)",
     "plan_swept_wave": "release progress (app.delivery.ledger)",
+    "ledger_month": "where its ledger rows are stored (app.delivery.partitions), set at creation",
 }
 OVERRIDE_REASON = "the quiz is called Test"
 BASE_CONTENT = {"title": "Test your knowledge", "body": "Take our five-question quiz."}

@@ -23,6 +23,7 @@ from app.delivery import partitions, retention
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.support import add_devices, campaign_body, create_and_start, deliveries, run_engine
+from workers.main import build_worker
 
 DAYS = 30
 
@@ -213,3 +214,19 @@ async def test_a_month_is_dropped_whole_once_every_campaign_of_it_is_pruned(
     fresh = await create_and_start(client, reader, campaign_body())
     await run_engine(db, fresh)
     assert {r.status for r in await deliveries(db, fresh)} == {"sent"}
+
+
+async def test_a_worker_makes_next_months_partition_when_it_starts(
+    db: Runtime, is_postgres: bool
+) -> None:
+    if not is_postgres:
+        pytest.skip("PostgreSQL partitions the ledger")
+    following = partitions.month_of(utcnow()) + 1
+    await partitions.drop(db.engine, following)
+    worker = build_worker(db.settings, burst=True, max_burst_jobs=2)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    async with db.engine.connect() as conn:
+        assert following in await partitions.existing(conn)
