@@ -16,8 +16,11 @@ round to round (so drift on a shared machine does not favour one of them):
   worker's tick releases it and its send jobs send it.
 
 Every rate is read off the fake's own records: requests from the first to the last one that
-reached it, (n - 1) / (last - first), for each side alike. The target (SPEC §5) is the
-campaign's rate >= 90 % of the bare library loop's: the median of the per-round ratios.
+reached it, (n - 1) / (last - first), for each side alike. The targets are medians of the
+per-round ratios: the campaign's rate >= 90 % of the bare library loop's (SPEC §5), 95 % for
+FCM, and for APNs >= 85 % of the bare loop on its own request path (the engine's cost; issue
+"Past one machine", section 5). The lowest and highest round of the engine's cost, and the
+load average when the rounds began and ended, say how far a median on a shared machine holds.
 
 Where the time goes, over the campaigns of every round: the share of the send jobs' wall time
 in each sender stage (claim, throttle, checks, provider, record; payload building is part of
@@ -60,6 +63,10 @@ from wavecast_tools.bench.report import Figure, at_least, median, reported
 from workers.coordination import PUMPS_PER_CAMPAIGN
 
 TARGET_RATIO = 0.90
+# Issue "Past one machine", section 5: the campaign beside the bare loop on its own request
+# path, i.e. what the engine itself costs (APNs), and FCM beside the bare send_each_async loop.
+ENGINE_TARGET = {"apns": 0.85}
+TARGET_BY_PROVIDER = {"fcm": 0.95, "apns": TARGET_RATIO}
 DEFAULT_DEVICES = 50_000
 UNTHROTTLED = 1_000_000
 FCM_BATCH = 500
@@ -90,15 +97,20 @@ class Side:
     job_seconds: float = 0.0
     payload_seconds: float = 0.0
 
+    # The 1-minute load average when the provider's rounds began and when they ended.
+    load: list[float] = field(default_factory=list)
+
     @property
     def ratio(self) -> float:
         # The median of the side-by-side ratios: drift between rounds cancels within each.
         return median(o.rate / b.rate for b, o in zip(self.bare, self.ours, strict=True))
 
     def ratio_to(self, variant: str) -> float:
-        return median(
-            o.rate / v.rate for v, o in zip(self.variants[variant], self.ours, strict=True)
-        )
+        return median(self.ratios_to(variant))
+
+    def ratios_to(self, variant: str) -> list[float]:
+        """Each round's ratio of the campaign to `variant`, in round order."""
+        return [o.rate / v.rate for v, o in zip(self.variants[variant], self.ours, strict=True)]
 
 
 class CpuMeter:
@@ -316,6 +328,7 @@ async def run_provider(settings: Settings, provider: str, count: int, repeat: in
                 {"bench": [os.getpid()], "worker": [p.pid for p in procs], "fake": [fake.pid]}
             )
             sides = _sides(provider, fake, tokens, work, runtime, side)
+            side.load.append(os.getloadavg()[0])
             # A first campaign and bare loop warm every connection and cache; not counted.
             for run in sides.values():
                 await run()
@@ -335,6 +348,7 @@ async def run_provider(settings: Settings, provider: str, count: int, repeat: in
                     # The faster of the two library loops is the baseline.
                     one, many = side.variants["1 call"][-1], side.variants["parallel"][-1]
                     side.bare.append(one if one.rate >= many.rate else many)
+            side.load.append(os.getloadavg()[0])
         # The warm-up campaign's jobs are in the log too: the stage shares cover them.
         read_stages(work / "worker-0.log", side)
         side.first_send = side.first_send[1:]
@@ -428,17 +442,35 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
             reported(
                 "delivery", f"{name} through wavecast", median(p.rate for p in side.ours), "msg/s"
             ),
-            at_least("delivery", f"{name} ratio (to the bare loop)", side.ratio, "x", TARGET_RATIO),
+            at_least(
+                "delivery",
+                f"{name} ratio (to the bare loop)",
+                side.ratio,
+                "x",
+                TARGET_BY_PROVIDER.get(name, TARGET_RATIO),
+            ),
         ]
         if "lean" in side.variants:
+            label = f"{name} ratio to the bare loop on the same request path (engine's cost)"
+            engine = side.ratio_to("lean")
+            target = ENGINE_TARGET.get(name)
             figures.append(
-                reported(
-                    "delivery",
-                    f"{name} ratio to the bare loop on the same request path (engine's cost)",
-                    side.ratio_to("lean"),
-                    "x",
-                )
+                reported("delivery", label, engine, "x")
+                if target is None
+                else at_least("delivery", label, engine, "x", target)
             )
+            # On a shared machine one round can land in someone else's burst: the spread says
+            # how far to trust the median.
+            rounds = side.ratios_to("lean")
+            figures += [
+                reported("delivery", f"{name} engine's cost, lowest round", min(rounds), "x"),
+                reported("delivery", f"{name} engine's cost, highest round", max(rounds), "x"),
+            ]
+        if len(side.load) == 2:
+            figures += [
+                reported("delivery", f"{name} load average (1 min) at start", side.load[0], ""),
+                reported("delivery", f"{name} load average (1 min) at end", side.load[1], ""),
+            ]
         figures.append(
             reported(
                 "delivery",
