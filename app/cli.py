@@ -285,8 +285,10 @@ def cmd_keys_list(args: argparse.Namespace) -> None:
 
 def cmd_keys_revoke(args: argparse.Namespace) -> None:
     from app.auth import service
+    from app.auth.key_cache import announce_change
     from app.auth.principal import cli_principal
     from app.errors import Problem
+    from app.runtime import connect_redis
 
     settings = _settings()
 
@@ -295,8 +297,21 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
             session, cli_principal(), uuid.UUID(args.key_id), reason=args.reason
         )
 
+    async def revoke_and_announce() -> ApiKey:
+        key = await _with_session(settings, revoke)
+        if settings.uses_embedded_redis:
+            # `wavecast run`'s one API process rechecks its keys within the revocation bound.
+            return key
+        # Committed: every API process forgets the keys it remembered (app.auth.key_cache).
+        redis = connect_redis(settings)
+        try:
+            await announce_change(redis)
+        finally:
+            await redis.aclose()
+        return key
+
     try:
-        key = asyncio.run(_with_session(settings, revoke))
+        key = asyncio.run(revoke_and_announce())
     except Problem as refused:
         sys.exit(f"wavecast keys revoke: {refused.detail}")
     print(f"revoked {key.id} (wck_{key.prefix}_…)")

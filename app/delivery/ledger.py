@@ -80,7 +80,7 @@ def in_campaign(campaign_id: uuid.UUID) -> ColumnElement[bool]:
 def by_ids(session: AsyncSession, ids: Sequence[int]) -> ColumnElement[bool]:
     """Rows by id. On PostgreSQL with their months (a row id names its partition): the
     statement reads those partitions only."""
-    found = _delivery.c.id.in_(ids)
+    found: ColumnElement[bool] = _delivery.c.id.in_(ids)
     if session.get_bind().dialect.name != "postgresql":
         return found
     return and_(_delivery.c.ledger_month.in_(partitions.months_of_refs(ids)), found)
