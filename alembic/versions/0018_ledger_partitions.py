@@ -11,15 +11,16 @@ campaigns that are sending:
 
 1. the columns are added with a constant default (a change to the catalog, no rewrite); the
    partitioned ledger's column has no default: a row inserted from then on names its month;
-2. on the old table, CONCURRENTLY (reads and writes go on): unique indexes on (id,
-   ledger_month) and (campaign_id, device_id, ledger_month), and the checks the partition
-   needs (`ledger_month = 0`, and a row id names its month) added NOT VALID, then validated
-   (SHARE UPDATE EXCLUSIVE: a scan that blocks no writer);
+2. on the old table, CONCURRENTLY (reads and writes go on): a unique index on (id,
+   ledger_month), the partitioned key's, and the checks the partition needs (`ledger_month =
+   0`, and a row id names its month) added NOT VALID, then validated (SHARE UPDATE EXCLUSIVE:
+   a scan that blocks no writer);
 3. one short transaction, which waits at most 2 s at a time for its lock and tries again
    (a long transaction on the ledger never queues every writer behind the migration): the old
-   table is renamed `delivery_legacy`, its key and unique constraint move onto the indexes of
-   step 2, the partitioned `delivery` is created empty, and the old table is attached for
-   month 0. The checks prove the partition's bound and the indexes match the parent's, so
+   table is renamed `delivery_legacy`, its key moves onto the index of step 2 (it keeps its
+   (campaign, device) unique constraint: each partition has its own, see
+   app.delivery.partitions), the partitioned `delivery` is created empty, and the old table
+   is attached for month 0. The checks prove the partition's bound and the indexes match the parent's, so
    the attach scans nothing and builds nothing. The engagement events lose their foreign key
    to the ledger (a key to a partitioned table must name the partition key).
 
@@ -28,8 +29,7 @@ refs already on phones still resolve. Campaigns created before keep month 0 and 
 the legacy partition; new campaigns get this month's partition, made by the first release
 or ahead by the worker.
 
-SQLite keeps one table: the columns, the unique constraint with ledger_month, and the events
-without the key.
+SQLite keeps one table: the columns, and the events without the key.
 
 Downgrade copies every partition back into one plain table, with the ledger stopped (it
 holds an ACCESS EXCLUSIVE lock for the copy).
@@ -137,21 +137,22 @@ def _swap() -> None:
         op.execute(f"ALTER TABLE delivery_legacy RENAME CONSTRAINT {old} TO {new}")
     for name in _INDEXES:
         op.execute(f"ALTER INDEX {name} RENAME TO {name.replace('ix_delivery', 'delivery_legacy')}")
+    # The partition keeps its (campaign, device) unique constraint, under its own name; its
+    # key moves onto the index of step 2.
+    op.execute(
+        "ALTER TABLE delivery_legacy RENAME CONSTRAINT uq_delivery_campaign_id_device_id "
+        "TO delivery_legacy_campaign_device"
+    )
     op.execute(
         "ALTER TABLE delivery_legacy "
-        "DROP CONSTRAINT uq_delivery_campaign_id_device_id, "
         "DROP CONSTRAINT pk_delivery, "
-        "ADD CONSTRAINT delivery_legacy_pkey PRIMARY KEY USING INDEX delivery_legacy_id_month, "
-        "ADD CONSTRAINT delivery_legacy_campaign_device_month "
-        "UNIQUE USING INDEX delivery_legacy_campaign_device_month"
+        "ADD CONSTRAINT delivery_legacy_pkey PRIMARY KEY USING INDEX delivery_legacy_id_month"
     )
     op.execute(
         f"""
         CREATE TABLE delivery ({_COLUMNS},
             ledger_month integer NOT NULL,
             CONSTRAINT pk_delivery PRIMARY KEY (id, ledger_month),
-            CONSTRAINT uq_delivery_campaign_id_device_id_ledger_month
-                UNIQUE (campaign_id, device_id, ledger_month),
             CONSTRAINT ck_delivery_id_month CHECK ({_ID_NAMES_MONTH}),
             {_FOREIGN_KEYS}
         ) PARTITION BY LIST (ledger_month)
@@ -173,13 +174,11 @@ def _upgrade_postgresql() -> None:
         "ALTER TABLE delivery ADD COLUMN IF NOT EXISTS ledger_month integer NOT NULL DEFAULT 0"
     )
     with op.get_context().autocommit_block():
-        for name, columns in (
-            ("delivery_legacy_id_month", "(id, ledger_month)"),
-            ("delivery_legacy_campaign_device_month", "(campaign_id, device_id, ledger_month)"),
-        ):
-            # A build interrupted earlier leaves an invalid index of this name behind.
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-            op.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON delivery {columns}")
+        # A build interrupted earlier leaves an invalid index of this name behind.
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS delivery_legacy_id_month")
+        op.execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY delivery_legacy_id_month ON delivery (id, ledger_month)"
+        )
         _check("ck_delivery_id_month", _ID_NAMES_MONTH)
         _check("ck_delivery_legacy_month", "ledger_month = 0")
     bind = op.get_bind()
@@ -214,11 +213,6 @@ def _upgrade_sqlite() -> None:
     with op.batch_alter_table("delivery") as batch:
         batch.add_column(
             sa.Column("ledger_month", sa.Integer(), nullable=False, server_default=sa.text("0"))
-        )
-        batch.drop_constraint("uq_delivery_campaign_id_device_id", type_="unique")
-        batch.create_unique_constraint(
-            "uq_delivery_campaign_id_device_id_ledger_month",
-            ["campaign_id", "device_id", "ledger_month"],
         )
     with op.batch_alter_table("delivery") as batch:
         # Existing rows have their 0; a row inserted from now on must name its month.
@@ -271,10 +265,6 @@ def _downgrade_sqlite() -> None:
             ondelete="CASCADE",
         )
     with op.batch_alter_table("delivery") as batch:
-        batch.drop_constraint("uq_delivery_campaign_id_device_id_ledger_month", type_="unique")
-        batch.create_unique_constraint(
-            "uq_delivery_campaign_id_device_id", ["campaign_id", "device_id"]
-        )
         batch.drop_column("ledger_month")
     op.execute(_SQLITE_CLAIMABLE_DUE)
     with op.batch_alter_table("campaign") as batch:

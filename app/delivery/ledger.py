@@ -530,7 +530,9 @@ _ADD_MEMBERS = text(
     FROM unnest(CAST(:ids AS uuid[]), CAST(:dues AS timestamptz[]))
          WITH ORDINALITY AS ids(id, due, position)
     ORDER BY ids.position
-    ON CONFLICT (campaign_id, device_id, ledger_month) DO NOTHING
+    -- (campaign, device) is unique in each partition (app.delivery.partitions); the
+    -- partitioned table has no constraint to name.
+    ON CONFLICT DO NOTHING
     """
 ).bindparams(
     bindparam("campaign", type_=Uuid),

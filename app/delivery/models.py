@@ -72,9 +72,9 @@ class Delivery(SQLModel, table=True):
 
     __tablename__ = "delivery"
     __table_args__ = (
-        # With the partition key (PostgreSQL partitions the ledger by ledger_month; see
-        # app.delivery.partitions): a campaign has one month, so this is (campaign, device).
-        UniqueConstraint("campaign_id", "device_id", "ledger_month"),
+        # On PostgreSQL each partition of the ledger holds this constraint, not the
+        # partitioned table (app.delivery.partitions): a campaign's rows are all in one.
+        UniqueConstraint("campaign_id", "device_id"),
         # Claims read one status of a campaign in id order (app.delivery.ledger.claim).
         Index("ix_delivery_campaign_status_id", "campaign_id", "status", "id"),
         Index("ix_delivery_campaign_wave_status", "campaign_id", "wave", "status"),

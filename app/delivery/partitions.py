@@ -2,9 +2,9 @@
 
 `delivery` is partitioned by LIST on `ledger_month`, the month its campaign was created in
 (`month_of`: months since 2000, January 2000 = 1). A campaign keeps its month for life, so
-all of a campaign's rows live in one partition and `UNIQUE (campaign_id, device_id,
-ledger_month)` is the at-most-once guarantee it always was. Month 0 is the ledger as it was
-before partitioning (migration 0018 attached the old table as that partition).
+all of a campaign's rows live in one partition, and each partition's own `UNIQUE
+(campaign_id, device_id)` is the at-most-once guarantee it always was. Month 0 is the ledger
+as it was before partitioning (migration 0018 attached the old table as that partition).
 
 A row's id names its month: `id >> MONTH_SHIFT == ledger_month` (a check constraint holds
 it, a trigger sets it on insert), except in month 0, which holds the ledger from before
@@ -117,11 +117,24 @@ async def _ensure(conn: AsyncConnection | AsyncSession, month: int) -> bool:
         return False
     name = table_name(month)
     # LIKE copies the columns, their defaults and the check constraints; ATTACH adds the
-    # parent's indexes, keys and trigger (the table is empty: nothing to scan).
+    # parent's indexes, key and trigger (the table is empty: nothing to scan).
     await conn.execute(
         text(
             f"CREATE TABLE IF NOT EXISTS {name} "
             "(LIKE delivery INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )
+    )
+    # At most once: (campaign, device) is unique in each partition, and a campaign's rows are
+    # all in its month's. A partition's own two-column unique index, as the ledger had before
+    # partitioning: the release's probe ("is this device in the ledger yet?") matches all of
+    # its columns, so the planner takes it even when the statistics still think the campaign
+    # has no rows (a unique index on the partition key too would tie with any index on
+    # campaign_id, and the planner took the smaller: a walk over the campaign's rows per
+    # device).
+    await conn.execute(
+        text(
+            f"ALTER TABLE {name} ADD CONSTRAINT {name}_campaign_device "
+            "UNIQUE (campaign_id, device_id)"
         )
     )
     await conn.execute(
@@ -136,8 +149,6 @@ def index_name(table: str, parent_index: str) -> str:
     legacy partition's: ix_delivery_claimable_due -> <table>_claimable_due."""
     if parent_index == "pk_delivery":
         return f"{table}_pkey"
-    if parent_index.startswith("uq_delivery_"):
-        return f"{table}_campaign_device_month"
     return f"{table}_{parent_index.removeprefix('ix_delivery_')}"
 
 

@@ -105,6 +105,7 @@ async def test_partitions_are_made_ahead_once(db: Runtime, is_postgres: bool) ->
         assert present[month] == f"delivery_m{month}" and month + 1 in present
         assert f"delivery_m{month}_claimable_due" in names
         assert f"delivery_m{month}_pkey" in names
+        assert f"delivery_m{month}_campaign_device" in names
     finally:
         await partitions.drop(db.engine, month)
         await partitions.drop(db.engine, month + 1)

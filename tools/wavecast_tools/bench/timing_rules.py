@@ -371,7 +371,7 @@ _COMPLETE = """
     JOIN unnest(CAST(:zones AS text[]), CAST(:dues AS timestamptz[])) AS z(zone, due)
       ON z.zone = d.timezone
     JOIN campaign c ON c.id = CAST(:campaign AS uuid)
-    ON CONFLICT (campaign_id, device_id, ledger_month) DO NOTHING
+    ON CONFLICT DO NOTHING
 """
 
 
