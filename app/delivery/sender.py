@@ -19,8 +19,7 @@ was given for. Then one iteration per batch, and why it is in this order:
 4. ask the database whether the campaign may send — the last word, under the permit;
 5. wait until the tokens are due, send under the permit's fence (each request looks at it
    right before it starts, so a stop closes a batch that a slow provider is still working
-   through), release the permit, record every outcome under the lease — while the next
-   batch is claimed and sent, when this one went as planned (`_Recording`).
+   through), release the permit, record every outcome under the lease.
 If any step says stop, the claimed rows are given back untouched (not an attempt).
 
 Once rows are claimed, the rest of their batch runs to its record even when the job is
@@ -137,44 +136,6 @@ class _Pace:
     immediate: bool = False
 
 
-@dataclass
-class _Recording:
-    """A send loop's last batch, recorded while the loop claims and sends its next one.
-
-    Its rows are leased to this loop, so no claim can take them meanwhile; at most one
-    batch is being recorded at a time, and the loop ends only once it is recorded
-    (`settle`), whatever happens to the loop's task. Only a batch that went as planned is
-    recorded this way: one that gave rows back, or must stop the loop, is recorded before
-    the loop goes on, so its rows are claimable again by the very next claim."""
-
-    task: asyncio.Future[None] | None = None
-
-    def start(
-        self, deps: SenderDeps, lease: uuid.UUID, outcomes: list[Outcome], report: PumpReport
-    ) -> None:
-        if self.task is not None:
-            raise RuntimeError("the last batch is still being recorded")
-        self.task = asyncio.ensure_future(_record(deps, lease, outcomes, report))
-
-    async def settle(self) -> None:
-        """Wait until the batch being recorded is; raises its error. A cancellation waits
-        for the record too, then goes on."""
-        task, self.task = self.task, None
-        if task is None:
-            return
-        cancelled = False
-        while not task.done():
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if task.done() and not task.cancelled():
-                    break
-                cancelled = True
-        if cancelled:
-            raise asyncio.CancelledError
-        task.result()
-
-
 # The stages of one batch, in order: read the rate and claim rows; wait on the campaign's and
 # the provider's throttles; gate permit and the database's last word; the provider call
 # (payload building included); recording outcomes.
@@ -223,21 +184,18 @@ async def pump(
     timing = send_timing(deps.settings, campaign, content.ttl_seconds, wave_rows)
     deadline = time.monotonic() + budget_seconds
     pace = _Pace(caps=_tightest_cap(deps.settings, PROVIDERS_CAPPED))
-    recording = _Recording()
     try:
         while time.monotonic() < deadline:
             if deps.stopping.is_set():
                 report.stopped_because = WORKER_STOPPING
                 break
-            if not await _one_batch(deps, campaign, kind, content, timing, report, pace, recording):
+            if not await _one_batch(deps, campaign, kind, content, timing, report, pace):
                 report.stopped_because = report.stopped_because or "drained"
                 break
         else:
             report.stopped_because = OUT_OF_BUDGET
     except _Stop as stop:
         report.stopped_because = stop.why
-    finally:
-        await recording.settle()
     return report
 
 
@@ -353,7 +311,6 @@ async def _one_batch(
     timing: SendTiming,
     report: PumpReport,
     pace: _Pace,
-    recording: _Recording,
 ) -> bool:
     """One claim → admit → send → record round; False when there is nothing left."""
     settings = deps.settings
@@ -401,7 +358,6 @@ async def _one_batch(
             now,
             report,
             pace=pace,
-            recording=recording,
         )
     )
     try:
@@ -428,11 +384,9 @@ async def _send_and_record(
     report: PumpReport,
     *,
     pace: _Pace | None = None,
-    recording: _Recording | None = None,
 ) -> str | None:
     """Send what may be sent of a claimed batch and record every row's outcome under its
-    lease; returns why the send loop must stop, or None. With `recording`, a batch that
-    went as planned is recorded while the loop goes on (`_Recording`)."""
+    lease; returns why the send loop must stop, or None."""
     to_send, decided = pre_send_outcomes(
         kind, rows, claimed_at, test_devices_only=deps.settings.test_devices_only, timing=timing
     )
@@ -458,11 +412,6 @@ async def _send_and_record(
         stop = exc.why
     if taken:
         await _return_cap_slots(deps, campaign, rows, outcomes, taken)
-    if recording is not None:
-        await recording.settle()
-        if stop is None and not any(o.give_back for o in outcomes):
-            recording.start(deps, lease, outcomes, report)
-            return None
     await _record(deps, lease, outcomes, report)
     return stop
 
