@@ -1,0 +1,81 @@
+"""A release's read of the send order asks, device by device, whether the ledger already
+holds it. On PostgreSQL that probe must be one look into the campaign's partition's
+(campaign, device) unique index: with statistics taken before the campaign's rows, the
+planner believed the campaign had none and walked all of its rows for every device read (a
+1,000,000-device release stalled on its second wave). The release takes the partition's
+statistics again when they are stale (app.delivery.partitions.analyze_if_stale)."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+
+from app.auth.models import Scope
+from app.control.plane import Control
+from app.db.session import unit_of_work
+from app.delivery import ledger, partitions
+from app.delivery.models import Delivery
+from app.devices.models import Device, DeviceStatus
+from app.rollout import engine
+from app.runtime import Runtime
+from tests.conftest import KeyMaker, bearer
+from tests.support import add_devices, campaign_body, create_and_start, deliveries, wait_for
+
+DEVICES = 3000
+_device = Device.__table__  # type: ignore[attr-defined]
+_delivery = Delivery.__table__  # type: ignore[attr-defined]
+
+
+async def _released(client: httpx.AsyncClient, headers: dict[str, str], db: Runtime) -> object:
+    body = campaign_body(rollout={"waves": [{"percent": 100}]})
+    campaign_id = await create_and_start(client, headers, body)
+    control = Control(db.redis)
+    try:
+        while len(await deliveries(db, campaign_id)) < DEVICES:
+            await engine.tick(db.sessionmaker, control, db.settings)
+    finally:
+        await control.watch.aclose()
+    return campaign_id
+
+
+async def test_the_release_probe_reads_the_partitions_unique_index_under_old_statistics(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, is_postgres: bool
+) -> None:
+    if not is_postgres:
+        return  # the plan is PostgreSQL's; SQLite's one table has the same unique index
+    await add_devices(db, DEVICES)
+    headers = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+    await _released(client, headers, db)
+    # Statistics taken now know only the first campaign; the second one's rows come after.
+    async with db.engine.connect() as conn:
+        await conn.execute(text("ANALYZE delivery"))
+        await conn.commit()
+    second = await _released(client, headers, db)
+    month = partitions.month_of_ref(min(r.id or 0 for r in await deliveries(db, second)))
+
+    # The release's read takes the statistics again first (once the server has counted the
+    # second campaign's rows as changes: within seconds).
+    async def analyzed() -> bool:
+        async with unit_of_work(db.sessionmaker) as session:
+            return await partitions.analyze_if_stale(session, month)
+
+    assert await wait_for(analyzed, within=30, interval=0.5)
+    query = ledger.range_query(
+        second,  # type: ignore[arg-type]
+        month,
+        _device.c.bucket >= 0,
+        _device.c.status == DeviceStatus.active.value,
+        5000,
+    )
+    sql = query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    async with db.engine.connect() as conn:
+        plan = "\n".join(
+            r[0] for r in await conn.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {sql}"))
+        )
+    assert f"{partitions.table_name(month)}_campaign_device" in plan, plan
+    # One probe per device read: a few buffers each, never the campaign's rows.
+    probes = [line for line in plan.splitlines() if "_campaign_device on" in line]
+    assert probes and all("loops=" in line for line in probes), plan
