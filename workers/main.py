@@ -37,7 +37,7 @@ from workers.coordination import (
 )
 from workers.jobs import SEND_MAX_TRIES, pump_timeout, send_campaign, tick
 from workers.metrics import MetricsServer, start_metrics_server
-from workers.outbox import close_outbox, send_outbox
+from workers.outbox import close_outbox, open_outbox, send_outbox
 from workers.providers import build_providers
 from workers.retention import (
     PARTITIONS_MINUTE,
@@ -91,6 +91,7 @@ def build_worker(
                 worker_id=worker_id,
             ),
         )
+        open_outbox(ctx)
         await runtime.redis.set(heartbeat_key(worker_id), "alive", ex=HEARTBEAT_TTL)
         ctx["wavecast_heartbeat"] = asyncio.create_task(beat(runtime.redis, worker_id))
         log.info("worker started", extra={"worker": worker_id, "provider": settings.provider.value})

@@ -2,7 +2,9 @@
 that are due (`app.notify.dispatch`).
 
 A thin wrapper: its clients (the Slack Web API client, an HTTP client for webhooks) are
-built on its first run in a worker and kept in the job context. It runs beside the tick and
+built once, when the worker starts (`open_outbox`), and closed when it stops. arq hands each
+job a copy of the worker's context, so a client a job put there would be built again on
+every run, once a second, and never closed. It runs beside the tick and
 the send jobs, never inside them, so a slow or absent Slack holds up no send and no stop.
 Safe to run twice at once, on one worker or several: messages are claimed before they are
 sent (`app.notify.repository`)."""
@@ -22,12 +24,14 @@ log = logging.getLogger("wavecast.worker")
 _KEY = "wavecast_outbox"
 
 
+def open_outbox(ctx: dict[str, Any]) -> None:
+    """Build the outbox's clients into the worker's own context (its start-up's)."""
+    runtime = WorkerContext.of(ctx).runtime
+    ctx[_KEY] = OutboxDeps.build(runtime.settings, runtime.sessionmaker)
+
+
 def _deps(ctx: dict[str, Any]) -> OutboxDeps:
-    deps: OutboxDeps | None = ctx.get(_KEY)
-    if deps is None:
-        runtime = WorkerContext.of(ctx).runtime
-        deps = OutboxDeps.build(runtime.settings, runtime.sessionmaker)
-        ctx[_KEY] = deps
+    deps: OutboxDeps = ctx[_KEY]
     return deps
 
 
