@@ -408,7 +408,7 @@ async def _read_range(
     limit: int,
 ) -> list[Candidate]:
     month = await ledger_month(session, campaign_id)
-    await partitions.analyze_if_stale(session, month)
+    await partitions.analyze_if_stale(session, month, campaign_id)
     rows = await session.execute(range_query(campaign_id, month, part, audience, limit))
     return [Candidate(device_id, int(bucket)) for device_id, bucket in rows.all()]
 

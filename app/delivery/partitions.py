@@ -28,7 +28,9 @@ SQLite keeps one table; rows carry `ledger_month` all the same, and ids are not 
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -173,45 +175,56 @@ async def _name_indexes(conn: AsyncConnection | AsyncSession, table: str) -> Non
             await conn.execute(text(f'ALTER INDEX "{child}" RENAME TO "{wanted}"'))
 
 
-# A partition's statistics are taken again before a release reads the ledger when this many
-# rows changed since they were taken: at least STALE_ROWS, and STALE_SHARE of its rows.
-STALE_ROWS = 1000
-STALE_SHARE = 0.2
+# The release takes a partition's statistics again when they do not know the campaign: the
+# planner expects fewer than a tenth of the rows it has, and it has at least this many.
+KNOWN_ROWS = 1000
 
 
-async def analyze_if_stale(session: AsyncSession, month: int) -> bool:
-    """Take the month's partition's statistics again when many rows changed since they were
-    taken (PostgreSQL; nothing on SQLite). True when it did.
+async def analyze_if_stale(session: AsyncSession, month: int, campaign_id: uuid.UUID) -> bool:
+    """Take the month's partition's statistics again when they predate the campaign's rows
+    (PostgreSQL; nothing on SQLite). True when it did.
 
     A wave's release asks, device by device, whether the ledger already holds it. With
-    statistics from before the last wave, the planner believes the campaign has no rows and
-    answers each probe by walking the campaign's rows through an index on campaign_id alone:
-    one walk per device read, seconds per 5,000-device chunk at 100,000 rows (seen at
-    1,000,000 devices: a second wave stalled for minutes). Autovacuum would analyze the
-    partition in time, but not within the seconds between two waves. ANALYZE samples at most
-    30,000 rows, a fraction of a second, and takes no lock a claim or an outcome waits for."""
+    statistics taken before the campaign had rows, the planner believes it has none and may
+    answer each probe through an index on campaign_id alone, walking all of the campaign's
+    rows for every device read: seconds per 5,000-device chunk at 100,000 rows (seen at
+    1,000,000 devices: a second wave stalled for minutes). A partition holds many campaigns,
+    so how much of it changed says nothing of one campaign: the check compares the planner's
+    estimate of the campaign's rows with a count of them that stops at KNOWN_ROWS (both a
+    fraction of a millisecond). Once the statistics know the campaign they keep knowing it;
+    ANALYZE samples at most 30,000 rows, a fraction of a second, and takes no lock a claim or
+    an outcome waits for."""
     if session.get_bind().dialect.name != "postgresql":
         return False
     name = table_name(month)
-    found = (
-        await session.execute(
-            text(
-                """
-                SELECT c.reltuples, coalesce(s.n_mod_since_analyze, 0) FROM pg_class c
-                LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-                WHERE c.oid = to_regclass(:name)
-                """
-            ),
-            {"name": name},
-        )
-    ).first()
-    if found is None:
+    if month not in await existing(session):
         return False
-    tuples, changed = max(float(found[0]), 0.0), int(found[1])
-    if changed < max(STALE_ROWS, STALE_SHARE * tuples):
+    planned = await session.execute(
+        text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {name} WHERE campaign_id = :campaign"),
+        {"campaign": campaign_id},
+    )
+    expected = float(_plan_rows(planned.scalar_one()))
+    if expected >= KNOWN_ROWS:
+        return False
+    found = await session.execute(
+        text(
+            f"SELECT count(*) FROM (SELECT 1 FROM {name} WHERE campaign_id = :campaign "
+            "LIMIT :known) AS first_rows"
+        ),
+        {"campaign": campaign_id, "known": KNOWN_ROWS},
+    )
+    have = int(found.scalar_one())
+    if have < KNOWN_ROWS or expected * 10 >= have:
         return False
     await session.execute(text(f"ANALYZE {name}"))
     return True
+
+
+def _plan_rows(plan: object) -> float:
+    """The top node's row estimate from EXPLAIN (FORMAT JSON)."""
+    document = json.loads(plan) if isinstance(plan, str) else plan
+    rows: float = document[0]["Plan"]["Plan Rows"]  # type: ignore[index]
+    return rows
 
 
 async def ensure_ahead(engine: AsyncEngine, now: datetime) -> list[int]:
