@@ -92,19 +92,21 @@ async def test_a_batch_split_over_lanes_keeps_the_answers_it_has_at_its_deadline
     batch's deadline the calls that answered keep their answers (those devices are not sent
     again), and only the unanswered ones come back as timeouts."""
     fcm, _ = fake
-    fcm.rulebook.add(FaultRule(token_prefix="late-", latency=3.0))
+    # Room for firebase-admin's own CPU: building and parsing a call of MAX_CALL messages
+    # takes most of a second on a busy two-core machine.
+    fcm.rulebook.add(FaultRule(token_prefix="late-", latency=6.0))
     fcm.rulebook.add(FaultRule(token_prefix="quick-", latency=0.3))
     quick = fcm_module.MAX_CALL
     messages = [Message(i, None, f"quick-{i}", "android", None, None) for i in range(quick)]  # type: ignore[arg-type]
     messages += [Message(quick + i, None, f"late-{i}", "android", None, None) for i in range(20)]  # type: ignore[arg-type]
     started = asyncio.get_running_loop().time()
-    results = await provider.send(Batch("c", CONTENT, messages, deadline=time.monotonic() + 1.5))
+    results = await provider.send(Batch("c", CONTENT, messages, deadline=time.monotonic() + 3.0))
     took = asyncio.get_running_loop().time() - started
     kinds = {r.delivery_id: (r.kind, r.error_code) for r in results}
     assert len(results) == len(messages)
     assert all(kinds[i] == (ResultKind.sent, None) for i in range(quick))
     assert all(kinds[quick + i] == (ResultKind.retry, "timeout") for i in range(20))
-    assert took < 2.5, "the batch returned at its deadline, not when the late call answered"
+    assert took < 5.0, "the batch returned at its deadline, not when the late call answered"
     # One call answers all its messages at once: quick answers beside timeouts show the
     # batch went out as separate calls. The timed-out call's lane is retired.
     assert provider.lanes == 1
