@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.ops.ratelimit import LEASE_SECONDS, Limiter
-from app.ops.ratelimit_math import gcra, take
+from app.ops.ratelimit_math import SLACK, gcra, take
 from app.runtime import Runtime
 
 
@@ -26,12 +26,20 @@ def test_taking_n_is_n_single_requests_at_once(
     now = 1000.0
     tat = now + tat_ahead
     granted, new_tat, retry_after = take(tat, now, interval, burst, wanted)
-    single, allowed = tat, 0
+    single, allowed, refused = tat, 0, None
     for _ in range(wanted):
         decision = gcra(single, now, interval, burst)
         if not decision.allowed:
+            refused = decision
             break
         single, allowed = decision.tat, allowed + 1
+    if granted != allowed:
+        # Float rounding at the boundary: the single steps add the interval one at a time,
+        # the lease multiplies. They may differ by the one request whose turn comes within
+        # the slack of `now` (a microsecond), never by more.
+        assert granted == allowed + 1
+        assert refused is not None and refused.retry_after <= 2 * SLACK
+        return
     assert granted == allowed
     assert abs(new_tat - single) <= 1e-6 * max(1.0, abs(single))
     if granted == 0:

@@ -77,7 +77,9 @@ def retry_after_windows(requests: Sequence[Request]) -> list[tuple[float, float]
     )
     merged: list[tuple[float, float]] = []
     for low, high in raw:
-        if merged and low <= merged[-1][1]:
+        # Open intervals: two that only touch stay apart, so the instant between them is in
+        # neither (a request sent as one window closes and the next opens was allowed).
+        if merged and low < merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], high))
         else:
             merged.append((low, high))
