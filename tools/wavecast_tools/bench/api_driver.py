@@ -6,6 +6,14 @@ is answered, for a warm-up, then for `--seconds` while every answer's latency is
 one JSON object: requests and errors in the measured period, its length, and the latencies'
 p50/p99 (ms). A separate process, so the driver's own CPU is not the API's.
 
+With `--rate R` the load is paced instead: request k is due at R per second from the start
+(`start + k / R`), and the next free connection sends it at that instant, or at once when it
+is late. Its latency runs from when it was due, not from when it left: a server that falls
+behind makes the requests queued behind it late, and the late ones count (no coordinated
+omission). This is the latency a service answering R requests a second gives its callers;
+unpaced, every connection is always waiting on the server, and the latency is the server's
+queue of `N` requests at its saturation.
+
 The client is a few lines over asyncio streams (uvloop when installed), not httpx: at a
 thousand requests a second and more, httpx spends more CPU per request than the API under
 test, and on a two-core machine that CPU comes out of the API's core. Answers are read by
@@ -83,8 +91,26 @@ def requests_for(target: str, campaign: str, host: str, key: str) -> Callable[[i
     return lambda _n: fixed
 
 
+def due_times(started: float, rate: float | None) -> Callable[[], float | None]:
+    """When the next request is due: None unpaced (send at once), else one every 1/rate
+    seconds from `started`, in the order connections ask."""
+    if rate is None:
+        return lambda: None
+    if rate <= 0:
+        raise ValueError(f"--rate must be positive, not {rate}")
+    slots = itertools.count()
+    return lambda: started + next(slots) / rate
+
+
 async def drive(
-    url: str, key: str, target: str, campaign: str, concurrency: int, warmup: float, seconds: float
+    url: str,
+    key: str,
+    target: str,
+    campaign: str,
+    concurrency: int,
+    warmup: float,
+    seconds: float,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -95,13 +121,17 @@ async def drive(
     started = time.perf_counter()
     measure_from = started + warmup
     measure_until = measure_from + seconds
+    next_due = due_times(started, rate)
 
     async def one() -> None:
         reader, writer = await asyncio.open_connection(host, port)
         try:
             while True:
                 request = make(next(numbers))
-                sent = time.perf_counter()
+                due = next_due()
+                if due is not None and due > time.perf_counter():
+                    await asyncio.sleep(due - time.perf_counter())
+                sent = time.perf_counter() if due is None else due
                 if sent >= measure_until:
                     return
                 try:
@@ -126,6 +156,7 @@ async def drive(
         "errors": errors,
         "statuses": {str(status): count for status, count in statuses.items()},
         "seconds": seconds,
+        "paced_rate": rate,
         "p50_ms": percentile(latencies, 50) * 1000 if latencies else None,
         "p99_ms": percentile(latencies, 99) * 1000 if latencies else None,
     }
@@ -140,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=None, help="pace: requests/s offered")
     args = parser.parse_args(argv)
     key = sys.stdin.readline().strip() if args.key == "-" else args.key
     import uvloop
@@ -153,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.concurrency,
             args.warmup,
             args.seconds,
+            args.rate,
         )
     )
     print(json.dumps(result))
