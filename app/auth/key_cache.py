@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -55,6 +54,7 @@ from sqlalchemy.orm import Session
 from app.auth import keys
 from app.auth.models import ApiKey
 from app.auth.principal import Principal
+from app.redis_subscription import follow
 
 log = logging.getLogger("wavecast.auth")
 
@@ -210,42 +210,26 @@ async def listen_for_changes(redis: Redis) -> None:
     Messages are read a second at a time, below the client's socket timeout (a blocking read
     would time out every few seconds on a quiet channel), and a PING after a quiet
     PING_AFTER_SECONDS finds a connection that died without a word."""
-    down = False
-    while True:
-        try:
-            async with redis.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL)
-                confirmed = await pubsub.get_message(timeout=CONFIRM_SECONDS)
-                if confirmed is None or confirmed["type"] != "subscribe":
-                    raise ConnectionError("the subscription was not confirmed")
-                forget_all()
-                if down:
-                    log.info("API key announcements: listening again")
-                    down = False
-                await _listen(pubsub)
-        except (RedisError, OSError) as exc:
-            if not down:
-                log.warning(
-                    "API key announcements: not subscribed, retrying (revocations made "
-                    "elsewhere reach this process within the key revocation bound)",
-                    extra={"error": f"{type(exc).__name__}: {exc}"},
-                )
-                down = True
-        await asyncio.sleep(LISTEN_RETRY_SECONDS)
+    await follow(
+        redis.pubsub,
+        CHANNEL,
+        on_subscribed=_forget_all_now,
+        on_message=lambda _data: forget_all(),
+        log=log,
+        down_message=(
+            "API key announcements: not subscribed, retrying (revocations made "
+            "elsewhere reach this process within the key revocation bound)"
+        ),
+        up_message="API key announcements: listening again",
+        errors=(RedisError, OSError),
+        retry_first_seconds=LISTEN_RETRY_SECONDS,
+        retry_max_seconds=LISTEN_RETRY_SECONDS,
+        confirm_seconds=CONFIRM_SECONDS,
+        listen_seconds=LISTEN_SECONDS,
+        ping_after_seconds=PING_AFTER_SECONDS,
+    )
 
 
-async def _listen(pubsub: PubSub) -> None:
-    heard, pinged = time.monotonic(), False
-    while True:
-        message = await pubsub.get_message(timeout=LISTEN_SECONDS)
-        now = time.monotonic()
-        if message is not None:
-            heard, pinged = now, False
-            if message["type"] == "message":
-                forget_all()
-            continue
-        if now - heard > 2 * PING_AFTER_SECONDS:
-            raise ConnectionError(f"no answer to a PING within {PING_AFTER_SECONDS:.0f} s")
-        if now - heard > PING_AFTER_SECONDS and not pinged:
-            await pubsub.ping()
-            pinged = True
+async def _forget_all_now() -> None:
+    # On every (re)subscription: whatever was announced while not listening is not missed.
+    forget_all()

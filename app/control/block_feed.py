@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import math
-import time
 from collections.abc import Mapping
 
 from redis.asyncio import ConnectionPool, Redis
@@ -29,6 +28,7 @@ from redis.asyncio.client import PubSub
 
 from app.control.throttle import Throttle
 from app.delivery.providers.local_block import LocalBlock
+from app.redis_subscription import follow
 
 log = logging.getLogger("wavecast.block_feed")
 
@@ -73,57 +73,31 @@ class BlockFeed:
         await self._pool.disconnect()
 
     async def _run(self) -> None:
-        delay = RECONNECT_FIRST_SECONDS
-        down = False
-        while True:
-            try:
-                async with PubSub(self._pool) as pubsub:
-                    await pubsub.subscribe(self._throttle.blocks_channel)
-                    # Redis is read once the subscription is in force, so no block written
-                    # meanwhile falls between the two.
-                    confirmed = await pubsub.get_message(timeout=CONFIRM_SECONDS)
-                    if confirmed is None or confirmed["type"] != "subscribe":
-                        raise ConnectionError("the subscription was not confirmed")
-                    await self._catch_up()
-                    if down:
-                        log.info("block feed listening again")
-                        down = False
-                    delay = RECONNECT_FIRST_SECONDS
-                    await self._listen(pubsub)
-            except Exception as exc:
-                # Redis restarted, the connection was killed or went quiet, or Redis is
-                # unreachable: the checks that read Redis itself still hold every request.
-                if not down:
-                    log.warning(
-                        "block feed not subscribed; retrying with backoff (blocks are still "
-                        "read from Redis before every batch and every call)",
-                        extra={"error": f"{type(exc).__name__}: {exc}"},
-                    )
-                    down = True
-            await asyncio.sleep(delay)
-            delay = min(RECONNECT_MAX_SECONDS, delay * 2)
+        # Any failure, not only Redis's: the checks that read Redis itself still hold every
+        # request, so nothing here may stop the feed for good.
+        await follow(
+            lambda: PubSub(self._pool),
+            self._throttle.blocks_channel,
+            on_subscribed=self._catch_up,
+            on_message=self._apply,
+            log=log,
+            down_message=(
+                "block feed not subscribed; retrying with backoff (blocks are still "
+                "read from Redis before every batch and every call)"
+            ),
+            up_message="block feed listening again",
+            errors=(Exception,),
+            retry_first_seconds=RECONNECT_FIRST_SECONDS,
+            retry_max_seconds=RECONNECT_MAX_SECONDS,
+            confirm_seconds=CONFIRM_SECONDS,
+            listen_seconds=LISTEN_SECONDS,
+            ping_after_seconds=PING_AFTER_SECONDS,
+        )
 
     async def _catch_up(self) -> None:
         """The blocks in force now: those published while the feed was not subscribed."""
         for scope, block in self._blocks.items():
             block.learn(await self._throttle.blocked_for(scope))
-
-    async def _listen(self, pubsub: PubSub) -> None:
-        heard = time.monotonic()
-        pinged = False
-        while True:
-            message = await pubsub.get_message(timeout=LISTEN_SECONDS)
-            now = time.monotonic()
-            if message is not None:
-                heard, pinged = now, False
-                if message["type"] == "message":
-                    self._apply(message["data"])
-                continue
-            if now - heard > 2 * PING_AFTER_SECONDS:
-                raise ConnectionError(f"no answer to a PING within {PING_AFTER_SECONDS:.0f}s")
-            if now - heard > PING_AFTER_SECONDS and not pinged:
-                await pubsub.ping()
-                pinged = True
 
     def _apply(self, data: bytes | str) -> None:
         try:
