@@ -299,11 +299,17 @@ async def ahead_members(
     position: PlanPosition | None,
 ) -> list[Candidate]:
     """`plan_members` past the position only (PostgreSQL)."""
+    # Read once per chunk, not per range: nothing is added to the ledger between the two.
+    month = await ledger_month(session, campaign_id)
+    await partitions.analyze_if_stale(session, month, campaign_id)
     found: list[Candidate] = []
     for part in _ahead(rotation, position):
         if len(found) >= limit:
             break
-        found += await _read_range(session, campaign_id, part, audience, limit - len(found))
+        rows = await session.execute(
+            range_query(campaign_id, month, part, audience, limit - len(found))
+        )
+        found += [Candidate(device_id, int(bucket)) for device_id, bucket in rows.all()]
     return found
 
 
@@ -398,19 +404,6 @@ def _behind(rotation: int, position: PlanPosition) -> list[ColumnElement[bool]]:
     if position.bucket >= rotation:
         return [and_(_at_or_after_rotation(rotation), _up_to(position))]
     return [_at_or_after_rotation(rotation), and_(_before_rotation(rotation), _up_to(position))]
-
-
-async def _read_range(
-    session: AsyncSession,
-    campaign_id: uuid.UUID,
-    part: ColumnElement[bool],
-    audience: ColumnElement[bool],
-    limit: int,
-) -> list[Candidate]:
-    month = await ledger_month(session, campaign_id)
-    await partitions.analyze_if_stale(session, month, campaign_id)
-    rows = await session.execute(range_query(campaign_id, month, part, audience, limit))
-    return [Candidate(device_id, int(bucket)) for device_id, bucket in rows.all()]
 
 
 def range_query(

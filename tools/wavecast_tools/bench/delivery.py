@@ -99,6 +99,8 @@ class Side:
 
     # The 1-minute load average when the provider's rounds began and when they ended.
     load: list[float] = field(default_factory=list)
+    # APNs: PostgreSQL CPU per 1,000 rows of the ledger's floor (`ledger_floor`).
+    floor: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -245,6 +247,71 @@ async def bare_apns(fake: stack.Fake, tokens: list[str], *, lean: bool) -> None:
         client.pool.close()
 
 
+# ------------------------------------------------------------------ the ledger's floor
+
+# The floor of what PostgreSQL spends on the ledger, whatever the engine around it: a table
+# with its primary key only, rows written in batches of the campaign's size, each row leased
+# (one UPDATE a batch) then given its outcome (one UPDATE a batch from arrays), as a claim and
+# a record do, without the audience, the partitions or the ledger's other indexes. The CPU is
+# the statements' own, read from their server process (`pg_backend_pid`): PostgreSQL's other
+# processes (autovacuum cleaning up after the campaigns, above all) are not the floor's.
+FLOOR_TABLE = "bench_ledger_floor"
+FLOOR_BATCH = 388
+
+
+async def ledger_floor(runtime: Runtime, rows: int) -> dict[str, float]:
+    """PostgreSQL CPU seconds per 1,000 rows for the floor's lease writes and outcome writes,
+    measured apart (the rows are inserted before either is timed)."""
+    ids = list(range(1, rows + 1))
+    batches = [ids[i : i + FLOOR_BATCH] for i in range(0, rows, FLOOR_BATCH)]
+    async with runtime.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        backend = psutil.Process(
+            int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        )
+        await conn.execute(text(f"DROP TABLE IF EXISTS {FLOOR_TABLE}"))
+        await conn.execute(
+            text(
+                f"CREATE TABLE {FLOOR_TABLE} (id bigint PRIMARY KEY, status varchar(16) NOT NULL,"
+                " lease uuid, sent_at timestamptz, message_id varchar(256))"
+            )
+        )
+        try:
+            await conn.execute(
+                text(
+                    f"INSERT INTO {FLOOR_TABLE} (id, status) "
+                    "SELECT g, 'queued' FROM generate_series(1, :n) g"
+                ),
+                {"n": rows},
+            )
+            await conn.execute(text(f"VACUUM ANALYZE {FLOOR_TABLE}"))
+            spent = {}
+            for name, statement in (
+                (
+                    "lease",
+                    f"UPDATE {FLOOR_TABLE} SET status = 'sending', lease = gen_random_uuid() "
+                    "WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'queued'",
+                ),
+                (
+                    "outcome",
+                    f"UPDATE {FLOOR_TABLE} AS d SET status = 'sent', lease = NULL, "
+                    "sent_at = now(), message_id = v.m FROM unnest(CAST(:ids AS bigint[]), "
+                    "CAST(:ms AS varchar[])) AS v(id, m) WHERE d.id = v.id "
+                    "AND d.status = 'sending'",
+                ),
+            ):
+                before = sum(backend.cpu_times()[:2])
+                for batch in batches:
+                    # Each statement its own transaction, as each claim and record is.
+                    await conn.execute(
+                        text(statement), {"ids": batch, "ms": [f"m-{i}" for i in batch]}
+                    )
+                spent[name] = 1000 * (sum(backend.cpu_times()[:2]) - before) / rows
+            return spent
+        finally:
+            await conn.execute(text(f"DROP TABLE IF EXISTS {FLOOR_TABLE}"))
+
+
 # ------------------------------------------------------------------ the campaign
 
 
@@ -349,6 +416,8 @@ async def run_provider(settings: Settings, provider: str, count: int, repeat: in
                     one, many = side.variants["1 call"][-1], side.variants["parallel"][-1]
                     side.bare.append(one if one.rate >= many.rate else many)
             side.load.append(os.getloadavg()[0])
+            if "lean" in side.variants:
+                side.floor = await ledger_floor(runtime, count)
         # The warm-up campaign's jobs are in the log too: the stage shares cover them.
         read_stages(work / "worker-0.log", side)
         side.first_send = side.first_send[1:]
@@ -423,6 +492,50 @@ def _cpu_figures(name: str, label: str, phases: list[Phase]) -> list[Figure]:
     return figures
 
 
+def _total_cpu(phases: list[Phase]) -> float:
+    """CPU seconds per 1,000 messages, every process group together (median over rounds)."""
+    return median(1000 * sum(p.cpu.values()) / p.messages for p in phases)
+
+
+def _budget_figures(name: str, side: Side, target: float | None) -> list[Figure]:
+    """What the engine may spend beside the bare loop on its request path and still reach
+    `target`, against what it spends and the ledger's floor. The bare loop keeps this
+    machine's cores busy (its CPU per message times its rate is the cores it got); a
+    campaign at `target` times that rate, on no more cores, may spend per message at most
+    the bare loop's CPU divided by `target`, of which the request path and the fake take the
+    bare loop's own share."""
+    bare = _total_cpu(side.variants["lean"])
+    ours = _total_cpu(side.ours)
+    cores = median(p.rate * sum(p.cpu.values()) / p.messages for p in side.variants["lean"])
+    figures = [
+        reported("delivery", f"{name} bare loop, own request path: cores busy", cores, ""),
+        reported(
+            "delivery", f"{name} bare loop, own request path: CPU per 1,000 messages", bare, "s"
+        ),
+        reported("delivery", f"{name} campaign: CPU per 1,000 messages", ours, "s"),
+        reported("delivery", f"{name} CPU the engine adds per 1,000 messages", ours - bare, "s"),
+    ]
+    if target is not None:
+        figures.append(
+            reported(
+                "delivery",
+                f"{name} CPU the engine may add per 1,000 messages at {target:g}",
+                bare / target - bare,
+                "s",
+            )
+        )
+    for write, seconds in side.floor.items():
+        figures.append(
+            reported(
+                "delivery",
+                f"{name} ledger floor: PostgreSQL CPU per 1,000 rows, {write} writes",
+                seconds,
+                "s",
+            )
+        )
+    return figures
+
+
 def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
     figures = []
     only = set(args.only or ("fcm", "apns"))
@@ -466,6 +579,7 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
                 reported("delivery", f"{name} engine's cost, lowest round", min(rounds), "x"),
                 reported("delivery", f"{name} engine's cost, highest round", max(rounds), "x"),
             ]
+            figures += _budget_figures(name, side, target)
         if len(side.load) == 2:
             figures += [
                 reported("delivery", f"{name} load average (1 min) at start", side.load[0], ""),
