@@ -44,7 +44,10 @@ LEGACY_MONTH = 0
 _EPOCH_YEAR = 2000
 _NAME = re.compile(r"^delivery_m(\d+)$")
 LEGACY_TABLE = "delivery_legacy"
-# Serialises partition creation and dropping across processes (pg_advisory_xact_lock key).
+# Serialises partition creation across processes (pg_advisory_xact_lock key). Dropping does
+# not take it (DETACH ... CONCURRENTLY runs outside a transaction): a drop and a creation
+# meet on the parent's SHARE UPDATE EXCLUSIVE lock, which both ATTACH and DETACH take, and
+# retention only drops months that are over, which nothing creates again.
 _LOCK_KEY = 0x57A7_0018
 
 
