@@ -11,18 +11,20 @@ campaigns that are sending:
 
 1. the columns are added with a constant default (a change to the catalog, no rewrite); the
    partitioned ledger's column has no default: a row inserted from then on names its month;
+   each ALTER waits at most 2 s at a time for its lock and tries again, as step 3 does;
 2. on the old table, CONCURRENTLY (reads and writes go on): a unique index on (id,
    ledger_month), the partitioned key's, and the checks the partition needs (`ledger_month =
-   0`, and a row id names its month) added NOT VALID, then validated (SHARE UPDATE EXCLUSIVE:
-   a scan that blocks no writer);
+   0`, and a row id names its month) added NOT VALID (a brief lock, waited for as in step 1),
+   then validated (SHARE UPDATE EXCLUSIVE: a scan that blocks no writer);
 3. one short transaction, which waits at most 2 s at a time for its lock and tries again
    (a long transaction on the ledger never queues every writer behind the migration): the old
    table is renamed `delivery_legacy`, its key moves onto the index of step 2 (it keeps its
    (campaign, device) unique constraint: each partition has its own, see
    app.delivery.partitions), the partitioned `delivery` is created empty, and the old table
-   is attached for month 0. The checks prove the partition's bound and the indexes match the parent's, so
-   the attach scans nothing and builds nothing. The engagement events lose their foreign key
-   to the ledger (a key to a partitioned table must name the partition key).
+   is attached for month 0. The checks prove the partition's bound and the indexes match the
+   parent's, so the attach scans nothing and builds nothing. The engagement events lose
+   their foreign key to the ledger (a key to a partitioned table must name the partition
+   key).
 
 Row ids already handed out stay as they are: they are below 2**40, which names month 0, so
 refs already on phones still resolve. Campaigns created before keep month 0 and send on from
@@ -116,11 +118,41 @@ def _has_constraint(name: str) -> bool:
     return found.first() is not None
 
 
+def _waiting_briefly(statement: str, *, in_transaction: bool) -> None:
+    """Run a statement that takes an ACCESS EXCLUSIVE lock, waiting at most 2 s at a time for
+    it and trying again (up to _LOCK_ATTEMPTS times, a second apart): a lock request that
+    waits queues every later reader and writer of the table behind it, so a long transaction
+    on the ledger would stop every sender for as long as it lasts. `in_transaction`: inside
+    the migration's transaction (a savepoint per try), else in autocommit."""
+    bind = op.get_bind()
+    for attempt in range(_LOCK_ATTEMPTS):
+        try:
+            if in_transaction:
+                with bind.begin_nested():
+                    op.execute("SET LOCAL lock_timeout = '2s'")
+                    op.execute(statement)
+                op.execute("SET LOCAL lock_timeout = 0")
+            else:
+                op.execute("SET lock_timeout = '2s'")
+                try:
+                    op.execute(statement)
+                finally:
+                    op.execute("SET lock_timeout = 0")
+            return
+        except DBAPIError as exc:
+            if "lock timeout" not in str(exc) or attempt == _LOCK_ATTEMPTS - 1:
+                raise
+            time.sleep(1)
+
+
 def _check(name: str, condition: str) -> None:
-    """Add a check without a long lock: NOT VALID, then validated by a scan that blocks no
-    writer."""
+    """Add a check without a long lock: NOT VALID (a brief ACCESS EXCLUSIVE lock, waited for
+    briefly), then validated by a scan that blocks no writer."""
     if not _has_constraint(name):
-        op.execute(f"ALTER TABLE delivery ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID")
+        _waiting_briefly(
+            f"ALTER TABLE delivery ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID",
+            in_transaction=False,
+        )
     op.execute(f"ALTER TABLE delivery VALIDATE CONSTRAINT {name}")
 
 
@@ -167,17 +199,18 @@ def _swap() -> None:
 
 
 def _upgrade_postgresql() -> None:
-    op.execute(
-        "ALTER TABLE campaign ADD COLUMN IF NOT EXISTS ledger_month integer NOT NULL DEFAULT 0"
-    )
-    op.execute(
-        "ALTER TABLE delivery ADD COLUMN IF NOT EXISTS ledger_month integer NOT NULL DEFAULT 0"
-    )
+    # ADD COLUMN takes its table's ACCESS EXCLUSIVE lock even when the column is there.
+    for table in ("campaign", "delivery"):
+        _waiting_briefly(
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ledger_month integer NOT NULL DEFAULT 0",
+            in_transaction=True,
+        )
     with op.get_context().autocommit_block():
         # A build interrupted earlier leaves an invalid index of this name behind.
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS delivery_legacy_id_month")
         op.execute(
-            "CREATE UNIQUE INDEX CONCURRENTLY delivery_legacy_id_month ON delivery (id, ledger_month)"
+            "CREATE UNIQUE INDEX CONCURRENTLY delivery_legacy_id_month "
+            "ON delivery (id, ledger_month)"
         )
         _check("ck_delivery_id_month", _ID_NAMES_MONTH)
         _check("ck_delivery_legacy_month", "ledger_month = 0")
