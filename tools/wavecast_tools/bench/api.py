@@ -156,6 +156,29 @@ def _drive(
     return result
 
 
+def _side_by_side(
+    url: str,
+    ceiling_url: str,
+    key: str,
+    target: str,
+    campaign: uuid.UUID,
+    args: Any,
+    label: str,
+    *,
+    rate: float | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Wavecast, then the ceiling, under the same load; each side's figures printed."""
+    ours = _drive(url, key, target, campaign, args, rate=rate)
+    ceiling = _drive(ceiling_url, key, target, campaign, args, rate=rate)
+    print(
+        f"{label}: Wavecast {ours['rate']:.0f} req/s p99 {ours['p99_ms']:.1f} ms, ceiling "
+        f"{ceiling['rate']:.0f} req/s p99 {ceiling['p99_ms']:.1f} ms",
+        file=sys.stderr,
+        flush=True,
+    )
+    return ours, ceiling
+
+
 def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
     key, campaign = asyncio.run(_prepare(settings))
     work = stack.workdir("api")
@@ -168,28 +191,11 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
     ):
         for number in range(args.repeat):
             for target, name in ENDPOINTS:
-                ours = _drive(url, key, target, campaign, args)
-                ceiling = _drive(ceiling_url, key, target, campaign, args)
-                rounds[target].append((ours, ceiling))
-                print(
-                    f"round {number + 1} {name}: Wavecast {ours['rate']:.0f} req/s p99 "
-                    f"{ours['p99_ms']:.1f} ms, ceiling {ceiling['rate']:.0f} req/s p99 "
-                    f"{ceiling['p99_ms']:.1f} ms",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                if rate is None:
-                    continue
-                ours = _drive(url, key, target, campaign, args, rate=rate)
-                ceiling = _drive(ceiling_url, key, target, campaign, args, rate=rate)
-                paced[target].append((ours, ceiling))
-                print(
-                    f"round {number + 1} {name} at {rate:.0f} req/s offered: Wavecast "
-                    f"{ours['rate']:.0f} req/s p99 {ours['p99_ms']:.1f} ms, ceiling "
-                    f"{ceiling['rate']:.0f} req/s p99 {ceiling['p99_ms']:.1f} ms",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                both = (url, ceiling_url, key, target, campaign, args)
+                rounds[target].append(_side_by_side(*both, f"round {number + 1} {name}"))
+                if rate is not None:
+                    label = f"round {number + 1} {name} at {rate:.0f} req/s offered"
+                    paced[target].append(_side_by_side(*both, label, rate=rate))
     figures: list[Figure] = []
     for target, name in ENDPOINTS:
         pairs = rounds[target]
