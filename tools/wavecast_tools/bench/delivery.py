@@ -254,7 +254,7 @@ async def bare_apns(fake: stack.Fake, tokens: list[str], *, lean: bool) -> None:
 # (one UPDATE a batch) then given its outcome (one UPDATE a batch from arrays), as a claim and
 # a record do, without the audience, the partitions or the ledger's other indexes. The CPU is
 # the statements' own, read from their server process (`pg_backend_pid`): PostgreSQL's other
-# processes (autovacuum cleaning up after the campaigns, above all) are not the floor's.
+# processes (the WAL writer, the checkpointer, autovacuum where it runs) are not the floor's.
 FLOOR_TABLE = "bench_ledger_floor"
 FLOOR_BATCH = 388
 
