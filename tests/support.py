@@ -124,6 +124,16 @@ async def run_engine(
     raise AssertionError(f"campaign {campaign_id} still {status} after {max_ticks} ticks")
 
 
+async def tick_until_released(runtime: Runtime, campaign_id: uuid.UUID, rows: int) -> None:
+    """Tick the engine (no sending) until the campaign's ledger holds `rows` rows."""
+    control = Control(runtime.redis)
+    try:
+        while len(await deliveries(runtime, campaign_id)) < rows:
+            await engine.tick(runtime.sessionmaker, control, runtime.settings)
+    finally:
+        await control.watch.aclose()
+
+
 async def campaign_status(runtime: Runtime, campaign_id: uuid.UUID) -> CampaignStatus:
     async with runtime.sessionmaker() as session:
         status = (

@@ -13,15 +13,19 @@ from sqlalchemy.dialects import postgresql
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.models import Scope
-from app.control.plane import Control
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger, partitions
 from app.delivery.models import Delivery, DeliveryStatus
-from app.rollout import engine
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
-from tests.support import add_devices, campaign_body, create_and_start, deliveries
+from tests.support import (
+    add_devices,
+    campaign_body,
+    create_and_start,
+    deliveries,
+    tick_until_released,
+)
 
 _delivery = Delivery.__table__  # type: ignore[attr-defined]
 
@@ -37,12 +41,7 @@ async def _released(
     campaign_id = await create_and_start(
         client, headers, campaign_body(rollout={"waves": [{"percent": 100}]})
     )
-    control = Control(db.redis)
-    try:
-        while len(await deliveries(db, campaign_id)) < devices:
-            await engine.tick(db.sessionmaker, control, db.settings)
-    finally:
-        await control.watch.aclose()
+    await tick_until_released(db, campaign_id, devices)
     return sorted(r.id for r in await deliveries(db, campaign_id) if r.id is not None)
 
 

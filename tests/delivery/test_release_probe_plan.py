@@ -15,15 +15,19 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
 from app.auth.models import Scope
-from app.control.plane import Control
 from app.db.session import unit_of_work
 from app.delivery import ledger, partitions
 from app.delivery.models import Delivery
 from app.devices.models import Device, DeviceStatus
-from app.rollout import engine
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
-from tests.support import add_devices, campaign_body, create_and_start, deliveries
+from tests.support import (
+    add_devices,
+    campaign_body,
+    create_and_start,
+    deliveries,
+    tick_until_released,
+)
 
 DEVICES = 3000
 _device = Device.__table__  # type: ignore[attr-defined]
@@ -33,12 +37,7 @@ _delivery = Delivery.__table__  # type: ignore[attr-defined]
 async def _released(client: httpx.AsyncClient, headers: dict[str, str], db: Runtime) -> object:
     body = campaign_body(rollout={"waves": [{"percent": 100}]})
     campaign_id = await create_and_start(client, headers, body)
-    control = Control(db.redis)
-    try:
-        while len(await deliveries(db, campaign_id)) < DEVICES:
-            await engine.tick(db.sessionmaker, control, db.settings)
-    finally:
-        await control.watch.aclose()
+    await tick_until_released(db, campaign_id, DEVICES)
     return campaign_id
 
 
