@@ -285,9 +285,13 @@ async def test_a_frequency_cap_holds_across_two_worker_processes(
 ) -> None:
     """Two real `wavecast worker` processes share two campaigns to the same devices, with a
     cap of one live campaign per device a day: each device gets exactly one."""
-    await add_devices(db, 400)
+    # Enough rows at a low enough rate that sending lasts seconds: each worker runs at most
+    # its share of a campaign's send jobs, but a campaign finished within the first second
+    # could still be sent by one worker alone, and the test would then not show the cap
+    # holding across processes.
+    await add_devices(db, 2000)
     headers = bearer(await make_key(*WRITER))
-    body = campaign_body(rollout={"waves": [{"percent": 100}]}, throttle={"per_second": 400})
+    body = campaign_body(rollout={"waves": [{"percent": 100}]}, throttle={"per_second": 200})
     with worker_processes(db.settings, 2, WAVECAST_FREQUENCY_CAP="1/24h"):
         await workers_alive(db, 2)
         first = await create_and_start(client, headers, body)
@@ -301,8 +305,8 @@ async def test_a_frequency_cap_holds_across_two_worker_processes(
         await wait_for(both_done, within=120, interval=0.2)
     rows = await deliveries(db, first) + await deliveries(db, second)
     sent = Counter(r.device_id for r in rows if r.status == "sent")
-    assert len(sent) == 400 and set(sent.values()) == {1}
-    assert Counter(r.status for r in rows) == {"sent": 400, "capped": 400}
+    assert len(sent) == 2000 and set(sent.values()) == {1}
+    assert Counter(r.status for r in rows) == {"sent": 2000, "capped": 2000}
     async with db.sessionmaker() as session:
         workers = set(
             (
