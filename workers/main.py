@@ -52,6 +52,11 @@ from workers.retention import (
 RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 5.0
 log = logging.getLogger("wavecast.worker")
+# How often an idle worker asks the queue for a job. Every ask is a Redis round trip on a
+# process that is also sending; a job waits at most this long for a worker that is free.
+# Stops do not go through the queue (the send gate and the kill switch are read by the send
+# jobs themselves), so this sets only how soon a newly asked-for send job starts.
+POLL_SECONDS = 0.2
 
 
 def build_worker(
@@ -179,7 +184,7 @@ def build_worker(
         burst=burst,
         handle_signals=handle_signals,
         max_jobs=PUMPS_PER_CAMPAIGN * 4,
-        poll_delay=0.05,
+        poll_delay=POLL_SECONDS,
         **overrides,
     )
 

@@ -95,6 +95,11 @@ class DispatchReport:
 
 async def dispatch(deps: OutboxDeps) -> DispatchReport:
     report = DispatchReport()
+    # Runs every second on a worker that is also sending: one read, and nothing more when
+    # no message is due (neither lane claims a message that is not due yet).
+    async with deps.sessionmaker() as session:
+        if not await repository.anything_due(session, now=deps.clock()):
+            return report
     await send_slack(deps, report)
     await send_webhooks(deps, report)
     return report

@@ -21,6 +21,20 @@ SLACK_LANE_KEY = 0x57AC0DE5
 WEBHOOK_PREFIX = "webhook:"
 
 
+async def anything_due(session: AsyncSession, *, now: datetime) -> bool:
+    """Whether any pending message, of either lane, is due by `now`: when none is, neither
+    `claim_slack` nor `claim_webhooks` would claim anything."""
+    due = await session.execute(
+        select(
+            exists().where(
+                col(OutboxMessage.status) == OutboxStatus.pending,
+                col(OutboxMessage.next_attempt_at) <= now,
+            )
+        )
+    )
+    return bool(due.scalar())
+
+
 async def claim_slack(
     session: AsyncSession, *, now: datetime, limit: int, until: datetime, token: str
 ) -> list[OutboxMessage]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -16,9 +16,10 @@ from app.audit import service as audit
 from app.auth.models import Scope
 from app.auth.principal import SYSTEM
 from app.db.session import unit_of_work
+from app.notify import repository
 from app.notify.dispatch import OutboxDeps, dispatch
 from app.notify.kinds import PROVIDER_HALT_PREFIX, Kind
-from app.notify.models import OutboxStatus
+from app.notify.models import OutboxMessage, OutboxStatus
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.notify.support import CHANNEL, Clock, attempts, slack_rows
@@ -403,3 +404,45 @@ async def test_a_run_hands_back_what_its_claim_has_no_time_left_for(
     posted = slack_fake.posted(CHANNEL)
     assert len(posted) == total  # nothing posted twice
     assert [m.ts for m in posted] == [r.slack_ts for r in rows]  # and in the log's order
+
+
+async def test_a_run_with_nothing_due_claims_nothing_and_one_due_message_is_found(
+    db: Runtime,
+) -> None:
+    """`anything_due`, the read a run starts with: only a pending message whose time has
+    come counts, whichever lane it is in."""
+    now = datetime.now(UTC)
+
+    async def due(at: datetime) -> bool:
+        async with db.sessionmaker() as session:
+            return await repository.anything_due(session, now=at)
+
+    assert not await due(now)
+    async with unit_of_work(db.sessionmaker) as session:
+        session.add_all(
+            [
+                OutboxMessage(
+                    audit_sequence=1,
+                    kind="campaign.started",
+                    destination="slack",
+                    status=OutboxStatus.sent,
+                    next_attempt_at=now - timedelta(minutes=5),
+                ),
+                OutboxMessage(
+                    audit_sequence=2,
+                    kind="campaign.started",
+                    destination="slack",
+                    status=OutboxStatus.failed,
+                    next_attempt_at=now - timedelta(minutes=5),
+                ),
+                OutboxMessage(
+                    audit_sequence=3,
+                    kind="campaign.paused",
+                    destination="webhook:x",
+                    next_attempt_at=now + timedelta(seconds=30),
+                ),
+            ]
+        )
+    assert not await due(now)  # finished, or pending but not due yet
+    assert not await due(now + timedelta(seconds=29))
+    assert await due(now + timedelta(seconds=30))

@@ -273,6 +273,15 @@ class _CredentialAuth(httpx.Auth):
             self._credential.refresh(self._transport)
 
 
+class _NoCookies(httpx.Cookies):
+    """The lanes' cookie jar, which keeps nothing: FCM's API neither sets nor reads cookies.
+    httpx otherwise hands every answer to `http.cookiejar` (building two urllib request and
+    response wrappers for it), about 4 % of a sending worker's CPU at FCM's rate."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 def http_client(credential: Any, blocks: LocalBlock | None = None) -> _http_client.HttpxAsyncClient:
     """firebase-admin's async client with its retries off and a pool sized for our load.
 
@@ -283,7 +292,8 @@ def http_client(credential: Any, blocks: LocalBlock | None = None) -> _http_clie
     every connection it opens; the wait for a connection bounded by its own timeout, so a
     request queued behind a busy pool is not cut short by the 10 s request timeout (a request
     that never left the process and times out is retried, never duplicated). Requests are
-    signed by `_CredentialAuth`. With `blocks`, requests go through `_BlockingTransport`.
+    signed by `_CredentialAuth`; no cookie is kept (`_NoCookies`). With `blocks`, requests
+    go through `_BlockingTransport`.
     """
     client = _http_client.HttpxAsyncClient(
         credential=credential,
@@ -306,6 +316,8 @@ def http_client(credential: Any, blocks: LocalBlock | None = None) -> _http_clie
         auth=_CredentialAuth(credential),
         transport=transport,
     )
+    # No public way in: httpx copies a jar it is given into a plain one.
+    client._async_client._cookies = _NoCookies()
     return client
 
 

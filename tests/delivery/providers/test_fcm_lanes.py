@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from wavecast_tools.fakes.faults import FaultRule
 from wavecast_tools.fakes.fcm import FcmFake
@@ -110,3 +111,21 @@ async def test_a_batch_split_over_lanes_keeps_the_answers_it_has_at_its_deadline
     # One call answers all its messages at once: quick answers beside timeouts show the
     # batch went out as separate calls. The timed-out call's lane is retired.
     assert provider.lanes == 1
+
+
+async def test_a_lane_keeps_no_cookie_an_answer_sets(provider: FcmProvider) -> None:
+    """FCM's API uses no cookies: a lane's client does not parse answers for them (httpx's
+    jar would, on every answer), and sends none back."""
+    lane = fcm_module.http_client(provider._template._credential)
+    client = lane._async_client
+    try:
+        request = httpx.Request("POST", "https://fcm.googleapis.com/v1/projects/p/messages:send")
+        answer = httpx.Response(200, headers={"set-cookie": "NID=1; Path=/"}, request=request)
+        client.cookies.extract_cookies(answer)
+        assert not client.cookies
+        assert "cookie" not in client.build_request("POST", request.url).headers
+        plain = httpx.Cookies()
+        plain.extract_cookies(answer)
+        assert plain.get("NID") == "1"  # what the default jar would have kept
+    finally:
+        await client.aclose()
