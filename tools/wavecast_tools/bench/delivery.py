@@ -236,24 +236,32 @@ async def bare_fcm(
         await asyncio.to_thread(firebase_admin.delete_app, app)
 
 
-async def bare_fcm_own_path(account: Path, url: str, tokens: list[str]) -> None:
+async def bare_fcm_own_path(
+    account: Path, url: str, tokens: list[str], batches_in_flight: int = 1
+) -> None:
     """The campaign's own request path without the engine: the FCM provider's `send` over the
-    tokens in batches of FCM_BATCH, one batch in flight (the provider splits each over its
-    lanes, as it does a send job's), with the messages a campaign of `stack.LIVE_CONTENT`
-    sends. Campaign ÷ this loop is what the engine itself costs."""
+    tokens in batches of FCM_BATCH (the provider splits each over its lanes, as it does a
+    send job's), with the messages a campaign of `stack.LIVE_CONTENT` sends. Campaign ÷ this
+    loop is what the engine itself costs; with as many batches in flight as a campaign has
+    send jobs, how much of that is the send jobs running side by side."""
     provider = FcmProvider(str(account), endpoint=url)
     content = Content.model_validate(stack.LIVE_CONTENT)
     campaign_id = str(uuid.uuid4())
-    try:
-        for first in range(0, len(tokens), FCM_BATCH):
-            chunk = [
-                ProviderMessage(first + k + 1, uuid.UUID(int=first + k), t, "android", None, None)
-                for k, t in enumerate(tokens[first : first + FCM_BATCH])
-            ]
+    in_flight = asyncio.Semaphore(batches_in_flight)
+
+    async def one(first: int) -> None:
+        chunk = [
+            ProviderMessage(first + k + 1, uuid.UUID(int=first + k), t, "android", None, None)
+            for k, t in enumerate(tokens[first : first + FCM_BATCH])
+        ]
+        async with in_flight:
             results = await provider.send(Batch(campaign_id, content, chunk))
-            failed = [r for r in results if r.kind.value != "sent"]
-            if failed:
-                raise RuntimeError(f"the FCM provider's loop failed: {failed[0]}")
+        failed = [r for r in results if r.kind.value != "sent"]
+        if failed:
+            raise RuntimeError(f"the FCM provider's loop failed: {failed[0]}")
+
+    try:
+        await asyncio.gather(*(one(first) for first in range(0, len(tokens), FCM_BATCH)))
     finally:
         await provider.aclose()
 
@@ -505,6 +513,9 @@ def _sides(
             "parallel": lambda: bare_fcm(account, endpoint, tokens, PUMPS_PER_CAMPAIGN),
             "as campaign": lambda: bare_fcm(account, endpoint, tokens, 1, as_campaign=True),
             "own path": lambda: bare_fcm_own_path(account, endpoint, tokens),
+            "own path, parallel": lambda: bare_fcm_own_path(
+                account, endpoint, tokens, PUMPS_PER_CAMPAIGN
+            ),
             "campaign": ours,
         }
     return {
@@ -605,6 +616,10 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
                 "lean": "bare loop on the provider's own request path",
                 "as campaign": "bare loop, 1 call in flight, the campaign's messages",
                 "own path": "bare loop on the provider's own request path",
+                "own path, parallel": (
+                    f"bare loop on the provider's own request path, "
+                    f"{PUMPS_PER_CAMPAIGN} batches in flight"
+                ),
             }[variant]
             figures.append(
                 reported("delivery", f"{name} {label}", median(p.rate for p in phases), "msg/s")
@@ -661,6 +676,16 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
             )
             figures += _cpu_figures(
                 name, "bare loop, the campaign's messages", side.variants["as campaign"]
+            )
+        if "own path, parallel" in side.variants:
+            figures.append(
+                reported(
+                    "delivery",
+                    f"{name} ratio to the bare loop on the same request path, "
+                    f"{PUMPS_PER_CAMPAIGN} batches in flight",
+                    side.ratio_to("own path, parallel"),
+                    "x",
+                )
             )
         if len(side.load) == 2:
             figures += [
