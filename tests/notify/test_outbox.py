@@ -418,30 +418,21 @@ async def test_a_run_with_nothing_due_claims_nothing_and_one_due_message_is_foun
             return await repository.anything_due(session, now=at)
 
     assert not await due(now)
+    rows = [  # (destination, status, due in seconds)
+        ("slack", OutboxStatus.sent, -300),
+        ("slack", OutboxStatus.failed, -300),
+        ("webhook:x", OutboxStatus.pending, 30),
+    ]
     async with unit_of_work(db.sessionmaker) as session:
         session.add_all(
-            [
-                OutboxMessage(
-                    audit_sequence=1,
-                    kind="campaign.started",
-                    destination="slack",
-                    status=OutboxStatus.sent,
-                    next_attempt_at=now - timedelta(minutes=5),
-                ),
-                OutboxMessage(
-                    audit_sequence=2,
-                    kind="campaign.started",
-                    destination="slack",
-                    status=OutboxStatus.failed,
-                    next_attempt_at=now - timedelta(minutes=5),
-                ),
-                OutboxMessage(
-                    audit_sequence=3,
-                    kind="campaign.paused",
-                    destination="webhook:x",
-                    next_attempt_at=now + timedelta(seconds=30),
-                ),
-            ]
+            OutboxMessage(
+                audit_sequence=n,
+                kind="campaign.paused",
+                destination=destination,
+                status=status,
+                next_attempt_at=now + timedelta(seconds=seconds),
+            )
+            for n, (destination, status, seconds) in enumerate(rows, start=1)
         )
     assert not await due(now)  # finished, or pending but not due yet
     assert not await due(now + timedelta(seconds=29))
