@@ -53,7 +53,11 @@ def connect_redis(settings: Settings) -> ArqRedis:
     timeouts: dict[str, Any] = {
         "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "socket_timeout": COMMAND_TIMEOUT_SECONDS,
+        # No quiet reconnect-and-retry inside the client: every Redis error reaches the
+        # caller. The send path fails closed on it, and a subscription catches up on what it
+        # missed only when it sees its connection drop (`app.redis_subscription.follow`).
         "retry_on_timeout": False,
+        "retry_on_error": [],
     }
     if settings.redis_sentinels:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]

@@ -21,6 +21,8 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from app.redis_subscription import follow
+from app.runtime import connect_redis
+from app.settings import Settings
 from tests.reliability.support import PrivateRedis
 
 CHANNEL = "wavecast-test-subscription"
@@ -70,7 +72,11 @@ def caplog_info(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 async def following(server: PrivateRedis) -> AsyncIterator[Subscriber]:
     """`follow` running in a task on `server`'s address, cancelled on the way out."""
     subscriber = Subscriber()
-    client = Redis(host="127.0.0.1", port=server.port, socket_connect_timeout=1, socket_timeout=2)
+    # Built as every Wavecast process builds its client: a client that reconnected and
+    # subscribed again by itself would skip `on_subscribed`, and these tests would see it.
+    client = connect_redis(
+        Settings(redis_url=f"redis://127.0.0.1:{server.port}/0")  # type: ignore[call-arg]
+    )
 
     def open_pubsub() -> PubSub:
         subscriber.opens += 1
