@@ -16,6 +16,7 @@ from typing import Any
 from app.auth.principal import SYSTEM
 from app.db.types import utcnow
 from app.delivery import partitions, retention
+from app.ops.worker_metrics import LEDGER_PARTITIONS_DROPPED
 from app.runtime import Runtime
 from workers.context import WorkerContext
 
@@ -53,6 +54,7 @@ async def prune_ledger(ctx: dict[str, Any]) -> dict[str, int]:
         )
 
     def dropped(month: int) -> None:
+        LEDGER_PARTITIONS_DROPPED.inc()
         log.info("ledger partition dropped", extra={"partition": partitions.table_name(month)})
 
     done = await retention.prune(

@@ -4,15 +4,17 @@
 WAVECAST_WORKER_METRICS_PORT (`workers.metrics`); the API serves the global one. A registry of
 its own keeps the two apart in one process: the embedded all-in-one, and the tests.
 
-The send path counts per batch (`Counter.inc(n)`), never per row. The three gauges describe
-the whole deployment, not this process: they are read from the database by `refresh_gauges`
+The send path counts per batch (`Counter.inc(n)`), never per row. The gauges describe the
+whole deployment, not this process: they are read from the database by `refresh_gauges`
 when a scrape finds them older than a few seconds, so they cost nothing between scrapes and
 every worker answers the same.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter as Tally
+from collections.abc import Set
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -22,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.campaigns.models import Campaign
 from app.campaigns.state import CampaignStatus
+from app.delivery import partitions
 from app.delivery.models import Delivery, DeliveryStatus
 from app.killswitch.models import SWITCH_ID, KillSwitch
 
@@ -66,6 +69,27 @@ KILL_SWITCH = Gauge(
 )
 
 
+LEDGER_PARTITIONS = Gauge(
+    "wavecast_worker_ledger_partitions",
+    "The delivery ledger's attached partitions, one a month (PostgreSQL; NaN on SQLite, whose "
+    "ledger is one table)",
+    registry=REGISTRY,
+)
+LEDGER_MONTHS_AHEAD = Gauge(
+    "wavecast_worker_ledger_months_ahead",
+    "Months after the current one whose ledger partitions exist, in a row: 1 when next "
+    "month's is made (the worker makes it at start-up and hourly), 0 when it is missing, -1 "
+    "when this month's is (PostgreSQL; NaN on SQLite)",
+    registry=REGISTRY,
+)
+LEDGER_PARTITIONS_DROPPED = Counter(
+    "wavecast_worker_ledger_partitions_dropped",
+    "Ledger partitions this process dropped whole: months whose campaigns all ended and were "
+    "pruned (WAVECAST_LEDGER_RETENTION_DAYS)",
+    registry=REGISTRY,
+)
+
+
 def count_outcomes(outcomes: Tally[tuple[str, str]]) -> None:
     """Add one batch's outcomes, tallied by (provider, outcome)."""
     for (provider, outcome), n in outcomes.items():
@@ -73,8 +97,9 @@ def count_outcomes(outcomes: Tally[tuple[str, str]]) -> None:
 
 
 async def refresh_gauges(session: AsyncSession, now: datetime) -> None:
-    """Read the claimable rows, the campaigns by status and the kill switch: three small
-    queries, the first bounded by CLAIMABLE_COUNT_CAP."""
+    """Read the claimable rows, the campaigns by status, the kill switch and the ledger's
+    partitions (a look at the catalog): four small queries, the first bounded by
+    CLAIMABLE_COUNT_CAP."""
     CLAIMABLE_ROWS.set(await _claimable_rows(session, now))
     by_status = dict(
         (
@@ -88,6 +113,24 @@ async def refresh_gauges(session: AsyncSession, now: datetime) -> None:
     switch = select(col(KillSwitch.engaged)).where(col(KillSwitch.id) == SWITCH_ID)
     engaged = (await session.execute(switch)).scalar_one_or_none()
     KILL_SWITCH.set(1 if engaged else 0)
+    if session.get_bind().dialect.name == "postgresql":
+        months = set(await partitions.existing(session))
+        LEDGER_PARTITIONS.set(len(months))
+        LEDGER_MONTHS_AHEAD.set(months_ahead(months, partitions.month_of(now)))
+    else:
+        LEDGER_PARTITIONS.set(math.nan)
+        LEDGER_MONTHS_AHEAD.set(math.nan)
+
+
+def months_ahead(months: Set[int], current: int) -> int:
+    """How many months after `current` have a partition, counting from the next one until the
+    first that has none; -1 when `current` itself has none."""
+    if current not in months:
+        return -1
+    ahead = 0
+    while current + ahead + 1 in months:
+        ahead += 1
+    return ahead
 
 
 async def _claimable_rows(session: AsyncSession, now: datetime) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -20,10 +22,12 @@ from app.campaigns.state import CampaignStatus
 from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import partitions, retention
+from app.ops.worker_metrics import REGISTRY
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.support import add_devices, campaign_body, create_and_start, deliveries, run_engine
 from workers.main import build_worker
+from workers.retention import prune_ledger
 
 DAYS = 30
 
@@ -158,6 +162,16 @@ async def _end(db: Runtime, campaign_id: uuid.UUID, status: CampaignStatus) -> N
         )
 
 
+DROPPED = "wavecast_worker_ledger_partitions_dropped_total"
+
+
+def _job_context(db: Runtime, *, retention_days: int) -> dict[str, Any]:
+    """A worker's context as its ledger job reads it: the runtime's sessions and settings."""
+    settings = db.settings.model_copy(update={"ledger_retention_days": retention_days})
+    runtime = SimpleNamespace(settings=settings, sessionmaker=db.sessionmaker)
+    return {"wavecast": SimpleNamespace(runtime=runtime)}
+
+
 async def test_a_month_is_dropped_whole_once_every_campaign_of_it_is_pruned(
     client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, is_postgres: bool
 ) -> None:
@@ -193,11 +207,11 @@ async def test_a_month_is_dropped_whole_once_every_campaign_of_it_is_pruned(
         assert month in preview
         # Without the second campaign being pruned, the month is held.
         assert month not in await retention.droppable_months(session, now=utcnow())
-    done = await retention.prune(
-        db.sessionmaker, SYSTEM, retention_days=DAYS, now=utcnow(), on_dropped=dropped.append
-    )
-    assert [(p.campaign_id, p.rows, p.events) for p in done] == [(second, 40, 40)]
-    assert month in dropped
+    # This time through the worker's hourly job, which counts what it drops.
+    counted = REGISTRY.get_sample_value(DROPPED) or 0.0
+    job = _job_context(db, retention_days=DAYS)
+    assert await prune_ledger(job) == {"campaigns": 1, "rows": 40, "events": 40}
+    assert REGISTRY.get_sample_value(DROPPED) == counted + 1
     async with db.engine.connect() as conn:
         assert month not in await partitions.existing(conn)
         gone = await conn.execute(text("SELECT to_regclass(:t)"), {"t": f"delivery_m{month}"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import socket
 import uuid
@@ -27,10 +28,11 @@ from app.campaigns.state import CampaignStatus
 from app.control.plane import Control
 from app.db.session import unit_of_work
 from app.db.types import utcnow
+from app.delivery import partitions
 from app.delivery.models import Delivery, DeliveryStatus
 from app.devices import service as devices_service
 from app.devices.schemas import DeviceRegistration
-from app.ops.worker_metrics import CLAIMABLE_COUNT_CAP
+from app.ops.worker_metrics import CLAIMABLE_COUNT_CAP, months_ahead
 from app.rollout import engine
 from app.runtime import Runtime
 from app.settings import Settings
@@ -345,3 +347,48 @@ async def test_a_real_worker_process_serves_its_metrics(
     assert ledger["sandbox", "sent"] == 30
     assert value(samples, "wavecast_worker_claimable_rows") == 0
     assert value(samples, "wavecast_worker_kill_switch_engaged") == 0
+
+
+async def test_the_ledger_partition_gauges_follow_the_catalog(
+    db: Runtime, is_postgres: bool
+) -> None:
+    async with metrics_server(db) as url:
+        if not is_postgres:
+            # One ledger table, nothing to count.
+            samples = await scrape(url)
+            assert math.isnan(value(samples, "wavecast_worker_ledger_partitions"))
+            assert math.isnan(value(samples, "wavecast_worker_ledger_months_ahead"))
+            return
+        now = utcnow()
+        current = partitions.month_of(now)
+        await partitions.ensure_ahead(db.engine, now)
+        async with db.engine.connect() as conn:
+            attached = await partitions.existing(conn)
+        made = await scrape(url)
+        assert value(made, "wavecast_worker_ledger_partitions") == len(attached)
+        assert value(made, "wavecast_worker_ledger_months_ahead") == 1
+        await partitions.drop(db.engine, current + 1)
+        try:
+            missing = await scrape(url)
+            assert value(missing, "wavecast_worker_ledger_partitions") == len(attached) - 1
+            assert value(missing, "wavecast_worker_ledger_months_ahead") == 0
+        finally:
+            await partitions.ensure_ahead(db.engine, now)
+        assert value(await scrape(url), "wavecast_worker_ledger_months_ahead") == 1
+
+
+@pytest.mark.parametrize(
+    ("months", "ahead"),
+    [
+        (set(), -1),
+        ({0, 9, 11}, -1),  # this month's (10) missing, whatever else exists
+        ({10}, 0),
+        ({0, 10, 12}, 0),  # a gap: the month after the next does not count
+        ({10, 11}, 1),
+        ({9, 10, 11, 12, 13}, 3),
+    ],
+)
+def test_months_ahead_counts_from_this_month_until_the_first_gap(
+    months: set[int], ahead: int
+) -> None:
+    assert months_ahead(months, 10) == ahead
