@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -16,6 +16,7 @@ from app.audit import service as audit
 from app.auth.models import Scope
 from app.auth.principal import SYSTEM
 from app.db.session import unit_of_work
+from app.db.types import utcnow
 from app.notify import repository
 from app.notify.dispatch import OutboxDeps, dispatch
 from app.notify.kinds import PROVIDER_HALT_PREFIX, Kind
@@ -411,7 +412,7 @@ async def test_a_run_with_nothing_due_claims_nothing_and_one_due_message_is_foun
 ) -> None:
     """`anything_due`, the read a run starts with: only a pending message whose time has
     come counts, whichever lane it is in."""
-    now = datetime.now(UTC)
+    now = utcnow()
 
     async def due(at: datetime) -> bool:
         async with db.sessionmaker() as session:

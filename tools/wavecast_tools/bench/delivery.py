@@ -58,7 +58,7 @@ from sqlalchemy import text
 from app.campaigns.schemas import Content
 from app.delivery.providers import apns as apns_provider
 from app.delivery.providers.apns_protocol import ApnsProtocol, Payload
-from app.delivery.providers.base import Batch
+from app.delivery.providers.base import Batch, ResultKind
 from app.delivery.providers.base import Message as ProviderMessage
 from app.delivery.providers.fcm import FcmProvider
 from app.delivery.sender import STAGES
@@ -111,7 +111,12 @@ class Side:
     @property
     def ratio(self) -> float:
         # The median of the side-by-side ratios: drift between rounds cancels within each.
-        return median(o.rate / b.rate for b, o in zip(self.bare, self.ours, strict=True))
+        return median(self.ratios)
+
+    @property
+    def ratios(self) -> list[float]:
+        """Each round's ratio of the campaign to the bare library loop, in round order."""
+        return [o.rate / b.rate for b, o in zip(self.bare, self.ours, strict=True)]
 
     def ratio_to(self, variant: str) -> float:
         return median(self.ratios_to(variant))
@@ -214,13 +219,7 @@ async def bare_fcm(
     async def one(number: int, batch: list[messaging.Message]) -> None:
         async with calls:
             if builder is not None:
-                first = number * FCM_BATCH
-                chunk = [
-                    ProviderMessage(
-                        first + k + 1, uuid.UUID(int=first + k), t, "android", None, None
-                    )
-                    for k, t in enumerate(tokens[first : first + FCM_BATCH])
-                ]
+                chunk = _android_chunk(tokens, number * FCM_BATCH)
                 batch = builder.build(Batch(campaign_id, content, chunk), chunk)
             answer = await messaging.send_each_async(batch, app=app)
         if answer.failure_count:
@@ -234,6 +233,14 @@ async def bare_fcm(
         await service._async_client.aclose()
         # It closes its services with asyncio.run(): not from inside this event loop.
         await asyncio.to_thread(firebase_admin.delete_app, app)
+
+
+def _android_chunk(tokens: list[str], first: int) -> list[ProviderMessage]:
+    """The provider's messages for FCM_BATCH tokens from `first`, as a claim hands them over."""
+    return [
+        ProviderMessage(first + k + 1, uuid.UUID(int=first + k), t, "android", None, None)
+        for k, t in enumerate(tokens[first : first + FCM_BATCH])
+    ]
 
 
 async def bare_fcm_own_path(
@@ -250,13 +257,10 @@ async def bare_fcm_own_path(
     in_flight = asyncio.Semaphore(batches_in_flight)
 
     async def one(first: int) -> None:
-        chunk = [
-            ProviderMessage(first + k + 1, uuid.UUID(int=first + k), t, "android", None, None)
-            for k, t in enumerate(tokens[first : first + FCM_BATCH])
-        ]
+        chunk = _android_chunk(tokens, first)
         async with in_flight:
             results = await provider.send(Batch(campaign_id, content, chunk))
-        failed = [r for r in results if r.kind.value != "sent"]
+        failed = [r for r in results if r.kind is not ResultKind.sent]
         if failed:
             raise RuntimeError(f"the FCM provider's loop failed: {failed[0]}")
 
@@ -639,7 +643,7 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
         ]
         # On a shared machine one round can land in someone else's burst: the spread says
         # how far to trust a median.
-        library = [o.rate / b.rate for b, o in zip(side.bare, side.ours, strict=True)]
+        library = side.ratios
         figures += [
             reported("delivery", f"{name} ratio to the bare loop, lowest round", min(library), "x"),
             reported(
