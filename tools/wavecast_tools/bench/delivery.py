@@ -57,6 +57,7 @@ from sqlalchemy import text
 
 from app.campaigns.schemas import Content
 from app.delivery.providers import apns as apns_provider
+from app.delivery.providers.apns import ApnsCredentials, ApnsProvider
 from app.delivery.providers.apns_protocol import ApnsProtocol, Payload
 from app.delivery.providers.base import Batch, ResultKind
 from app.delivery.providers.base import Message as ProviderMessage
@@ -75,7 +76,8 @@ ENGINE_TARGET = {"apns": 0.85}
 TARGET_BY_PROVIDER = {"fcm": 0.95, "apns": TARGET_RATIO}
 DEFAULT_DEVICES = 50_000
 UNTHROTTLED = 1_000_000
-FCM_BATCH = 500
+# A send job's batch at most (the sender's), and so the bare loops' calls and batches.
+BATCH = 500
 # CPU is charged to these process groups; "bench" is this process (the bare loops' client).
 GROUPS = ("bench", "worker", "fake", "postgres", "redis")
 
@@ -188,7 +190,7 @@ async def measured(fake: stack.Fake, meter: CpuMeter, run: Callable[[], Awaitabl
 async def bare_fcm(
     account: Path, url: str, tokens: list[str], calls_in_flight: int, *, as_campaign: bool = False
 ) -> None:
-    """`send_each_async` over the tokens in calls of FCM_BATCH. The library loop's messages
+    """`send_each_async` over the tokens in calls of BATCH. The library loop's messages
     carry a title and body, built before the first call; `as_campaign`: each call's messages
     are built right before it, by the FCM provider's own `build`, with what a campaign of
     `stack.LIVE_CONTENT` sends (Android priority, collapse tag, the delivery reference in
@@ -208,18 +210,18 @@ async def bare_fcm(
                 messaging.Message(
                     token=t, notification=messaging.Notification(title="Statement", body="Ready")
                 )
-                for t in tokens[i : i + FCM_BATCH]
+                for t in tokens[i : i + BATCH]
             ]
             if builder is None
             else []
-            for i in range(0, len(tokens), FCM_BATCH)
+            for i in range(0, len(tokens), BATCH)
         ]
     calls = asyncio.Semaphore(calls_in_flight)
 
     async def one(number: int, batch: list[messaging.Message]) -> None:
         async with calls:
             if builder is not None:
-                chunk = _android_chunk(tokens, number * FCM_BATCH)
+                chunk = _android_chunk(tokens, number * BATCH)
                 batch = builder.build(Batch(campaign_id, content, chunk), chunk)
             answer = await messaging.send_each_async(batch, app=app)
         if answer.failure_count:
@@ -236,10 +238,10 @@ async def bare_fcm(
 
 
 def _android_chunk(tokens: list[str], first: int) -> list[ProviderMessage]:
-    """The provider's messages for FCM_BATCH tokens from `first`, as a claim hands them over."""
+    """The provider's messages for BATCH tokens from `first`, as a claim hands them over."""
     return [
         ProviderMessage(first + k + 1, uuid.UUID(int=first + k), t, "android", None, None)
-        for k, t in enumerate(tokens[first : first + FCM_BATCH])
+        for k, t in enumerate(tokens[first : first + BATCH])
     ]
 
 
@@ -247,7 +249,7 @@ async def bare_fcm_own_path(
     account: Path, url: str, tokens: list[str], batches_in_flight: int = 1
 ) -> None:
     """The campaign's own request path without the engine: the FCM provider's `send` over the
-    tokens in batches of FCM_BATCH (the provider splits each over its lanes, as it does a
+    tokens in batches of BATCH (the provider splits each over its lanes, as it does a
     send job's), with the messages a campaign of `stack.LIVE_CONTENT` sends. Campaign ÷ this
     loop is what the engine itself costs; with as many batches in flight as a campaign has
     send jobs, how much of that is the send jobs running side by side."""
@@ -265,7 +267,7 @@ async def bare_fcm_own_path(
             raise RuntimeError(f"the FCM provider's loop failed: {failed[0]}")
 
     try:
-        await asyncio.gather(*(one(first) for first in range(0, len(tokens), FCM_BATCH)))
+        await asyncio.gather(*(one(first) for first in range(0, len(tokens), BATCH)))
     finally:
         await provider.aclose()
 
@@ -308,6 +310,45 @@ async def bare_apns(fake: stack.Fake, tokens: list[str], *, lean: bool) -> None:
         await asyncio.gather(*(one(t) for t in tokens))
     finally:
         client.pool.close()
+
+
+async def bare_apns_own_path(fake: stack.Fake, tokens: list[str]) -> None:
+    """The APNs provider's own `send` without the engine: batches of BATCH (a send job's
+    size), as many in flight as a campaign has send jobs, with the messages a campaign of
+    `stack.LIVE_CONTENT` sends (its payload with each delivery reference, collapse id,
+    expiry and priority). Campaign ÷ this loop is the engine's cost beyond the provider: the
+    claim, the record, the throttle and the gate; the lean loop's ratio also holds the
+    provider's own work per message (building the payloads, classifying each answer)."""
+    env = fake.env
+    provider = ApnsProvider(
+        ApnsCredentials(
+            env["WAVECAST_APNS_KEY"],
+            env["WAVECAST_APNS_KEY_ID"],
+            env["WAVECAST_APNS_TEAM_ID"],
+            stack.TOPIC,
+        ),
+        production_url=env["WAVECAST_APNS_PRODUCTION_URL"],
+        ca_file=env["WAVECAST_APNS_CA_FILE"],
+    )
+    content = Content.model_validate(stack.LIVE_CONTENT)
+    campaign_id = str(uuid.uuid4())
+    in_flight = asyncio.Semaphore(PUMPS_PER_CAMPAIGN)
+
+    async def one(first: int) -> None:
+        chunk = [
+            ProviderMessage(first + k + 1, uuid.UUID(int=first + k), t, "ios", None, "production")
+            for k, t in enumerate(tokens[first : first + BATCH])
+        ]
+        async with in_flight:
+            results = await provider.send(Batch(campaign_id, content, chunk))
+        failed = [r for r in results if r.kind is not ResultKind.sent]
+        if failed:
+            raise RuntimeError(f"the APNs provider's loop failed: {failed[0]}")
+
+    try:
+        await asyncio.gather(*(one(first) for first in range(0, len(tokens), BATCH)))
+    finally:
+        await provider.aclose()
 
 
 # ------------------------------------------------------------------ the ledger's floor
@@ -525,6 +566,7 @@ def _sides(
     return {
         "bare": lambda: bare_apns(fake, tokens, lean=False),
         "lean": lambda: bare_apns(fake, tokens, lean=True),
+        "own path": lambda: bare_apns_own_path(fake, tokens),
         "campaign": ours,
     }
 
@@ -619,7 +661,11 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
                 "parallel": f"bare loop, {PUMPS_PER_CAMPAIGN} calls in flight",
                 "lean": "bare loop on the provider's own request path",
                 "as campaign": "bare loop, 1 call in flight, the campaign's messages",
-                "own path": "bare loop on the provider's own request path",
+                "own path": (
+                    "bare loop on the provider's own request path"
+                    if name == "fcm"
+                    else f"the provider's send loop, {PUMPS_PER_CAMPAIGN} batches in flight"
+                ),
                 "own path, parallel": (
                     f"bare loop on the provider's own request path, "
                     f"{PUMPS_PER_CAMPAIGN} batches in flight"
@@ -681,6 +727,18 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
             figures += _cpu_figures(
                 name, "bare loop, the campaign's messages", side.variants["as campaign"]
             )
+        if same_path == "lean" and "own path" in side.variants:
+            # Beside the lean loop's ratio: how much of the engine's cost is the provider's own
+            # work per message (payloads, answers) and how much the rest of the engine.
+            figures.append(
+                reported(
+                    "delivery",
+                    f"{name} ratio to the provider's send loop (the engine beyond the provider)",
+                    side.ratio_to("own path"),
+                    "x",
+                )
+            )
+            figures += _cpu_figures(name, "the provider's send loop", side.variants["own path"])
         if "own path, parallel" in side.variants:
             figures.append(
                 reported(
