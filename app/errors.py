@@ -107,6 +107,8 @@ def describe(err: Mapping[str, Any]) -> str:
         return "unknown field; it is not accepted here"
     if kind == "missing":
         return "field required"
+    if kind == "timezone_aware":
+        return "the timestamp needs its timezone offset, e.g. Z or +01:00"
     if kind == "string_pattern_mismatch":
         loc = err.get("loc", ())
         name = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")

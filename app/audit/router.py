@@ -1,17 +1,16 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from app import pagination
 from app.audit import export, service
 from app.audit.schemas import AuditEventOut, AuditPage
 from app.deps import Admin, CampaignsReader, RuntimeDep, SessionDep, SettingsDep
 from app.errors import FieldError, validation_problem
+from app.instants import Instant
 from app.notify import service as notifications
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -28,8 +27,12 @@ async def list_audit(
     actor: str | None = None,
     subject_type: str | None = None,
     subject_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[
+        Instant | None, Query(description="ISO-8601 with a time zone; events from it (inclusive)")
+    ] = None,
+    until: Annotated[
+        Instant | None, Query(description="ISO-8601 with a time zone; events before it (exclusive)")
+    ] = None,
 ) -> AuditPage:
     limit = min(limit, settings.page_size_max)
     rows = await service.list_events(
@@ -74,11 +77,11 @@ async def export_audit(
     runtime: RuntimeDep,
     _: Admin,
     since: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(alias="from", description="ISO-8601 with a time zone; events from it (inclusive)"),
     ] = None,
     until: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(alias="to", description="ISO-8601 with a time zone; events before it (exclusive)"),
     ] = None,
 ) -> NDJSONResponse:

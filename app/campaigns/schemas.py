@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,6 +21,7 @@ from app.campaigns.models import CampaignKind, CampaignPriority
 from app.campaigns.state import CampaignStatus
 from app.checks.spec import CheckList
 from app.guard.verdict import GuardVerdict
+from app.instants import Instant
 
 Text256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Text2048 = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
@@ -161,7 +161,7 @@ LocalTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5]
 
 
 class Rollout(_Strict):
-    start_at: AwareDatetime | None = None
+    start_at: Instant | None = None
     waves: list[WaveIn] = Field(min_length=1, max_length=20)
     # Send each device at the next occurrence of this time in its own time zone, once its
     # wave is released (devices without a zone use WAVECAST_DEFAULT_TIMEZONE).
@@ -212,7 +212,7 @@ class CampaignCreate(_Strict):
     # own; null: none at all (only with priority "critical"; `service.check_timing`).
     quiet_hours: QuietHoursIn | None = None
     # Rows not sent by then end as `expired`; providers are told the time left.
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
     # "critical" needs the campaigns:critical scope; it is exempt from frequency caps and
     # quiet hours.
     priority: CampaignPriority = CampaignPriority.normal
@@ -234,7 +234,7 @@ class CampaignPatch(_Strict):
     override: Override | None = None
     # As in CampaignCreate; null turns quiet hours off (critical only), absent leaves them.
     quiet_hours: QuietHoursIn | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
     priority: CampaignPriority | None = None
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Self
 
 from fastapi import Body, Query, Request, Response, status
@@ -13,6 +12,7 @@ from app.deps import Admin, DevicesReader, DevicesWriter, RuntimeDep, SessionDep
 from app.devices import importer, service
 from app.devices.models import DeviceStatus, Platform
 from app.devices.schemas import DeviceOut, DevicePage, DevicePatch, DeviceRegistration, ImportResult
+from app.instants import Instant
 from app.serving import PrefixRouter
 
 router = PrefixRouter(prefix="/v1/devices", tags=["devices"])
@@ -100,7 +100,9 @@ async def list_devices(
     token: str | None = None,
     is_test_device: bool | None = None,
     locale: str | None = None,
-    seen_since: datetime | None = None,
+    seen_since: Annotated[
+        Instant | None, Query(description="ISO-8601 with a time zone; devices seen since it")
+    ] = None,
 ) -> DevicePage:
     limit = min(limit, runtime.settings.page_size_max)
     rows = await service.list_devices(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -14,6 +13,7 @@ from app.deps import CampaignsReader, EventsWriter, SessionDep
 from app.errors import FieldError, Problem
 from app.events import parse, service
 from app.events.schemas import EngagementOut, EventIn, EventsResult
+from app.instants import Instant
 from app.ops.middleware import media_type
 
 router = APIRouter(tags=["events"])
@@ -64,7 +64,7 @@ async def get_engagement(
     session: SessionDep,
     _: CampaignsReader,
     since: Annotated[
-        datetime | None,
+        Instant | None,
         Query(
             description="start of the opens series (at most one hour from it); default: "
             "the last hour up to now, or up to the last open"
@@ -73,13 +73,6 @@ async def get_engagement(
 ) -> EngagementOut:
     """Per wave: sent, received, opened, converted, open rate (opened / sent) and time to
     open (p50, p90, seconds from send to open); and the campaign's opens per second."""
-    if since is not None and since.tzinfo is None:
-        raise Problem(
-            422,
-            "Invalid request",
-            "since: the timestamp needs its offset (Z or +01:00)",
-            errors=[FieldError("since", "the timestamp needs its offset (Z or +01:00)")],
-        )
     await campaigns_service.get(session, campaign_id)
     waves = await campaigns_service.waves(session, campaign_id)
     return await service.engagement(

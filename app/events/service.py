@@ -125,7 +125,9 @@ def series_window(
     span = min(span, MAX_SERIES)
     if since is not None:
         start = since.astimezone(UTC).replace(microsecond=0)
-        return start, min(start + MAX_SERIES, _next_second(now))
+        end = _next_second(now)
+        # Compared as a difference: `start + MAX_SERIES` overflows for a start in year 9999.
+        return start, end if end - start <= MAX_SERIES else start + MAX_SERIES
     end = _next_second(latest if latest is not None and latest < now - span else now)
     return end - span, end
 
