@@ -16,7 +16,8 @@ two reservations on it start at least ``n / R`` apart, where ``n`` is the earlie
 So if the starts ``s_j <= ... <= s_k`` fall in a half-open window ``[t, t + 1)``, then
 ``n_j + ... + n_(k-1) <= R * (s_k - s_j) < R``, and the window holds
 ``n_j + ... + n_k < R + n_k <= R + B`` sends, B being the largest batch. (In exact arithmetic
-the inequality is strict; rounding of the stored start times can make it reach ``R + B``.)
+the inequality is strict; rounding of the stored start times can carry it a hair past
+``R + B``: under a billionth of R at the rates and instants the throttle sees.)
 ``batch_size_for_rate`` keeps B <= 4 % of R, so a window holds <= 1.04 R for R >= 25/s, and
 <= 1.05 R down to R = 20/s, where B is a single send. Below 20/s a single send is already more
 than 5 % of a second's budget and no schedule of whole sends can promise 105 %; the bound is

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from app.control.throttle_math import (
@@ -118,13 +118,24 @@ rates_fine = st.floats(min_value=20.0, max_value=5000.0)  # where one send is <=
 latency_lists = st.lists(st.floats(min_value=0.0, max_value=1.5), min_size=1, max_size=20)
 
 
+# Start times are doubles, and over a second of reservations their rounding (under 1e-11 s at
+# these rates and instants) can fit a hair more than R sends before a window's last batch:
+# with R = 4999.999999999999 a window held 5,000 + 199. The bound holds to this part of R.
+ROUNDING = 1e-9
+
+
+def fidelity_bound(rate: float, batch: int) -> float:
+    """The most sends any 1-second window holds: fewer than R + B exactly, R + B to rounding."""
+    return rate * (1 + ROUNDING) + batch
+
+
 def assert_fidelity(sent: Sequence[Sent], rate: float) -> None:
     """The documented bound: any 1-second window holds at most R + B sends, and for R >= 20/s
     that is at most 105 % of R."""
     batch = batch_size_for_rate(rate)
     assert all(item.n <= batch for item in sent)
     busiest = busiest_window(starts(sent))
-    assert busiest <= rate + batch
+    assert busiest <= fidelity_bound(rate, batch)
     if rate >= 20.0:
         assert busiest <= 1.05 * rate
 
@@ -289,6 +300,15 @@ def test_backlogged_workers_get_the_whole_rate(
         st.tuples(st.floats(0.0, 4.0), st.just("provider"), st.floats(0.0, 1.0)), max_size=3
     ),
 )
+# Found by a search: the provider at the largest rate below 5000 (a bound hypothesis draws)
+# took batches of 199, 50 and 1 that add up to 5,000 within a second of rounded starts.
+@example(
+    campaign_rates=[5000.0, 1250.0, 25.0],
+    provider_rate=4999.999999999999,
+    workers_each=1,
+    latencies=[0.0],
+    provider_blocks=[],
+)
 def test_campaign_rates_and_provider_cap_hold_together(
     campaign_rates: list[float],
     provider_rate: float | None,
@@ -335,7 +355,7 @@ def test_rate_change_applies_to_the_next_reservation(
     last_old = max(item.start for item in old)
     # Once the sends reserved at the old rate are out, windows hold only the new rate.
     new_windows = [count for s, count in window_counts(starts(new)) if s > last_old]
-    assert max(new_windows, default=0) <= after + batch_size_for_rate(after)
+    assert max(new_windows, default=0) <= fidelity_bound(after, batch_size_for_rate(after))
     first = new[0]
     if after > before:
         # A raise never leaves the next reservation behind an old backlog for more than ~1 s.

@@ -557,7 +557,7 @@ def quiet_hours(draw: st.DrawFn) -> QuietHours:
 
 # Two nights run into each other when a spring-forward gap swallows the end of one and the
 # start of the next: in Warsaw, 02:40-02:10 is quiet from 02:40 on 28 March 2026 to 02:10 on
-# the 30th. Found by a run: the walk then ended before the quiet hours did.
+# the 30th. From this instant an 80-hour walk ended before those quiet hours did.
 @example((WARSAW, utc(2026, 3, 27, 20)), QuietHours(time(2, 40), time(2, 10)))
 @settings(max_examples=40, deadline=None)
 @given(zoned_instants, quiet_hours())
@@ -610,8 +610,8 @@ def test_due_at_examples() -> None:
     assert due_at(released_at=late, zone=KIRITIMATI, local_time=None, quiet=night) == late
 
 
-# Found by a run: released as Warsaw's two nights around 29 March 2026 run into each other
-# (see test_quiet_until_agrees_with_the_walk), held until 02:10 on the 30th.
+# Released as Warsaw's two nights around 29 March 2026 run into each other (see
+# test_quiet_until_agrees_with_the_walk): held 46.5 hours, until 02:10 on the 30th.
 @example((WARSAW, utc(2026, 3, 28, 1, 40)), None, QuietHours(time(2, 40), time(2, 10)))
 @settings(max_examples=200, deadline=None)
 @given(zoned_instants, st.none() | locals_, st.none() | quiet_hours())
