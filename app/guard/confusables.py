@@ -90,7 +90,9 @@ def fold_char(ch: str) -> str:
     # paste to dodge filters; the second NFKD catches the few characters whose case-folded form
     # is precomposed again.
     decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", ch).casefold())
-    return "".join(part for part in decomposed if not is_mark(part))
+    # A decomposition can end in a letter the special folds take further (ǿ → ø → o, ℏ → ħ →
+    # h): those parts are folded too, so folding twice changes nothing.
+    return "".join(_SPECIAL_FOLDS.get(part, part) for part in decomposed if not is_mark(part))
 
 
 @lru_cache(maxsize=16384)

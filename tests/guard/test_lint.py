@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -254,6 +255,9 @@ def test_prices_times_and_colons_are_not_template_variables(text: str) -> None:
     [
         ("Lorem ipsum", "Lorem ipsum"),
         ("lorem", "lorem"),
+        # ǿ decomposes to ø, which folds on to o: caught as "Lørem" is.
+        ("Lǿrem ipsum", "Lǿrem ipsum"),
+        ("Lørem ipsum", "Lørem ipsum"),
         ("Lorem ipsum dolor sit amet, consectetur adipiscing elit.", None),
         ("text ipsum dolor here", "ipsum dolor"),
         ("dolor sit amet", "dolor sit amet"),
@@ -913,18 +917,23 @@ REAL_WORDS = st.sampled_from(["Nowa", "oferta", "kredytu", "Your", "card", "BLIK
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=40))
+@example("Lǿrem ℏ")
 def test_the_latin_skeleton_is_idempotent(text: str) -> None:
     once = skeleton(text)
 
     assert skeleton(once) == once
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.characters())
-def test_folding_a_character_is_idempotent(ch: str) -> None:
-    folded = fold_char(ch)
+def test_folding_any_character_is_idempotent() -> None:
+    """Every code point (2.5 s): a decomposition may end in a letter the special folds take
+    further (ǿ → ø → o, ℏ → ħ → h); folding the result again must change nothing."""
+    not_idempotent = [
+        ch
+        for ch in map(chr, range(sys.maxunicode + 1))
+        if "".join(fold_char(part) for part in fold_char(ch)) != fold_char(ch)
+    ]
 
-    assert "".join(fold_char(part) for part in folded) == folded
+    assert not_idempotent == []
 
 
 @settings(max_examples=300, deadline=None)
