@@ -218,10 +218,11 @@ def allowed_sends(committed: Sequence[float], kernel: Sequence[float], budget: f
     probability ``kernel[d - 1]``, on top of ``committed[d]``. 0 when a second is already
     full; infinite when the kernel predicts no opens at all."""
     best = math.inf
-    for d in range(1, len(committed)):
+    # Up to the kernel's last second: nothing committed reaches that far (0.0 past `committed`).
+    for d in range(1, len(kernel) + 1):
         k = kernel[d - 1]
         if k > 0.0:
-            room = budget - committed[d]
+            room = budget - (committed[d] if d < len(committed) else 0.0)
             if room <= 0.0:
                 return 0.0
             best = min(best, room / k)

@@ -46,27 +46,36 @@ def test_allowed_sends_is_the_most_that_keeps_every_second_under_the_budget(
 ) -> None:
     committed = ob.committed_opens(sends_by_age, kernel)
     x = ob.allowed_sends(committed, kernel, budget)
+    # The next second's sends open d seconds ahead, d = 1 to the kernel's length; the sends
+    # already made reach no further than `committed` does.
+    seconds = range(1, len(kernel) + 1)
+    ahead = [*committed, 0.0]
     assert x >= 0.0
     if math.isinf(x):
-        assert all(k == 0.0 for k in kernel[: len(committed) - 1])
+        assert all(k == 0.0 for k in kernel)
         return
     # A second already over the budget gets no more (x = 0); none is pushed over it.
-    for d in range(1, len(committed)):
-        after = committed[d] + x * kernel[d - 1]
-        assert after <= max(budget, committed[d]) * (1 + 1e-9) + 1e-9
+    for d in seconds:
+        after = ahead[d] + x * kernel[d - 1]
+        assert after <= max(budget, ahead[d]) * (1 + 1e-9) + 1e-9
     if x > 0.0:
         # One more send's worth (1 %) would break some second. Summed exactly: when a second's
         # room is a few ulps of the budget, a float sum rounds the excess away.
         more = Fraction(x * 1.01 + 1e-6)
         assert any(
-            Fraction(committed[d]) + more * Fraction(kernel[d - 1]) > Fraction(budget)
-            for d in range(1, len(committed))
+            Fraction(ahead[d]) + more * Fraction(kernel[d - 1]) > Fraction(budget) for d in seconds
         )
 
 
 def test_allowed_sends_is_zero_once_a_second_is_full() -> None:
     assert ob.allowed_sends([0.0, 10.0, 5.0], [0.1, 0.1], budget=10.0) == 0.0
     assert ob.allowed_sends([0.0, 0.0, 0.0], [0.0, 0.0], budget=10.0) == math.inf
+
+
+def test_the_kernels_last_second_bounds_the_sends_too() -> None:
+    # Opens only two seconds after the send, where nothing committed reaches: 10 / 0.05.
+    assert ob.allowed_sends([0.0, 0.0], [0.0, 0.05], budget=10.0) == pytest.approx(200.0)
+    assert ob.allowed_sends([0.0, 4.0], [0.1, 0.05], budget=10.0) == pytest.approx(60.0)
 
 
 @settings(max_examples=60, deadline=None)
