@@ -27,7 +27,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -133,7 +132,7 @@ async def test_no_request_leaves_inside_a_retry_after_window(
     assert {tokens[r.device_id]: r.attempts for r in ledger} == dict(seen)
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def _heard_blocks(db: Runtime) -> AsyncIterator[list[float]]:
     """The monotonic instants at which this process heard a provider block published."""
     heard: list[float] = []

@@ -221,7 +221,7 @@ async def bare_fcm(
     async def one(number: int, batch: list[messaging.Message]) -> None:
         async with calls:
             if builder is not None:
-                chunk = _android_chunk(tokens, number * BATCH)
+                chunk = _chunk(tokens, number * BATCH)
                 batch = builder.build(Batch(campaign_id, content, chunk), chunk)
             answer = await messaging.send_each_async(batch, app=app)
         if answer.failure_count:
@@ -237,12 +237,41 @@ async def bare_fcm(
         await asyncio.to_thread(firebase_admin.delete_app, app)
 
 
-def _android_chunk(tokens: list[str], first: int) -> list[ProviderMessage]:
+def _chunk(
+    tokens: list[str], first: int, platform: str = "android", environment: str | None = None
+) -> list[ProviderMessage]:
     """The provider's messages for BATCH tokens from `first`, as a claim hands them over."""
     return [
-        ProviderMessage(first + k + 1, uuid.UUID(int=first + k), t, "android", None, None)
+        ProviderMessage(first + k + 1, uuid.UUID(int=first + k), t, platform, None, environment)
         for k, t in enumerate(tokens[first : first + BATCH])
     ]
+
+
+async def _provider_loop(
+    provider: FcmProvider | ApnsProvider,
+    tokens: list[str],
+    batches_in_flight: int,
+    platform: str,
+    environment: str | None = None,
+) -> None:
+    """`provider.send` over the tokens in batches of BATCH, `batches_in_flight` at once, with
+    the messages a campaign of `stack.LIVE_CONTENT` sends; closes the provider."""
+    content = Content.model_validate(stack.LIVE_CONTENT)
+    campaign_id = str(uuid.uuid4())
+    in_flight = asyncio.Semaphore(batches_in_flight)
+
+    async def one(first: int) -> None:
+        chunk = _chunk(tokens, first, platform, environment)
+        async with in_flight:
+            results = await provider.send(Batch(campaign_id, content, chunk))
+        failed = [r for r in results if r.kind is not ResultKind.sent]
+        if failed:
+            raise RuntimeError(f"the {provider.name} provider's loop failed: {failed[0]}")
+
+    try:
+        await asyncio.gather(*(one(first) for first in range(0, len(tokens), BATCH)))
+    finally:
+        await provider.aclose()
 
 
 async def bare_fcm_own_path(
@@ -254,22 +283,7 @@ async def bare_fcm_own_path(
     loop is what the engine itself costs; with as many batches in flight as a campaign has
     send jobs, how much of that is the send jobs running side by side."""
     provider = FcmProvider(str(account), endpoint=url)
-    content = Content.model_validate(stack.LIVE_CONTENT)
-    campaign_id = str(uuid.uuid4())
-    in_flight = asyncio.Semaphore(batches_in_flight)
-
-    async def one(first: int) -> None:
-        chunk = _android_chunk(tokens, first)
-        async with in_flight:
-            results = await provider.send(Batch(campaign_id, content, chunk))
-        failed = [r for r in results if r.kind is not ResultKind.sent]
-        if failed:
-            raise RuntimeError(f"the FCM provider's loop failed: {failed[0]}")
-
-    try:
-        await asyncio.gather(*(one(first) for first in range(0, len(tokens), BATCH)))
-    finally:
-        await provider.aclose()
+    await _provider_loop(provider, tokens, batches_in_flight, "android")
 
 
 async def bare_apns(fake: stack.Fake, tokens: list[str], *, lean: bool) -> None:
@@ -330,25 +344,7 @@ async def bare_apns_own_path(fake: stack.Fake, tokens: list[str]) -> None:
         production_url=env["WAVECAST_APNS_PRODUCTION_URL"],
         ca_file=env["WAVECAST_APNS_CA_FILE"],
     )
-    content = Content.model_validate(stack.LIVE_CONTENT)
-    campaign_id = str(uuid.uuid4())
-    in_flight = asyncio.Semaphore(PUMPS_PER_CAMPAIGN)
-
-    async def one(first: int) -> None:
-        chunk = [
-            ProviderMessage(first + k + 1, uuid.UUID(int=first + k), t, "ios", None, "production")
-            for k, t in enumerate(tokens[first : first + BATCH])
-        ]
-        async with in_flight:
-            results = await provider.send(Batch(campaign_id, content, chunk))
-        failed = [r for r in results if r.kind is not ResultKind.sent]
-        if failed:
-            raise RuntimeError(f"the APNs provider's loop failed: {failed[0]}")
-
-    try:
-        await asyncio.gather(*(one(first) for first in range(0, len(tokens), BATCH)))
-    finally:
-        await provider.aclose()
+    await _provider_loop(provider, tokens, PUMPS_PER_CAMPAIGN, "ios", "production")
 
 
 # ------------------------------------------------------------------ the ledger's floor
