@@ -240,7 +240,12 @@ async def _step(
             _pause(session, campaign, checks.pause, now)
             return "paused", checks.pause
         if wave.status == WaveStatus.sending:
-            counts = (await ledger.counts_by_wave(session, campaign.id)).get(current, {})
+            # One read of the wave's rows a tick. Only this tick, under the campaign's lock,
+            # adds rows, and only by the release below; a row that is done never opens
+            # again: so these counts also say how many members the wave holds and, when it
+            # adds none, whether any is still open.
+            in_wave = await ledger.counts_in_wave(session, campaign.id, current)
+            counts = in_wave
             resumed_at = await _last_resume(session, campaign.id)
             if resumed_at is not None and wave.released_at and resumed_at > wave.released_at:
                 # An operator who resumes a paused wave has seen its failures so far: the
@@ -260,11 +265,17 @@ async def _step(
             # The rest of a released wave, a chunk per tick; it finishes only once it holds
             # its members (or the audience has no more devices to give).
             added = await _release_chunk(
-                session, campaign, wave, now, RELEASE_MORE_ROWS, _due_in(settings, campaign, wave)
+                session,
+                campaign,
+                wave,
+                now,
+                RELEASE_MORE_ROWS,
+                _due_in(settings, campaign, wave),
+                held=sum(in_wave.values()),
             )
             if added > 0:
                 return "released", str(added)
-            if await ledger.open_in_wave(session, campaign.id, current) > 0:
+            if ledger.open_of(in_wave) > 0:
                 return None
             wave.status = WaveStatus.finished
             wave.finished_at = now
@@ -581,9 +592,12 @@ async def _release_chunk(
     now: datetime,
     rows: int,
     due_in: DueIn | None = None,
+    *,
+    held: int | None = None,
 ) -> int:
     """Add the next chunk of a released wave's devices; 0 once the wave holds its members
-    (or the audience has no more devices to give)."""
+    (or the audience has no more devices to give). `held`: the wave's rows in the ledger, when
+    the caller has just counted them."""
     if wave.released_at is None:
         return 0
     try:
@@ -594,7 +608,9 @@ async def _release_chunk(
     if target is None:
         counted, target = await _size_wave(session, wave, audience)
     members = await _wave_members(session, campaign.id, wave.index, target, audience, counted)
-    missing = members - await ledger.count_in_wave(session, campaign.id, wave.index)
+    if held is None:
+        held = await ledger.count_in_wave(session, campaign.id, wave.index)
+    missing = members - held
     if missing <= 0:
         return 0
     position = _plan_position(campaign)

@@ -4,14 +4,19 @@ claim (on PostgreSQL the plan is a range of that index, checked with EXPLAIN).""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import select, text, update
+from sqlalchemy import Update, select, text, update
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audiences.service import audience_filter
 from app.auth.models import Scope
 from app.db.session import unit_of_work
 from app.db.types import utcnow
@@ -148,3 +153,79 @@ async def test_on_postgresql_the_claim_reads_a_range_of_the_due_index(
     assert f"Index Scan using {partitions.table_name(month)}_claimable_due" in plan, plan
     assert "Seq Scan" not in plan and "Sort" not in plan, plan
     assert "never executed" in plan or "Subplans Removed" in plan, plan
+
+
+async def _explain(conn: AsyncConnection, statement: Update) -> Any:
+    """EXPLAIN (ANALYZE, FORMAT JSON) of a statement, its parameters bound as when it runs."""
+    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    positions = compiled.positiontup or []
+    sql = f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}"
+    return (await conn.exec_driver_sql(sql, tuple(params[p] for p in positions))).scalar_one()
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
+
+
+async def test_on_postgresql_a_claim_touches_only_the_rows_it_picks(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, is_postgres: bool
+) -> None:
+    """The whole claim statement (pick, audience verdict, lease, the device's columns) with
+    the statistics a month's partition has when a campaign is released into it after an
+    earlier one was sent: no step of its plan reads more rows than the claim's limit, nothing
+    is sorted, and nothing is read whole. With those statistics the planner took a new
+    campaign's claimable rows for a few, and sorted all of them for each batch; or it joined
+    the pick to the campaign's whole partition and to every device."""
+    if not is_postgres:
+        return  # the plan is PostgreSQL's
+    earlier = await _released(client, make_key, db, 4000)
+    async with unit_of_work(db.sessionmaker) as session:
+        await session.execute(
+            update(_delivery)
+            .where(_delivery.c.id.in_(earlier))
+            .values(status=DeliveryStatus.sent.value, sent_at=utcnow())
+        )
+    async with db.engine.connect() as conn:
+        await conn.execute(text("ANALYZE delivery"))
+        await conn.execute(text("ANALYZE device"))
+        await conn.commit()
+    headers = bearer(
+        await make_key(Scope.campaigns_write, Scope.campaigns_operate, Scope.campaigns_read)
+    )
+    campaign_id = await create_and_start(
+        client, headers, campaign_body(rollout={"waves": [{"percent": 100}]})
+    )
+    await tick_until_released(db, campaign_id, 4000)
+    async with db.sessionmaker() as session:
+        month = await ledger.ledger_month(session, campaign_id)
+    now = utcnow()
+    limit = 100
+    audience = audience_filter({"everyone": True}, now=now)
+    for rules in (audience, None):
+        statement = ledger.claim_statement(
+            campaign_id=campaign_id,
+            limit=limit,
+            lease_token=uuid.uuid4(),
+            lease_until=now + timedelta(minutes=1),
+            now=now,
+            audience=rules,
+            postgresql=True,
+        )
+        async with db.sessionmaker() as session:
+            async with ledger.planned_by_index(session):
+                plan = await _explain(await session.connection(), statement)
+            # Given back as they were once the claim is done.
+            assert (await session.execute(text("SHOW enable_sort"))).scalar_one() == "on"
+            await session.rollback()
+        nodes = list(_nodes(plan[0]["Plan"]))
+        widest = max(nodes, key=lambda n: n["Actual Rows"])
+        assert widest["Actual Rows"] <= limit, json.dumps(plan, indent=1)
+        kinds = {n["Node Type"] for n in nodes}
+        assert not kinds & {"Hash Join", "Merge Join", "Sort", "Bitmap Heap Scan"}, plan
+        scanned = {n.get("Relation Name") for n in nodes if n["Node Type"] == "Seq Scan"}
+        assert not scanned & {"device", partitions.table_name(month)}, plan
+        # The claim leased `limit` rows.
+        assert nodes[0]["Actual Rows"] == limit, plan

@@ -76,13 +76,17 @@ async def test_sends_what_the_content_says(
     )
     sends = [r for r in fcm.records() if r.endpoint == "send"]
     assert sorted(r.token for r in sends) == ["tok-a", "tok-b"]
-    message = json.loads(sends[0].body)["message"]
+    # The two requests are in flight together: either may arrive first.
+    message = json.loads(next(r.body for r in sends if r.token == "tok-a"))["message"]
     assert message["notification"] == {
         "title": "Wyciąg gotowy",
         "body": "Zaloguj się, aby go zobaczyć.",
     }
-    # The delivery's reference rides along, for engagement events (`wavecast_ref`).
+    # The delivery's reference rides along, for engagement events (`wavecast_ref`): tok-a's
+    # row is delivery 1, tok-b's delivery 2.
     assert message["data"] == {"screen": "statements", "wavecast_ref": "1"}
+    other = json.loads(next(r.body for r in sends if r.token == "tok-b"))["message"]
+    assert other["data"]["wavecast_ref"] == "2"
     assert message["android"]["notification"]["channel_id"] == "statements"
     assert message["android"]["ttl"] == "14400s"
     assert any(r.endpoint == "token" for r in fcm.records()), "the OAuth2 exchange ran"
