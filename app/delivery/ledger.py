@@ -23,12 +23,14 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    CTE,
     BigInteger,
     ColumnElement,
     DateTime,
     Integer,
     Select,
     String,
+    Subquery,
     Text,
     Update,
     Uuid,
@@ -689,9 +691,11 @@ DEVICE_INACTIVE = "device_inactive"
 _IN_AUDIENCE = "in_audience"
 
 
-def _verdict(audience: ColumnElement[bool]) -> ColumnElement[str]:
+def _verdict(
+    audience: ColumnElement[bool], device_id: ColumnElement[uuid.UUID]
+) -> ColumnElement[str]:
     """Per picked row, whether its device is still in the audience, or why not. A scalar
-    subquery of the picking query, so the audience's conditions (some of them over JSON,
+    subquery over the picked rows, so the audience's conditions (some of them over JSON,
     or long lists) are evaluated once per row, not once per column the claim sets."""
     verdict: ColumnElement[str] = (
         select(
@@ -701,7 +705,7 @@ def _verdict(audience: ColumnElement[bool]) -> ColumnElement[str]:
                 else_=literal(LEFT_AUDIENCE),
             )
         )
-        .where(_device.c.id == _delivery.c.device_id)
+        .where(_device.c.id == device_id)
         .scalar_subquery()
     )
     return verdict
@@ -810,19 +814,26 @@ def claim_statement(
     for each batch of 388: about 110 ms a claim in the delivery benchmark, most of
     PostgreSQL's time during a campaign)."""
     picking = (
-        select(_delivery.c.id, _delivery.c.ledger_month)
+        select(_delivery.c.id, _delivery.c.ledger_month, _delivery.c.device_id)
         .where(_claimable(campaign_id, now))
         .order_by(*_claim_order)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+    def kept(query: Select[Any], name: str) -> Subquery | CTE:
+        return query.cte(name).prefix_with("MATERIALIZED") if postgresql else query.subquery(name)
+
+    picked = kept(picking, "picked")
     if audience is not None:
-        picking = picking.add_columns(_verdict(audience).label("verdict"))
-    picked = (
-        picking.cte("picked").prefix_with("MATERIALIZED")
-        if postgresql
-        else picking.subquery("picked")
-    )
+        # Judged once each row is picked: the pick walks past the rows other claimers hold
+        # (two for every one it takes, with four send jobs), and those need no verdict.
+        judging = select(
+            picked.c.id,
+            picked.c.ledger_month,
+            _verdict(audience, picked.c.device_id).label("verdict"),
+        )
+        picked = kept(judging, "judged")
     returned = (
         _delivery.c.id,
         _delivery.c.device_id,

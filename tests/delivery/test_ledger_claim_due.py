@@ -229,3 +229,44 @@ async def test_on_postgresql_a_claim_touches_only_the_rows_it_picks(
         assert not scanned & {"device", partitions.table_name(month)}, plan
         # The claim leased `limit` rows.
         assert nodes[0]["Actual Rows"] == limit, plan
+
+
+async def test_on_postgresql_only_the_rows_a_claim_takes_are_judged(
+    client: httpx.AsyncClient, make_key: KeyMaker, db: Runtime, is_postgres: bool
+) -> None:
+    """The pick walks past rows another claimer holds; the audience is judged (one device
+    read each) only for the rows this claim takes."""
+    if not is_postgres:
+        return  # the plan is PostgreSQL's
+    ids = await _released(client, make_key, db, 300)
+    campaign_id = await _campaign_of(db, ids[0])
+    now = utcnow()
+    limit = 100
+    statement = ledger.claim_statement(
+        campaign_id=campaign_id,
+        limit=limit,
+        lease_token=uuid.uuid4(),
+        lease_until=now + timedelta(minutes=1),
+        now=now,
+        audience=audience_filter({"everyone": True}, now=now),
+        postgresql=True,
+    )
+    async with db.sessionmaker() as other, db.sessionmaker() as session:
+        # Another claimer holds the first 150 rows.
+        held = select(_delivery.c.id).where(_delivery.c.id.in_(ids[:150])).with_for_update()
+        assert len((await other.execute(held)).all()) == 150
+        async with ledger.planned_by_index(session):
+            plan = await _explain(await session.connection(), statement)
+        await session.rollback()
+        await other.rollback()
+    nodes = list(_nodes(plan[0]["Plan"]))
+    assert nodes[0]["Actual Rows"] == limit, plan
+    # The pick read the 150 held rows and the 100 it took.
+    [pick] = [n for n in nodes if n["Node Type"] == "LockRows"]
+    assert pick["Plans"][0]["Actual Rows"] == 250, json.dumps(plan, indent=1)
+    judged = [
+        n
+        for n in nodes
+        if n.get("Relation Name") == "device" and n.get("Parent Relationship") == "SubPlan"
+    ]
+    assert [n["Actual Loops"] for n in judged] == [limit], json.dumps(plan, indent=1)
