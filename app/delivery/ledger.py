@@ -736,16 +736,22 @@ async def claim(
     then goes on to the next rows, so it returns nothing only when nothing claimable is
     left. Without it (None) every picked row is leased, as before.
     """
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    # One statement, run again while a round only cancels: each round picks past the rows
+    # the last one took or cancelled.
+    stmt = claim_statement(
+        campaign_id=campaign_id,
+        limit=limit,
+        lease_token=lease_token,
+        lease_until=lease_until,
+        now=now,
+        audience=audience,
+        postgresql=postgresql,
+    )
     async with planned_by_index(session):
         while True:
             claimed, cancelled = await _claim_once(
-                session,
-                campaign_id=campaign_id,
-                limit=limit,
-                lease_token=lease_token,
-                lease_until=lease_until,
-                now=now,
-                audience=audience,
+                session, stmt, judged=audience is not None, postgresql=postgresql
             )
             if claimed or not cancelled:
                 return claimed
@@ -896,29 +902,13 @@ def claim_statement(
 
 
 async def _claim_once(
-    session: AsyncSession,
-    *,
-    campaign_id: uuid.UUID,
-    limit: int,
-    lease_token: uuid.UUID,
-    lease_until: datetime,
-    now: datetime,
-    audience: ColumnElement[bool] | None,
+    session: AsyncSession, stmt: Update, *, judged: bool, postgresql: bool
 ) -> tuple[list[Claimed], int]:
-    """One claim statement: the rows leased, and how many picked rows were cancelled."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    stmt = claim_statement(
-        campaign_id=campaign_id,
-        limit=limit,
-        lease_token=lease_token,
-        lease_until=lease_until,
-        now=now,
-        audience=audience,
-        postgresql=postgresql,
-    )
+    """One run of the claim statement: the rows leased, and how many picked rows were
+    cancelled (`judged`: the statement took the audience's verdict, its status comes last)."""
     rows = (await session.execute(stmt)).all()
     cancelled = 0
-    if audience is not None:
+    if judged:
         leased = [r[:-1] for r in rows if r[-1] == DeliveryStatus.sending.value]
         cancelled = len(rows) - len(leased)
     else:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Update, select, text, update
+from sqlalchemy import ColumnElement, Update, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -164,6 +164,21 @@ async def _explain(conn: AsyncConnection, statement: Update) -> Any:
     return (await conn.exec_driver_sql(sql, tuple(params[p] for p in positions))).scalar_one()
 
 
+def _claim_statement(
+    campaign_id: uuid.UUID, limit: int, now: datetime, audience: ColumnElement[bool] | None
+) -> Update:
+    """The claim's statement on PostgreSQL, as `ledger.claim` runs it."""
+    return ledger.claim_statement(
+        campaign_id=campaign_id,
+        limit=limit,
+        lease_token=uuid.uuid4(),
+        lease_until=now + timedelta(minutes=1),
+        now=now,
+        audience=audience,
+        postgresql=True,
+    )
+
+
 def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     for child in node.get("Plans", []):
@@ -205,15 +220,7 @@ async def test_on_postgresql_a_claim_touches_only_the_rows_it_picks(
     limit = 100
     audience = audience_filter({"everyone": True}, now=now)
     for rules in (audience, None):
-        statement = ledger.claim_statement(
-            campaign_id=campaign_id,
-            limit=limit,
-            lease_token=uuid.uuid4(),
-            lease_until=now + timedelta(minutes=1),
-            now=now,
-            audience=rules,
-            postgresql=True,
-        )
+        statement = _claim_statement(campaign_id, limit, now, rules)
         async with db.sessionmaker() as session:
             async with ledger.planned_by_index(session):
                 plan = await _explain(await session.connection(), statement)
@@ -242,14 +249,8 @@ async def test_on_postgresql_only_the_rows_a_claim_takes_are_judged(
     campaign_id = await _campaign_of(db, ids[0])
     now = utcnow()
     limit = 100
-    statement = ledger.claim_statement(
-        campaign_id=campaign_id,
-        limit=limit,
-        lease_token=uuid.uuid4(),
-        lease_until=now + timedelta(minutes=1),
-        now=now,
-        audience=audience_filter({"everyone": True}, now=now),
-        postgresql=True,
+    statement = _claim_statement(
+        campaign_id, limit, now, audience_filter({"everyone": True}, now=now)
     )
     async with db.sessionmaker() as other, db.sessionmaker() as session:
         # Another claimer holds the first 150 rows.
