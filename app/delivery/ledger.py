@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -132,9 +132,9 @@ async def count_in_wave(session: AsyncSession, campaign_id: uuid.UUID, wave: int
 async def counts_in_wave(
     session: AsyncSession, campaign_id: uuid.UUID, wave: int
 ) -> dict[str, int]:
-    """Rows of one wave per status: what the tick needs each second of a sending wave (its
-    guardrail's failures, how many members it holds, whether any is still open), in one
-    read of the wave's rows instead of one per question."""
+    """Rows of one wave per status, every row read: what a finished wave's record holds. The
+    tick's questions each second of a sending wave are asked without reading it whole
+    (`count_with_status`, `any_open_in_wave`)."""
     query = (
         select(_delivery.c.status, func.count())
         .where(in_campaign(campaign_id), _delivery.c.wave == wave)
@@ -143,9 +143,59 @@ async def counts_in_wave(
     return {status: int(n) for status, n in (await session.execute(query)).all()}
 
 
-def open_of(counts: Mapping[str, int]) -> int:
-    """The rows of `counts` (status → rows) still open: queued, sending or retrying."""
-    return sum(n for status, n in counts.items() if status in _OPEN_VALUES)
+def count_with_status_query(
+    campaign_id: uuid.UUID, wave: int, status: DeliveryStatus, upto: int | None = None
+) -> Select[int]:
+    """`count_with_status`'s statement."""
+    rows = (
+        select(literal(1))
+        .select_from(_delivery)
+        .where(
+            in_campaign(campaign_id), _delivery.c.wave == wave, _delivery.c.status == status.value
+        )
+    )
+    if upto is not None:
+        rows = rows.limit(upto)
+    return select(func.count()).select_from(rows.subquery())
+
+
+async def count_with_status(
+    session: AsyncSession,
+    campaign_id: uuid.UUID,
+    wave: int,
+    status: DeliveryStatus,
+    *,
+    upto: int | None = None,
+) -> int:
+    """Rows of one wave with `status`, counted up to `upto` (None: all of them). A count that
+    stops at `upto` reads at most that many of the wave's index entries for the status,
+    however large the wave is."""
+    async with planned_by_index(session):
+        query = count_with_status_query(campaign_id, wave, status, upto)
+        return int((await session.execute(query)).scalar_one())
+
+
+def any_open_query(campaign_id: uuid.UUID, wave: int) -> Select[int]:
+    """`any_open_in_wave`'s statement."""
+    return (
+        select(literal(1))
+        .select_from(_delivery)
+        .where(
+            in_campaign(campaign_id),
+            _delivery.c.wave == wave,
+            _delivery.c.status.in_(sorted(_OPEN_VALUES)),
+        )
+        .limit(1)
+    )
+
+
+async def any_open_in_wave(session: AsyncSession, campaign_id: uuid.UUID, wave: int) -> bool:
+    """Whether a row of the wave is still open (queued, sending or retrying): the first one
+    found answers. The index entries of rows that were open and are done since are skipped
+    cheaply once a scan has found them dead, so asking each second does not read the wave
+    each second."""
+    async with planned_by_index(session):
+        return (await session.execute(any_open_query(campaign_id, wave))).first() is not None
 
 
 _OPEN_VALUES = frozenset(s.value for s in OPEN_STATUSES)

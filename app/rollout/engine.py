@@ -78,6 +78,7 @@ from app.db.session import unit_of_work
 from app.db.types import utcnow
 from app.delivery import ledger
 from app.delivery.ledger import DueIn
+from app.delivery.models import DeliveryStatus
 from app.delivery.timing_rules import campaign_quiet_hours
 from app.guard.staging import check_staging
 from app.killswitch import service as killswitch
@@ -240,19 +241,11 @@ async def _step(
             _pause(session, campaign, checks.pause, now)
             return "paused", checks.pause
         if wave.status == WaveStatus.sending:
-            # One read of the wave's rows a tick. Only this tick, under the campaign's lock,
-            # adds rows, and only by the release below; a row that is done never opens
-            # again: so these counts also say how many members the wave holds and, when it
-            # adds none, whether any is still open.
-            in_wave = await ledger.counts_in_wave(session, campaign.id, current)
-            counts = in_wave
-            resumed_at = await _last_resume(session, campaign.id)
-            if resumed_at is not None and wave.released_at and resumed_at > wave.released_at:
-                # An operator who resumes a paused wave has seen its failures so far: the
-                # guardrail judges what failed since, or it would trip again at once.
-                failed = await ledger.failed_since(session, campaign.id, current, resumed_at)
-                counts = {**counts, "failed": failed}
-            tripped = _guardrail(campaign, counts)
+            # Nothing here reads the whole wave each second (a wave of millions of rows took
+            # most of a second to count, every second): the guardrail counts the failures and
+            # the sends up to the number that clears them; a wave known to hold its members is
+            # not counted for the release; whether a row is still open is the first one found.
+            tripped = await _guardrail(session, campaign, wave)
             if tripped:
                 _pause(session, campaign, tripped, now)
                 return "paused", tripped
@@ -264,19 +257,23 @@ async def _step(
                 return "paused", refusal
             # The rest of a released wave, a chunk per tick; it finishes only once it holds
             # its members (or the audience has no more devices to give).
-            added = await _release_chunk(
-                session,
-                campaign,
-                wave,
-                now,
-                RELEASE_MORE_ROWS,
-                _due_in(settings, campaign, wave),
-                held=sum(in_wave.values()),
-            )
-            if added > 0:
-                return "released", str(added)
-            if ledger.open_of(in_wave) > 0:
+            if not _FILLED.holds(campaign.id, wave):
+                added = await _release_chunk(
+                    session,
+                    campaign,
+                    wave,
+                    now,
+                    RELEASE_MORE_ROWS,
+                    _due_in(settings, campaign, wave),
+                )
+                if added > 0:
+                    return "released", str(added)
+            # Only this tick, under the campaign's lock, adds rows, and only by the release
+            # above; a row that is done never opens again.
+            if await ledger.any_open_in_wave(session, campaign.id, current):
                 return None
+            counts = await ledger.counts_in_wave(session, campaign.id, current)
+            _FILLED.forget(campaign.id, wave)
             wave.status = WaveStatus.finished
             wave.finished_at = now
             session.add(wave)
@@ -333,11 +330,29 @@ async def _last_resume(session: AsyncSession, campaign_id: uuid.UUID) -> datetim
     )
 
 
-def _guardrail(campaign: Campaign, counts: dict[str, int]) -> str | None:
+async def _guardrail(session: AsyncSession, campaign: Campaign, wave: CampaignWave) -> str | None:
+    """Whether the wave's permanent failures trip the guardrail: its failures, and its sends
+    counted only up to the number with which those failures do not trip it."""
+    resumed_at = await _last_resume(session, campaign.id)
+    if resumed_at is not None and wave.released_at and resumed_at > wave.released_at:
+        # An operator who resumes a paused wave has seen its failures so far: the
+        # guardrail judges what failed since, or it would trip again at once.
+        failed = await ledger.failed_since(session, campaign.id, wave.index, resumed_at)
+    else:
+        failed = await ledger.count_with_status(
+            session, campaign.id, wave.index, DeliveryStatus.failed
+        )
+    threshold = Decimal(campaign.failure_threshold_percent)
+    clear = guardrail.sends_that_clear(failed=failed, threshold_percent=threshold)
+    if clear == 0:
+        return None
+    sent = await ledger.count_with_status(
+        session, campaign.id, wave.index, DeliveryStatus.sent, upto=clear
+    )
     return guardrail.tripped(
-        failed=counts.get("failed", 0),
-        sent=counts.get("sent", 0),
-        threshold_percent=Decimal(campaign.failure_threshold_percent),
+        failed=failed,
+        sent=sent,
+        threshold_percent=threshold,
         wave_number=campaign.current_wave + 1,
     )
 
@@ -585,6 +600,37 @@ def _due_in(settings: Settings, campaign: Campaign, wave: CampaignWave) -> DueIn
     return due
 
 
+class _FilledWaves:
+    """The sending waves this process has seen hold their members. A wave's members are
+    decided once and its rows are never removed while its campaign runs, so a wave that held
+    them holds them for good: the tick no longer counts its rows to see whether it must add
+    more. Only a fact that cannot become false is kept, never a count, so a tick in another
+    process meanwhile cannot make it wrong. Bounded: forgetting costs one count."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._waves: set[tuple[uuid.UUID, int, datetime | None]] = set()
+
+    @staticmethod
+    def _key(campaign_id: uuid.UUID, wave: CampaignWave) -> tuple[uuid.UUID, int, datetime | None]:
+        return campaign_id, wave.index, wave.released_at
+
+    def holds(self, campaign_id: uuid.UUID, wave: CampaignWave) -> bool:
+        return self._key(campaign_id, wave) in self._waves
+
+    def add(self, campaign_id: uuid.UUID, wave: CampaignWave) -> None:
+        if len(self._waves) >= self.LIMIT:
+            self._waves.clear()
+        self._waves.add(self._key(campaign_id, wave))
+
+    def forget(self, campaign_id: uuid.UUID, wave: CampaignWave) -> None:
+        self._waves.discard(self._key(campaign_id, wave))
+
+
+_FILLED = _FilledWaves()
+
+
 async def _release_chunk(
     session: AsyncSession,
     campaign: Campaign,
@@ -592,12 +638,9 @@ async def _release_chunk(
     now: datetime,
     rows: int,
     due_in: DueIn | None = None,
-    *,
-    held: int | None = None,
 ) -> int:
     """Add the next chunk of a released wave's devices; 0 once the wave holds its members
-    (or the audience has no more devices to give). `held`: the wave's rows in the ledger, when
-    the caller has just counted them."""
+    (or the audience has no more devices to give)."""
     if wave.released_at is None:
         return 0
     try:
@@ -608,10 +651,10 @@ async def _release_chunk(
     if target is None:
         counted, target = await _size_wave(session, wave, audience)
     members = await _wave_members(session, campaign.id, wave.index, target, audience, counted)
-    if held is None:
-        held = await ledger.count_in_wave(session, campaign.id, wave.index)
+    held = await ledger.count_in_wave(session, campaign.id, wave.index)
     missing = members - held
     if missing <= 0:
+        _FILLED.add(campaign.id, wave)
         return 0
     position = _plan_position(campaign)
     planned = await ledger.add_wave_members(

@@ -51,3 +51,41 @@ def tripped(*, failed: int, sent: int, threshold_percent: Decimal, wave_number: 
         f"permanently ({failed * 100 / trials:.1f} %; with 95 % confidence at least "
         f"{bound * 100:.1f} %), above the {threshold_percent} % threshold"
     )
+
+
+# Sends beyond which a search for `sends_that_clear` gives up: the guardrail then trips
+# whatever the sends (a threshold of 0 %: any three failures are above it).
+_SEARCH_LIMIT = 1 << 48
+
+
+def sends_that_clear(*, failed: int, threshold_percent: Decimal) -> int | None:
+    """The fewest successful sends beside `failed` failures with which `tripped` says no: a
+    count of a wave's sends may stop there, since more sends only lower the bound (for a
+    fixed number of failures, the Wilson lower bound does not rise with the trials). 0 when
+    it says no whatever the sends; None when it says yes whatever the sends (then only the
+    reason's wording needs them all).
+
+    So the tick decides with a count of sends bounded by the failures, not by the wave: a
+    wave of millions of rows is not counted whole every second."""
+
+    def clears(sent: int) -> bool:
+        return (
+            tripped(failed=failed, sent=sent, threshold_percent=threshold_percent, wave_number=1)
+            is None
+        )
+
+    if clears(0):
+        return 0
+    high = 1
+    while not clears(high):
+        if high >= _SEARCH_LIMIT:
+            return None
+        high *= 2
+    low = high // 2  # trips at `low` (at 0 when high is 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if clears(middle):
+            high = middle
+        else:
+            low = middle
+    return high

@@ -4,6 +4,7 @@ first wave whose failures are a pattern pauses the campaign before the next wave
 
 from __future__ import annotations
 
+import itertools
 import math
 from decimal import Decimal
 
@@ -18,7 +19,7 @@ from app.campaigns.state import CampaignStatus
 from app.delivery.models import Delivery
 from app.devices.models import Device
 from app.rollout import engine
-from app.rollout.guardrail import MIN_FAILURES, tripped, wilson_lower_bound
+from app.rollout.guardrail import MIN_FAILURES, sends_that_clear, tripped, wilson_lower_bound
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
 from tests.support import (
@@ -94,6 +95,58 @@ def test_more_failures_or_a_lower_threshold_never_untrip(
 @given(st.integers(0, MIN_FAILURES - 1), st.integers(0, 10_000))
 def test_too_few_failures_never_trip(failed: int, sent: int) -> None:
     assert not _trips(failed, sent, Decimal(0))
+
+
+def test_more_sends_never_raise_the_bound_exhaustively() -> None:
+    """What lets the tick stop counting sends (`sends_that_clear`): for a fixed number of
+    failures, the bound does not rise with the sends (beyond floating-point rounding)."""
+    for failed in range(300):
+        bounds = [wilson_lower_bound(failed, failed + sent) for sent in range(3000)]
+        assert all(b <= a + 1e-12 for a, b in itertools.pairwise(bounds)), failed
+
+
+# Thresholds a campaign may have (0–100 %), the edges and fractions included.
+THRESHOLDS = [Decimal(t) for t in ("0", "0.0001", "0.5", "1", "2.5", "5", "10", "33.3333")] + [
+    Decimal(t) for t in ("50", "99.9999", "100")
+]
+
+
+def _check_clear(failed: int, threshold: Decimal) -> None:
+    clear = sends_that_clear(failed=failed, threshold_percent=threshold)
+    if clear is None:
+        # It trips whatever the sends: as many as a wave could ever hold.
+        for sent in (0, 1, 10**3, 10**6, 10**9, 10**12):
+            assert _trips(failed, sent, threshold), (failed, threshold, sent)
+        return
+    assert not _trips(failed, clear, threshold), (failed, threshold, clear)
+    assert not _trips(failed, clear + 1, threshold)
+    assert not _trips(failed, clear * 2 + 1000, threshold)
+    if clear > 0:
+        # The fewest: one send fewer trips it, and so does every count below.
+        assert _trips(failed, clear - 1, threshold), (failed, threshold, clear)
+        assert _trips(failed, 0, threshold)
+
+
+def test_the_sends_that_clear_are_the_fewest_that_do_exhaustively() -> None:
+    for threshold in THRESHOLDS:
+        for failed in range(400):
+            _check_clear(failed, threshold)
+
+
+@given(st.integers(0, 10_000_000), st.decimals(0, 100, places=4))
+def test_the_sends_that_clear_are_the_fewest_that_do(failed: int, threshold: Decimal) -> None:
+    _check_clear(failed, threshold)
+
+
+def test_the_sends_that_clear_known_cases() -> None:
+    # Fewer than three failures, or a threshold of 100 %, never trip: nothing to count.
+    assert sends_that_clear(failed=2, threshold_percent=FIVE) == 0
+    assert sends_that_clear(failed=500, threshold_percent=Decimal(100)) == 0
+    # A threshold of 0 %: three failures trip it whatever the sends.
+    assert sends_that_clear(failed=3, threshold_percent=Decimal(0)) is None
+    # 80 failures of 1,000 trip 5 % (the module's example); 60 of 1,000 do not.
+    assert sends_that_clear(failed=80, threshold_percent=FIVE) > 920  # type: ignore[operator]
+    assert sends_that_clear(failed=60, threshold_percent=FIVE) <= 940  # type: ignore[operator]
 
 
 async def test_five_failures_in_a_ten_device_first_wave_pause_before_wave_two(
