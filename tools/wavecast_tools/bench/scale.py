@@ -11,7 +11,10 @@ waves by a real worker process.
    to the first `sent_at`); planning rows/s (the first release chunk's rows / time from the
    decision to the worker's "wave released" log line, which follows that chunk's
    statements); ledger rows/s (rows recorded sent per second from the first to the last
-   send of the campaign).
+   send of the campaign); over the whole campaign, the send jobs' time per batch in the
+   claim and in the record (their "send job finished" log lines), where a plan or a cache
+   that degrades with the audience's size shows (release → first send times only a wave's
+   first claims).
 5. The worker's RSS along the run (at each tenth of it) and its growth over the second
    half, the machine's load average at the start and the end, and the commit measured.
 4. With `--explain`, the release and claim statements run once more under auto_explain
@@ -298,6 +301,32 @@ def _released_log_times(log: Path) -> dict[int, datetime]:
     return times
 
 
+@dataclass
+class JobStages:
+    """The send jobs' "send job finished" lines of a worker's log, summed: what a claim and a
+    record cost at this audience's size (the delivery scenario measures them at 50,000)."""
+
+    batches: int = 0
+    sent: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def per_batch_ms(self, stage: str) -> float:
+        return 1000 * self.seconds.get(stage, 0.0) / max(1, self.batches)
+
+
+def _job_stages(log: Path) -> JobStages:
+    stages = JobStages()
+    for line in log.read_text(errors="replace").splitlines():
+        if '"send job finished"' not in line:
+            continue
+        record: dict[str, Any] = json.loads(line)
+        stages.batches += int(record.get("batches", 0))
+        stages.sent += int(record.get("sent", 0))
+        for stage, seconds in record.get("stage_seconds", {}).items():
+            stages.seconds[stage] = stages.seconds.get(stage, 0.0) + float(seconds)
+    return stages
+
+
 async def _waves(runtime: Runtime, campaign_id: uuid.UUID) -> list[dict[str, Any]]:
     async with runtime.engine.connect() as conn:
         rows = (
@@ -452,6 +481,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
                 process.wait(timeout=10)
         rows = await _waves(runtime, campaign_id)
         logged = _released_log_times(log)
+        stages = _job_stages(log)
         plans = await explain(runtime, campaign_id) if args.explain else ""
     finally:
         await runtime.close()
@@ -516,6 +546,13 @@ async def run(settings: Settings, args: argparse.Namespace) -> list[Figure]:
             sent / max(1e-3, sending.total_seconds()),
             "rows/s",
         ),
+        reported(
+            SCENARIO,
+            f"claim, mean per batch ({stages.batches:,} batches, {stages.sent:,} sent)",
+            stages.per_batch_ms("claim"),
+            "ms",
+        ),
+        reported(SCENARIO, "record, mean per batch", stages.per_batch_ms("record"), "ms"),
         reported(SCENARIO, "worker RSS at start", memory.samples[0][1], "MB"),
         reported(SCENARIO, "worker RSS at middle", memory.at(0.5), "MB"),
         reported(SCENARIO, "worker RSS at end", memory.samples[-1][1], "MB"),
