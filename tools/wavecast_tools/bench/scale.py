@@ -68,8 +68,10 @@ FIRST_SEND_TARGET_SECONDS = 2.0
 RSS_TARGET_MB = 200.0
 IMPORT_TARGET_PER_SECOND = 50_000
 FILL_ROWS = 100_000
-# How often the campaign's progress is read (a count over its ledger rows).
+# How often the campaign's status is read (whether it still runs).
 STATUS_SECONDS = 5.0
+# The progress line's count of rows sent (a read of the campaign's rows) is this rare.
+PROGRESS_SECONDS = 30.0
 
 _VERSIONS = ["5.9.2", "5.10.0", "5.10.1", "5.11.0", "5.12.0", "5.12.1", "6.0.0"]
 _FILL = """
@@ -226,18 +228,25 @@ async def _start_campaign(runtime: Runtime, settings: Settings, waves: list[Deci
     return campaign.id
 
 
-async def _status(runtime: Runtime, campaign_id: uuid.UUID) -> tuple[str, int]:
+async def _status(
+    runtime: Runtime, campaign_id: uuid.UUID, *, count: bool
+) -> tuple[str, int | None]:
+    """The campaign's status, and with `count` its rows sent so far: a count that reads the
+    campaign's rows (270–290 ms of PostgreSQL's time at 1,000,000), so the progress line asks
+    for it only every PROGRESS_SECONDS, not at every look at the status."""
+    sent = (
+        "(SELECT count(*) FROM delivery d WHERE d.campaign_id = c.id AND d.status = 'sent')"
+        if count
+        else "NULL"
+    )
     async with runtime.engine.connect() as conn:
         row = (
             await conn.execute(
-                text(
-                    "SELECT c.status, (SELECT count(*) FROM delivery d WHERE d.campaign_id = c.id"
-                    " AND d.status = 'sent') FROM campaign c WHERE c.id = :id"
-                ),
+                text(f"SELECT c.status, {sent} FROM campaign c WHERE c.id = :id"),
                 {"id": campaign_id},
             )
         ).one()
-    return str(row[0]), int(row[1])
+    return str(row[0]), None if row[1] is None else int(row[1])
 
 
 async def _first_sends(runtime: Runtime, campaign_id: uuid.UUID) -> int:
@@ -269,16 +278,19 @@ async def _watch(
     waves have sent their first row (True)."""
     memory = Memory()
     started = time.monotonic()
-    last_check = 0.0
+    last_check = last_progress = 0.0
     while time.monotonic() < deadline:
         memory.samples.append((time.monotonic() - started, worker.memory_info().rss / (1 << 20)))
         if time.monotonic() - last_check >= STATUS_SECONDS:
             last_check = time.monotonic()
-            status, sent = await _status(runtime, campaign_id)
-            print(
-                f"  {status}: {sent:,} sent, worker RSS {memory.samples[-1][1]:.0f} MB",
-                file=sys.stderr,
-            )
+            progress = last_check - last_progress >= PROGRESS_SECONDS
+            status, sent = await _status(runtime, campaign_id, count=progress)
+            if sent is not None:
+                last_progress = last_check
+                print(
+                    f"  {status}: {sent:,} sent, worker RSS {memory.samples[-1][1]:.0f} MB",
+                    file=sys.stderr,
+                )
             if status != "running":
                 return memory, True
             if first_sends and await _first_sends(runtime, campaign_id) >= first_sends:
