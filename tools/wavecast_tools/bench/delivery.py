@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import ssl
 import time
@@ -448,12 +447,8 @@ async def campaign(runtime: Runtime, tag: str, side: Side) -> None:
 def read_stages(log: Path, side: Side) -> None:
     """Sum the worker's "send job finished" lines: stage seconds, job seconds, payloads."""
     payload = 0.0
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("message") != "send job finished" or not entry.get("sent"):
+    for entry in stack.send_jobs(log):
+        if not entry.get("sent"):
             continue
         side.job_seconds += float(entry["seconds"])
         for stage, seconds in entry["stage_seconds"].items():

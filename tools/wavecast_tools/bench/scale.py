@@ -59,6 +59,7 @@ from app.devices import importer
 from app.rollout import engine
 from app.runtime import Runtime
 from app.settings import Settings
+from wavecast_tools.bench import stack
 from wavecast_tools.bench.report import Figure, at_least, at_most, reported
 from workers.jobs import pump_timeout
 
@@ -328,10 +329,7 @@ class JobStages:
 
 def _job_stages(log: Path) -> JobStages:
     stages = JobStages()
-    for line in log.read_text(errors="replace").splitlines():
-        if '"send job finished"' not in line:
-            continue
-        record: dict[str, Any] = json.loads(line)
+    for record in stack.send_jobs(log):
         stages.batches += int(record.get("batches", 0))
         stages.sent += int(record.get("sent", 0))
         for stage, seconds in record.get("stage_seconds", {}).items():

@@ -438,3 +438,17 @@ async def workers_alive(redis: Redis, count: int, *, within: float = 120) -> Non
         if time.monotonic() > deadline:
             raise RuntimeError(f"{count} workers did not start within {within:.0f}s")
         await asyncio.sleep(0.1)
+
+
+def send_jobs(log: Path) -> Iterator[dict[str, Any]]:
+    """The "send job finished" lines of a worker's JSON log (`workers.jobs.send_campaign`),
+    each as its record; other lines, and lines that are not JSON, are skipped."""
+    for line in log.read_text(errors="replace").splitlines():
+        if '"send job finished"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("message") == "send job finished":
+            yield entry
