@@ -44,3 +44,17 @@ def test_the_medians_are_taken_over_rounds() -> None:
     figures = {f.name: f.value for f in _budget_figures("apns", side, None)}
     assert figures["apns bare loop, own request path: CPU per 1,000 messages"] == pytest.approx(0.2)
     assert not any("may add" in name for name in figures)
+
+
+def test_the_ceiling_pairs_each_rounds_loops() -> None:
+    side = Side("apns")
+    # Round by round: 0.5, 0.8, 0.9 of the lean loop.
+    side.variants["lean"] = [_phase(2000, 1), _phase(5000, 1), _phase(10000, 1)]
+    side.variants["own path"] = [_phase(1000, 1), _phase(4000, 1), _phase(9000, 1)]
+    assert side.ratio_between("own path", "lean") == pytest.approx(0.8)
+    side.variants["own path"] = [_phase(1900, 1), _phase(2000, 1), _phase(9000, 1)]
+    # 0.95, 0.4, 0.9: the median of the pairs, not 2,000 / 5,000.
+    assert side.ratio_between("own path", "lean") == pytest.approx(0.9)
+    side.variants["own path"].pop()
+    with pytest.raises(ValueError, match="longer"):
+        side.ratio_between("own path", "lean")

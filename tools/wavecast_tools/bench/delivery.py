@@ -126,6 +126,11 @@ class Side:
         """Each round's ratio of the campaign to `variant`, in round order."""
         return [o.rate / v.rate for v, o in zip(self.variants[variant], self.ours, strict=True)]
 
+    def ratio_between(self, variant: str, to: str) -> float:
+        """The median of each round's ratio of `variant` to `to` (both loops of one round)."""
+        pairs = zip(self.variants[variant], self.variants[to], strict=True)
+        return median(v.rate / t.rate for v, t in pairs)
+
 
 class CpuMeter:
     """CPU seconds (user + system) of each process group, between two readings."""
@@ -726,6 +731,17 @@ def run_scenario(settings: Settings, args: argparse.Namespace) -> list[Figure]:
                     "delivery",
                     f"{name} ratio to the provider's send loop (the engine beyond the provider)",
                     side.ratio_to("own path"),
+                    "x",
+                )
+            )
+            # The provider's send loop has no engine around it: its rate over the lean loop's
+            # is the highest campaign ÷ lean loop any engine sending through this provider
+            # could reach on this machine.
+            figures.append(
+                reported(
+                    "delivery",
+                    f"{name} the provider's send loop ÷ the lean loop (an engine's ceiling)",
+                    side.ratio_between("own path", "lean"),
                     "x",
                 )
             )
