@@ -836,6 +836,7 @@ async def patch(
                     for name in sorted(frozen)
                 ],
             )
+        await _refuse_looser_unapproved(session, settings, campaign, body)
     guard.require_override_right(principal, body.override)
     before = _snapshot(campaign)
     if body.name is not None:
@@ -920,6 +921,74 @@ async def patch(
     )
     await session.flush()
     return campaign
+
+
+def looser_limits(campaign: Campaign, body: CampaignPatch) -> list[FieldError]:
+    """The limits an edit loosens against the campaign as it is: a higher rate, an opens
+    budget raised or removed, a higher failure threshold. Stricter or equal values (a lower
+    rate, a new or lower budget, a lower threshold) are not listed."""
+    loosened: list[FieldError] = []
+    if body.throttle is not None:
+        rate = body.throttle.per_second
+        if rate > campaign.throttle_per_second:
+            loosened.append(
+                FieldError(
+                    "throttle.per_second",
+                    f"raises the rate from {campaign.throttle_per_second}/s to {rate}/s",
+                )
+            )
+        budget = body.throttle.max_opens_per_second
+        had = campaign.max_opens_per_second
+        if "max_opens_per_second" in body.throttle.model_fields_set and had is not None:
+            if budget is None:
+                loosened.append(
+                    FieldError(
+                        "throttle.max_opens_per_second",
+                        f"removes the opens budget of {had} opens/s",
+                    )
+                )
+            elif budget > had:
+                loosened.append(
+                    FieldError(
+                        "throttle.max_opens_per_second",
+                        f"raises the opens budget from {had} to {budget} opens/s",
+                    )
+                )
+    threshold = body.failure_threshold_percent
+    if threshold is not None and threshold > campaign.failure_threshold_percent:
+        loosened.append(
+            FieldError(
+                "failure_threshold_percent",
+                f"raises the failure threshold from "
+                f"{campaign.failure_threshold_percent.normalize():f} % "
+                f"to {threshold.normalize():f} %",
+            )
+        )
+    return loosened
+
+
+async def _refuse_looser_unapproved(
+    session: AsyncSession, settings: Settings, campaign: Campaign, body: CampaignPatch
+) -> None:
+    """Four-eyes after the start: a campaign that needs an approval was started under one
+    that bound its rate, opens budget and failure threshold, and only a draft can be
+    approved again. So one person may make a started campaign stricter (slow it down, give
+    it a budget, lower its threshold), but loosening any of them is refused (409): it would
+    run beyond what the second person approved."""
+    loosened = looser_limits(campaign, body)
+    if not loosened or not (await approval.requirement(session, settings, campaign)).required:
+        return
+    raise Problem(
+        409,
+        "Approval required",
+        f"a {campaign.status} campaign runs under the approval it started with, which covers "
+        "its rate, opens budget and failure threshold: one person may only make them "
+        f"stricter, and this edit {'; '.join(e['message'] for e in loosened)}. Looser limits "
+        "need a new approval, which only a draft can receive: cancel this campaign and have "
+        "a new one approved",
+        type_=approval.APPROVAL_REQUIRED,
+        errors=loosened,
+    )
 
 
 # ---------------------------------------------------------------- transitions
