@@ -6,6 +6,7 @@ show the `errors[].field` beside the input the user has to fix.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -70,6 +71,18 @@ def not_found(what: str, ident: object) -> Problem:
     return Problem(404, f"{what} not found", f"no {what.lower()} with id {ident}")
 
 
+class ProblemResponse(JSONResponse):
+    """A problem's JSON. A refusal may quote what the caller sent, and JSON can carry a lone
+    surrogate (`"\\ud800"`) that UTF-8 cannot: such a problem is written with every
+    non-ASCII character escaped, so the refusal still reaches the caller as the 4xx it is."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
     body: dict[str, Any] = {
         "type": problem.type,
@@ -82,7 +95,7 @@ def problem_response(problem: Problem, request: Request | None = None) -> JSONRe
     if problem.errors:
         body["errors"] = problem.errors
     body.update(problem.extra)
-    return JSONResponse(
+    return ProblemResponse(
         body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
     )
 

@@ -24,7 +24,7 @@ from app.killswitch.router import router as killswitch_router
 from app.logging import configure as configure_logging
 from app.ops import openapi
 from app.ops.edge import Edge
-from app.ops.nul_guard import refuse_nul_characters
+from app.ops.nul_guard import refuse_unstorable_text
 from app.ops.ratelimit import Limiter
 from app.ops.router import router as ops_router
 from app.ops.security_headers import headers_for
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version="0.1.0",
         summary="Staged, throttled, guarded and stoppable push-notification campaigns.",
         lifespan=lifespan,
-        dependencies=[Depends(refuse_nul_characters)],
+        dependencies=[Depends(refuse_unstorable_text)],
         # Wavecast's metrics are its own (Prometheus, `/metrics`) and it configures no
         # OpenTelemetry provider; FastAPI's native telemetry would still ask, on every
         # request, whether one had been configured since (~2% of a request's CPU).

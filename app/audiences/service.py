@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -88,7 +89,7 @@ async def create_segment(
         subject_id=segment.id,
         after={"name": name, "rules": canonical},
     )
-    await session.flush()
+    await _flush_named(session, name)
     return segment
 
 
@@ -101,6 +102,20 @@ async def _name_free(session: AsyncSession, name: str, own_id: uuid.UUID | None)
             f"a segment named {name!r} already exists",
             errors=[FieldError("name", "already used by another segment")],
         )
+
+
+async def _flush_named(session: AsyncSession, name: str) -> None:
+    """Two requests taking the same name at once both pass `_name_free`: the unique index
+    refuses the second, answered as the conflict it is, not a server error."""
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Problem(
+            409,
+            "Conflict",
+            f"a segment named {name!r} was created meanwhile",
+            errors=[FieldError("name", "already used by another segment")],
+        ) from None
 
 
 async def get_segment(session: AsyncSession, segment_id: uuid.UUID) -> Segment:
@@ -142,7 +157,7 @@ async def update_segment(
         before=before,
         after={"name": segment.name, "rules": segment.rules},
     )
-    await session.flush()
+    await _flush_named(session, segment.name)
     return segment
 
 

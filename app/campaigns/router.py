@@ -37,6 +37,7 @@ from app.deps import (
     SettingsDep,
     reading,
 )
+from app.rollout.planner import MAX_WAVES
 from app.serving import PrefixRouter
 
 router = PrefixRouter(prefix="/v1/campaigns", tags=["campaigns"])
@@ -253,7 +254,7 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1)] = 100,
     cursor: str | None = None,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    wave: Annotated[int | None, Query(ge=0)] = None,
+    wave: Annotated[int | None, Query(ge=0, lt=MAX_WAVES)] = None,
 ) -> DeliveryPage:
     await service.get(session, campaign_id)
     limit = min(limit, settings.page_size_max)

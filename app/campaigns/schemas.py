@@ -187,6 +187,10 @@ class QuietHoursIn(_Strict):
         return f"{self.start}-{self.end}"
 
 
+# The column holds four decimal places: a finer value is refused, not stored rounded.
+ThresholdPercent = Annotated[Decimal, Field(ge=0, le=100, decimal_places=4)]
+
+
 class Throttle(_Strict):
     per_second: Annotated[int, Field(ge=1, le=1_000_000)]
     # The opens budget (app.rollout.opens_budget): the most push-driven opens per second the
@@ -206,7 +210,7 @@ class CampaignCreate(_Strict):
     audience: Audience
     rollout: Rollout
     throttle: Throttle | None = None
-    failure_threshold_percent: Annotated[Decimal, Field(ge=0, le=100)] | None = None
+    failure_threshold_percent: ThresholdPercent | None = None
     override: Override | None = None
     # Absent: the deployment's quiet hours (WAVECAST_QUIET_HOURS); a window: the campaign's
     # own; null: none at all (only with priority "critical"; `service.check_timing`).
@@ -230,7 +234,7 @@ class CampaignPatch(_Strict):
     audience: Audience | None = None
     rollout: Rollout | None = None
     throttle: Throttle | None = None
-    failure_threshold_percent: Annotated[Decimal, Field(ge=0, le=100)] | None = None
+    failure_threshold_percent: ThresholdPercent | None = None
     override: Override | None = None
     # As in CampaignCreate; null turns quiet hours off (critical only), absent leaves them.
     quiet_hours: QuietHoursIn | None = None

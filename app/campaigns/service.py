@@ -52,6 +52,7 @@ from app.events import service as events_service
 from app.guard import assessment as guard
 from app.guard.override import ContentJudgement, judge_content, standing_reason
 from app.guard.verdict import GuardVerdict
+from app.instants import representable_in_utc
 from app.killswitch import service as killswitch
 from app.rollout.bucketing import campaign_rotation
 from app.rollout.planner import WaveSpec, cumulative_target, validate_waves
@@ -774,6 +775,10 @@ async def page_campaigns(
         try:
             stamp, _space, ident = pagination.decode_text(cursor).partition(" ")
             before, before_id = datetime.fromisoformat(stamp), uuid.UUID(ident)
+            # The cursors this service writes carry an offset and a stamp UTC holds.
+            if before.tzinfo is None:
+                raise ValueError("no offset")
+            representable_in_utc(before)
         except ValueError:
             raise pagination.bad_cursor() from None
     items = await list_campaigns(
@@ -829,8 +834,12 @@ async def patch(
             raise Problem(
                 409,
                 "Conflict",
-                f"a {campaign.status} campaign can change only its throttle and failure "
-                f"threshold; {', '.join(sorted(frozen)) or 'nothing'} cannot change now",
+                (
+                    f"a {campaign.status} campaign cannot change any more"
+                    if is_terminal(CampaignStatus(campaign.status))
+                    else f"a {campaign.status} campaign can change only its throttle and "
+                    f"failure threshold; {', '.join(sorted(frozen))} cannot change now"
+                ),
                 errors=[
                     FieldError(name, "not editable after the campaign left draft")
                     for name in sorted(frozen)

@@ -1,16 +1,20 @@
 """Text that PostgreSQL cannot store is refused at the door.
 
-PostgreSQL's text and JSONB types cannot hold the NUL character (U+0000): a value carrying
-one would fail deep inside a query as a 500. JSON can only spell it as the escape `\\u0000`
-and a query string as `%00`, so both are looked for here (the body is parsed again only when
-the escape is present) and the request is answered 422 naming each field that holds one.
-The NDJSON device import checks each line the same way (`app.devices.importer`).
+PostgreSQL's text and JSONB types cannot hold the NUL character (U+0000), and no UTF-8 text
+can hold a lone surrogate (U+D800–U+DFFF, half of a UTF-16 pair): a value carrying either would
+fail deep inside a query, or when its answer is written, as a 500 (SQLite stores a lone
+surrogate, and every later answer that holds it fails). JSON can only spell them as escapes
+(`\\u0000`, `\\ud800`) and a query string NUL as `%00`, so those are looked for here (the body
+is parsed again only when an escape is present) and the request is answered 422 naming each
+field that holds one. The NDJSON device import checks each line the same way
+(`app.devices.importer`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -18,8 +22,16 @@ from fastapi import Request
 from app.errors import FieldError, validation_problem
 
 MESSAGE = "contains a NUL character (U+0000), which text fields cannot hold"
-# `\u0000` preceded by an even number of backslashes (an odd number escapes the backslash).
+SURROGATE_MESSAGE = (
+    "contains a lone surrogate (U+D800 to U+DFFF), half of a UTF-16 pair and not a character: "
+    "text must be valid Unicode"
+)
+# An escape preceded by an even number of backslashes (an odd number escapes the backslash).
 _ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+# Any surrogate escape: a pair spells a character beyond U+FFFF and parses into one, so the
+# parsed value is what tells a lone half from a pair.
+_SURROGATE_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89abcdefABCDEF]")
+_LONE = re.compile("[\ud800-\udfff]")
 
 
 def has_nul_escape(raw: bytes) -> bool:
@@ -27,26 +39,59 @@ def has_nul_escape(raw: bytes) -> bool:
     return b"\\u0000" in raw and _ESCAPE.search(raw) is not None
 
 
-def nul_fields(value: Any, path: str = "") -> list[str]:
-    """Where in a parsed JSON value a NUL character appears (in a key or a string)."""
+def has_surrogate_escape(raw: bytes) -> bool:
+    return (b"\\ud" in raw or b"\\uD" in raw) and _SURROGATE_ESCAPE.search(raw) is not None
+
+
+def _shown(text: str) -> str:
+    text = text.replace("\x00", "\\u0000")
+    return _LONE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _fields(value: Any, bad: Callable[[str], bool], path: str) -> list[str]:
     found: list[str] = []
     if isinstance(value, str):
-        if "\x00" in value:
+        if bad(value):
             found.append(path or "body")
     elif isinstance(value, dict):
         for key, item in value.items():
-            shown = str(key).replace("\x00", "\\u0000")
-            here = f"{path}.{shown}" if path else shown
-            if "\x00" in str(key):
+            here = f"{path}.{_shown(str(key))}" if path else _shown(str(key))
+            if bad(str(key)):
                 found.append(here)
-            found += nul_fields(item, here)
+            found += _fields(item, bad, here)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found += nul_fields(item, f"{path}.{index}" if path else str(index))
+            found += _fields(item, bad, f"{path}.{index}" if path else str(index))
     return found
 
 
-async def refuse_nul_characters(request: Request) -> None:
+def nul_fields(value: Any, path: str = "") -> list[str]:
+    """Where in a parsed JSON value a NUL character appears (in a key or a string)."""
+    return _fields(value, lambda text: "\x00" in text, path)
+
+
+def surrogate_fields(value: Any, path: str = "") -> list[str]:
+    """Where in a parsed JSON value a lone surrogate appears (in a key or a string)."""
+    return _fields(value, lambda text: _LONE.search(text) is not None, path)
+
+
+def unstorable_fields(raw: bytes) -> list[FieldError]:
+    """The fields of a JSON document (`raw`) that hold text no database can store; none when
+    it holds no escape that could spell one, or does not parse (its parser reports that)."""
+    nul, surrogate = has_nul_escape(raw), has_surrogate_escape(raw)
+    if not (nul or surrogate):
+        return []
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return []
+    errors = [FieldError(path, MESSAGE) for path in nul_fields(parsed)] if nul else []
+    if surrogate:
+        errors += [FieldError(path, SURROGATE_MESSAGE) for path in surrogate_fields(parsed)]
+    return errors
+
+
+async def refuse_unstorable_text(request: Request) -> None:
     errors = [
         FieldError(f"query.{name}".replace("\x00", "\\u0000"), MESSAGE)
         for name, value in request.query_params.multi_items()
@@ -57,12 +102,6 @@ async def refuse_nul_characters(request: Request) -> None:
     if getattr(route, "body_field", None) is not None:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("application/json"):
-            raw = await request.body()
-            if has_nul_escape(raw):
-                try:
-                    parsed = json.loads(raw)
-                except ValueError:
-                    parsed = None  # the body's own parser reports it
-                errors += [FieldError(path, MESSAGE) for path in nul_fields(parsed)]
+            errors += unstorable_fields(await request.body())
     if errors:
         raise validation_problem(errors)

@@ -3,9 +3,12 @@ the id, so campaigns created in the same instant are neither repeated nor skippe
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 from sqlalchemy import update
 
+from app import pagination
 from app.auth.models import Scope
 from app.campaigns import service
 from app.campaigns.models import Campaign
@@ -49,3 +52,18 @@ async def test_campaigns_created_in_one_instant_page_once_each(
             break
         params["cursor"] = answer["next_cursor"]
     assert api == seen, "the API and the form page the same way"
+
+
+async def test_a_forged_cursor_is_a_422_naming_it(
+    client: httpx.AsyncClient, make_key: KeyMaker
+) -> None:
+    headers = bearer(await make_key(Scope.campaigns_read))
+    for stamp in (
+        "2020-01-01T00:00:00",  # no offset
+        "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
+        "9999-12-31T23:59:59.999999+00:00",  # stored as infinity
+    ):
+        cursor = pagination.encode(f"{stamp} {uuid.UUID(int=0)}")
+        answer = await client.get("/v1/campaigns", params={"cursor": cursor}, headers=headers)
+        assert answer.status_code == 422, (stamp, answer.text)
+        assert answer.json()["errors"][0]["field"] == "query.cursor", answer.text

@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from app import pagination
 from app.auth.models import Scope
 from app.errors import Problem
-from app.ops.nul_guard import has_nul_escape, nul_fields
+from app.ops.nul_guard import (
+    SURROGATE_MESSAGE,
+    has_nul_escape,
+    has_surrogate_escape,
+    nul_fields,
+    surrogate_fields,
+    unstorable_fields,
+)
 from tests.conftest import KeyMaker, bearer
 
 NUL = "\x00"
@@ -35,6 +42,109 @@ def test_escaped_backslashes_are_not_a_nul() -> None:
     assert not has_nul_escape(json.dumps({"a": "\\u0000"}).encode())
     assert has_nul_escape(json.dumps({"a": "\\" + NUL}).encode())
     assert nul_fields({"a": [1, {"b": f"x{NUL}"}], f"k{NUL}": 1}) == ["a.1.b", "k\\u0000"]
+
+
+_TEXT = st.text(st.characters(codec=None, exclude_categories=()))
+
+
+@given(
+    st.recursive(
+        _TEXT | st.integers(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+        max_leaves=10,
+    )
+)
+def test_a_lone_surrogate_is_found_exactly_where_it_is(value: object) -> None:
+    raw = json.dumps(value).encode()
+    parsed = json.loads(raw)
+    lone = surrogate_fields(parsed)
+    if lone:
+        assert has_surrogate_escape(raw)
+
+    # A field is named exactly when its text does not survive UTF-8.
+    def survives(text: str) -> bool:
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    def texts(v: object) -> list[str]:
+        if isinstance(v, str):
+            return [v]
+        if isinstance(v, dict):
+            return [t for k, i in v.items() for t in (k, *texts(i))]
+        if isinstance(v, list):
+            return [t for i in v for t in texts(i)]
+        return []
+
+    assert bool(lone) == (not all(survives(t) for t in texts(parsed)))
+    found = unstorable_fields(raw)
+    assert [e["field"] for e in found if e["message"] == SURROGATE_MESSAGE] == lone
+
+
+def test_surrogate_pairs_are_characters_and_halves_are_not() -> None:
+    assert surrogate_fields(json.loads(b'{"a": "\\ud83d\\ude00"}')) == []
+    assert surrogate_fields(json.loads(b'{"a": "\\ude00\\ud83d"}')) == ["a"]
+    assert surrogate_fields(json.loads(b'{"\\ud800": [1, {"b": "x\\udfff"}]}')) == [
+        "\\ud800",
+        "\\ud800.1.b",
+    ]
+    # An escaped backslash: the text `\ud800`, six plain characters.
+    assert not has_surrogate_escape(b'{"a": "\\\\ud800"}')
+    assert has_surrogate_escape(b'{"a": "\\\\\\ud800"}')
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        (
+            "/v1/devices",
+            '{"token": "t", "platform": "android", "attributes": {"s": "\\ud800"}}',
+            "attributes.s",
+        ),
+        (
+            "/v1/devices",
+            '{"token": "t", "platform": "android", "attributes": {"\\udc00": 1}}',
+            "attributes.\\udc00",
+        ),
+        ("/v1/audience/estimate", '{"rules": {"\\ud800": 1}}', "rules.\\ud800"),
+        (
+            "/v1/segments",
+            '{"name": "s", "rules": {"field": "platform", "op": "\\ud800", "value": "x"}}',
+            "rules.op",
+        ),
+        (
+            "/v1/campaigns/preview",
+            '{"audience": {"rules": {"everyone": true, "\\udc00": 1}}}',
+            "audience.rules.\\udc00",
+        ),
+    ],
+)
+async def test_a_lone_surrogate_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, make_key: KeyMaker, path: str, raw: str, field: str
+) -> None:
+    answer = await client.post(
+        path,
+        content=raw.encode(),
+        headers={**bearer(await make_key(Scope.admin)), "content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    errors = answer.json()["errors"]
+    assert {"field": field, "message": SURROGATE_MESSAGE} in errors, errors
+    listed = await client.get("/v1/devices", headers=bearer(await make_key(Scope.admin)))
+    assert listed.status_code == 200 and listed.json()["items"] == []
+
+
+async def test_a_surrogate_pair_is_the_character_it_spells(
+    client: httpx.AsyncClient, make_key: KeyMaker
+) -> None:
+    headers = {**bearer(await make_key(Scope.admin)), "content-type": "application/json"}
+    raw = b'{"token": "t", "platform": "android", "attributes": {"s": "\\ud83d\\ude00"}}'
+    answer = await client.post("/v1/devices", content=raw, headers=headers)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["attributes"] == {"s": "\U0001f600"}
 
 
 @pytest.mark.parametrize(

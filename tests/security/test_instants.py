@@ -7,15 +7,15 @@ every route that takes one, never a 500 from deep in a query.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from app.auth.models import Scope
-from app.instants import OUT_OF_RANGE, representable_in_utc
+from app.instants import FIRST, LAST, OUT_OF_RANGE, representable_in_utc
 from tests.conftest import KeyMaker, bearer
 from tests.support import campaign_body
 
@@ -57,7 +57,11 @@ async def test_the_extremes_utc_holds_are_accepted(
     client: httpx.AsyncClient, make_key: KeyMaker, path: str, name: str
 ) -> None:
     headers = bearer(await make_key(Scope.admin))
-    for value in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2026-12-07T03:00:00+09:00"):
+    for value in (
+        "0001-01-01T00:00:00.000001Z",
+        "9999-12-31T23:59:59.999998Z",
+        "2026-12-07T03:00:00+09:00",
+    ):
         answer = await client.get(path, params={name: value}, headers=headers)
         assert answer.status_code == 200, (value, answer.text)
 
@@ -75,7 +79,7 @@ async def test_engagement_since_is_checked_and_an_opens_series_near_year_9999_is
         [error] = answer.json()["errors"]
         assert error["field"].endswith("since") and message in error["message"], error
     # The series would run to an hour after its start: past year 9999, so it ends now.
-    for value in ("9999-12-31T23:30:00Z", "0001-01-01T00:00:00Z"):
+    for value in ("9999-12-31T23:30:00Z", "0001-01-01T00:00:01Z"):
         answer = await client.get(path, params={"since": value}, headers=headers)
         assert answer.status_code == 200, (value, answer.text)
 
@@ -93,6 +97,18 @@ async def test_engagement_since_is_checked_and_an_opens_series_near_year_9999_is
         ),
         (campaign_body(expires_at=BEFORE_YEAR_1), "expires_at"),
         (campaign_body(expires_at=AFTER_YEAR_9999), "expires_at"),
+        # Stored by PostgreSQL's driver as infinity and -infinity.
+        (campaign_body(expires_at="9999-12-31T23:59:59.999999Z"), "expires_at"),
+        (
+            campaign_body(rollout={"waves": [{"percent": 100}], "start_at": "0001-01-01T00:00Z"}),
+            "rollout.start_at",
+        ),
+        (
+            campaign_body(
+                rollout={"waves": [{"percent": 100}], "start_at": "0001-01-01T01:00+01:00"}
+            ),
+            "rollout.start_at",
+        ),
     ],
 )
 async def test_a_campaign_instant_outside_utc_is_a_422_naming_it(
@@ -109,13 +125,18 @@ async def test_a_campaign_instant_outside_utc_is_a_422_naming_it(
     moment=st.datetimes(),
     minutes=st.integers(-24 * 60 + 1, 24 * 60 - 1),
 )
+@example(moment=FIRST.replace(tzinfo=None), minutes=0)
+@example(moment=LAST.replace(tzinfo=None), minutes=0)
+@example(moment=FIRST.replace(tzinfo=None, hour=1), minutes=60)
+@example(moment=FIRST.replace(tzinfo=None, microsecond=1), minutes=0)
 def test_an_instant_passes_exactly_when_it_exists_in_utc(moment: datetime, minutes: int) -> None:
+    """Its first and last microseconds excepted (stored as -infinity and infinity)."""
     value = moment.replace(tzinfo=timezone(timedelta(minutes=minutes)))
     try:
         in_utc = value - value.utcoffset()  # type: ignore[operator]
     except OverflowError:
         in_utc = None
-    if in_utc is None:
+    if in_utc is None or in_utc.replace(tzinfo=UTC) in (FIRST, LAST):
         with pytest.raises(ValueError, match="out of range"):
             representable_in_utc(value)
     else:
