@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app import pagination
 from app.auth.models import Scope
-from app.errors import Problem
+from app.errors import Problem, problem_response
 from app.ops.nul_guard import (
     SURROGATE_MESSAGE,
     has_nul_escape,
@@ -216,3 +216,11 @@ def test_cursors_outside_bigint_are_refused() -> None:
         with pytest.raises(Problem, match="cursor"):
             pagination.decode_int(pagination.encode(value))
     assert pagination.decode_int(pagination.encode(2**63 - 1)) == 2**63 - 1
+
+
+def test_a_problem_quoting_a_lone_surrogate_is_still_written() -> None:
+    problem = Problem(422, "Invalid", "unknown rule '\ud800' in «rules»")
+    body = problem_response(problem).body
+    assert json.loads(body)["detail"] == "unknown rule '\ud800' in «rules»"
+    plain = problem_response(Problem(422, "Invalid", "«rules»")).body
+    assert "«rules»".encode() in plain, "characters are written as themselves when they can be"
