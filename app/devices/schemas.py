@@ -6,6 +6,7 @@ not set) sent to the registration call is refused with a 422 naming it, never ap
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import datetime
@@ -15,14 +16,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from app.devices.models import ApnsEnvironment, DeviceStatus, Platform
 from app.errors import PATTERN_MESSAGES
+from app.ops.nul_guard import SURROGATE_MESSAGE
 
 # Patterns run inside pydantic-core (no Python call per field: the bulk import validates
 # tens of thousands of registrations a second); PATTERN_MESSAGES turns a mismatch into a
@@ -60,16 +64,57 @@ def _timezone(value: str) -> str:
 
 
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# A number, with a fraction or an exponent or not, stays inside the signed 64-bit range.
+# Beyond it an integer cannot be encoded for PostgreSQL (orjson stops at 64 bits) and a float
+# does not come back as sent: jsonb writes numbers without an exponent, so 1e308 is read back as a
+# 309-digit integer, one this API would refuse. Inside it, a float of 1e16 or more is read
+# back as the equal integer (9e18 as 9000000000000000000) on PostgreSQL, as itself on SQLite.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_OUT_OF_RANGE = f"must be between {_INT64_MIN} and {_INT64_MAX} (a signed 64-bit integer)"
+
+
+def attribute_value_problem(value: object) -> str | None:
+    """Why an attribute's value cannot be stored and read back as sent, or None.
+
+    Only scalars are attribute values (`attributes_problem`), so there is no deeper level."""
+    if isinstance(value, str):
+        if not value.isascii() and _LONE_SURROGATE.search(value) is not None:
+            return SURROGATE_MESSAGE
+    elif isinstance(value, bool):
+        return None
+    elif isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            return _OUT_OF_RANGE
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return "must be a finite number (not NaN, Infinity or beyond 1.8e308)"
+        # Strictly: the float -2**63 is written back as -9223372036854776000.
+        if not _INT64_MIN < value < -_INT64_MIN:
+            return _OUT_OF_RANGE
+    return None
 
 
 def attributes_problem(value: dict[str, Any]) -> str | None:
     """What is wrong with a set of attributes, or None."""
+    problem = _attributes_shape_problem(value)
+    if problem is not None:
+        return problem
+    for key, item in value.items():
+        problem = attribute_value_problem(item)
+        if problem is not None:
+            return f"attribute {key!r} {problem}"
+    return None
+
+
+def _attributes_shape_problem(value: dict[Any, Any]) -> str | None:
+    """What is wrong with the names, number and types of attributes, or None."""
     if not value:
         return None
     if len(value) > 64:
         return "at most 64 attributes"
     for key, item in value.items():
-        if not _ATTRIBUTE_NAME.fullmatch(key):
+        if not isinstance(key, str) or not _ATTRIBUTE_NAME.fullmatch(key):
             return f"attribute name {key!r} must be 1-64 of A-Z a-z 0-9 _ . -"
         if not (item is None or isinstance(item, str | int | float | bool)):
             return f"attribute {key!r} must be a string, number, boolean or null"
@@ -78,10 +123,21 @@ def attributes_problem(value: dict[str, Any]) -> str | None:
     return None
 
 
-def _attributes(value: dict[str, Any]) -> dict[str, Any]:
-    problem = attributes_problem(value)
+def _attributes_shape(value: object) -> object:
+    # Checked before the values, so that a value's problem is only ever reported against a
+    # valid name (`attributes.<name>`): a name holding a lone surrogate, say, could not be
+    # written in the answer. What is not an object is left for the dict type to refuse.
+    if isinstance(value, dict):
+        problem = _attributes_shape_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+    return value
+
+
+def _attribute_value(value: Any) -> Any:
+    problem = attribute_value_problem(value)
     if problem is not None:
-        raise ValueError(problem)
+        raise PydanticCustomError("attribute_value", problem)
     return value
 
 
@@ -91,7 +147,10 @@ TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_time
 AppVersion = Annotated[str, StringConstraints(max_length=64, pattern=_VERSION)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 Tags = Annotated[list[Tag], Field(max_length=64)]
-Attributes = Annotated[dict[str, Any], AfterValidator(_attributes)]
+Attributes = Annotated[
+    dict[str, Annotated[Any, AfterValidator(_attribute_value)]],
+    BeforeValidator(_attributes_shape),
+]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
