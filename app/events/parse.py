@@ -22,6 +22,15 @@ from app.events.models import EventType
 MAX_EVENTS = 10_000
 # A device's clock may run ahead a little; a report further in the future is refused.
 MAX_AHEAD = timedelta(minutes=5)
+# Nothing happens to a push before its delivery is made (a wave's release makes its rows),
+# but a report may say a little earlier: a phone's clock may run a few minutes behind ours. A
+# report further before its delivery's creation cannot be true and is refused; reads ignore
+# such times stored earlier. The bound is the creation, not the send: a push re-sent after a
+# connection was lost (it may have reached the phone the first time) records the later send,
+# and an open of the first copy is true.
+MAX_BEFORE_SEND = timedelta(minutes=5)
+# The smallest time a datetime holds (PostgreSQL's driver stores it as -infinity).
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 MAX_REF = 2**63 - 1
 TYPES = frozenset(EventType)
 FIELDS = frozenset({"ref", "type", "at"})
@@ -155,3 +164,22 @@ def _at(value: object, latest: datetime) -> datetime | str:
     if at > latest:
         return f"at: {value} is in the future (more than {int(MAX_AHEAD.total_seconds())}s ahead)"
     return at
+
+
+def earliest_report(since: datetime) -> datetime:
+    """The earliest `at` a report may give on a push that did not exist before `since` (its
+    delivery's creation, or the campaign's first send), by `MAX_BEFORE_SEND`."""
+    # Compared as a difference: `since - MAX_BEFORE_SEND` overflows for a `since` in year 1.
+    return since - MAX_BEFORE_SEND if since - EARLIEST > MAX_BEFORE_SEND else EARLIEST
+
+
+def before_send(at: datetime, made: datetime) -> bool:
+    """Whether a report's `at` is too early to be true of a push whose delivery was made at
+    `made`."""
+    return at < earliest_report(made)
+
+
+BEFORE_SEND = (
+    "at: before its push existed (more than "
+    f"{int(MAX_BEFORE_SEND.total_seconds())}s before its campaign's wave made it)"
+)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    Interval,
     String,
     bindparam,
     extract,
@@ -26,12 +27,16 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.campaigns.models import Campaign
+from app.db.types import UTCDateTime
 from app.delivery import ledger
 from app.delivery.models import Delivery
+from app.events import parse
 from app.events.models import EngagementEvent, EventType
 
 _event = EngagementEvent.__table__  # type: ignore[attr-defined]
 _delivery = Delivery.__table__  # type: ignore[attr-defined]
+_campaign = Campaign.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,17 @@ class Stored:
     duplicates: int
     # Indexes (as given) of the events whose ref is no delivery.
     unknown: list[int]
+    # Indexes (as given) of the events whose time is before their delivery was made
+    # (app.events.parse.MAX_BEFORE_SEND): none of them is stored.
+    early: list[int]
 
 
 # One statement per batch: the events travel as arrays, are matched to their deliveries (which
-# give their campaign and wave), and are inserted in (delivery, type) order, so two batches
-# that overlap take their rows' locks in the same order and never deadlock; within a batch
-# the first report of a (delivery, type) is the one stored.
+# give their campaign and wave, and when they were made), and are inserted in (delivery, type)
+# order, so two batches that overlap take their rows' locks in the same order and never
+# deadlock; within a batch the first report of a (delivery, type) is the one stored. A report
+# from before its delivery was made is not stored (`early`, by the rule of
+# app.events.parse.before_send): -infinity, what the driver makes of datetime.min, is early.
 _STORE = text(
     """
     WITH v AS (
@@ -56,7 +66,8 @@ _STORE = text(
             CAST(:ats AS timestamptz[])
         ) AS v(idx, ref, type, at)
     ), known AS MATERIALIZED (
-        SELECT v.idx, v.ref, v.type, v.at, d.campaign_id, d.wave
+        SELECT v.idx, v.ref, v.type, v.at, d.campaign_id, d.wave,
+            v.at < d.created_at - :before_send AS early
         -- A ref names its ledger partition (app.delivery.partitions.months_of_refs): one
         -- partition read per ref (and month 0's while it is there), however many months
         -- the ledger holds.
@@ -64,13 +75,15 @@ _STORE = text(
     ), stored AS (
         INSERT INTO engagement_event
             (delivery_id, campaign_id, wave, type, occurred_at, received_at)
-        SELECT ref, campaign_id, wave, type, at, :now FROM known ORDER BY ref, type, idx
+        SELECT ref, campaign_id, wave, type, at, :now FROM known WHERE NOT early
+        ORDER BY ref, type, idx
         ON CONFLICT (delivery_id, type) DO NOTHING
         RETURNING 1
     )
     SELECT
         (SELECT count(*) FROM stored) AS stored,
-        (SELECT count(*) FROM known) AS known,
+        (SELECT count(*) FROM known WHERE NOT early) AS known,
+        ARRAY(SELECT idx FROM known WHERE early ORDER BY idx) AS early,
         ARRAY(
             SELECT v.idx FROM v WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.idx = v.idx)
             ORDER BY v.idx
@@ -82,6 +95,7 @@ _STORE = text(
     bindparam("types", type_=ARRAY(String)),
     bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
     bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("before_send", parse.MAX_BEFORE_SEND, type_=Interval),
 )
 
 
@@ -97,7 +111,7 @@ async def store(
     """Store a batch of events; a (delivery, type) already stored, in the database or earlier
     in the batch, is a duplicate and changes nothing."""
     if not refs:
-        return Stored(0, 0, [])
+        return Stored(0, 0, [], [])
     if session.get_bind().dialect.name == "postgresql":
         row = (
             await session.execute(
@@ -111,7 +125,9 @@ async def store(
                 },
             )
         ).one()
-        return Stored(int(row.stored), int(row.known) - int(row.stored), list(row.unknown))
+        return Stored(
+            int(row.stored), int(row.known) - int(row.stored), list(row.unknown), list(row.early)
+        )
     return await _store_sqlite(session, indexes, refs, types, ats, now)
 
 
@@ -130,27 +146,31 @@ async def _store_sqlite(
     """The embedded default's road: one writer at a time, so the checks before the insert
     hold; the insert still ignores a conflict."""
     wanted = sorted(set(refs))
-    deliveries: dict[int, tuple[uuid.UUID, int]] = {}
+    # Each delivery's campaign, wave, and when it was made.
+    deliveries: dict[int, tuple[uuid.UUID, int, datetime]] = {}
     seen: set[tuple[int, str]] = set()
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        for ident, campaign_id, wave in await session.execute(
-            select(_delivery.c.id, _delivery.c.campaign_id, _delivery.c.wave).where(
-                _delivery.c.id.in_(chunk)
-            )
+        for ident, campaign_id, wave, created_at in await session.execute(
+            select(
+                _delivery.c.id, _delivery.c.campaign_id, _delivery.c.wave, _delivery.c.created_at
+            ).where(_delivery.c.id.in_(chunk))
         ):
-            deliveries[ident] = (campaign_id, wave)
+            deliveries[ident] = (campaign_id, wave, created_at)
         for ident, kind in await session.execute(
             select(_event.c.delivery_id, _event.c.type).where(_event.c.delivery_id.in_(chunk))
         ):
             seen.add((ident, kind))
     rows = []
     unknown = []
+    early = []
     duplicates = 0
     for index, ref, kind, at in zip(indexes, refs, types, ats, strict=True):
         found = deliveries.get(ref)
         if found is None:
             unknown.append(index)
+        elif parse.before_send(at, found[2]):
+            early.append(index)
         elif (ref, kind) in seen:
             duplicates += 1
         else:
@@ -170,7 +190,7 @@ async def _store_sqlite(
             sqlite.insert(_event).on_conflict_do_nothing(index_elements=["delivery_id", "type"]),
             rows,
         )
-    return Stored(len(rows), duplicates, unknown)
+    return Stored(len(rows), duplicates, unknown, early)
 
 
 async def counts_by_wave(
@@ -202,6 +222,23 @@ def _seconds_to_open(dialect: str) -> object:
     )
 
 
+def _after_send(dialect: str) -> ColumnElement[bool]:
+    """An event's time is no earlier than its push's recorded send, within a phone's clock
+    skew (app.events.parse.MAX_BEFORE_SEND). The ingest refuses times before the delivery
+    was made, but rows stored before it did may hold year 1 or -infinity, whose seconds to
+    open would be nonsense (or, for -infinity, an error); an open of an earlier copy of a
+    push sent again is left out of the times to open too."""
+    if dialect == "postgresql":
+        # A comparison, not a difference: -infinity compares, but cannot be subtracted.
+        after: ColumnElement[bool] = _event.c.occurred_at >= _delivery.c.sent_at - bindparam(
+            "before_send", parse.MAX_BEFORE_SEND, type_=Interval
+        )
+        return after
+    return (
+        func.julianday(_event.c.occurred_at) - func.julianday(_delivery.c.sent_at)
+    ) * 86400.0 >= -parse.MAX_BEFORE_SEND.total_seconds()
+
+
 _OPENED_SENT = (
     (_event.c.type == EventType.opened.value)
     & (_delivery.c.id == _event.c.delivery_id)
@@ -213,10 +250,16 @@ async def time_to_open(
     session: AsyncSession, campaign_id: uuid.UUID, quantiles: Sequence[float]
 ) -> dict[int, list[float]]:
     """Per wave, the seconds from send to open at each quantile (nearest rank: the smallest
-    value with at least that share of the opens at or below it)."""
+    value with at least that share of the opens at or below it). Opens whose time is before
+    their push's send (beyond the clock skew a phone is allowed) are left out."""
     dialect = session.get_bind().dialect.name
     seconds = _seconds_to_open(dialect)
-    where = (_event.c.campaign_id == campaign_id) & _OPENED_SENT & ledger.in_campaign(campaign_id)
+    where = (
+        (_event.c.campaign_id == campaign_id)
+        & _OPENED_SENT
+        & _after_send(dialect)
+        & ledger.in_campaign(campaign_id)
+    )
     if dialect == "postgresql":
         rows = await session.execute(
             select(
@@ -275,13 +318,34 @@ async def per_second(
     return [(int(s), int(n)) for s, n in rows]
 
 
-async def latest(session: AsyncSession, campaign_id: uuid.UUID, kind: EventType) -> datetime | None:
+async def latest(
+    session: AsyncSession, campaign_id: uuid.UUID, kind: EventType, *, since: datetime
+) -> datetime | None:
+    """The time of a campaign's last event of one type at or after `since`."""
     # max() keeps its argument's type: the value comes back aware UTC on both databases.
     value: datetime | None = (
         await session.execute(
             select(func.max(_event.c.occurred_at)).where(
-                _event.c.campaign_id == campaign_id, _event.c.type == kind.value
+                _event.c.campaign_id == campaign_id,
+                _event.c.type == kind.value,
+                _event.c.occurred_at >= since,
             )
         )
+    ).scalar_one()
+    return value
+
+
+async def first_send(session: AsyncSession, campaign_id: uuid.UUID) -> datetime | None:
+    """When the campaign's first push was sent; before any is, when the campaign was
+    created (no push of it is older); None for no campaign. An index read
+    (ix_delivery_campaign_sent_at) and a key lookup."""
+    sent = (
+        select(func.min(_delivery.c.sent_at))
+        .where(ledger.in_campaign(campaign_id), _delivery.c.sent_at.is_not(None))
+        .scalar_subquery()
+    )
+    created = select(_campaign.c.created_at).where(_campaign.c.id == campaign_id).scalar_subquery()
+    value: datetime | None = (
+        await session.execute(select(func.coalesce(sent, created, type_=UTCDateTime)))
     ).scalar_one()
     return value

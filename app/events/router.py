@@ -43,11 +43,13 @@ NDJSON = "application/x-ndjson"
 async def post_events(request: Request, session: SessionDep, _: EventsWriter) -> EventsResult:
     """Report what became of pushes: `{ref, type, at?}` per event, `ref` being the push's
     `wavecast_ref`, `type` one of received, opened, converted, `at` an ISO-8601 timestamp
-    with offset (default now; at most 5 minutes ahead). At most 10,000 events per request.
+    with offset (default now; at most 5 minutes ahead, and at most 5 minutes before the wave
+    that made the push was released). At most 10,000 events per request.
 
     Idempotent per (ref, type): the first report counts, later ones are `duplicates`. An
-    entry with an unknown ref or a malformed one is listed in `rejected` by its index (its
-    position in the array; in NDJSON its line number minus one) and never fails the rest."""
+    entry with an unknown ref, a time before its push existed or a malformed one is listed
+    in `rejected` by its index (its position in the array; in NDJSON its line number minus
+    one) and never fails the rest."""
     ndjson = media_type(request.headers.get("content-type", "").encode()) == NDJSON
     body = await request.body()
     try:

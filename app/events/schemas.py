@@ -14,7 +14,9 @@ class EventIn(BaseModel):
     ref: int | str = Field(description="the push's `wavecast_ref`")
     type: Literal["received", "opened", "converted"]
     at: datetime | None = Field(
-        default=None, description="when it happened, ISO-8601 with offset; default now"
+        default=None,
+        description="when it happened, ISO-8601 with offset; default now; not before the "
+        "push existed (its wave's release; 5 minutes allowed for the phone's clock)",
     )
 
 

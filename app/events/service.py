@@ -43,6 +43,7 @@ async def record(
     )
     rejected = [(i, error) for i, error in parsed.rejected]
     rejected += [(i, "unknown ref: no push was sent with it") for i in stored.unknown]
+    rejected += [(i, parse.BEFORE_SEND) for i in stored.early]
     rejected.sort()
     return EventsResult(
         accepted=stored.accepted,
@@ -121,7 +122,8 @@ def series_window(
     now: datetime, since: datetime | None, latest: datetime | None, span: timedelta
 ) -> tuple[datetime, datetime]:
     """[since, until) of an opens series: from `since` when given (for at most MAX_SERIES),
-    otherwise the `span` up to now, or up to the last open when that was longer ago."""
+    otherwise the `span` up to now, or up to the last open when that was longer ago (never
+    before the earliest datetime)."""
     span = min(span, MAX_SERIES)
     if since is not None:
         start = since.astimezone(UTC).replace(microsecond=0)
@@ -129,7 +131,8 @@ def series_window(
         # Compared as a difference: `start + MAX_SERIES` overflows for a start in year 9999.
         return start, end if end - start <= MAX_SERIES else start + MAX_SERIES
     end = _next_second(latest if latest is not None and latest < now - span else now)
-    return end - span, end
+    # A difference again: `end - span` overflows for an end in year 1.
+    return end - span if end - parse.EARLIEST > span else parse.EARLIEST, end
 
 
 def _next_second(moment: datetime) -> datetime:
@@ -144,11 +147,22 @@ async def opens_series(
     since: datetime | None = None,
     span: timedelta = MAX_SERIES,
 ) -> tuple[datetime, datetime, list[OpensPoint]]:
+    """The series of `series_window`. Opens from before the campaign's first send (beyond a
+    phone's clock skew) cannot be true: rows stored before the ingest refused them are left
+    out, and neither place the default window nor appear in it."""
+    first = await repo.first_send(session, campaign_id)
+    if first is None:
+        return (*series_window(now, since, None, span), [])
+    earliest = parse.earliest_report(first)
     latest = (
-        None if since is not None else await repo.latest(session, campaign_id, EventType.opened)
+        None
+        if since is not None
+        else await repo.latest(session, campaign_id, EventType.opened, since=earliest)
     )
     start, end = series_window(now, since, latest, span)
-    points = await repo.per_second(session, campaign_id, EventType.opened, start, end)
+    points = await repo.per_second(
+        session, campaign_id, EventType.opened, max(start, earliest), end
+    )
     return (
         start,
         end,

@@ -52,7 +52,7 @@ async def test_per_wave_figures_and_the_opens_series(
         await session.execute(
             update(Delivery)
             .where(Delivery.campaign_id == campaign_id)  # type: ignore[arg-type]
-            .values(sent_at=sent_at)
+            .values(sent_at=sent_at, created_at=sent_at)
         )
         await session.commit()
 
