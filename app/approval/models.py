@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import Column, ForeignKey, Index, String, Text, Uuid
+from sqlalchemy import Column, ForeignKey, Index, Integer, Numeric, String, Text, Uuid
 from sqlmodel import Field, SQLModel
 
 from app.db.types import UTCDateTime, utcnow
@@ -32,6 +33,14 @@ class CampaignApproval(SQLModel, table=True):
     comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # The guard override the approver read and approved with the campaign, if any.
     override_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The limits the approver read (the binding covers them too, as a hash): one person may
+    # make a started campaign stricter, never looser than these (None: approved before they
+    # were kept).
+    throttle_per_second: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    max_opens_per_second: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    failure_threshold_percent: Decimal | None = Field(
+        default=None, sa_column=Column(Numeric(7, 4), nullable=True)
+    )
     approved_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )

@@ -110,6 +110,12 @@ async def standing_approval(
     return None
 
 
+async def latest_approval(session: AsyncSession, campaign_id: uuid.UUID) -> CampaignApproval | None:
+    """The campaign's newest approval, voided or not: for a started campaign, the one it
+    started under (only a draft can be approved)."""
+    return await repo.latest(session, campaign_id)
+
+
 async def authors(session: AsyncSession, campaign: Campaign) -> set[uuid.UUID]:
     """Who may not approve the campaign: whoever created it and everyone who edited it
     since, read from the audit log (`campaign.created`, `campaign.edited`), so a later edit
@@ -197,6 +203,9 @@ async def approve(
         channel=principal.channel.value,
         comment=comment,
         override_reason=override,
+        throttle_per_second=campaign.throttle_per_second,
+        max_opens_per_second=campaign.max_opens_per_second,
+        failure_threshold_percent=campaign.failure_threshold_percent,
     )
     session.add(approval)
     audit.record(

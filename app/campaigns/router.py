@@ -115,8 +115,9 @@ async def patch_campaign(
     redis: RedisDep,
     principal: CampaignsWriter,
 ) -> CampaignOut:
-    """Edit a draft; while it runs, only `throttle` and `failure_threshold_percent` change
-    (a new throttle reaches every worker within a second)."""
+    """Edit a draft; once started, only `throttle` and `failure_threshold_percent` change
+    (a new throttle reaches every worker within a second), and for an approved campaign no
+    looser than its approval covered (409 naming each looser field)."""
     campaign = await commands.edit(session, Control(redis), settings, principal, campaign_id, body)
     return await service.view(session, campaign)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -845,7 +847,7 @@ async def patch(
                     for name in sorted(frozen)
                 ],
             )
-        await _refuse_looser_unapproved(session, settings, campaign, body)
+        await _refuse_looser_than_approved(session, campaign, body)
     guard.require_override_right(principal, body.override)
     before = _snapshot(campaign)
     if body.name is not None:
@@ -932,69 +934,99 @@ async def patch(
     return campaign
 
 
-def looser_limits(campaign: Campaign, body: CampaignPatch) -> list[FieldError]:
-    """The limits an edit loosens against the campaign as it is: a higher rate, an opens
-    budget raised or removed, a higher failure threshold. Stricter or equal values (a lower
-    rate, a new or lower budget, a lower threshold) are not listed."""
+@dataclass(frozen=True)
+class Limits:
+    """A campaign's rate, opens budget (None: none) and failure threshold."""
+
+    rate: int
+    budget: int | None
+    threshold: Decimal
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> Limits:
+        return cls(
+            campaign.throttle_per_second,
+            campaign.max_opens_per_second,
+            campaign.failure_threshold_percent,
+        )
+
+
+def looser_limits(bound: Limits, body: CampaignPatch) -> list[FieldError]:
+    """The limits an edit sets looser than `bound`: a higher rate, an opens budget removed or
+    raised above it (with no budget in `bound`, any budget is no looser), a higher failure
+    threshold. A value left out of the edit is not listed."""
     loosened: list[FieldError] = []
     if body.throttle is not None:
         rate = body.throttle.per_second
-        if rate > campaign.throttle_per_second:
+        if rate > bound.rate:
             loosened.append(
                 FieldError(
-                    "throttle.per_second",
-                    f"raises the rate from {campaign.throttle_per_second}/s to {rate}/s",
+                    "throttle.per_second", f"raises the rate to {rate}/s, above {bound.rate}/s"
                 )
             )
         budget = body.throttle.max_opens_per_second
-        had = campaign.max_opens_per_second
-        if "max_opens_per_second" in body.throttle.model_fields_set and had is not None:
+        if "max_opens_per_second" in body.throttle.model_fields_set and bound.budget is not None:
             if budget is None:
                 loosened.append(
                     FieldError(
                         "throttle.max_opens_per_second",
-                        f"removes the opens budget of {had} opens/s",
+                        f"removes the opens budget, which holds it to {bound.budget} opens/s",
                     )
                 )
-            elif budget > had:
+            elif budget > bound.budget:
                 loosened.append(
                     FieldError(
                         "throttle.max_opens_per_second",
-                        f"raises the opens budget from {had} to {budget} opens/s",
+                        f"raises the opens budget to {budget} opens/s, above {bound.budget}",
                     )
                 )
     threshold = body.failure_threshold_percent
-    if threshold is not None and threshold > campaign.failure_threshold_percent:
+    if threshold is not None and threshold > bound.threshold:
         loosened.append(
             FieldError(
                 "failure_threshold_percent",
-                f"raises the failure threshold from "
-                f"{campaign.failure_threshold_percent.normalize():f} % "
-                f"to {threshold.normalize():f} %",
+                f"raises the failure threshold to {threshold.normalize():f} %, above "
+                f"{bound.threshold.normalize():f} %",
             )
         )
     return loosened
 
 
-async def _refuse_looser_unapproved(
-    session: AsyncSession, settings: Settings, campaign: Campaign, body: CampaignPatch
+async def _refuse_looser_than_approved(
+    session: AsyncSession, campaign: Campaign, body: CampaignPatch
 ) -> None:
-    """Four-eyes after the start: a campaign that needs an approval was started under one
-    that bound its rate, opens budget and failure threshold, and only a draft can be
-    approved again. So one person may make a started campaign stricter (slow it down, give
-    it a budget, lower its threshold), but loosening any of them is refused (409): it would
-    run beyond what the second person approved."""
-    loosened = looser_limits(campaign, body)
-    if not loosened or not (await approval.requirement(session, settings, campaign)).required:
+    """Four-eyes after the start: an approved campaign started under the approval it has,
+    which covered its rate, opens budget and failure threshold, and only a draft can be
+    approved again. So one person may set a started campaign's limits anywhere up to what
+    the approval covered (slow it down, then back up to the approved rate), and anything
+    looser is refused (409): it would run beyond what the second person approved. An
+    approval given before the limits were kept with it bounds them at their current values.
+    A campaign never approved (none was needed) is not bound."""
+    approved = await approval.latest_approval(session, campaign.id)
+    if approved is None:
+        return
+    bound = (
+        Limits.of(campaign)
+        if approved.throttle_per_second is None
+        else Limits(
+            approved.throttle_per_second,
+            approved.max_opens_per_second,
+            approved.failure_threshold_percent
+            if approved.failure_threshold_percent is not None
+            else campaign.failure_threshold_percent,
+        )
+    )
+    loosened = looser_limits(bound, body)
+    if not loosened:
         return
     raise Problem(
         409,
         "Approval required",
-        f"a {campaign.status} campaign runs under the approval it started with, which covers "
-        "its rate, opens budget and failure threshold: one person may only make them "
-        f"stricter, and this edit {'; '.join(e['message'] for e in loosened)}. Looser limits "
-        "need a new approval, which only a draft can receive: cancel this campaign and have "
-        "a new one approved",
+        f"a {campaign.status} campaign runs under the approval {approved.person_name} gave, "
+        "which covers its rate, opens budget and failure threshold: one person may set them "
+        f"only as strict as approved or stricter, and this edit "
+        f"{'; '.join(e['message'] for e in loosened)}. Looser limits need a new approval, "
+        "which only a draft can receive: cancel this campaign and have a new one approved",
         type_=approval.APPROVAL_REQUIRED,
         errors=loosened,
     )

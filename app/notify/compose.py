@@ -26,7 +26,7 @@ _ICON = {
 _TITLE: dict[Kind, str] = {
     Kind.approval_requested: "Approval requested",
     Kind.approval_approved: "Campaign approved",
-    Kind.approval_voided: "Approval voided by an edit: the campaign needs approving again",
+    Kind.approval_voided: "Approval voided by an edit: a draft needs approving again to start",
     Kind.campaign_started: "Campaign started",
     Kind.campaign_resumed: "Campaign resumed",
     Kind.wave_released: "Wave released",
