@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from app.devices.models import ApnsEnvironment, DeviceStatus, Platform
 from app.errors import PATTERN_MESSAGES
-from app.ops.nul_guard import SURROGATE_MESSAGE
+from app.ops.nul_guard import SURROGATE_MESSAGE, has_lone_surrogate
 
 # Patterns run inside pydantic-core (no Python call per field: the bulk import validates
 # tens of thousands of registrations a second); PATTERN_MESSAGES turns a mismatch into a
@@ -64,7 +64,6 @@ def _timezone(value: str) -> str:
 
 
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # A number, with a fraction or an exponent or not, stays inside the signed 64-bit range.
 # Beyond it an integer cannot be encoded for PostgreSQL (orjson stops at 64 bits) and a float
 # does not come back as sent: jsonb writes numbers without an exponent, so 1e308 is read back as a
@@ -79,7 +78,7 @@ def attribute_value_problem(value: object) -> str | None:
 
     Only scalars are attribute values (`attributes_problem`), so there is no deeper level."""
     if isinstance(value, str):
-        if not value.isascii() and _LONE_SURROGATE.search(value) is not None:
+        if has_lone_surrogate(value):
             return SURROGATE_MESSAGE
     elif isinstance(value, bool):
         return None

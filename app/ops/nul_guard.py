@@ -19,7 +19,8 @@ from typing import Any
 
 from fastapi import Request
 
-from app.errors import FieldError, validation_problem
+from app.errors import FieldError, Problem, validation_problem
+from app.ops.middleware import media_type
 
 MESSAGE = "contains a NUL character (U+0000), which text fields cannot hold"
 SURROGATE_MESSAGE = (
@@ -41,6 +42,10 @@ def has_nul_escape(raw: bytes) -> bool:
 
 def has_surrogate_escape(raw: bytes) -> bool:
     return (b"\\ud" in raw or b"\\uD" in raw) and _SURROGATE_ESCAPE.search(raw) is not None
+
+
+def has_lone_surrogate(text: str) -> bool:
+    return not text.isascii() and _LONE.search(text) is not None
 
 
 def _shown(text: str) -> str:
@@ -72,7 +77,7 @@ def nul_fields(value: Any, path: str = "") -> list[str]:
 
 def surrogate_fields(value: Any, path: str = "") -> list[str]:
     """Where in a parsed JSON value a lone surrogate appears (in a key or a string)."""
-    return _fields(value, lambda text: _LONE.search(text) is not None, path)
+    return _fields(value, has_lone_surrogate, path)
 
 
 def unstorable_fields(raw: bytes) -> list[FieldError]:
@@ -91,6 +96,29 @@ def unstorable_fields(raw: bytes) -> list[FieldError]:
     return errors
 
 
+def _json_media(content_type: str) -> bool:
+    """Whether FastAPI reads a body of this type as JSON (`application/json`, any
+    `application/*+json`, in any case)."""
+    kind = media_type(content_type.encode("latin-1"))
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+def not_utf8(raw: bytes) -> str | None:
+    """Why a JSON body is not UTF-8 text (RFC 8259 asks for UTF-8 between systems), or None.
+    Python's JSON parser would read UTF-16 and UTF-32 too, and UTF-8 bytes that encode a lone
+    surrogate (`ED A0 80`): neither is looked at by the escape checks above."""
+    encoding = json.detect_encoding(raw)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return f"the request body is {encoding.upper()}; JSON here must be UTF-8"
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        return f"the request body is not UTF-8: bytes {exc.start}-{exc.end - 1} are not a character"
+    return None
+
+
 async def refuse_unstorable_text(request: Request) -> None:
     errors = [
         FieldError(f"query.{name}".replace("\x00", "\\u0000"), MESSAGE)
@@ -99,9 +127,13 @@ async def refuse_unstorable_text(request: Request) -> None:
     ]
     route = request.scope.get("route")
     # Only routes with a declared body: a streamed body (the import) is checked as it streams.
-    if getattr(route, "body_field", None) is not None:
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("application/json"):
-            errors += unstorable_fields(await request.body())
+    if getattr(route, "body_field", None) is not None and _json_media(
+        request.headers.get("content-type", "")
+    ):
+        raw = await request.body()
+        why = not_utf8(raw)
+        if why is not None:
+            raise Problem(400, "Malformed JSON", why, errors=[FieldError("body", why)])
+        errors += unstorable_fields(raw)
     if errors:
         raise validation_problem(errors)

@@ -224,3 +224,51 @@ def test_a_problem_quoting_a_lone_surrogate_is_still_written() -> None:
     assert json.loads(body)["detail"] == "unknown rule '\ud800' in «rules»"
     plain = problem_response(Problem(422, "Invalid", "«rules»")).body
     assert "«rules»".encode() in plain, "characters are written as themselves when they can be"
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "status", "says"),
+    [
+        # UTF-8 bytes that encode a lone surrogate: Python's JSON parser reads them as one.
+        (
+            b'{"token": "t", "platform": "android", "tags": ["\xed\xa0\x80"]}',
+            "application/json",
+            400,
+            "not UTF-8",
+        ),
+        (
+            '{"token": "t", "platform": "android", "tags": ["\\u0000"]}'.encode("utf-16"),
+            "application/json",
+            400,
+            "UTF-16",
+        ),
+        (
+            b'{"token": "t", "platform": "android", "tags": ["\\ud800"]}',
+            "Application/JSON",
+            422,
+            "lone surrogate",
+        ),
+        (
+            b'{"token": "t", "platform": "android", "tags": ["\\u0000"]}',
+            "application/vnd.wavecast+json",
+            422,
+            "NUL",
+        ),
+    ],
+)
+async def test_every_road_to_the_json_parser_is_checked(
+    client: httpx.AsyncClient,
+    make_key: KeyMaker,
+    raw: bytes,
+    content_type: str,
+    status: int,
+    says: str,
+) -> None:
+    headers = bearer(await make_key(Scope.admin))
+    answer = await client.post(
+        "/v1/devices", content=raw, headers={**headers, "content-type": content_type}
+    )
+    assert answer.status_code == status, answer.text
+    assert says in answer.json()["detail"] or says in str(answer.json()["errors"]), answer.text
+    listed = await client.get("/v1/devices", headers=headers)
+    assert listed.status_code == 200 and listed.json()["items"] == []
