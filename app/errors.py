@@ -80,7 +80,7 @@ class ProblemResponse(JSONResponse):
         try:
             return super().render(content)
         except UnicodeEncodeError:
-            return json.dumps(content, separators=(",", ":")).encode("ascii")
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:

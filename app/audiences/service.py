@@ -109,7 +109,10 @@ async def _flush_named(session: AsyncSession, name: str) -> None:
     refuses the second, answered as the conflict it is, not a server error."""
     try:
         await session.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
+        # PostgreSQL names the constraint, SQLite the column; anything else is not a clash.
+        if not any(name in str(exc.orig) for name in ("uq_segment_name", "segment.name")):
+            raise
         raise Problem(
             409,
             "Conflict",
