@@ -11,7 +11,7 @@ infinity, which read back as no instant at all.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime
@@ -38,3 +38,10 @@ def representable_in_utc(value: datetime) -> datetime:
 Instant = Annotated[AwareDatetime, AfterValidator(representable_in_utc)]
 """A caller's instant: an offset required, and representable in UTC (its first and last
 microseconds excepted)."""
+
+
+def earlier_by(moment: datetime, span: timedelta) -> datetime:
+    """`moment - span`, or the first instant a datetime holds when that would be earlier
+    (the subtraction itself would overflow)."""
+    # Compared as a difference: `moment - span` overflows for a moment in year 1.
+    return moment - span if moment - FIRST > span else FIRST

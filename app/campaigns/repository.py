@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_
+from sqlalchemy import ColumnElement, Interval, and_, bindparam, exists, func, or_
 from sqlalchemy import select as core_select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -27,6 +27,7 @@ from app.campaigns.state import SENDING_STATUSES, CampaignStatus
 from app.checks.models import WaveCheckResult
 from app.delivery.models import Delivery, LedgerWaveSummary
 from app.events.models import EngagementEvent
+from app.events.parse import MAX_BEFORE_SEND
 from app.killswitch.models import KillSwitch
 
 # A campaign that can start sending without a person: the global switch pauses these.
@@ -224,6 +225,11 @@ def _rows(columns: Sequence[str], source: str, where: str) -> str:
 
 
 _PRUNED = "EXISTS (SELECT FROM ledger_wave_summary s WHERE s.campaign_id = c.id)"
+# Reports from before their campaign existed cannot be true (stored before the ingest refused
+# them): left out of the counts, as `possible_event` leaves them out.
+_POSSIBLE_EVENT = (
+    f"e.occurred_at >= c.created_at - interval '{int(MAX_BEFORE_SEND.total_seconds())} seconds'"
+)
 # One statement, so one snapshot: the counts always belong to the waves beside them (the API
 # benchmark's ceiling, wavecast_tools.bench.api_ceiling, sends the same statement). Each
 # ARRAY(...) is a list of anonymous records, which asyncpg reads as tuples with the columns'
@@ -251,7 +257,7 @@ SELECT {", ".join(f"c.{name}" for name in VIEW_COLUMNS)},
     _rows(
         ("wave", "type", "count(*)"),
         "engagement_event e",
-        "e.campaign_id = c.id GROUP BY wave, type",
+        f"e.campaign_id = c.id AND {_POSSIBLE_EVENT} GROUP BY wave, type",
     )
 } END,
     CASE WHEN c.current_wave >= 0 THEN {
@@ -293,6 +299,24 @@ def _read(
             for wave, n in _by_wave(events).items()
         }
     return CampaignRead(campaign, waves, counts, engagement, check_results)
+
+
+def possible_event(dialect: str, campaign_id: uuid.UUID) -> ColumnElement[bool]:
+    """An event's time is no earlier than its campaign's creation, within a phone's clock
+    skew (`MAX_BEFORE_SEND`). The ingest refuses times before the delivery
+    was made, a bound at least as late; rows stored before it did may hold year 1 or
+    -infinity, which the reads leave out (an -infinity cannot even be subtracted)."""
+    created = (
+        core_select(_campaign.c.created_at).where(_campaign.c.id == campaign_id).scalar_subquery()
+    )
+    if dialect == "postgresql":
+        # A comparison, not a difference: -infinity compares.
+        after: ColumnElement[bool] = _event.c.occurred_at >= created - bindparam(
+            "before_created", MAX_BEFORE_SEND, type_=Interval
+        )
+        return after
+    skew_days = MAX_BEFORE_SEND.total_seconds() / 86400.0
+    return func.julianday(_event.c.occurred_at) >= func.julianday(created) - skew_days
 
 
 async def read_view(connection: AsyncConnection, campaign_id: uuid.UUID) -> CampaignRead | None:
@@ -362,7 +386,10 @@ async def _read_portably(
         )
         events = await rows(
             core_select(_event.c.wave, _event.c.type, func.count())
-            .where(_event.c.campaign_id == campaign_id)
+            .where(
+                _event.c.campaign_id == campaign_id,
+                possible_event(connection.dialect.name, campaign_id),
+            )
             .group_by(_event.c.wave, _event.c.type)
         )
     current = found["current_wave"]

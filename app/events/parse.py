@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from app.events.models import EventType
+from app.instants import earlier_by
 
 # Reports per request; at ~70 bytes an event this fits the default body limit (1 MiB) with
 # room for longer timestamps and extra whitespace. More is refused as a whole (413).
@@ -29,8 +30,6 @@ MAX_AHEAD = timedelta(minutes=5)
 # connection was lost (it may have reached the phone the first time) records the later send,
 # and an open of the first copy is true.
 MAX_BEFORE_SEND = timedelta(minutes=5)
-# The smallest time a datetime holds (PostgreSQL's driver stores it as -infinity).
-EARLIEST = datetime.min.replace(tzinfo=UTC)
 MAX_REF = 2**63 - 1
 TYPES = frozenset(EventType)
 FIELDS = frozenset({"ref", "type", "at"})
@@ -169,8 +168,7 @@ def _at(value: object, latest: datetime) -> datetime | str:
 def earliest_report(since: datetime) -> datetime:
     """The earliest `at` a report may give on a push that did not exist before `since` (its
     delivery's creation, or the campaign's first send), by `MAX_BEFORE_SEND`."""
-    # Compared as a difference: `since - MAX_BEFORE_SEND` overflows for a `since` in year 1.
-    return since - MAX_BEFORE_SEND if since - EARLIEST > MAX_BEFORE_SEND else EARLIEST
+    return earlier_by(since, MAX_BEFORE_SEND)
 
 
 def before_send(at: datetime, made: datetime) -> bool:

@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.campaigns.models import Campaign
-from app.db.types import UTCDateTime
+from app.campaigns.repository import possible_event
 from app.delivery import ledger
 from app.delivery.models import Delivery
 from app.events import parse
@@ -198,7 +198,10 @@ async def counts_by_wave(
 ) -> dict[int, dict[str, int]]:
     rows = await session.execute(
         select(_event.c.wave, _event.c.type, func.count())
-        .where(_event.c.campaign_id == campaign_id)
+        .where(
+            _event.c.campaign_id == campaign_id,
+            possible_event(session.get_bind().dialect.name, campaign_id),
+        )
         .group_by(_event.c.wave, _event.c.type)
     )
     counts: dict[int, dict[str, int]] = {}
@@ -222,23 +225,6 @@ def _seconds_to_open(dialect: str) -> object:
     )
 
 
-def _after_send(dialect: str) -> ColumnElement[bool]:
-    """An event's time is no earlier than its push's recorded send, within a phone's clock
-    skew (app.events.parse.MAX_BEFORE_SEND). The ingest refuses times before the delivery
-    was made, but rows stored before it did may hold year 1 or -infinity, whose seconds to
-    open would be nonsense (or, for -infinity, an error); an open of an earlier copy of a
-    push sent again is left out of the times to open too."""
-    if dialect == "postgresql":
-        # A comparison, not a difference: -infinity compares, but cannot be subtracted.
-        after: ColumnElement[bool] = _event.c.occurred_at >= _delivery.c.sent_at - bindparam(
-            "before_send", parse.MAX_BEFORE_SEND, type_=Interval
-        )
-        return after
-    return (
-        func.julianday(_event.c.occurred_at) - func.julianday(_delivery.c.sent_at)
-    ) * 86400.0 >= -parse.MAX_BEFORE_SEND.total_seconds()
-
-
 _OPENED_SENT = (
     (_event.c.type == EventType.opened.value)
     & (_delivery.c.id == _event.c.delivery_id)
@@ -250,14 +236,14 @@ async def time_to_open(
     session: AsyncSession, campaign_id: uuid.UUID, quantiles: Sequence[float]
 ) -> dict[int, list[float]]:
     """Per wave, the seconds from send to open at each quantile (nearest rank: the smallest
-    value with at least that share of the opens at or below it). Opens whose time is before
-    their push's send (beyond the clock skew a phone is allowed) are left out."""
+    value with at least that share of the opens at or below it). Opens from before their
+    campaign existed (`possible_event`) are left out."""
     dialect = session.get_bind().dialect.name
     seconds = _seconds_to_open(dialect)
     where = (
         (_event.c.campaign_id == campaign_id)
         & _OPENED_SENT
-        & _after_send(dialect)
+        & possible_event(session.get_bind().dialect.name, campaign_id)
         & ledger.in_campaign(campaign_id)
     )
     if dialect == "postgresql":
@@ -335,17 +321,9 @@ async def latest(
     return value
 
 
-async def first_send(session: AsyncSession, campaign_id: uuid.UUID) -> datetime | None:
-    """When the campaign's first push was sent; before any is, when the campaign was
-    created (no push of it is older); None for no campaign. An index read
-    (ix_delivery_campaign_sent_at) and a key lookup."""
-    sent = (
-        select(func.min(_delivery.c.sent_at))
-        .where(ledger.in_campaign(campaign_id), _delivery.c.sent_at.is_not(None))
-        .scalar_subquery()
-    )
-    created = select(_campaign.c.created_at).where(_campaign.c.id == campaign_id).scalar_subquery()
+async def campaign_created(session: AsyncSession, campaign_id: uuid.UUID) -> datetime | None:
+    """When the campaign was created (no push of it is older); None for no campaign."""
     value: datetime | None = (
-        await session.execute(select(func.coalesce(sent, created, type_=UTCDateTime)))
-    ).scalar_one()
+        await session.execute(select(_campaign.c.created_at).where(_campaign.c.id == campaign_id))
+    ).scalar_one_or_none()
     return value

@@ -21,6 +21,7 @@ from app.events.schemas import (
     Rejection,
     WaveEngagement,
 )
+from app.instants import earlier_by
 
 QUANTILES = (0.5, 0.9)
 # The opens series covers at most this much time per answer (3,600 points at most).
@@ -131,8 +132,7 @@ def series_window(
         # Compared as a difference: `start + MAX_SERIES` overflows for a start in year 9999.
         return start, end if end - start <= MAX_SERIES else start + MAX_SERIES
     end = _next_second(latest if latest is not None and latest < now - span else now)
-    # A difference again: `end - span` overflows for an end in year 1.
-    return end - span if end - parse.EARLIEST > span else parse.EARLIEST, end
+    return earlier_by(end, span), end
 
 
 def _next_second(moment: datetime) -> datetime:
@@ -147,13 +147,13 @@ async def opens_series(
     since: datetime | None = None,
     span: timedelta = MAX_SERIES,
 ) -> tuple[datetime, datetime, list[OpensPoint]]:
-    """The series of `series_window`. Opens from before the campaign's first send (beyond a
+    """The series of `series_window`. Opens from before the campaign was created (beyond a
     phone's clock skew) cannot be true: rows stored before the ingest refused them are left
     out, and neither place the default window nor appear in it."""
-    first = await repo.first_send(session, campaign_id)
-    if first is None:
+    created = await repo.campaign_created(session, campaign_id)
+    if created is None:
         return (*series_window(now, since, None, span), [])
-    earliest = parse.earliest_report(first)
+    earliest = parse.earliest_report(created)
     latest = (
         None
         if since is not None

@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy import update
 
 from app.auth.models import Scope
+from app.campaigns.models import Campaign
 from app.db.types import utcnow
 from app.delivery.models import Delivery
 from app.events.repository import nearest_rank
@@ -53,6 +54,11 @@ async def test_per_wave_figures_and_the_opens_series(
             update(Delivery)
             .where(Delivery.campaign_id == campaign_id)  # type: ignore[arg-type]
             .values(sent_at=sent_at, created_at=sent_at)
+        )
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)  # type: ignore[arg-type]
+            .values(created_at=sent_at)
         )
         await session.commit()
 

@@ -1,6 +1,6 @@
 """A report's time cannot be before its push existed (its delivery's creation): such reports
-are refused by index, and rows stored before the ingest refused them (year 1, -infinity) never
-fail nor bend the engagement figures."""
+are refused by index, and rows stored before the ingest refused them (year 1, -infinity, any
+time before their campaign was created) never fail nor bend the engagement figures."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy import insert, literal_column, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.auth.models import Scope
+from app.campaigns.models import Campaign
 from app.db.types import utcnow
 from app.delivery.models import Delivery
 from app.events.models import EngagementEvent
@@ -41,7 +42,8 @@ YEAR_1 = datetime(1, 1, 1, 0, 30, tzinfo=UTC)
 
 async def backdate(db: Runtime, campaign_id: uuid.UUID, *, sent: bool = True) -> datetime:
     """Every delivery of the campaign made and its push sent ten minutes ago, that time; or
-    (not `sent`) made then, its send not recorded yet."""
+    (not `sent`) made then, its send not recorded yet. The campaign was created a minute
+    before."""
     when = (utcnow() - timedelta(minutes=10)).replace(microsecond=0)
     values = {"sent_at": when if sent else None, "created_at": when}
     async with db.sessionmaker() as session:
@@ -49,6 +51,11 @@ async def backdate(db: Runtime, campaign_id: uuid.UUID, *, sent: bool = True) ->
             update(Delivery)
             .where(Delivery.campaign_id == campaign_id)  # type: ignore[arg-type]
             .values(**values)
+        )
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)  # type: ignore[arg-type]
+            .values(created_at=when - timedelta(minutes=1))
         )
         await session.commit()
     return when
@@ -204,6 +211,10 @@ async def test_stored_impossible_opens_do_not_bend_the_true_ones(
     since = await client.get(url, params={"since": YEAR_1.isoformat()}, headers=reader)
     assert since.status_code == 200, since.text
     assert since.json()["opens_per_second"] == []
+    # Nor the counts: the campaign's view and the engagement figures count the true opens.
+    assert [w["opened"] for w in body["waves"]] == [2]
+    view = (await client.get(f"/v1/campaigns/{campaign_id}", headers=reader)).json()
+    assert [w["opened"] for w in view["waves"]] == [2]
 
 
 async def test_an_open_of_a_push_sent_again_later_is_kept(
