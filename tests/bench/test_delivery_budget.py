@@ -51,10 +51,10 @@ def test_the_ceiling_pairs_each_rounds_loops() -> None:
     # Round by round: 0.5, 0.8, 0.9 of the lean loop.
     side.variants["lean"] = [_phase(2000, 1), _phase(5000, 1), _phase(10000, 1)]
     side.variants["own path"] = [_phase(1000, 1), _phase(4000, 1), _phase(9000, 1)]
-    assert side.ratio_between("own path", "lean") == pytest.approx(0.8)
+    assert side.ratios_between("own path", "lean") == pytest.approx([0.5, 0.8, 0.9])
     side.variants["own path"] = [_phase(1900, 1), _phase(2000, 1), _phase(9000, 1)]
-    # 0.95, 0.4, 0.9: the median of the pairs, not 2,000 / 5,000.
-    assert side.ratio_between("own path", "lean") == pytest.approx(0.9)
+    # 0.95, 0.4, 0.9: the median of the pairs is 0.9, not 2,000 / 5,000.
+    assert side.ratios_between("own path", "lean") == pytest.approx([0.95, 0.4, 0.9])
     side.variants["own path"].pop()
     with pytest.raises(ValueError, match="longer"):
-        side.ratio_between("own path", "lean")
+        side.ratios_between("own path", "lean")
