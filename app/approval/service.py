@@ -110,12 +110,6 @@ async def standing_approval(
     return None
 
 
-async def latest_approval(session: AsyncSession, campaign_id: uuid.UUID) -> CampaignApproval | None:
-    """The campaign's newest approval, voided or not: for a started campaign, the one it
-    started under (only a draft can be approved)."""
-    return await repo.latest(session, campaign_id)
-
-
 async def authors(session: AsyncSession, campaign: Campaign) -> set[uuid.UUID]:
     """Who may not approve the campaign: whoever created it and everyone who edited it
     since, read from the audit log (`campaign.created`, `campaign.edited`), so a later edit

@@ -111,7 +111,7 @@ async def _flush_named(session: AsyncSession, name: str) -> None:
         await session.flush()
     except IntegrityError as exc:
         # PostgreSQL names the constraint, SQLite the column; anything else is not a clash.
-        if not any(name in str(exc.orig) for name in ("uq_segment_name", "segment.name")):
+        if not any(marker in str(exc.orig) for marker in ("uq_segment_name", "segment.name")):
             raise
         raise Problem(
             409,

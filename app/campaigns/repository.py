@@ -27,7 +27,7 @@ from app.campaigns.state import SENDING_STATUSES, CampaignStatus
 from app.checks.models import WaveCheckResult
 from app.delivery.models import Delivery, LedgerWaveSummary
 from app.events.models import EngagementEvent
-from app.events.parse import MAX_BEFORE_SEND
+from app.events.parse import MAX_BEHIND
 from app.killswitch.models import KillSwitch
 
 # A campaign that can start sending without a person: the global switch pauses these.
@@ -228,7 +228,7 @@ _PRUNED = "EXISTS (SELECT FROM ledger_wave_summary s WHERE s.campaign_id = c.id)
 # Reports from before their campaign existed cannot be true (stored before the ingest refused
 # them): left out of the counts, as `possible_event` leaves them out.
 _POSSIBLE_EVENT = (
-    f"e.occurred_at >= c.created_at - interval '{int(MAX_BEFORE_SEND.total_seconds())} seconds'"
+    f"e.occurred_at >= c.created_at - interval '{int(MAX_BEHIND.total_seconds())} seconds'"
 )
 # One statement, so one snapshot: the counts always belong to the waves beside them (the API
 # benchmark's ceiling, wavecast_tools.bench.api_ceiling, sends the same statement). Each
@@ -303,7 +303,7 @@ def _read(
 
 def possible_event(dialect: str, campaign_id: uuid.UUID) -> ColumnElement[bool]:
     """An event's time is no earlier than its campaign's creation, within a phone's clock
-    skew (`MAX_BEFORE_SEND`). The ingest refuses times before the delivery
+    skew (`MAX_BEHIND`). The ingest refuses times before the delivery
     was made, a bound at least as late; rows stored before it did may hold year 1 or
     -infinity, which the reads leave out (an -infinity cannot even be subtracted)."""
     created = (
@@ -312,10 +312,10 @@ def possible_event(dialect: str, campaign_id: uuid.UUID) -> ColumnElement[bool]:
     if dialect == "postgresql":
         # A comparison, not a difference: -infinity compares.
         after: ColumnElement[bool] = _event.c.occurred_at >= created - bindparam(
-            "before_created", MAX_BEFORE_SEND, type_=Interval
+            "behind", MAX_BEHIND, type_=Interval
         )
         return after
-    skew_days = MAX_BEFORE_SEND.total_seconds() / 86400.0
+    skew_days = MAX_BEHIND.total_seconds() / 86400.0
     return func.julianday(_event.c.occurred_at) >= func.julianday(created) - skew_days
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import pagination
+from app.approval import repository as approval_repo
 from app.approval import service as approval
 from app.audiences import service as audiences
 from app.audit import service as audit
@@ -1002,19 +1003,15 @@ async def _refuse_looser_than_approved(
     looser is refused (409): it would run beyond what the second person approved. An
     approval given before the limits were kept with it bounds them at their current values.
     A campaign never approved (none was needed) is not bound."""
-    approved = await approval.latest_approval(session, campaign.id)
+    # The newest approval, voided or not: for a started campaign, the one it started under.
+    approved = await approval_repo.latest(session, campaign.id)
     if approved is None:
         return
+    rate, threshold = approved.throttle_per_second, approved.failure_threshold_percent
     bound = (
-        Limits.of(campaign)
-        if approved.throttle_per_second is None
-        else Limits(
-            approved.throttle_per_second,
-            approved.max_opens_per_second,
-            approved.failure_threshold_percent
-            if approved.failure_threshold_percent is not None
-            else campaign.failure_threshold_percent,
-        )
+        Limits(rate, approved.max_opens_per_second, threshold)
+        if rate is not None and threshold is not None
+        else Limits.of(campaign)
     )
     loosened = looser_limits(bound, body)
     if not loosened:

@@ -52,8 +52,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     for err in exc.errors()[:3]:
         loc = ".".join(str(p) for p in err.get("loc", ())) or "line"
         parts.append(f"{loc}: {describe(err)}")
-    # A field name may hold a lone surrogate, which the answer (UTF-8) could not carry.
-    return "; ".join(parts).encode("utf-8", "backslashreplace").decode()
+    return "; ".join(parts)
 
 
 async def line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[tuple[int, bytes]]]:

@@ -29,7 +29,7 @@ MAX_AHEAD = timedelta(minutes=5)
 # such times stored earlier. The bound is the creation, not the send: a push re-sent after a
 # connection was lost (it may have reached the phone the first time) records the later send,
 # and an open of the first copy is true.
-MAX_BEFORE_SEND = timedelta(minutes=5)
+MAX_BEHIND = timedelta(minutes=5)
 MAX_REF = 2**63 - 1
 TYPES = frozenset(EventType)
 FIELDS = frozenset({"ref", "type", "at"})
@@ -167,17 +167,17 @@ def _at(value: object, latest: datetime) -> datetime | str:
 
 def earliest_report(since: datetime) -> datetime:
     """The earliest `at` a report may give on a push that did not exist before `since` (its
-    delivery's creation, or the campaign's first send), by `MAX_BEFORE_SEND`."""
-    return earlier_by(since, MAX_BEFORE_SEND)
+    delivery's creation, or its campaign's), by `MAX_BEHIND`."""
+    return earlier_by(since, MAX_BEHIND)
 
 
-def before_send(at: datetime, made: datetime) -> bool:
+def too_early(at: datetime, made: datetime) -> bool:
     """Whether a report's `at` is too early to be true of a push whose delivery was made at
     `made`."""
     return at < earliest_report(made)
 
 
-BEFORE_SEND = (
+TOO_EARLY = (
     "at: before its push existed (more than "
-    f"{int(MAX_BEFORE_SEND.total_seconds())}s before its campaign's wave made it)"
+    f"{int(MAX_BEHIND.total_seconds())}s before its campaign's wave made it)"
 )

@@ -46,7 +46,7 @@ class Stored:
     # Indexes (as given) of the events whose ref is no delivery.
     unknown: list[int]
     # Indexes (as given) of the events whose time is before their delivery was made
-    # (app.events.parse.MAX_BEFORE_SEND): none of them is stored.
+    # (app.events.parse.MAX_BEHIND): none of them is stored.
     early: list[int]
 
 
@@ -55,7 +55,7 @@ class Stored:
 # order, so two batches that overlap take their rows' locks in the same order and never
 # deadlock; within a batch the first report of a (delivery, type) is the one stored. A report
 # from before its delivery was made is not stored (`early`, by the rule of
-# app.events.parse.before_send): -infinity, what the driver makes of datetime.min, is early.
+# app.events.parse.too_early): -infinity, what the driver makes of datetime.min, is early.
 _STORE = text(
     """
     WITH v AS (
@@ -67,7 +67,7 @@ _STORE = text(
         ) AS v(idx, ref, type, at)
     ), known AS MATERIALIZED (
         SELECT v.idx, v.ref, v.type, v.at, d.campaign_id, d.wave,
-            v.at < d.created_at - :before_send AS early
+            v.at < d.created_at - :behind AS early
         -- A ref names its ledger partition (app.delivery.partitions.months_of_refs): one
         -- partition read per ref (and month 0's while it is there), however many months
         -- the ledger holds.
@@ -95,7 +95,7 @@ _STORE = text(
     bindparam("types", type_=ARRAY(String)),
     bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
     bindparam("now", type_=DateTime(timezone=True)),
-    bindparam("before_send", parse.MAX_BEFORE_SEND, type_=Interval),
+    bindparam("behind", parse.MAX_BEHIND, type_=Interval),
 )
 
 
@@ -169,7 +169,7 @@ async def _store_sqlite(
         found = deliveries.get(ref)
         if found is None:
             unknown.append(index)
-        elif parse.before_send(at, found[2]):
+        elif parse.too_early(at, found[2]):
             early.append(index)
         elif (ref, kind) in seen:
             duplicates += 1

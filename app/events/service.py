@@ -44,7 +44,7 @@ async def record(
     )
     rejected = [(i, error) for i, error in parsed.rejected]
     rejected += [(i, "unknown ref: no push was sent with it") for i in stored.unknown]
-    rejected += [(i, parse.BEFORE_SEND) for i in stored.early]
+    rejected += [(i, parse.TOO_EARLY) for i in stored.early]
     rejected.sort()
     return EventsResult(
         accepted=stored.accepted,

@@ -17,7 +17,7 @@ from app.campaigns.models import Campaign
 from app.db.types import utcnow
 from app.delivery.models import Delivery
 from app.events.models import EngagementEvent
-from app.events.parse import MAX_BEFORE_SEND
+from app.events.parse import MAX_BEHIND
 from app.events.service import MAX_SERIES, series_window
 from app.runtime import Runtime
 from tests.conftest import KeyMaker, bearer
@@ -91,15 +91,15 @@ async def test_a_report_a_little_before_the_send_is_a_phone_clock_and_kept(
     sent = await backdate(db, campaign_id)
     second = timedelta(seconds=1)
     batch = [
-        {"ref": refs[0], "type": "opened", "at": (sent - MAX_BEFORE_SEND).isoformat()},
+        {"ref": refs[0], "type": "opened", "at": (sent - MAX_BEHIND).isoformat()},
         {"ref": refs[1], "type": "opened", "at": (sent - timedelta(minutes=2)).isoformat()},
-        {"ref": refs[2], "type": "opened", "at": (sent - MAX_BEFORE_SEND - second).isoformat()},
+        {"ref": refs[2], "type": "opened", "at": (sent - MAX_BEHIND - second).isoformat()},
     ]
     body = (await client.post("/v1/events", json=batch, headers=writer)).json()
     assert body["accepted"] == 2
     assert [r["index"] for r in body["rejected"]] == [2]
     rows = {r.delivery_id: r.occurred_at for r in await stored(db)}
-    assert rows == {refs[0]: sent - MAX_BEFORE_SEND, refs[1]: sent - timedelta(minutes=2)}
+    assert rows == {refs[0]: sent - MAX_BEHIND, refs[1]: sent - timedelta(minutes=2)}
 
 
 async def test_before_the_send_is_recorded_the_delivery_s_creation_bounds_a_report(
