@@ -20,6 +20,7 @@ from app.devices.router import router as devices_router
 from app.events.router import router as events_router
 from app.guard.policy_log import record_if_changed as record_policy
 from app.guard.router import router as policy_router
+from app.heap import settle_heap
 from app.killswitch.router import router as killswitch_router
 from app.logging import configure as configure_logging
 from app.ops import openapi
@@ -30,7 +31,7 @@ from app.ops.router import router as ops_router
 from app.ops.security_headers import headers_for
 from app.people.router import router as people_router
 from app.runtime import Runtime
-from app.serving import PrefixRouter, settle_heap
+from app.serving import PrefixRouter
 from app.settings import Settings, get_settings
 from app.slack.router import router as slack_router
 from app.ui import install as install_ui

@@ -4,7 +4,6 @@ requests every client makes without walking every route first."""
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import Iterable, Iterator
 
 import uvicorn
@@ -22,28 +21,6 @@ class QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-# Collect the youngest generation after this many more container objects were made than freed
-# (CPython's default is 700). A request frees almost all it makes by reference counting, so
-# at 700 the young generation was collected over a hundred times a second, some 2% of the
-# process's CPU, for almost no garbage.
-YOUNG_THRESHOLD = 10_000
-
-
-def settle_heap() -> None:
-    """Once an API process has started: collect, then exempt every object alive now (modules,
-    the ORM's tables, pydantic's validators, pools) from later cyclic collections.
-
-    Under load the full collections walked those hundreds of thousands of objects again and
-    again: ten or so every ten seconds at 1,500 requests/s, up to 110 ms each, every request
-    in flight waiting (the p99 was that pause). Frozen, a full collection takes a few ms.
-    Objects made later are collected as before; the frozen ones are still freed by
-    reference counting, only never scanned for cycles."""
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
 
 
 class PrefixRouter(APIRouter):

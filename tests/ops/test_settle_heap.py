@@ -1,4 +1,5 @@
-"""An API process exempts what it made at start-up from cyclic collections (`settle_heap`)."""
+"""A long-running process exempts what it made at start-up from cyclic collections and
+collects its young generation less often (`settle_heap`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.serving import YOUNG_THRESHOLD, settle_heap
+from app.heap import YOUNG_THRESHOLD, settle_heap
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ from app.auth import keys
 from app.campaigns.repository import VIEW_COLUMNS, VIEW_SQL
 from app.devices.schemas import DeviceRegistration
 from app.devices.service import registration_row
+from app.heap import settle_heap
 from app.settings import get_settings
 
 _DEVICE_COLUMNS = (
@@ -108,6 +109,7 @@ def create_app(database_url: str, pepper: str) -> FastAPI:
 
         # Up to 20 connections, opened as needed and kept: as Wavecast's pool.
         app.state.pool = await asyncpg.create_pool(dsn, min_size=1, max_size=20, init=init)
+        settle_heap()  # as a Wavecast API process does once started
         try:
             yield
         finally:

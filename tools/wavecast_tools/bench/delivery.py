@@ -62,6 +62,7 @@ from app.delivery.providers.base import Batch, ResultKind
 from app.delivery.providers.base import Message as ProviderMessage
 from app.delivery.providers.fcm import FcmProvider
 from app.delivery.sender import STAGES
+from app.heap import settle_heap
 from app.runtime import Runtime
 from app.settings import Settings
 from wavecast_tools.bench import stack
@@ -483,6 +484,9 @@ async def run_provider(settings: Settings, provider: str, count: int, repeat: in
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.execute(text("VACUUM ANALYZE device"))
         tokens = await tokens_of(runtime)
+        # The bare loops run in this process: its collector is settled as the worker's is,
+        # so the loops and the campaign are collected alike.
+        settle_heap()
         with (
             stack.fake(provider, work, recording="light", tls=True) as fake,
             stack.workers(
