@@ -16,6 +16,10 @@ round to round (so drift on a shared machine does not favour one of them):
 - the campaign: one unthrottled 100 % wave, started the way an operator starts it; the
   worker's tick releases it and its send jobs send it.
 
+Every process here collects its garbage as a Wavecast process does (`app.heap.settle_heap`:
+the worker and the fake once started, this process before the rounds), so no side of a
+ratio pays the collector's toll the other does not.
+
 Every rate is read off the fake's own records: requests from the first to the last one that
 reached it, (n - 1) / (last - first), for each side alike. The targets are medians of the
 per-round ratios: the campaign's rate >= 90 % of the bare library loop's (SPEC §5), 95 % for
