@@ -1,6 +1,6 @@
 """A worker settles its heap once started, as an API process does (`app.heap`): what start-up
 built is frozen and the young generation is collected every YOUNG_THRESHOLD allocations, not
-every 700 (a tenth of the send path's CPU went to the collector; docs/benchmarks.md)."""
+every 700 (some 7 % of its CPU went to the collector; docs/benchmarks.md)."""
 
 from __future__ import annotations
 
