@@ -303,9 +303,9 @@ def _read(
 
 def possible_event(dialect: str, campaign_id: uuid.UUID) -> ColumnElement[bool]:
     """An event's time is no earlier than its campaign's creation, within a phone's clock
-    skew (`MAX_BEHIND`). The ingest refuses times before the delivery
-    was made, a bound at least as late; rows stored before it did may hold year 1 or
-    -infinity, which the reads leave out (an -infinity cannot even be subtracted)."""
+    skew (`MAX_BEHIND`). The ingest refuses times before the delivery was made, a bound at
+    least as late; rows stored before it did may hold year 1 or -infinity, which the reads
+    leave out (an -infinity cannot even be subtracted)."""
     created = (
         core_select(_campaign.c.created_at).where(_campaign.c.id == campaign_id).scalar_subquery()
     )

@@ -243,7 +243,7 @@ async def time_to_open(
     where = (
         (_event.c.campaign_id == campaign_id)
         & _OPENED_SENT
-        & possible_event(session.get_bind().dialect.name, campaign_id)
+        & possible_event(dialect, campaign_id)
         & ledger.in_campaign(campaign_id)
     )
     if dialect == "postgresql":
