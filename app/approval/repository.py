@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.approval.hands import Origin, PersonEvent
 from app.approval.models import CampaignApproval
 from app.audit.models import AuditEvent
 
@@ -53,3 +55,49 @@ async def writers(session: AsyncSession, campaign_id: uuid.UUID) -> set[uuid.UUI
         .distinct()
     )
     return {p for p in (await session.exec(query)).all() if p is not None}
+
+
+async def key_origins(session: AsyncSession) -> dict[uuid.UUID, Origin]:
+    """Each key's origin as the audit log records it (`api_key.created`: the person and the
+    key that made it). Keys made before the log named people have none."""
+    query = select(AuditEvent.subject_id, AuditEvent.person_id, AuditEvent.key_id).where(
+        col(AuditEvent.action) == "api_key.created",
+        col(AuditEvent.subject_type) == "api_key",
+    )
+    origins: dict[uuid.UUID, Origin] = {}
+    for subject, person_id, key_id in (await session.exec(query)).all():
+        if subject is not None:
+            origins[uuid.UUID(subject)] = Origin(person_id, key_id)
+    return origins
+
+
+async def person_events(
+    session: AsyncSession, person_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[PersonEvent]]:
+    """The `person.created` and `person.updated` events of each of `person_ids`, oldest
+    first."""
+    if not person_ids:
+        return {}
+    query = (
+        sa_select(
+            col(AuditEvent.subject_id),
+            col(AuditEvent.person_id),
+            col(AuditEvent.key_id),
+            col(AuditEvent.action),
+            col(AuditEvent.before),
+            col(AuditEvent.after),
+        )
+        .where(
+            col(AuditEvent.subject_type) == "person",
+            col(AuditEvent.subject_id).in_([str(p) for p in person_ids]),
+            col(AuditEvent.action).in_(("person.created", "person.updated")),
+        )
+        .order_by(col(AuditEvent.sequence))
+    )
+    events: dict[uuid.UUID, list[PersonEvent]] = {}
+    for subject, person_id, key_id, action, before, after in (await session.execute(query)).all():
+        if subject is not None:
+            events.setdefault(uuid.UUID(subject), []).append(
+                PersonEvent(Origin(person_id, key_id), action, before, after)
+            )
+    return events

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.approval import binding as bound
+from app.approval import hands
 from app.approval import repository as repo
 from app.approval.models import CampaignApproval
 from app.approval.schemas import ApprovalOut, ApprovalStatus
@@ -22,7 +23,7 @@ from app.audiences import service as audiences
 from app.audit import service as audit
 from app.auth import service as auth_service
 from app.auth.models import Scope
-from app.auth.principal import Principal
+from app.auth.principal import Channel, Principal
 from app.campaigns import repository as campaigns_repo
 from app.campaigns.models import Campaign, CampaignKind, CampaignWave
 from app.campaigns.state import CampaignStatus
@@ -30,7 +31,7 @@ from app.db.types import utcnow
 from app.errors import Problem, not_found
 from app.guard.override import judge_content, standing_reason
 from app.people import repository as people_repo
-from app.people.models import PersonKind
+from app.people.models import Person, PersonKind
 from app.settings import Settings
 
 APPROVAL_REQUIRED = "https://wavecast.dev/problems/approval-required"
@@ -139,7 +140,10 @@ async def approve(
 
     Refused (403) unless `principal` is a human person holding `campaigns:approve` (or
     admin) who neither created nor edited the campaign: approving your own campaign is
-    refused whatever keys you hold. Refused (409) once the campaign has left draft. The
+    refused whatever keys you hold. Refused (403) too when the means of approving passed
+    through an author's hands (`app.approval.hands`): a key an author made (or made the key
+    that made it), or a Slack user an author bound. Refused (409) once the campaign has left
+    draft. The
     approval is bound to the campaign's current binding (content, audience, rollout,
     checks, throttle, the guard override the approver reads) and audited
     (`campaign.approved`); approving again what the same person already approved changes
@@ -159,7 +163,8 @@ async def approve(
             f"{principal.person_name} is a service, not a human: only a human may approve a "
             "campaign (the second pair of eyes)",
         )
-    if principal.person_id in await authors(session, campaign):
+    wrote = await authors(session, campaign)
+    if principal.person_id in wrote:
         raise Problem(
             403,
             "Forbidden",
@@ -167,6 +172,7 @@ async def approve(
             "a second person, whatever keys the author holds",
             type_=APPROVAL_REQUIRED,
         )
+    await _refuse_authors_hands(session, principal, wrote)
     if campaign.status != CampaignStatus.draft:
         raise Problem(
             409,
@@ -213,6 +219,46 @@ async def approve(
     )
     await session.flush()
     return approval
+
+
+async def _refuse_authors_hands(
+    session: AsyncSession, principal: Principal, wrote: set[uuid.UUID]
+) -> None:
+    """Refuse (403) an approval whose means passed through the hands of one of the
+    campaign's authors (`wrote`): from Slack, the binding of the approver's Slack user; with
+    a key (the API, the form), that key."""
+    assert principal.person_id is not None
+    origins = await repo.key_origins(session)
+    if principal.channel is Channel.slack:
+        person = await people_repo.get(session, principal.person_id)
+        events = await repo.person_events(session, [principal.person_id])
+        origin = hands.slack_binding_origin(
+            person.slack_user_id if person is not None else None,
+            events.get(principal.person_id, []),
+        )
+        means = "Slack user was bound to them"
+        through = hands.origin_makers(origin, origins) & wrote
+    else:
+        means = "key was made"
+        through = hands.key_makers(principal.key_id, origins) & wrote
+    if not through:
+        return
+    names = ", ".join(sorted(p.name for p in await people_repo.many(session, sorted(through))))
+    raise Problem(
+        403,
+        "Forbidden",
+        f"{principal.person_name}'s {means} by {names}, who wrote this campaign: an author "
+        "could have used it, so it is not a second pair of eyes. Approve with a key made by "
+        "someone who wrote nothing of the campaign (another admin, or `wavecast keys create` "
+        "on the server)"
+        + (
+            ", or from a Slack user bound by such a person"
+            if principal.channel is Channel.slack
+            else ""
+        ),
+        type_=APPROVAL_REQUIRED,
+        extra={"made_by_authors": sorted(str(p) for p in through)},
+    )
 
 
 async def require_for_start(
@@ -297,14 +343,32 @@ async def may_approve(
     session: AsyncSession, campaign: Campaign, wrote: set[uuid.UUID] | None = None
 ) -> list[str]:
     """The names of the humans who may approve the campaign: their keys (not revoked) hold
-    campaigns:approve or admin, and they neither created nor edited it (`wrote`: its
-    authors, when the caller has them)."""
+    campaigns:approve or admin, they neither created nor edited it (`wrote`: its authors,
+    when the caller has them), and they have a means no author's hands passed through
+    (`app.approval.hands`): such a key that no author made, or a Slack user no author
+    bound."""
     wrote = await authors(session, campaign) if wrote is None else wrote
-    held = await auth_service.active_scopes_by_person(session)
     rights = {Scope.campaigns_approve.value, Scope.admin.value}
-    ids = [p for p, scopes in held.items() if scopes & rights and p not in wrote]
-    people = await people_repo.many(session, ids)
-    return sorted(p.name for p in people if p.kind == PersonKind.human)
+    holding: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for key in await auth_service.list_keys(session, include_revoked=False):
+        if rights & set(key.scopes) and key.person_id not in wrote:
+            holding.setdefault(key.person_id, []).append(key.id)
+    humans = [
+        p for p in await people_repo.many(session, list(holding)) if p.kind == PersonKind.human
+    ]
+    origins = await repo.key_origins(session)
+    events = await repo.person_events(session, [p.id for p in humans if p.slack_user_id])
+
+    def untouched(made: set[uuid.UUID]) -> bool:
+        return not made & wrote
+
+    def may(person: Person) -> bool:
+        if any(untouched(hands.key_makers(k, origins)) for k in holding[person.id]):
+            return True
+        bound_by = hands.slack_binding_origin(person.slack_user_id, events.get(person.id, []))
+        return bound_by is not None and untouched(hands.origin_makers(bound_by, origins))
+
+    return sorted(p.name for p in humans if may(p))
 
 
 async def status(session: AsyncSession, settings: Settings, campaign: Campaign) -> ApprovalStatus:
