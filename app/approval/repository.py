@@ -57,6 +57,22 @@ async def writers(session: AsyncSession, campaign_id: uuid.UUID) -> set[uuid.UUI
     return {p for p in (await session.exec(query)).all() if p is not None}
 
 
+async def writing_keys(session: AsyncSession, campaign_id: uuid.UUID) -> set[uuid.UUID]:
+    """Every key the campaign was created or edited with, as the audit log records them
+    (the form's acts carry the key its user signed in with)."""
+    query = (
+        select(AuditEvent.key_id)
+        .where(
+            col(AuditEvent.subject_type) == "campaign",
+            col(AuditEvent.subject_id) == str(campaign_id),
+            col(AuditEvent.action).in_(WRITES),
+            col(AuditEvent.key_id).is_not(None),
+        )
+        .distinct()
+    )
+    return {k for k in (await session.exec(query)).all() if k is not None}
+
+
 async def key_origins(session: AsyncSession) -> dict[uuid.UUID, Origin]:
     """Each key's origin as the audit log records it (`api_key.created`: the person and the
     key that made it). Keys made before the log named people have none."""

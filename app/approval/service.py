@@ -140,10 +140,11 @@ async def approve(
 
     Refused (403) unless `principal` is a human person holding `campaigns:approve` (or
     admin) who neither created nor edited the campaign: approving your own campaign is
-    refused whatever keys you hold. Refused (403) too when the means of approving passed
-    through an author's hands (`app.approval.hands`): a key an author made (or made the key
-    that made it), or a Slack user an author bound. Refused (409) once the campaign has left
-    draft. The
+    refused whatever keys you hold. Refused (403) too when hands crossed
+    (`app.approval.hands`): the approver made a key the campaign was written with (or the
+    key that made it), or the means of approving passed through an author's hands (a key an
+    author made, or made the key that made it; a Slack user an author bound). Refused (409)
+    once the campaign has left draft. The
     approval is bound to the campaign's current binding (content, audience, rollout,
     checks, throttle, the guard override the approver reads) and audited
     (`campaign.approved`); approving again what the same person already approved changes
@@ -172,7 +173,7 @@ async def approve(
             "a second person, whatever keys the author holds",
             type_=APPROVAL_REQUIRED,
         )
-    await _refuse_authors_hands(session, principal, wrote)
+    await _refuse_authors_hands(session, principal, campaign, wrote)
     if campaign.status != CampaignStatus.draft:
         raise Problem(
             409,
@@ -222,13 +223,24 @@ async def approve(
 
 
 async def _refuse_authors_hands(
-    session: AsyncSession, principal: Principal, wrote: set[uuid.UUID]
+    session: AsyncSession, principal: Principal, campaign: Campaign, wrote: set[uuid.UUID]
 ) -> None:
-    """Refuse (403) an approval whose means passed through the hands of one of the
-    campaign's authors (`wrote`): from Slack, the binding of the approver's Slack user; with
-    a key (the API, the form), that key."""
+    """Refuse (403) an approval by someone whose hands a key the campaign was written with
+    passed through (they made it, or made the key that made it: they could have written
+    with it), or whose means of approving passed through the hands of one of its authors
+    (`wrote`): from Slack, the binding of the approver's Slack user; with a key (the API,
+    the form), that key."""
     assert principal.person_id is not None
     origins = await repo.key_origins(session)
+    if principal.person_id in await _made_writing_keys(session, campaign, origins):
+        raise Problem(
+            403,
+            "Forbidden",
+            f"{principal.person_name} made a key this campaign was written with (or the key "
+            "that made it): whoever made it could have written with it, so they are not a "
+            "second pair of eyes",
+            type_=APPROVAL_REQUIRED,
+        )
     if principal.channel is Channel.slack:
         person = await people_repo.get(session, principal.person_id)
         events = await repo.person_events(session, [principal.person_id])
@@ -244,21 +256,27 @@ async def _refuse_authors_hands(
     if not through:
         return
     names = ", ".join(sorted(p.name for p in await people_repo.many(session, sorted(through))))
+    slack = principal.channel is Channel.slack
     raise Problem(
         403,
         "Forbidden",
         f"{principal.person_name}'s {means} by {names}, who wrote this campaign: an author "
         "could have used it, so it is not a second pair of eyes. Approve with a key made by "
         "someone who wrote nothing of the campaign (another admin, or `wavecast keys create` "
-        "on the server)"
-        + (
-            ", or from a Slack user bound by such a person"
-            if principal.channel is Channel.slack
-            else ""
-        ),
+        "on the server)" + (", or from a Slack user bound by such a person" if slack else ""),
         type_=APPROVAL_REQUIRED,
         extra={"made_by_authors": sorted(str(p) for p in through)},
     )
+
+
+async def _made_writing_keys(
+    session: AsyncSession, campaign: Campaign, origins: dict[uuid.UUID, hands.Origin]
+) -> set[uuid.UUID]:
+    """The people who made a key the campaign was written with, or a key in its chain."""
+    made: set[uuid.UUID] = set()
+    for key in await repo.writing_keys(session, campaign.id):
+        made |= hands.key_makers(key, origins)
+    return made
 
 
 async def require_for_start(
@@ -344,19 +362,20 @@ async def may_approve(
 ) -> list[str]:
     """The names of the humans who may approve the campaign: their keys (not revoked) hold
     campaigns:approve or admin, they neither created nor edited it (`wrote`: its authors,
-    when the caller has them), and they have a means no author's hands passed through
-    (`app.approval.hands`): such a key that no author made, or a Slack user no author
-    bound."""
+    when the caller has them) nor made a key it was written with, and they have a means no
+    author's hands passed through (`app.approval.hands`): such a key that no author made, or
+    a Slack user no author bound."""
     wrote = await authors(session, campaign) if wrote is None else wrote
+    origins = await repo.key_origins(session)
+    barred = wrote | await _made_writing_keys(session, campaign, origins)
     rights = {Scope.campaigns_approve.value, Scope.admin.value}
     holding: dict[uuid.UUID, list[uuid.UUID]] = {}
     for key in await auth_service.list_keys(session, include_revoked=False):
-        if rights & set(key.scopes) and key.person_id not in wrote:
+        if rights & set(key.scopes) and key.person_id not in barred:
             holding.setdefault(key.person_id, []).append(key.id)
     humans = [
         p for p in await people_repo.many(session, list(holding)) if p.kind == PersonKind.human
     ]
-    origins = await repo.key_origins(session)
     events = await repo.person_events(session, [p.id for p in humans if p.slack_user_id])
 
     def untouched(made: set[uuid.UUID]) -> bool:

@@ -92,6 +92,36 @@ async def test_a_key_an_author_made_does_not_approve_their_campaign(
         assert other.status_code == 200, other.text
 
 
+async def test_whoever_made_the_key_a_campaign_was_written_with_does_not_approve_it(
+    db: Runtime, make_person: PersonMaker, make_key: KeyMaker
+) -> None:
+    ann = bearer(await make_key(Scope.admin, person=await make_person("Ann")))
+    async with api(db, approval_required_above=0) as client:
+        # Ann makes Bo's key and could write with it: Bo's campaign is not hers to approve.
+        bo = await _key(
+            client,
+            ann,
+            await _person(client, ann, "Bo"),
+            Scope.campaigns_write,
+            Scope.campaigns_read,
+        )
+        campaign = (await client.post("/v1/campaigns", json=campaign_body(), headers=bo)).json()[
+            "id"
+        ]
+        shown = await _approval(client, campaign, ann)
+        assert shown["authors"] == ["Bo"] and "Ann" not in shown["may_approve"]
+        refused = await client.post(f"/v1/campaigns/{campaign}/approve", headers=ann)
+        assert refused.status_code == 403, refused.text
+        assert "Ann made a key this campaign was written with" in refused.json()["detail"]
+
+        # Fay's key was made by Ann too, but Ann wrote nothing: one admin may provision the
+        # writer and the approver.
+        fay = await _key(client, ann, await _person(client, ann, "Fay"), Scope.campaigns_approve)
+        assert (await _approval(client, campaign, ann))["may_approve"] == ["Fay"]
+        approved = await client.post(f"/v1/campaigns/{campaign}/approve", headers=fay)
+        assert approved.status_code == 200, approved.text
+
+
 async def test_a_slack_user_an_author_bound_does_not_approve_their_campaign(
     db: Runtime, make_person: PersonMaker, make_key: KeyMaker
 ) -> None:
