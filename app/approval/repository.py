@@ -41,36 +41,22 @@ async def latest(session: AsyncSession, campaign_id: uuid.UUID) -> CampaignAppro
     return (await session.exec(query)).first()
 
 
-async def writers(session: AsyncSession, campaign_id: uuid.UUID) -> set[uuid.UUID]:
-    """Every person who created or edited the campaign, as the audit log records them
-    (events written before people existed name no one)."""
+async def writes(
+    session: AsyncSession, campaign_id: uuid.UUID
+) -> set[tuple[uuid.UUID | None, uuid.UUID | None]]:
+    """Who created or edited the campaign and with which key (the form's acts carry the key
+    its user signed in with), as the audit log records them: (person, key) pairs. Events
+    written before people existed name neither."""
     query = (
-        select(AuditEvent.person_id)
+        select(AuditEvent.person_id, AuditEvent.key_id)
         .where(
             col(AuditEvent.subject_type) == "campaign",
             col(AuditEvent.subject_id) == str(campaign_id),
             col(AuditEvent.action).in_(WRITES),
-            col(AuditEvent.person_id).is_not(None),
         )
         .distinct()
     )
-    return {p for p in (await session.exec(query)).all() if p is not None}
-
-
-async def writing_keys(session: AsyncSession, campaign_id: uuid.UUID) -> set[uuid.UUID]:
-    """Every key the campaign was created or edited with, as the audit log records them
-    (the form's acts carry the key its user signed in with)."""
-    query = (
-        select(AuditEvent.key_id)
-        .where(
-            col(AuditEvent.subject_type) == "campaign",
-            col(AuditEvent.subject_id) == str(campaign_id),
-            col(AuditEvent.action).in_(WRITES),
-            col(AuditEvent.key_id).is_not(None),
-        )
-        .distinct()
-    )
-    return {k for k in (await session.exec(query)).all() if k is not None}
+    return {(person, key) for person, key in (await session.exec(query)).all()}
 
 
 async def key_origins(session: AsyncSession) -> dict[uuid.UUID, Origin]:

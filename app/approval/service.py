@@ -116,7 +116,7 @@ async def authors(session: AsyncSession, campaign: Campaign) -> set[uuid.UUID]:
     since, read from the audit log (`campaign.created`, `campaign.edited`), so a later edit
     by someone else, or by no person at all, never clears an earlier author's hand. The
     campaign's own author columns count too (a campaign whose events predate people)."""
-    written = await repo.writers(session, campaign.id)
+    written = {person for person, _ in await repo.writes(session, campaign.id) if person}
     stored = {campaign.created_by_person_id, campaign.edited_by_person_id}
     return written | {p for p in stored if p is not None}
 
@@ -274,7 +274,7 @@ async def _made_writing_keys(
 ) -> set[uuid.UUID]:
     """The people who made a key the campaign was written with, or a key in its chain."""
     made: set[uuid.UUID] = set()
-    for key in await repo.writing_keys(session, campaign.id):
+    for _, key in await repo.writes(session, campaign.id):
         made |= hands.key_makers(key, origins)
     return made
 
