@@ -144,11 +144,10 @@ async def approve(
     (`app.approval.hands`): the approver made a key the campaign was written with (or the
     key that made it), or the means of approving passed through an author's hands (a key an
     author made, or made the key that made it; a Slack user an author bound). Refused (409)
-    once the campaign has left draft. The
-    approval is bound to the campaign's current binding (content, audience, rollout,
-    checks, throttle, the guard override the approver reads) and audited
-    (`campaign.approved`); approving again what the same person already approved changes
-    nothing. Flushes; the caller commits.
+    once the campaign has left draft. The approval is bound to the campaign's current
+    binding (content, audience, rollout, checks, throttle, the guard override the approver
+    reads) and audited (`campaign.approved`); approving again what the same person already
+    approved changes nothing. Flushes; the caller commits.
     """
     if not principal.has(Scope.campaigns_approve):
         raise Problem(403, "Forbidden", "approving a campaign needs the 'campaigns:approve' scope")
@@ -384,8 +383,11 @@ async def may_approve(
     def may(person: Person) -> bool:
         if any(untouched(hands.key_makers(k, origins)) for k in holding[person.id]):
             return True
+        # As `approve` judges it: a binding no event set names no one.
         bound_by = hands.slack_binding_origin(person.slack_user_id, events.get(person.id, []))
-        return bound_by is not None and untouched(hands.origin_makers(bound_by, origins))
+        return person.slack_user_id is not None and untouched(
+            hands.origin_makers(bound_by, origins)
+        )
 
     return sorted(p.name for p in humans if may(p))
 

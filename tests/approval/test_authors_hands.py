@@ -162,3 +162,26 @@ async def test_a_slack_user_an_author_bound_does_not_approve_their_campaign(
         standing = await approval.standing_approval(session, found)
     assert standing is not None
     assert (standing.person_name, standing.channel, standing.key_id) == ("Bea", "slack", None)
+
+
+async def test_a_slack_user_no_author_bound_approves_with_rights_an_author_gave(
+    db: Runtime, make_person: PersonMaker, make_key: KeyMaker
+) -> None:
+    """The rights come from a key an author made, but only Gil presses Gil's Slack button:
+    from Slack he may approve, with that key he may not."""
+    author = bearer(await make_key(Scope.admin, person=await make_person("Author")))
+    gil = await make_person("Gil", slack_user_id="UGIL")
+    async with api(db, approval_required_above=0) as client:
+        gil_key = await _key(client, author, str(gil), Scope.campaigns_approve)
+        campaign = (
+            await client.post("/v1/campaigns", json=campaign_body(), headers=author)
+        ).json()["id"]
+        assert (await _approval(client, campaign, author))["may_approve"] == ["Gil"]
+        with_key = await client.post(f"/v1/campaigns/{campaign}/approve", headers=gil_key)
+        assert with_key.status_code == 403, with_key.text
+    async with unit_of_work(db.sessionmaker) as session:
+        who = await people.slack_principal(session, await people.get(session, gil))
+        approved = await approval.approve(
+            session, db.settings, who, uuid.UUID(campaign), comment=None
+        )
+    assert (approved.person_name, approved.channel) == ("Gil", "slack")
