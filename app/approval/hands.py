@@ -8,7 +8,10 @@ may be the author's own. So each means names the people it passed through:
 - a key: the person who made it, and whoever made the key that person made it with, back
   to a key no person made (the command line on the server, the system, or a key made
   before people existed);
-- a Slack user binding: the person who set it, and the makers of the key they set it with.
+- a Slack user binding: the person who set it, and the makers of the key they set it with;
+- a person's being a human (only a human approves): who turned a service into one. An admin
+  may hold a service's key made on the server (the installation's first key is one) and
+  make its person human.
 
 The audit log holds every step (`api_key.created`, `person.created`, `person.updated`, each
 naming the person and the key that acted); `app.approval.repository` reads them and this
@@ -83,3 +86,20 @@ def slack_binding_origin(slack_user_id: str | None, events: Iterable[PersonEvent
         if after == slack_user_id and (event.action == "person.created" or before != after):
             setter = event.origin
     return setter
+
+
+def made_human_origin(events: Iterable[PersonEvent]) -> Origin | None:
+    """Who turned the person into a human from another kind: the last event (of `events`,
+    oldest first) that changed `kind` to `human`, or None when none did (created a human,
+    or not a human now)."""
+    turned: Origin | None = None
+    for event in events:
+        if event.action != "person.updated":
+            continue
+        before = (event.before or {}).get("kind")
+        after = (event.after or {}).get("kind")
+        if after == "human" and before != "human":
+            turned = event.origin
+        elif after is not None and after != "human":
+            turned = None
+    return turned

@@ -227,8 +227,9 @@ async def _refuse_authors_hands(
     """Refuse (403) an approval by someone whose hands a key the campaign was written with
     passed through (they made it, or made the key that made it: they could have written
     with it), or whose means of approving passed through the hands of one of its authors
-    (`wrote`): from Slack, the binding of the approver's Slack user; with a key (the API,
-    the form), that key."""
+    (`wrote`): their being a human, if an author turned them into one; from Slack, the
+    binding of the approver's Slack user (which must still be the one they acted as); with
+    a key (the API, the form), that key."""
     assert principal.person_id is not None
     origins = await repo.key_origins(session)
     if principal.person_id in await _made_writing_keys(session, campaign, origins):
@@ -240,13 +241,35 @@ async def _refuse_authors_hands(
             "second pair of eyes",
             type_=APPROVAL_REQUIRED,
         )
-    if principal.channel is Channel.slack:
-        person = await people_repo.get(session, principal.person_id)
-        events = await repo.person_events(session, [principal.person_id])
-        origin = hands.slack_binding_origin(
-            person.slack_user_id if person is not None else None,
-            events.get(principal.person_id, []),
+    histories = await repo.person_events(session, [principal.person_id])
+    events = histories.get(principal.person_id, [])
+    turned = hands.origin_makers(hands.made_human_origin(events), origins) & wrote
+    if turned:
+        names = await _names(session, turned)
+        raise Problem(
+            403,
+            "Forbidden",
+            f"{principal.person_name} was made a human by {names}, "
+            "who wrote this campaign: only a human approves, so an author who turns a service "
+            "into one may approve through its keys; it is not a second pair of eyes",
+            type_=APPROVAL_REQUIRED,
         )
+    if principal.channel is Channel.slack:
+        # Locked: the binding judged is the one the approval is given under.
+        person = await people_repo.get(session, principal.person_id, lock=True)
+        if (
+            person is None
+            or principal.slack_user_id is None
+            or person.slack_user_id != principal.slack_user_id
+        ):
+            raise Problem(
+                403,
+                "Forbidden",
+                f"{principal.person_name}'s Slack user changed since the approval was asked "
+                "for: approve again as the person the Slack user is now",
+                type_=APPROVAL_REQUIRED,
+            )
+        origin = hands.slack_binding_origin(person.slack_user_id, events)
         means = "Slack user was bound to them"
         through = hands.origin_makers(origin, origins) & wrote
     else:
@@ -254,8 +277,8 @@ async def _refuse_authors_hands(
         through = hands.key_makers(principal.key_id, origins) & wrote
     if not through:
         return
-    names = ", ".join(sorted(p.name for p in await people_repo.many(session, sorted(through))))
     slack = principal.channel is Channel.slack
+    names = await _names(session, through)
     raise Problem(
         403,
         "Forbidden",
@@ -266,6 +289,10 @@ async def _refuse_authors_hands(
         type_=APPROVAL_REQUIRED,
         extra={"made_by_authors": sorted(str(p) for p in through)},
     )
+
+
+async def _names(session: AsyncSession, ids: set[uuid.UUID]) -> str:
+    return ", ".join(sorted(p.name for p in await people_repo.many(session, sorted(ids))))
 
 
 async def _made_writing_keys(
@@ -361,9 +388,9 @@ async def may_approve(
 ) -> list[str]:
     """The names of the humans who may approve the campaign: their keys (not revoked) hold
     campaigns:approve or admin, they neither created nor edited it (`wrote`: its authors,
-    when the caller has them) nor made a key it was written with, and they have a means no
-    author's hands passed through (`app.approval.hands`): such a key that no author made, or
-    a Slack user no author bound."""
+    when the caller has them) nor made a key it was written with, no author turned them into
+    a human, and they have a means no author's hands passed through (`app.approval.hands`):
+    such a key that no author made, or a Slack user no author bound."""
     wrote = await authors(session, campaign) if wrote is None else wrote
     origins = await repo.key_origins(session)
     barred = wrote | await _made_writing_keys(session, campaign, origins)
@@ -375,16 +402,19 @@ async def may_approve(
     humans = [
         p for p in await people_repo.many(session, list(holding)) if p.kind == PersonKind.human
     ]
-    events = await repo.person_events(session, [p.id for p in humans if p.slack_user_id])
+    events = await repo.person_events(session, [p.id for p in humans])
 
     def untouched(made: set[uuid.UUID]) -> bool:
         return not made & wrote
 
     def may(person: Person) -> bool:
+        history = events.get(person.id, [])
+        if not untouched(hands.origin_makers(hands.made_human_origin(history), origins)):
+            return False
         if any(untouched(hands.key_makers(k, origins)) for k in holding[person.id]):
             return True
         # As `approve` judges it: a binding no event set names no one.
-        bound_by = hands.slack_binding_origin(person.slack_user_id, events.get(person.id, []))
+        bound_by = hands.slack_binding_origin(person.slack_user_id, history)
         return person.slack_user_id is not None and untouched(
             hands.origin_makers(bound_by, origins)
         )

@@ -33,6 +33,9 @@ class Principal:
     # None when no person acts (the system, the CLI).
     person_kind: PersonKind | None = None
     channel: Channel = Channel.system
+    # From Slack: the Slack user who acted (the person was found by it when the command or
+    # button arrived; a rule judging the binding checks it still holds).
+    slack_user_id: str | None = None
 
     def has(self, scope: Scope) -> bool:
         # admin holds every right: it is the scope that hands rights out.

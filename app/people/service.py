@@ -72,6 +72,7 @@ async def principal_for(session: AsyncSession, person: Person, channel: Channel)
         person_name=person.name,
         person_kind=PersonKind(person.kind),
         channel=channel,
+        slack_user_id=person.slack_user_id if channel is Channel.slack else None,
     )
 
 

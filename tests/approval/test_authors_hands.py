@@ -185,3 +185,57 @@ async def test_a_slack_user_no_author_bound_approves_with_rights_an_author_gave(
             session, db.settings, who, uuid.UUID(campaign), comment=None
         )
     assert (approved.person_name, approved.channel) == ("Gil", "slack")
+
+
+async def test_a_service_an_author_turned_into_a_human_does_not_approve(
+    db: Runtime, make_person: PersonMaker, make_key: KeyMaker
+) -> None:
+    """The installation's first key is a service's, made on the server: an admin who holds
+    it and writes a campaign may not make its person human and approve with it."""
+    author = bearer(await make_key(Scope.admin, person=await make_person("Author")))
+    local = await make_person("local admin", kind="service")
+    local_key = bearer(await make_key(Scope.admin, person=local))
+    async with api(db, approval_required_above=0) as client:
+        campaign = (
+            await client.post("/v1/campaigns", json=campaign_body(), headers=author)
+        ).json()["id"]
+        turned = await client.patch(f"/v1/people/{local}", json={"kind": "human"}, headers=author)
+        assert turned.status_code == 200, turned.text
+        assert "local admin" not in (await _approval(client, campaign, author))["may_approve"]
+        refused = await client.post(f"/v1/campaigns/{campaign}/approve", headers=local_key)
+        assert refused.status_code == 403, refused.text
+        assert "local admin was made a human by Author" in refused.json()["detail"]
+
+        # Turned human by someone who wrote nothing of it, it approves.
+        other = bearer(await make_key(Scope.admin, person=await make_person("Other admin")))
+        for kind in ("service", "human"):
+            changed = await client.patch(f"/v1/people/{local}", json={"kind": kind}, headers=other)
+            assert changed.status_code == 200, changed.text
+        assert "local admin" in (await _approval(client, campaign, author))["may_approve"]
+        approved = await client.post(f"/v1/campaigns/{campaign}/approve", headers=local_key)
+        assert approved.status_code == 200, approved.text
+
+
+async def test_a_slack_user_rebound_after_the_press_approves_nothing(
+    db: Runtime, make_person: PersonMaker, make_key: KeyMaker
+) -> None:
+    """The person was found by the Slack user who pressed; by the time the approval is
+    given the binding may have moved (or been cleared): the approval is refused."""
+    author = bearer(await make_key(Scope.admin, person=await make_person("Author")))
+    bea = await make_person("Bea", slack_user_id="UBEA")
+    await make_key(Scope.campaigns_approve, person=bea)
+    async with api(db, approval_required_above=0) as client:
+        campaign = uuid.UUID(
+            (await client.post("/v1/campaigns", json=campaign_body(), headers=author)).json()["id"]
+        )
+    async with unit_of_work(db.sessionmaker) as session:
+        pressed = await people.slack_principal(session, await people.get(session, bea))
+    assert pressed.slack_user_id == "UBEA"
+    for moved in (None, "UOTHER"):
+        async with unit_of_work(db.sessionmaker) as session:
+            await people.update(session, SYSTEM, bea, PersonPatch(slack_user_id=moved))
+        with pytest.raises(Problem) as refused:
+            async with unit_of_work(db.sessionmaker) as session:
+                await approval.approve(session, db.settings, pressed, campaign, comment=None)
+        assert refused.value.status == 403
+        assert "Bea's Slack user changed since the approval was asked for" in refused.value.detail

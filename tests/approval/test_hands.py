@@ -12,6 +12,7 @@ from app.approval.hands import (
     Origin,
     PersonEvent,
     key_makers,
+    made_human_origin,
     origin_makers,
     slack_binding_origin,
 )
@@ -145,3 +146,28 @@ def test_the_binding_origin_is_whoever_last_changed_it_to_its_value(
         if after == value and (n == 0 or changes[n - 1][1] != after)
     ]
     assert origin == Origin(setters[-1], None)
+
+
+def _kind(person: uuid.UUID | None, action: str, before: str | None, after: str) -> PersonEvent:
+    return PersonEvent(
+        Origin(person, None),
+        action,
+        None if action == "person.created" else {"kind": before},
+        {"kind": after},
+    )
+
+
+def test_who_turned_a_person_into_a_human() -> None:
+    created_human = [_kind(None, "person.created", None, "human")]
+    assert made_human_origin(created_human) is None
+    turned = [
+        _kind(None, "person.created", None, "service"),
+        _kind(ANN, "person.updated", "service", "human"),
+        # A change of something else keeps the kind as it was: it turns no one.
+        _kind(BEN, "person.updated", "human", "human"),
+    ]
+    assert made_human_origin(turned) == Origin(ANN, None)
+    back_and_again = [*turned, _kind(BEN, "person.updated", "human", "service")]
+    assert made_human_origin(back_and_again) is None
+    back_and_again.append(_kind(CAT, "person.updated", "service", "human"))
+    assert made_human_origin(back_and_again) == Origin(CAT, None)
