@@ -88,13 +88,19 @@ def test_a_keys_makers_are_its_maker_and_its_makers_keys_makers(
 
 
 def _event(
-    person: uuid.UUID | None, action: str, before: str | None, after: str | None
+    person: uuid.UUID | None,
+    action: str,
+    before: str | None,
+    after: str | None,
+    field: str = "slack_user_id",
 ) -> PersonEvent:
+    """A person event by `person` changing `field` from `before` to `after` (a creation has
+    no before)."""
     return PersonEvent(
         Origin(person, None),
         action,
-        None if action == "person.created" else {"slack_user_id": before},
-        {"slack_user_id": after},
+        None if action == "person.created" else {field: before},
+        {field: after},
     )
 
 
@@ -149,12 +155,7 @@ def test_the_binding_origin_is_whoever_last_changed_it_to_its_value(
 
 
 def _kind(person: uuid.UUID | None, action: str, before: str | None, after: str) -> PersonEvent:
-    return PersonEvent(
-        Origin(person, None),
-        action,
-        None if action == "person.created" else {"kind": before},
-        {"kind": after},
-    )
+    return _event(person, action, before, after, field="kind")
 
 
 def test_who_turned_a_person_into_a_human() -> None:
