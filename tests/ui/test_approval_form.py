@@ -258,3 +258,41 @@ async def test_in_the_browser_an_edit_after_the_page_loaded_is_refused_on_approv
     async with api(db, Environment.production) as client:
         status = await client.get(f"/v1/campaigns/{campaign_id}/approval", headers=author)
         assert status.json()["approval"] is None
+
+
+async def test_a_key_the_author_made_does_not_approve_from_the_form(
+    db: Runtime, make_key: KeyMaker, make_person: PersonMaker
+) -> None:
+    """Signed in with a key the author made for her, Bea is refused on the campaign page as
+    through the API: the author read that key when making it."""
+    author = bearer(await make_key(Scope.admin, person=await make_person("Author Person")))
+    bea = await make_person("Bea Approver")
+    async with _form_client(db, approval_required_above=0) as client:
+        made = await client.post(
+            "/v1/keys",
+            json={
+                "name": "Bea's laptop",
+                "scopes": ["campaigns:read", "campaigns:approve"],
+                "person_id": str(bea),
+            },
+            headers=author,
+        )
+        assert made.status_code == 201, made.text
+        created = await client.post("/v1/campaigns", json=campaign_body(), headers=author)
+        campaign_id = created.json()["id"]
+
+        await form_sign_in(client, made.json()["key"])
+        page = await client.get(f"/ui/campaigns/{campaign_id}")
+        assert "Signed in as <strong>Bea Approver</strong>" in page.text
+        refused = await client.post(
+            f"/ui/campaigns/{campaign_id}/approve",
+            data={
+                "csrf": form_token(page.text),
+                "confirm": "yes",
+                "expected_binding": read_binding(page.text),
+            },
+        )
+        assert refused.status_code == 403, refused.text
+        assert "key was made by Author Person, who wrote this campaign" in refused.text
+        status = await client.get(f"/v1/campaigns/{campaign_id}/approval", headers=author)
+        assert status.json()["approval"] is None
