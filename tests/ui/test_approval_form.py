@@ -33,6 +33,21 @@ def read_binding(html: str) -> str:
     return found.group(1)
 
 
+async def approve_as_shown(
+    client: httpx.AsyncClient, campaign_id: str, page: httpx.Response, **extra: str
+) -> httpx.Response:
+    """Press Approve on the campaign page `page`, its box ticked, for the campaign as shown."""
+    return await client.post(
+        f"/ui/campaigns/{campaign_id}/approve",
+        data={
+            "csrf": form_token(page.text),
+            "confirm": "yes",
+            "expected_binding": read_binding(page.text),
+            **extra,
+        },
+    )
+
+
 def _form_client(db: Runtime, **settings: Any) -> httpx.AsyncClient:
     configured = db.settings.model_copy(update=settings)
     app = create_app(configured, runtime=dataclasses.replace(db, settings=configured))
@@ -62,14 +77,7 @@ async def test_the_author_waits_and_a_second_person_approves_from_the_form(
         assert "Signed in as <strong>Author Person</strong>" in page.text
         assert 'id="approval-waiting"' in page.text and "Waiting for approval" in page.text
         assert "Approver Person" in page.text  # who may approve
-        own = await client.post(
-            f"/ui/campaigns/{campaign_id}/approve",
-            data={
-                "csrf": form_token(page.text),
-                "confirm": "yes",
-                "expected_binding": read_binding(page.text),
-            },
-        )
+        own = await approve_as_shown(client, campaign_id, page)
         assert own.status_code == 403, own.text
         assert "second person" in own.text
 
@@ -80,15 +88,7 @@ async def test_the_author_waits_and_a_second_person_approves_from_the_form(
             f"/ui/campaigns/{campaign_id}/approve", data={"csrf": form_token(page.text)}
         )
         assert unconfirmed.status_code == 422
-        approved = await client.post(
-            f"/ui/campaigns/{campaign_id}/approve",
-            data={
-                "csrf": form_token(page.text),
-                "confirm": "yes",
-                "comment": "looks right",
-                "expected_binding": read_binding(page.text),
-            },
-        )
+        approved = await approve_as_shown(client, campaign_id, page, comment="looks right")
         assert approved.status_code == 303, approved.text
         page = await client.get(f"/ui/campaigns/{campaign_id}")
         assert 'id="approval-given"' in page.text
@@ -284,14 +284,7 @@ async def test_a_key_the_author_made_does_not_approve_from_the_form(
         await form_sign_in(client, made.json()["key"])
         page = await client.get(f"/ui/campaigns/{campaign_id}")
         assert "Signed in as <strong>Bea Approver</strong>" in page.text
-        refused = await client.post(
-            f"/ui/campaigns/{campaign_id}/approve",
-            data={
-                "csrf": form_token(page.text),
-                "confirm": "yes",
-                "expected_binding": read_binding(page.text),
-            },
-        )
+        refused = await approve_as_shown(client, campaign_id, page)
         assert refused.status_code == 403, refused.text
         assert "key was made by Author Person, who wrote this campaign" in refused.text
         status = await client.get(f"/v1/campaigns/{campaign_id}/approval", headers=author)
