@@ -52,6 +52,14 @@ def key_makers(key_id: uuid.UUID | None, origins: Mapping[uuid.UUID, Origin]) ->
     return found
 
 
+def keys_makers(keys: Iterable[uuid.UUID], origins: Mapping[uuid.UUID, Origin]) -> set[uuid.UUID]:
+    """The people any of `keys` passed through (`key_makers` of each)."""
+    made: set[uuid.UUID] = set()
+    for key in keys:
+        made |= key_makers(key, origins)
+    return made
+
+
 def origin_makers(origin: Origin | None, origins: Mapping[uuid.UUID, Origin]) -> set[uuid.UUID]:
     """The people something made at `origin` passed through: the person who made it and
     the makers of the key they made it with."""

@@ -111,14 +111,24 @@ async def standing_approval(
     return None
 
 
-async def authors(session: AsyncSession, campaign: Campaign) -> set[uuid.UUID]:
+@dataclass(frozen=True)
+class Writers:
+    """Who wrote a campaign (`people`: its authors) and with which keys."""
+
+    people: set[uuid.UUID]
+    keys: set[uuid.UUID]
+
+
+async def writers(session: AsyncSession, campaign: Campaign) -> Writers:
     """Who may not approve the campaign: whoever created it and everyone who edited it
     since, read from the audit log (`campaign.created`, `campaign.edited`), so a later edit
     by someone else, or by no person at all, never clears an earlier author's hand. The
-    campaign's own author columns count too (a campaign whose events predate people)."""
-    written = {person for person, _ in await repo.writes(session, campaign.id) if person}
+    campaign's own author columns count too (a campaign whose events predate people). With
+    them, the keys they wrote with."""
+    written = await repo.writes(session, campaign.id)
     stored = {campaign.created_by_person_id, campaign.edited_by_person_id}
-    return written | {p for p in stored if p is not None}
+    people = {p for p, _ in written if p is not None} | {p for p in stored if p is not None}
+    return Writers(people, {k for _, k in written if k is not None})
 
 
 async def approve(
@@ -163,8 +173,8 @@ async def approve(
             f"{principal.person_name} is a service, not a human: only a human may approve a "
             "campaign (the second pair of eyes)",
         )
-    wrote = await authors(session, campaign)
-    if principal.person_id in wrote:
+    wrote = await writers(session, campaign)
+    if principal.person_id in wrote.people:
         raise Problem(
             403,
             "Forbidden",
@@ -172,7 +182,7 @@ async def approve(
             "a second person, whatever keys the author holds",
             type_=APPROVAL_REQUIRED,
         )
-    await _refuse_authors_hands(session, principal, campaign, wrote)
+    await _refuse_authors_hands(session, principal, wrote)
     if campaign.status != CampaignStatus.draft:
         raise Problem(
             409,
@@ -222,17 +232,18 @@ async def approve(
 
 
 async def _refuse_authors_hands(
-    session: AsyncSession, principal: Principal, campaign: Campaign, wrote: set[uuid.UUID]
+    session: AsyncSession, principal: Principal, wrote: Writers
 ) -> None:
     """Refuse (403) an approval by someone whose hands a key the campaign was written with
     passed through (they made it, or made the key that made it: they could have written
     with it), or whose means of approving passed through the hands of one of its authors
-    (`wrote`): their being a human, if an author turned them into one; from Slack, the
+    (`wrote.people`): their being a human, if an author turned them into one; from Slack, the
     binding of the approver's Slack user (which must still be the one they acted as); with
     a key (the API, the form), that key."""
     assert principal.person_id is not None
+    authors = wrote.people
     origins = await repo.key_origins(session)
-    if principal.person_id in await _made_writing_keys(session, campaign, origins):
+    if principal.person_id in hands.keys_makers(wrote.keys, origins):
         raise Problem(
             403,
             "Forbidden",
@@ -241,21 +252,10 @@ async def _refuse_authors_hands(
             "second pair of eyes",
             type_=APPROVAL_REQUIRED,
         )
-    histories = await repo.person_events(session, [principal.person_id])
-    events = histories.get(principal.person_id, [])
-    turned = hands.origin_makers(hands.made_human_origin(events), origins) & wrote
-    if turned:
-        names = await _names(session, turned)
-        raise Problem(
-            403,
-            "Forbidden",
-            f"{principal.person_name} was made a human by {names}, "
-            "who wrote this campaign: only a human approves, so an author who turns a service "
-            "into one may approve through its keys; it is not a second pair of eyes",
-            type_=APPROVAL_REQUIRED,
-        )
-    if principal.channel is Channel.slack:
-        # Locked: the binding judged is the one the approval is given under.
+    slack = principal.channel is Channel.slack
+    if slack:
+        # Locked before its history is read: the binding judged is the one the approval is
+        # given under, and no change to it lands in between.
         person = await people_repo.get(session, principal.person_id, lock=True)
         if (
             person is None
@@ -269,15 +269,28 @@ async def _refuse_authors_hands(
                 "for: approve again as the person the Slack user is now",
                 type_=APPROVAL_REQUIRED,
             )
-        origin = hands.slack_binding_origin(person.slack_user_id, events)
+    histories = await repo.person_events(session, [principal.person_id])
+    events = histories.get(principal.person_id, [])
+    turned = hands.origin_makers(hands.made_human_origin(events), origins) & authors
+    if turned:
+        names = await _names(session, turned)
+        raise Problem(
+            403,
+            "Forbidden",
+            f"{principal.person_name} was made a human by {names}, "
+            "who wrote this campaign: only a human approves, so an author who turns a service "
+            "into one may approve through its keys; it is not a second pair of eyes",
+            type_=APPROVAL_REQUIRED,
+        )
+    if slack:
+        origin = hands.slack_binding_origin(principal.slack_user_id, events)
         means = "Slack user was bound to them"
-        through = hands.origin_makers(origin, origins) & wrote
+        through = hands.origin_makers(origin, origins) & authors
     else:
         means = "key was made"
-        through = hands.key_makers(principal.key_id, origins) & wrote
+        through = hands.key_makers(principal.key_id, origins) & authors
     if not through:
         return
-    slack = principal.channel is Channel.slack
     names = await _names(session, through)
     raise Problem(
         403,
@@ -293,16 +306,6 @@ async def _refuse_authors_hands(
 
 async def _names(session: AsyncSession, ids: set[uuid.UUID]) -> str:
     return ", ".join(sorted(p.name for p in await people_repo.many(session, sorted(ids))))
-
-
-async def _made_writing_keys(
-    session: AsyncSession, campaign: Campaign, origins: dict[uuid.UUID, hands.Origin]
-) -> set[uuid.UUID]:
-    """The people who made a key the campaign was written with, or a key in its chain."""
-    made: set[uuid.UUID] = set()
-    for _, key in await repo.writes(session, campaign.id):
-        made |= hands.key_makers(key, origins)
-    return made
 
 
 async def require_for_start(
@@ -384,16 +387,17 @@ async def void(
 
 
 async def may_approve(
-    session: AsyncSession, campaign: Campaign, wrote: set[uuid.UUID] | None = None
+    session: AsyncSession, campaign: Campaign, wrote: Writers | None = None
 ) -> list[str]:
     """The names of the humans who may approve the campaign: their keys (not revoked) hold
     campaigns:approve or admin, they neither created nor edited it (`wrote`: its authors,
     when the caller has them) nor made a key it was written with, no author turned them into
     a human, and they have a means no author's hands passed through (`app.approval.hands`):
     such a key that no author made, or a Slack user no author bound."""
-    wrote = await authors(session, campaign) if wrote is None else wrote
+    wrote = await writers(session, campaign) if wrote is None else wrote
+    authors = wrote.people
     origins = await repo.key_origins(session)
-    barred = wrote | await _made_writing_keys(session, campaign, origins)
+    barred = authors | hands.keys_makers(wrote.keys, origins)
     rights = {Scope.campaigns_approve.value, Scope.admin.value}
     holding: dict[uuid.UUID, list[uuid.UUID]] = {}
     for key in await auth_service.list_keys(session, include_revoked=False):
@@ -405,7 +409,7 @@ async def may_approve(
     events = await repo.person_events(session, [p.id for p in humans])
 
     def untouched(made: set[uuid.UUID]) -> bool:
-        return not made & wrote
+        return not made & authors
 
     def may(person: Person) -> bool:
         history = events.get(person.id, [])
@@ -427,8 +431,8 @@ async def status(session: AsyncSession, settings: Settings, campaign: Campaign) 
     needed = await requirement(session, settings, campaign)
     binding = await current_binding(session, campaign)
     approval = await standing_approval(session, campaign, binding)
-    wrote = await authors(session, campaign)
-    named = await people_repo.many(session, sorted(wrote))
+    wrote = await writers(session, campaign)
+    named = await people_repo.many(session, sorted(wrote.people))
     return ApprovalStatus(
         campaign_id=campaign.id,
         required=needed.required,
